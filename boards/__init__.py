@@ -1,0 +1,1 @@
+"""One thin top per FPGA board: build, program and report."""

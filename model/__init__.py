@@ -1,0 +1,1 @@
+"""The AGC decoder: float model, codec, quantization and the fixed-point reference."""

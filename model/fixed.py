@@ -1,0 +1,94 @@
+"""The integer arithmetic of GRACE, written once.
+
+Every rounding, shift and saturation rule that the hardware must reproduce is
+defined here, in NumPy only (no torch), and stated in docs/numerics.md. The RTL
+either derives its constants from these helpers or is tested bit-exact against
+them; nothing else in the project re-implements them.
+
+All helpers take and return int64 arrays. Widths up to 48 + 32 bits would
+overflow int64, so the requantize product is formed with Python integers'
+semantics where needed: `requantize` checks that the configured widths fit in
+int64 (they do for every preset; `NumericParams` bounds them).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+import numpy.typing as npt
+
+if TYPE_CHECKING:
+    from grace.params import NumericParams
+
+IntArray = npt.NDArray[np.int64]
+
+
+def int_range(bits: int) -> tuple[int, int]:
+    """Smallest and largest value of a signed two's-complement integer of `bits` bits."""
+    return -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+
+
+def saturate(x: npt.ArrayLike, bits: int) -> IntArray:
+    """Clamp to the signed `bits`-bit range."""
+    lo, hi = int_range(bits)
+    return np.clip(np.asarray(x, dtype=np.int64), lo, hi)
+
+
+def round_shift(x: npt.ArrayLike, shift: npt.ArrayLike) -> IntArray:
+    """Divide by 2**shift, rounding half up (towards +inf).
+
+    floor((x + 2**(shift-1)) / 2**shift) for shift > 0, and x itself for shift = 0.
+    In hardware: add a one-hot rounding constant, then an arithmetic right shift.
+    """
+    x = np.asarray(x, dtype=np.int64)
+    shift = np.asarray(shift, dtype=np.int64)
+    half = np.where(shift > 0, np.left_shift(np.int64(1), np.maximum(shift - 1, 0)), 0)
+    return np.right_shift(x + half, shift)
+
+
+def requantize(
+    acc: npt.ArrayLike,
+    bias: npt.ArrayLike,
+    multiplier: npt.ArrayLike,
+    shift: npt.ArrayLike,
+    relu: npt.ArrayLike,
+    numeric: NumericParams,
+) -> IntArray:
+    """int32 accumulator → int8 activation (the output unit's rule).
+
+        s = acc + bias                       exact, sum_bits wide
+        p = s × multiplier                   exact, product_bits wide (multiplier unsigned)
+        r = round_shift(p, shift)            round half up
+        y = saturate(r, act_bits)
+        y = max(y, 0)  where relu
+
+    Inputs broadcast against each other (e.g. per-channel multiplier and shift).
+    Raises ValueError when an input lies outside the width `numeric` declares:
+    the hardware would silently wrap it, so the reference refuses it.
+    """
+    if numeric.product_bits > 63:
+        raise ValueError(
+            f"requantize: product width {numeric.product_bits} exceeds int64; "
+            "narrow acc_bits, bias_bits or mult_bits"
+        )
+    acc = _checked(acc, "acc", *int_range(numeric.acc_bits))
+    bias = _checked(bias, "bias", *int_range(numeric.bias_bits))
+    multiplier = _checked(multiplier, "multiplier", 0, numeric.mult_max)
+    shift = _checked(shift, "shift", 0, numeric.max_shift)
+    relu = _checked(relu, "relu", 0, 1)
+    product = (acc + bias) * multiplier
+    y = saturate(round_shift(product, shift), numeric.act_bits)
+    return np.where(relu != 0, np.maximum(y, 0), y)
+
+
+def _checked(x: npt.ArrayLike, name: str, lo: int, hi: int) -> IntArray:
+    a = np.asarray(x)
+    if a.dtype == np.bool_:
+        a = a.astype(np.int64)
+    if not np.issubdtype(a.dtype, np.integer):
+        raise ValueError(f"requantize: {name} must be integers, got dtype {a.dtype}")
+    a = a.astype(np.int64)
+    if a.size and (a.min() < lo or a.max() > hi):
+        raise ValueError(f"requantize: {name} out of range {lo}..{hi} (got {a.min()}..{a.max()})")
+    return a

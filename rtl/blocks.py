@@ -1,0 +1,41 @@
+"""The blocks `grace elaborate/sim/build --block NAME` know, and their Verilog."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from amaranth.back import verilog
+from amaranth.lib import wiring
+
+from rtl.requant import Requantizer
+
+if TYPE_CHECKING:
+    from grace.params import GraceParams
+
+BLOCKS: dict[str, Callable[[GraceParams], wiring.Component]] = {
+    "requant": lambda params: Requantizer(params.numeric),
+}
+
+
+class UnknownBlock(KeyError):
+    def __str__(self) -> str:
+        return f"unknown block {self.args[0]!r}; known blocks: {', '.join(BLOCKS)}"
+
+
+def make_block(name: str, params: GraceParams) -> wiring.Component:
+    try:
+        factory = BLOCKS[name]
+    except KeyError:
+        raise UnknownBlock(name) from None
+    return factory(params)
+
+
+def toplevel_name(block: str) -> str:
+    """Verilog module name of a block elaborated on its own."""
+    return f"grace_{block}"
+
+
+def to_verilog(block: str, params: GraceParams) -> str:
+    """Verilog for one block; no source locations, so the text is stable across checkouts."""
+    return verilog.convert(make_block(block, params), name=toplevel_name(block), emit_src=False)

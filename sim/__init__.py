@@ -1,0 +1,1 @@
+"""cocotb testbenches, the runner helper and bus/memory models."""

@@ -1,0 +1,104 @@
+"""Stimulus for the requantize unit, and its simulation against `model.fixed.requantize`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import numpy.typing as npt
+
+from model.fixed import int_range, requantize
+from rtl.blocks import to_verilog, toplevel_name
+from rtl.requant import requant_input_layout
+from sim.stream_function import StreamRun, pack, run_stream_function
+
+if TYPE_CHECKING:
+    from grace.params import GraceParams, NumericParams
+
+Vectors = dict[str, npt.NDArray[np.int64]]
+
+
+def extreme_vectors(numeric: NumericParams) -> Vectors:
+    """Every combination of the corner values of each field (±2^31, shift 0/max, largest multiplier)."""
+    acc_lo, acc_hi = int_range(numeric.acc_bits)
+    bias_lo, bias_hi = int_range(numeric.bias_bits)
+    corners = {
+        "acc": [acc_lo, acc_lo + 1, -1, 0, 1, acc_hi],
+        "bias": [bias_lo, 0, bias_hi],
+        "multiplier": [0, 1, numeric.mult_max],
+        "shift": [0, 1, numeric.max_shift - 1, numeric.max_shift],
+        "relu": [0, 1],
+    }
+    grids = np.meshgrid(*corners.values(), indexing="ij")
+    return {name: g.ravel().astype(np.int64) for name, g in zip(corners, grids, strict=True)}
+
+
+def random_vectors(numeric: NumericParams, count: int, seed: int) -> Vectors:
+    """Uniform fields, plus a share of accumulators and shifts near where int8 outputs land."""
+    rng = np.random.default_rng(seed)
+    acc_lo, acc_hi = int_range(numeric.acc_bits)
+    bias_lo, bias_hi = int_range(numeric.bias_bits)
+    acc = rng.integers(acc_lo, acc_hi, count, endpoint=True)
+    small = rng.random(count) < 0.5  # realistic layers: |acc| ≪ 2^31
+    acc[small] = rng.integers(-(1 << 20), 1 << 20, small.sum())
+    bias = rng.integers(bias_lo, bias_hi, count, endpoint=True)
+    bias[small] = rng.integers(-(1 << 16), 1 << 16, small.sum())
+    multiplier = rng.integers(0, numeric.mult_max, count, endpoint=True)
+    shift = rng.integers(0, numeric.max_shift, count, endpoint=True)
+    # Shifts that put the result in the int8 range exercise rounding, not just saturation.
+    useful = rng.random(count) < 0.6
+    shift[useful] = rng.integers(
+        numeric.mult_bits, min(numeric.mult_bits + 26, numeric.max_shift), useful.sum(), endpoint=True
+    )
+    relu = rng.integers(0, 1, count, endpoint=True)
+    return {"acc": acc, "bias": bias, "multiplier": multiplier, "shift": shift, "relu": relu}
+
+
+def concat(*vector_sets: Vectors) -> Vectors:
+    return {k: np.concatenate([v[k] for v in vector_sets]) for k in vector_sets[0]}
+
+
+def expected(vectors: Vectors, numeric: NumericParams) -> npt.NDArray[np.int64]:
+    return requantize(**vectors, numeric=numeric)
+
+
+@dataclass(frozen=True)
+class RequantSim:
+    run: StreamRun
+    expected: npt.NDArray[np.int64]
+
+    @property
+    def mismatches(self) -> int:
+        if len(self.run.outputs) != len(self.expected):
+            return len(self.expected)
+        return int(np.count_nonzero(self.run.outputs != self.expected))
+
+
+def simulate_requant(
+    params: GraceParams,
+    vectors: Vectors,
+    *,
+    simulator: str,
+    build_root: Path,
+    valid_prob: float = 1.0,
+    ready_prob: float = 1.0,
+    seed: int = 0,
+    waves: bool = False,
+) -> RequantSim:
+    """Run the elaborated requant block in cocotb on `vectors`; outputs vs the reference."""
+    want = expected(vectors, params.numeric)
+    run = run_stream_function(
+        verilog=to_verilog("requant", params),
+        toplevel=toplevel_name("requant"),
+        words=pack(requant_input_layout(params.numeric), vectors),
+        expected=want,
+        simulator=simulator,
+        build_dir=Path(build_root) / "sim" / "requant" / params.key(),
+        valid_prob=valid_prob,
+        ready_prob=ready_prob,
+        seed=seed,
+        waves=waves,
+    )
+    return RequantSim(run, want)
