@@ -36,7 +36,9 @@ def _check_range(obj: object, name: str, lo: int | float, hi: int | float) -> No
 def _check_int_range(obj: object, name: str, lo: int, hi: int) -> None:
     value = getattr(obj, name)
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ParamsError(f"{type(obj).__name__}.{name} = {value!r}: must be an integer in {lo}..{hi}")
+        raise ParamsError(
+            f"{type(obj).__name__}.{name} = {value!r}: must be an integer in {lo}..{hi}"
+        )
     _check_range(obj, name, lo, hi)
 
 
@@ -286,9 +288,7 @@ def preset(name: str) -> GraceParams:
     try:
         return PRESETS[name]
     except KeyError:
-        raise ParamsError(
-            f"unknown preset {name!r}; known presets: {', '.join(PRESETS)}"
-        ) from None
+        raise ParamsError(f"unknown preset {name!r}; known presets: {', '.join(PRESETS)}") from None
 
 
 def load(spec: str) -> GraceParams:

@@ -1,21 +1,35 @@
 """Output (requantize) unit: int32 accumulator + bias → int8 activation.
 
-The rule is `model.fixed.requantize` (docs/numerics.md §Requantize); this is its
-pipelined hardware form. Per-channel multiplier and shift travel with each
+The rule is `model.fixed.requantize` (docs/numerics.md, "Requantize"); this is
+its pipelined hardware form. Per-channel multiplier and shift travel with each
 element, so the unit is a pure stream function: the convolution engine feeds
 them from its per-channel parameter memory, and tests drive random vectors.
 
-Pipeline (one element per cycle, global stall on output back-pressure)::
+The hardware evaluates the same function in an order that keeps every stage
+short (both identities are proved in docs/numerics.md and property-tested
+against the reference in tests/test_fixed.py):
 
-    i ──► [1] s = acc + bias ──► [2] p = s × mult    ──► [3] r = (p + half) >> shift ──► [4] sat, ReLU ──► o
-                                     half = 2^(shift-1)
+* rounding: round_shift(p, s) = ((2p >> s) + 1) >> 1, so the wide "+ half"
+  adder disappears and the +1 happens on a narrow value;
+* saturation: clamping t = 2p >> s to [2·lo, 2·hi] (or [-1, 2·hi] under ReLU)
+  before the final halving gives exactly saturate(round_shift(p, s)).
+
+Pipeline (one element per cycle; every stage holds when the output is stalled)::
+
+    i ─► [1] s = acc + bias
+         [2] partial products of s × multiplier, 16-bit slices of s (one DSP each)
+         [3] p = Σ partial << 16k
+         [4] (2p) >> (shift & ~7)               arithmetic, in two short mux trees
+         [5] t = … >> (shift & 7)
+         [6] compare t with the clamp bounds [floor, 2·hi]   floor = 2·lo, or -1 under ReLU
+         [7] t = clamp(t, floor, 2·hi),  y = (t + 1) >> 1  ─► o
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from amaranth import Const, Module, Mux, Signal, signed, unsigned
+from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -23,6 +37,10 @@ from model.fixed import int_range
 
 if TYPE_CHECKING:
     from grace.params import NumericParams
+
+#: Width of the slices of (acc + bias) multiplied separately: one 16×16 DSP
+#: (iCE40 SB_MAC16) or one 18×18 (ECP5 MULT18X18D) each.
+SLICE_BITS = 16
 
 
 def requant_input_layout(numeric: NumericParams) -> data.StructLayout:
@@ -41,8 +59,8 @@ def requant_input_layout(numeric: NumericParams) -> data.StructLayout:
 class Requantizer(wiring.Component):
     """Stream in `requant_input_layout`, stream out signed act_bits activations."""
 
-    #: Cycles from an input transfer to its output being valid, without stalls.
-    LATENCY = 4
+    #: Clock edges from an input transfer to the transfer of its output, without stalls.
+    LATENCY = 7
 
     def __init__(self, numeric: NumericParams) -> None:
         self.numeric = numeric
@@ -56,47 +74,75 @@ class Requantizer(wiring.Component):
     def elaborate(self, platform: object) -> Module:
         m = Module()
         n = self.numeric
+        lo, hi = int_range(n.act_bits)
 
         # Every stage moves when the output register is empty or being read.
         advance = Signal()
         m.d.comb += [advance.eq(~self.o.valid | self.o.ready), self.i.ready.eq(advance)]
 
-        s1_valid = Signal()
-        s1_sum = Signal(signed(n.sum_bits))
-        s1_mult = Signal(unsigned(n.mult_bits))
-        s1_shift = Signal(unsigned(n.shift_bits))
-        s1_relu = Signal()
+        def stage(name: str, shape: object, value: object) -> Signal:
+            reg = Signal(shape, name=name)
+            with m.If(advance):
+                m.d.sync += reg.eq(value)
+            return reg
 
-        s2_valid = Signal()
-        s2_product = Signal(signed(n.product_bits))
-        s2_half = Signal(unsigned(n.max_shift))  # 2^(shift-1), or 0 when shift = 0
-        s2_shift = Signal(unsigned(n.shift_bits))
-        s2_relu = Signal()
+        def carry(name: str, value: Signal, depth: int) -> list[Signal]:
+            """`value` delayed by 1..depth stages (index k = after stage k+1)."""
+            regs = []
+            for k in range(depth):
+                value = stage(f"{name}_{k + 1}", value.shape(), value)
+                regs.append(value)
+            return regs
 
-        s3_valid = Signal()
-        s3_rounded = Signal(signed(n.product_bits + 1))
-        s3_relu = Signal()
-
-        lo, hi = int_range(n.act_bits)
-        floor = Signal(signed(n.act_bits))  # saturation floor: 0 under ReLU
-        m.d.comb += floor.eq(Mux(s3_relu, 0, lo))
         p = self.i.payload
+        valid = carry("valid", self.i.valid, self.LATENCY - 1)
+        mult = carry("mult", p.multiplier, 1)[0]
+        shift_4, shift_5 = carry("shift", p.shift, 4)[-2:]
+        relu = carry("relu", p.relu, 5)[-1]
+
+        # [1] exact sum
+        total = stage("sum", signed(n.sum_bits), p.acc + p.bias)
+
+        # [2] partial products; the top slice carries the sign
+        partials = []
+        for k, low in enumerate(range(0, n.sum_bits, SLICE_BITS)):
+            piece = total[low : low + SLICE_BITS]
+            piece = piece.as_signed() if low + SLICE_BITS >= n.sum_bits else piece.as_unsigned()
+            partials.append(
+                (low, stage(f"partial{k}", signed(len(piece) + n.mult_bits + 1), piece * mult))
+            )
+
+        # [3] full product
+        product = stage(
+            "product", signed(n.product_bits), sum(part << low for low, part in partials)
+        )
+
+        # [4] doubled, shifted by the multiple-of-8 part of the shift...
+        doubled = Signal(signed(n.product_bits + 1))
+        m.d.comb += doubled.eq(product << 1)
+        coarse = stage(
+            "coarse", signed(n.product_bits + 1), doubled >> Cat(Const(0, 3), shift_4[3:])
+        )
+        # [5] ...then by the rest: t = floor(2p / 2^shift), in two short mux trees
+        shifted = stage("shifted", signed(n.product_bits + 1), coarse >> shift_5[:3])
+
+        # [6] compare with the clamp bounds; the wide part is only "does t fit in
+        #     act_bits + 2 bits" (all upper bits equal), so no wide comparator
+        narrow_bits = n.act_bits + 2
+        upper = shifted[narrow_bits - 1 :]
+        fits = ~upper.any() | upper.all()
+        low_part = shifted[:narrow_bits].as_signed()
+        floor = Mux(relu, -1, 2 * lo)
+        over = stage("over", unsigned(1), Mux(fits, low_part > 2 * hi, ~shifted[-1]))
+        under = stage("under", unsigned(1), Mux(fits, low_part < floor, shifted[-1]))
+        floor = stage("floor", signed(narrow_bits), floor)
+        narrow = stage("narrow", signed(narrow_bits), low_part)
+
+        # [7] clamp so that halving lands in [lo, hi] (or [0, hi] under ReLU), round half up
+        clamped = Mux(over, 2 * hi, Mux(under, floor, narrow))
         with m.If(advance):
             m.d.sync += [
-                s1_valid.eq(self.i.valid),
-                s1_sum.eq(p.acc + p.bias),
-                s1_mult.eq(p.multiplier),
-                s1_shift.eq(p.shift),
-                s1_relu.eq(p.relu),
-                s2_valid.eq(s1_valid),
-                s2_product.eq(s1_sum * s1_mult),
-                s2_half.eq((Const(1, 1) << s1_shift) >> 1),  # 0 when shift = 0
-                s2_shift.eq(s1_shift),
-                s2_relu.eq(s1_relu),
-                s3_valid.eq(s2_valid),
-                s3_rounded.eq((s2_product + s2_half) >> s2_shift),
-                s3_relu.eq(s2_relu),
-                self.o.valid.eq(s3_valid),
-                self.o.payload.eq(Mux(s3_rounded > hi, hi, Mux(s3_rounded < floor, floor, s3_rounded))),
+                self.o.valid.eq(valid[-1]),
+                self.o.payload.eq((clamped + 1) >> 1),
             ]
         return m

@@ -21,7 +21,7 @@ Vectors = dict[str, npt.NDArray[np.int64]]
 
 
 def extreme_vectors(numeric: NumericParams) -> Vectors:
-    """Every combination of the corner values of each field (±2^31, shift 0/max, largest multiplier)."""
+    """All combinations of each field's corners: ±2^31, shift 0 and max, largest multiplier."""
     acc_lo, acc_hi = int_range(numeric.acc_bits)
     bias_lo, bias_hi = int_range(numeric.bias_bits)
     corners = {
@@ -42,15 +42,18 @@ def random_vectors(numeric: NumericParams, count: int, seed: int) -> Vectors:
     bias_lo, bias_hi = int_range(numeric.bias_bits)
     acc = rng.integers(acc_lo, acc_hi, count, endpoint=True)
     small = rng.random(count) < 0.5  # realistic layers: |acc| ≪ 2^31
-    acc[small] = rng.integers(-(1 << 20), 1 << 20, small.sum())
+    acc[small] = rng.integers(acc_lo >> 11, acc_hi >> 11, small.sum(), endpoint=True)
     bias = rng.integers(bias_lo, bias_hi, count, endpoint=True)
-    bias[small] = rng.integers(-(1 << 16), 1 << 16, small.sum())
+    bias[small] = rng.integers(bias_lo >> 15, bias_hi >> 15, small.sum(), endpoint=True)
     multiplier = rng.integers(0, numeric.mult_max, count, endpoint=True)
     shift = rng.integers(0, numeric.max_shift, count, endpoint=True)
     # Shifts that put the result in the int8 range exercise rounding, not just saturation.
     useful = rng.random(count) < 0.6
     shift[useful] = rng.integers(
-        numeric.mult_bits, min(numeric.mult_bits + 26, numeric.max_shift), useful.sum(), endpoint=True
+        numeric.mult_bits,
+        min(numeric.mult_bits + 26, numeric.max_shift),
+        useful.sum(),
+        endpoint=True,
     )
     relu = rng.integers(0, 1, count, endpoint=True)
     return {"acc": acc, "bias": bias, "multiplier": multiplier, "shift": shift, "relu": relu}

@@ -9,6 +9,7 @@ Each parameter set gets its own build directory.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import sys
@@ -113,7 +114,8 @@ def run_cocotb(
 
     results_xml = work / "results.xml"
     test_log = work / "test.log"
-    try:
+    # Under pytest the runner exits on a failing test; the XML below says why.
+    with contextlib.suppress(SystemExit):
         runner.test(
             test_module=test_module,
             hdl_toplevel=toplevel,
@@ -126,8 +128,6 @@ def run_cocotb(
             timescale=("1ns", "1ps"),
             log_file=test_log,
         )
-    except SystemExit:
-        pass  # under pytest the runner exits on failure; the XML below says why
     try:
         tests, failed = get_results(results_xml)
     except (RuntimeError, OSError):

