@@ -23,12 +23,15 @@ class UnknownBlock(KeyError):
         return f"unknown block {self.args[0]!r}; known blocks: {', '.join(BLOCKS)}"
 
 
+def check_block(name: str) -> None:
+    """Raise `UnknownBlock` unless `name` is a block (without building one)."""
+    if name not in BLOCKS:
+        raise UnknownBlock(name)
+
+
 def make_block(name: str, params: GraceParams) -> wiring.Component:
-    try:
-        factory = BLOCKS[name]
-    except KeyError:
-        raise UnknownBlock(name) from None
-    return factory(params)
+    check_block(name)
+    return BLOCKS[name](params)
 
 
 def toplevel_name(block: str) -> str:
@@ -36,6 +39,10 @@ def toplevel_name(block: str) -> str:
     return f"grace_{block}"
 
 
+def component_verilog(component: wiring.Component, block: str) -> str:
+    """Verilog without source locations, so the text is stable across checkouts."""
+    return verilog.convert(component, name=toplevel_name(block), emit_src=False)
+
+
 def to_verilog(block: str, params: GraceParams) -> str:
-    """Verilog for one block; no source locations, so the text is stable across checkouts."""
-    return verilog.convert(make_block(block, params), name=toplevel_name(block), emit_src=False)
+    return component_verilog(make_block(block, params), block)

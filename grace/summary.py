@@ -1,0 +1,120 @@
+"""What `grace elaborate/sim/build` compute and print, kept apart from argument parsing."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from amaranth import Value
+from amaranth.lib.wiring import Flow
+from rich.table import Table
+
+from boards.build import BuildReport
+from grace.params import GraceParams
+from rtl.blocks import check_block, component_verilog, make_block, toplevel_name
+
+
+def elaborate_block(
+    block: str, params: GraceParams, out_dir: Path
+) -> tuple[Path, list[tuple[str, str, int]]]:
+    """Write `<out_dir>/grace_<block>.v`; return its path and (port, dir, width) rows."""
+    component = make_block(block, params)
+    text = component_verilog(component, block)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{toplevel_name(block)}.v"
+    path.write_text(text)
+    ports = [("clk", "in", 1), ("rst", "in", 1)]
+    for member_path, member, value in component.signature.flatten(component):
+        direction = "in" if member.flow == Flow.In else "out"
+        ports.append(("__".join(map(str, member_path)), direction, len(Value.cast(value))))
+    return path, ports
+
+
+@dataclass(frozen=True)
+class SimReport:
+    block: str
+    simulator: str
+    vectors: int
+    mismatches: int
+    cycles: int
+    latency: int
+    valid_prob: float
+    ready_prob: float
+    log: Path
+
+    def render(self, seconds: float) -> Table:
+        table = Table(title=f"{self.block} on {self.simulator}", box=None, show_header=False)
+        verdict = "[green]bit-exact[/]" if not self.mismatches else f"[red]{self.mismatches}[/]"
+        rows = [
+            ("vectors", f"{self.vectors:,}"),
+            ("mismatches vs model.fixed", verdict),
+            ("cycles", f"{self.cycles:,}"),
+            ("results per cycle", f"{self.vectors / max(self.cycles, 1):.3f}"),
+            ("stall pattern", f"valid {self.valid_prob:.0%}, ready {self.ready_prob:.0%}"),
+            ("pipeline latency", f"{self.latency} cycles"),
+            ("wall time", f"{seconds:.1f} s"),
+            ("log", str(self.log)),
+        ]
+        for k, v in rows:
+            table.add_row(k, v)
+        return table
+
+
+def simulate_block(
+    block: str,
+    params: GraceParams,
+    *,
+    simulator: str,
+    vectors: int,
+    seed: int,
+    valid_prob: float,
+    ready_prob: float,
+    waves: bool,
+    build_root: Path,
+) -> SimReport:
+    from rtl.requant import Requantizer
+    from sim.requant import concat, extreme_vectors, random_vectors, simulate_requant
+
+    check_block(block)
+    stimulus = concat(
+        extreme_vectors(params.numeric), random_vectors(params.numeric, vectors, seed)
+    )
+    result = simulate_requant(
+        params,
+        stimulus,
+        simulator=simulator,
+        build_root=build_root,
+        valid_prob=valid_prob,
+        ready_prob=ready_prob,
+        seed=seed,
+        waves=waves,
+    )
+    return SimReport(
+        block=block,
+        simulator=simulator,
+        vectors=len(result.expected),
+        mismatches=result.mismatches,
+        cycles=result.run.cycles,
+        latency=Requantizer.LATENCY,
+        valid_prob=valid_prob,
+        ready_prob=ready_prob,
+        log=result.run.result.log,
+    )
+
+
+def render_build(report: BuildReport, seconds: float) -> Table:
+    table = Table(title=f"{report.block} on {report.board}", box=None, show_header=False)
+    met = "[green]met[/]" if report.timing_met else "[yellow]not met[/]"
+    rows = [
+        ("LUTs", f"{report.luts:,}"),
+        ("flip-flops", f"{report.ffs:,} (harness: {report.harness_ffs})"),
+        ("DSPs", f"{report.dsps}"),
+        ("block RAM", f"{report.brams}"),
+        ("Fmax (post-route)", f"{report.fmax_mhz:.1f} MHz"),
+        ("target clock", f"{report.target_mhz:.1f} MHz, {met}"),
+        ("bitstream", str(report.bitstream)),
+        ("wall time", f"{seconds:.0f} s"),
+    ]
+    for k, v in rows:
+        table.add_row(k, v)
+    return table
