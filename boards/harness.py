@@ -12,7 +12,7 @@ Fmax is the block's register-to-register Fmax. The harness itself costs about
 from __future__ import annotations
 
 from amaranth import Cat, Elaboratable, Module, Signal, Value
-from amaranth.lib import wiring
+from amaranth.lib import io, wiring
 
 # x^32 + x^22 + x^2 + x + 1 (maximal length), as a Fibonacci LFSR shifting left.
 _LFSR_TAPS = (31, 21, 1, 0)
@@ -56,6 +56,6 @@ class StreamHarness(Elaboratable):
             m.d.sync += signature.eq(Cat(signature[-1], signature[:-1]) ^ out)
 
         if platform is not None:
-            led = platform.request("led", 0)
+            m.submodules.led = led = io.Buffer("o", platform.request("led", 0, dir="-"))
             m.d.comb += led.o.eq(signature.xor())
         return m

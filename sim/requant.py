@@ -47,14 +47,13 @@ def random_vectors(numeric: NumericParams, count: int, seed: int) -> Vectors:
     bias[small] = rng.integers(bias_lo >> 15, bias_hi >> 15, small.sum(), endpoint=True)
     multiplier = rng.integers(0, numeric.mult_max, count, endpoint=True)
     shift = rng.integers(0, numeric.max_shift, count, endpoint=True)
-    # Shifts that put the result in the int8 range exercise rounding, not just saturation.
-    useful = rng.random(count) < 0.6
-    shift[useful] = rng.integers(
-        numeric.mult_bits,
-        min(numeric.mult_bits + 26, numeric.max_shift),
-        useful.sum(),
-        endpoint=True,
-    )
+    # For most elements pick the shift that lands the result near the int8 range,
+    # as a calibrated layer does, so rounding (not just saturation) is exercised.
+    useful = rng.random(count) < 0.7
+    magnitude = np.abs((acc + bias) * multiplier)
+    bits = np.floor(np.log2(np.maximum(magnitude, 1))).astype(np.int64) + 1
+    headroom = rng.integers(-1, numeric.act_bits + 1, count, endpoint=True)
+    shift[useful] = np.clip(bits - headroom, 0, numeric.max_shift)[useful]
     relu = rng.integers(0, 1, count, endpoint=True)
     return {"acc": acc, "bias": bias, "multiplier": multiplier, "shift": shift, "relu": relu}
 

@@ -1,0 +1,52 @@
+"""`verilator --lint-only -Wall` on elaborated Verilog, with named waivers only.
+
+Each waiver is a warning class Amaranth's Verilog back end produces by design,
+not a defect of a GRACE block; any other warning fails the lint.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from sim.runner import SimulationError, prepare_environment
+
+WAIVERS = {
+    # Amaranth gives every register an initial value in its declaration and then
+    # assigns it in an always block; that is how it expresses reset values.
+    "PROCASSINIT": "register initial values next to process assignments (Amaranth style)",
+    # Struct fields become named alias wires for debugging; intermediate operators
+    # are emitted at full width and then sliced.
+    "UNUSEDSIGNAL": "debug aliases of struct fields, sliced-off operator bits",
+    # Amaranth relies on Verilog's implicit sign/zero extension of operands.
+    "WIDTHEXPAND": "implicit operand extension in emitted arithmetic",
+}
+
+_WARNING = re.compile(r"%Warning-([A-Z0-9_]+):")
+
+
+@dataclass(frozen=True)
+class LintResult:
+    ok: bool
+    unwaived: dict[str, int]  # warning class → count, outside WAIVERS
+    output: str
+
+
+def lint_verilog(path: Path) -> LintResult:
+    prepare_environment()
+    if shutil.which("verilator") is None:
+        raise SimulationError("verilator not found on PATH; run `make setup`")
+    waive = [f"-Wno-{name}" for name in WAIVERS]
+    run = subprocess.run(
+        ["verilator", "--lint-only", "-Wall", *waive, str(path)],
+        capture_output=True,
+        text=True,
+    )
+    output = run.stdout + run.stderr
+    classes: dict[str, int] = {}
+    for name in _WARNING.findall(output):
+        classes[name] = classes.get(name, 0) + 1
+    return LintResult(run.returncode == 0 and not classes, classes, output)

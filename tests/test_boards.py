@@ -1,0 +1,101 @@
+"""Board builds: every board's plan (fast), the log parser, and one real place-and-route."""
+
+from __future__ import annotations
+
+import pytest
+
+from boards.build import BuildError, build, parse_report, plan, prepare_tools
+from boards.targets import BOARDS, UnknownBoard, board
+from grace.params import preset
+from rtl.blocks import BLOCKS
+
+
+@pytest.mark.parametrize("board_name", list(BOARDS))
+@pytest.mark.parametrize("block", list(BLOCKS))
+def test_build_plan(board_name: str, block: str) -> None:
+    params = preset(board_name)
+    files = plan(block, params, board_name).files
+    assert "top.il" in files
+    script = files["build_top.sh"]
+    assert ("nextpnr-ecp5" if board_name == "ulx3s-85f" else "nextpnr-ice40") in script
+    assert "--timing-allow-fail" in script
+    constraints = files["top.lpf"] if board_name == "ulx3s-85f" else files["top.pcf"]
+    hz = params.clock_hz
+    assert (f"{hz:.0f}" in constraints) or (f"{hz / 1e6:g}" in constraints), constraints
+
+
+def test_ice40_build_uses_dsps() -> None:
+    assert "-dsp" in plan("requant", preset("icebreaker")).files["top.ys"]
+
+
+def test_unknown_board_and_missing_board() -> None:
+    with pytest.raises(UnknownBoard, match="unknown board 'de0'; supported boards: ulx3s-85f"):
+        board("de0")
+    with pytest.raises(BuildError, match="no board given"):
+        plan("requant", preset("tiny"))
+
+
+def test_missing_tool_is_one_clear_error(monkeypatch) -> None:
+    monkeypatch.setenv("NEXTPNR_ICE40", "no-such-nextpnr")
+    with pytest.raises(BuildError, match=r"no-such-nextpnr not found.*make setup"):
+        prepare_tools(BOARDS["icebreaker"].tools)
+
+
+NEXTPNR_LOG = """\
+Info: Device utilisation:
+Info: 	          TRELLIS_IO:     2/  365     0%
+Info: 	          TRELLIS_FF:   440/83640     0%
+Info: 	        TRELLIS_COMB:   551/83640     0%
+Info: 	          MULT18X18D:     2/  156     1%
+Info: 	              DP16KD:     0/  208     0%
+Info: Max frequency for clock '$glbnet$clk': 120.00 MHz (PASS at 100.00 MHz)
+Warning: Max frequency for clock '$glbnet$clk': 136.26 MHz (FAIL at 150.01 MHz)
+"""
+
+YOSYS_LOG = """\
+2.50. Printing statistics.
+
+=== design hierarchy ===
+
+        +----------Count including submodules.
+        |
+     2651 submodules
+      223   SB_CARRY
+       11   SB_DFFE
+      254   SB_DFFESR
+      128   SB_DFFSR
+     2035   SB_LUT4
+        2   SB_MAC16
+"""
+
+
+def test_parse_report_ecp5_takes_post_route_fmax() -> None:
+    report = parse_report("ecp5", yosys_log="", nextpnr_log=NEXTPNR_LOG)
+    assert (report["luts"], report["ffs"], report["dsps"], report["brams"]) == (551, 440, 2, 0)
+    assert report["fmax_mhz"] == 136.26
+    assert report["available"]["MULT18X18D"] == 156
+
+
+def test_parse_report_ice40_splits_luts_and_ffs() -> None:
+    log = (
+        "Info: \t        ICESTORM_LC:  2268/  5280    42%\n"
+        "Info: \t       ICESTORM_DSP:     2/     8    25%\n"
+        "Info: Max frequency for clock 'clk': 53.22 MHz (PASS at 50.00 MHz)\n"
+    )
+    report = parse_report("ice40", yosys_log=YOSYS_LOG, nextpnr_log=log)
+    assert (report["luts"], report["ffs"], report["dsps"]) == (2035, 11 + 254 + 128, 2)
+    assert report["fmax_mhz"] == 53.22
+
+
+def test_parse_report_unfinished_build() -> None:
+    with pytest.raises(BuildError, match="did not finish"):
+        parse_report("ecp5", yosys_log="", nextpnr_log="Info: Packing...\n")
+
+
+@pytest.mark.pnr
+def test_real_place_and_route_icebreaker(build_root) -> None:
+    report = build("requant", preset("icebreaker"), build_root)
+    assert report.bitstream.exists() and report.bitstream.stat().st_size > 0
+    assert report.dsps >= 1  # the multiply went into SB_MAC16s
+    assert report.luts > 100 and report.ffs > report.harness_ffs
+    assert 10 < report.fmax_mhz < 300
