@@ -36,7 +36,7 @@ def extreme_vectors(numeric: NumericParams) -> Vectors:
 
 
 def random_vectors(numeric: NumericParams, count: int, seed: int) -> Vectors:
-    """Uniform fields, plus a share of accumulators and shifts near where int8 outputs land."""
+    """Uniform fields, realistic magnitudes, shifts that land near the output range, exact ties."""
     rng = np.random.default_rng(seed)
     acc_lo, acc_hi = int_range(numeric.acc_bits)
     bias_lo, bias_hi = int_range(numeric.bias_bits)
@@ -54,6 +54,16 @@ def random_vectors(numeric: NumericParams, count: int, seed: int) -> Vectors:
     bits = np.floor(np.log2(np.maximum(magnitude, 1))).astype(np.int64) + 1
     headroom = rng.integers(-1, numeric.act_bits + 1, count, endpoint=True)
     shift[useful] = np.clip(bits - headroom, 0, numeric.max_shift)[useful]
+    # Exact ties (product = k·2^s + 2^(s-1)) are where rounding rules differ, and
+    # random products almost never hit them: plant some with multiplier 1.
+    tie = rng.random(count) < 0.1
+    top_shift = max(1, min(numeric.max_shift, numeric.acc_bits - numeric.act_bits - 2))
+    tie_shift = rng.integers(1, top_shift, count, endpoint=True)
+    k = rng.integers(-(1 << numeric.act_bits), 1 << numeric.act_bits, count)  # lands in range
+    acc[tie] = ((k << tie_shift) + (np.int64(1) << (tie_shift - 1)))[tie]
+    bias[tie] = 0
+    multiplier[tie] = 1
+    shift[tie] = tie_shift[tie]
     relu = rng.integers(0, 1, count, endpoint=True)
     return {"acc": acc, "bias": bias, "multiplier": multiplier, "shift": shift, "relu": relu}
 

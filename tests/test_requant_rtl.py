@@ -55,3 +55,25 @@ def test_stimulus_reaches_interesting_outputs() -> None:
     interior = (want > -128) & (want < 127) & (want != 0)
     assert interior.mean() > 0.2
     assert len(np.unique(want)) >= 240  # nearly every int8 value occurs
+
+
+def test_stimulus_distinguishes_rounding_rules() -> None:
+    """Ties are planted: a unit rounding half away from zero or half to even would fail."""
+    numeric = NUMERICS["default"]
+    v = random_vectors(numeric, 10_000, 0)
+    product = (v["acc"] + v["bias"]) * v["multiplier"]
+    shift = v["shift"]
+    floor_q = product >> shift
+    remainder = product - (floor_q << shift)
+    half = np.where(shift > 0, np.int64(1) << np.maximum(shift - 1, 0), 0)
+    above = (shift > 0) & (remainder > half)
+    tie = (shift > 0) & (remainder == half)
+    away = floor_q + (above | (tie & (product >= 0)))
+    even = floor_q + (above | (tie & (floor_q & 1 == 1)))
+    assert np.count_nonzero(tie) > 500
+    want = expected(v, numeric)
+    lo, hi = -128, 127
+    for other in (away, even):
+        other = np.clip(other, lo, hi)
+        other = np.where(v["relu"] == 1, np.maximum(other, 0), other)
+        assert np.count_nonzero(other != want) > 50
