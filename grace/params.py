@@ -134,6 +134,11 @@ class ModelParams:
     dense_max_features: int = 64
     dense_num_blocks: int = 3
     dense_scale_factor: float = 0.25
+    kp_block_expansion: int = 8  # keypoint detector (encoder side only)
+    kp_max_features: int = 64
+    kp_num_blocks: int = 3
+    kp_scale_factor: float = 0.25
+    kp_temperature: float = 0.1
 
     def __post_init__(self) -> None:
         _check_int_range(self, "image_size", 16, 1024)
@@ -147,9 +152,21 @@ class ModelParams:
         _check_int_range(self, "dense_max_features", 1, 4096)
         _check_int_range(self, "dense_num_blocks", 1, 8)
         _check_range(self, "dense_scale_factor", 1 / 64, 1.0)
+        _check_int_range(self, "kp_block_expansion", 1, 1024)
+        _check_int_range(self, "kp_max_features", 1, 4096)
+        _check_int_range(self, "kp_num_blocks", 1, 8)
+        _check_range(self, "kp_scale_factor", 1 / 64, 1.0)
+        _check_range(self, "kp_temperature", 1e-3, 10.0)
         if not isinstance(self.estimate_jacobian, bool):
             raise ParamsError(
                 f"ModelParams.estimate_jacobian = {self.estimate_jacobian!r}: must be true or false"
+            )
+        kp_size = round(self.image_size * self.kp_scale_factor)
+        if kp_size % (1 << self.kp_num_blocks):
+            raise ParamsError(
+                f"ModelParams.kp_num_blocks = {self.kp_num_blocks}: the keypoint detector "
+                f"input ({kp_size}²) must halve cleanly that many times; "
+                f"change image_size or kp_num_blocks"
             )
         dense_size = round(self.image_size * self.dense_scale_factor)
         if dense_size % (1 << self.dense_num_blocks):
@@ -251,6 +268,11 @@ _FOMM_256 = ModelParams(
     dense_max_features=1024,
     dense_num_blocks=5,
     dense_scale_factor=0.25,
+    kp_block_expansion=32,
+    kp_max_features=1024,
+    kp_num_blocks=5,
+    kp_scale_factor=0.25,
+    kp_temperature=0.1,
 )
 
 PRESETS: dict[str, GraceParams] = {
