@@ -53,7 +53,11 @@ def test_board_presets_name_their_board() -> None:
         (lambda: NumericParams(max_shift=60), "NumericParams.max_shift = 60: must be in 1..48"),
         (lambda: NumericParams(acc_bits=48, mult_bits=32), "product width 81"),
         (lambda: ArrayParams(rows=0), "ArrayParams.rows = 0: must be in 1..64"),
-        (lambda: ModelParams(image_size=80, dense_num_blocks=5), "dense_num_blocks = 5"),
+        (
+            lambda: ModelParams(image_size=80, kp_num_blocks=2, dense_num_blocks=5),
+            "dense_num_blocks = 5",
+        ),
+        (lambda: ModelParams(image_size=80), "kp_num_blocks = 3"),
         (lambda: ModelParams(estimate_jacobian="yes"), "estimate_jacobian"),
         (lambda: GraceParams(clock_hz=5e9), "GraceParams.clock_hz = 5000000000.0"),
         (lambda: GraceParams(board="de10"), "GraceParams.board = 'de10': must be one of"),
