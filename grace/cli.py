@@ -245,6 +245,201 @@ def build(board_name: str | None, block: str, params_spec: str | None, program: 
 
 
 @main.command()
+@click.argument("source", required=False, metavar="[INPUT]")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="Where to write the .grace bitstream.",
+)
+@click.option(
+    "--synthetic",
+    type=int,
+    default=None,
+    metavar="SEED",
+    help="Encode a synthetic talking-face clip instead of INPUT.",
+)
+@click.option("--face", default=0, show_default=True, help="Identity of the synthetic clip.")
+@click.option("--frames", default=64, show_default=True, help="Frames to encode (at most).")
+@params_option
+@click.option(
+    "--checkpoint",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Trained checkpoint (default: the one committed for the preset).",
+)
+@click.option("--gop", default=32, show_default=True, help="Frames per group of pictures.")
+@click.option("--quality", default=90, show_default=True, help="Key-frame JPEG quality.")
+@click.option(
+    "--key-codec", type=click.Choice(["jpeg", "webp", "png"]), default="jpeg", show_default=True
+)
+@click.option("--kp-step", default=1 / 256, show_default=True, help="Keypoint quantisation step.")
+@friendly
+def encode(
+    source: str | None,
+    output: Path,
+    synthetic: int | None,
+    face: int,
+    frames: int,
+    params_spec: str,
+    checkpoint: Path | None,
+    gop: int,
+    quality: int,
+    key_codec: str,
+    kp_step: float,
+) -> None:
+    """Encode a video (file or folder of frames) or a synthetic clip to a bitstream."""
+    from grace.codec_run import CodecReport, input_clip, load_models
+    from model.codec import CodecSettings, bitrate, encode_clip
+
+    if frames < 1:
+        raise GraceError(f"--frames {frames}: must be at least 1")
+    params = _params(params_spec)
+    settings = CodecSettings(
+        gop_size=gop, key_codec=key_codec, key_quality=quality, kp_step=kp_step
+    )
+    kp_detector, _ = load_models(params, checkpoint)
+    clip, fps = input_clip(params, source, synthetic, frames, face)
+    encoded = encode_clip(clip, fps, params.name, kp_detector, settings)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_bytes(encoded.data)
+    report = CodecReport(bitrate(encoded.data), None, len(clip), fps, params.model.image_size)
+    for line in report.lines():
+        console.print(line)
+    console.print(f"wrote {output}")
+
+
+@main.command()
+@click.argument("stream", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="Decoded video (.mp4); a PNG strip is written next to it.",
+)
+@click.option(
+    "--backend",
+    type=click.Choice(["float"]),
+    default="float",
+    show_default=True,
+    help="Which decoder runs the network (int, isa, rtl: later issues).",
+)
+@params_option
+@click.option("--checkpoint", type=click.Path(dir_okay=False, path_type=Path), default=None)
+@click.option(
+    "--reference",
+    default=None,
+    metavar="INPUT",
+    help="Source video/folder to measure PSNR/SSIM/MS-SSIM against.",
+)
+@click.option(
+    "--synthetic",
+    type=int,
+    default=None,
+    metavar="SEED",
+    help="Measure against this synthetic clip (as encoded with --synthetic).",
+)
+@click.option("--face", default=0, show_default=True)
+@friendly
+def decode(
+    stream: Path,
+    output: Path,
+    backend: str,
+    params_spec: str,
+    checkpoint: Path | None,
+    reference: str | None,
+    synthetic: int | None,
+    face: int,
+) -> None:
+    """Decode a bitstream to video frames; report bitrate and, given the source, quality."""
+    from grace.codec_run import CodecReport, input_clip, load_models
+    from model.codec import bitrate, decode_stream
+    from model.metrics import quality
+    from model.video_io import write_strip, write_video
+
+    params = _params(params_spec)
+    try:
+        data = stream.read_bytes()
+    except OSError as exc:
+        raise GraceError(f"cannot read {stream}: {exc.strerror}") from None
+    _, generator = load_models(params, checkpoint)
+    m = params.model
+    with console.status(f"decoding {stream} ({backend})…"):
+        decoded = decode_stream(
+            data,
+            generator,
+            expected_preset=params.name,
+            expected_num_kp=m.num_kp,
+            expected_jacobian=m.estimate_jacobian,
+            expected_size=m.image_size,
+        )
+    write_video(decoded.frames, output, decoded.fps)
+    strip = output.with_suffix(".png")
+    rows = {"decoded": decoded.frames}
+    measured = None
+    if reference is not None or synthetic is not None:
+        source, _ = input_clip(params, reference, synthetic, decoded.frames.shape[0], face)
+        if source.shape != decoded.frames.shape:
+            raise GraceError(
+                f"reference has {source.shape[0]} frames of {source.shape[1:3]}, "
+                f"the stream {decoded.frames.shape[0]} of "
+                f"{decoded.frames.shape[1:3]}; pass the clip that was encoded"
+            )
+        measured = quality(source, decoded.frames)
+        rows = {"source": source, **rows}
+    write_strip(rows, strip)
+    report = CodecReport(
+        bitrate(data), measured, decoded.frames.shape[0], decoded.fps, m.image_size
+    )
+    for line in report.lines():
+        console.print(line)
+    console.print(f"wrote {output} and {strip}")
+
+
+@main.command("train")
+@click.option(
+    "--preset", "params_spec", default="tiny", show_default=True, metavar="PRESET|FILE.json"
+)
+@click.option("--steps", default=4000, show_default=True)
+@click.option("--minutes", type=float, default=None, help="Stop (with a checkpoint) after this.")
+@click.option("--fresh", is_flag=True, help="Start over instead of resuming the last run.")
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Export the trained weights here (e.g. model/weights/tiny.pth).",
+)
+@click.option("--eval-clips", default=8, show_default=True, help="Held-out clips to score.")
+@friendly
+def train_command(
+    params_spec: str,
+    steps: int,
+    minutes: float | None,
+    fresh: bool,
+    output: Path | None,
+    eval_clips: int,
+) -> None:
+    """Train a preset's decoder on synthetic clips (CPU, resumable) and score it."""
+    from grace.train_run import run_training
+
+    if steps < 1 or eval_clips < 1:
+        raise GraceError("--steps and --eval-clips must be at least 1")
+    params = _params(params_spec)
+    run_training(
+        console,
+        params,
+        BUILD_ROOT / "train" / params.name,
+        steps=steps,
+        minutes=minutes,
+        fresh=fresh,
+        output=output,
+        eval_clips=eval_clips,
+    )
+
+
+@main.command()
 @friendly
 def demo() -> None:
     """The main job on the embedded default: elaborate, simulate and build-plan a block."""
