@@ -34,6 +34,11 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 
     from boards.build import BuildError
     from boards.targets import UnknownBoard
+    from grace.codec_run import CodecRunError
+    from model.bitstream import BitstreamError
+    from model.checkpoint import CheckpointError
+    from model.codec import CodecError
+    from model.video_io import VideoError
     from rtl.blocks import UnknownBlock
     from sim.runner import SimulationError
 
@@ -45,6 +50,11 @@ def _user_errors() -> tuple[type[BaseException], ...]:
         SimulationError,
         BuildError,
         ToolNotFound,
+        CodecRunError,
+        BitstreamError,
+        CheckpointError,
+        CodecError,
+        VideoError,
     )
 
 

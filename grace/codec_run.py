@@ -57,8 +57,11 @@ def input_clip(
     if synthetic is not None:
         from model.synthetic import ClipSpec, synthesize_clip
 
-        clip = synthesize_clip(ClipSpec(seed=synthetic, num_frames=frames, size=size, face=face))
-        return clip, DEFAULT_FPS
+        try:
+            spec = ClipSpec(seed=synthetic, num_frames=frames, size=size, face=face)
+        except ValueError as exc:
+            raise CodecRunError(f"synthetic clip: {exc}") from None
+        return synthesize_clip(spec), DEFAULT_FPS
     if source is None:
         raise CodecRunError("give an INPUT (video file or folder of frames) or --synthetic SEED")
     from model.video_io import read_frames

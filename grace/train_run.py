@@ -64,6 +64,8 @@ def run_training(
         def on_step(step: int, losses: dict[str, float]) -> None:
             text = "  ".join(f"{k[:5]} {v:.4f}" for k, v in losses.items())
             progress.update(task, completed=step, losses=text)
+            if not console.is_terminal and step % 100 == 0:  # CI logs: a line now and then
+                console.print(f"step {step}/{cfg.steps}  {text}")
 
         path = train(params.model, cfg, work_dir, resume=not fresh, on_step=on_step)
     train_minutes = (time.monotonic() - start) / 60

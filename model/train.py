@@ -155,7 +155,7 @@ def train(m: ModelParams, cfg: TrainConfig, work_dir: Path, *, resume: bool = Tr
         schedule.step()
         step += 1
         if on_step:
-            on_step(step, {k: float(v) for k, v in parts.items()})
+            on_step(step, {k: float(v.detach()) for k, v in parts.items()})
         out_of_time = cfg.minutes is not None and time.monotonic() - start > cfg.minutes * 60
         if step % cfg.checkpoint_every == 0 or step == cfg.steps or out_of_time:
             checkpoint()
