@@ -126,31 +126,18 @@ def encode_clip(
         clip = frames[start : start + settings.gop_size]
         key_bytes = compress_image(clip[0], codec, settings.key_quality)
         key_decoded = decompress_image(key_bytes, codec, width, height, len(gops))
-        kp_source = kp_detector(frames_to_tensor(key_decoded[None]))
-        kp_inter = kp_detector(frames_to_tensor(clip[1:])) if len(clip) > 1 else None
-
-        def q(kp: dict | None, key: str, step: float, shape: tuple) -> np.ndarray:
-            if kp is None:
-                return np.zeros((0, *shape), np.int32)
-            return quantize(kp[key].numpy().astype(np.float64), step)
-
-        k = kp_detector.kp.out_channels
-        src_q = q(kp_source, "value", settings.kp_step, (k, 2))[0]
-        inter_q = q(kp_inter, "value", settings.kp_step, (k, 2))
+        # Source keypoints from the decoded key frame: exactly what the receiver holds.
+        source = _quantized(kp_detector(frames_to_tensor(key_decoded[None])), settings)
+        inter = _quantized(kp_detector(frames_to_tensor(clip)), settings)  # frame 0 unused
+        src_q, inter_q = source["value"][0], inter["value"][1:]
         gops.append(
             GopPacket(
                 key_codec=codec,
                 key_frame=key_bytes,
                 source_kp=src_q,
-                source_jacobian=(
-                    q(kp_source, "jacobian", settings.jacobian_step, (k, 2, 2))[0]
-                    if jacobian
-                    else None
-                ),
+                source_jacobian=source["jacobian"][0] if jacobian else None,
                 inter_kp=inter_q,
-                inter_jacobian=(
-                    q(kp_inter, "jacobian", settings.jacobian_step, (k, 2, 2)) if jacobian else None
-                ),
+                inter_jacobian=inter["jacobian"][1:] if jacobian else None,
             )
         )
         keypoints.append(dequantize(np.concatenate([src_q[None], inter_q]), settings.kp_step))
@@ -168,6 +155,11 @@ def encode_clip(
         num_frames=t_total,
     )
     return EncodedClip(write_stream(header, gops), header, np.concatenate(keypoints))
+
+
+def _quantized(kp: dict[str, torch.Tensor], settings: CodecSettings) -> dict[str, np.ndarray]:
+    steps = {"value": settings.kp_step, "jacobian": settings.jacobian_step}
+    return {key: quantize(t.numpy().astype(np.float64), steps[key]) for key, t in kp.items()}
 
 
 @dataclass(frozen=True)
