@@ -90,6 +90,21 @@ block_option = click.option(
 )
 
 
+checkpoint_option = click.option(
+    "--checkpoint",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Trained checkpoint (default: the one committed for the preset).",
+)
+face_option = click.option(
+    "--face", default=0, show_default=True, help="Identity of the synthetic clip."
+)
+
+
+def synthetic_option(help_text: str) -> Callable[..., Any]:
+    return click.option("--synthetic", type=int, default=None, metavar="SEED", help=help_text)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="grace-agc")
 def main() -> None:
@@ -263,22 +278,11 @@ def build(board_name: str | None, block: str, params_spec: str | None, program: 
     required=True,
     help="Where to write the .grace bitstream.",
 )
-@click.option(
-    "--synthetic",
-    type=int,
-    default=None,
-    metavar="SEED",
-    help="Encode a synthetic talking-face clip instead of INPUT.",
-)
-@click.option("--face", default=0, show_default=True, help="Identity of the synthetic clip.")
+@synthetic_option("Encode a synthetic talking-face clip instead of INPUT.")
+@face_option
 @click.option("--frames", default=64, show_default=True, help="Frames to encode (at most).")
 @params_option
-@click.option(
-    "--checkpoint",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Trained checkpoint (default: the one committed for the preset).",
-)
+@checkpoint_option
 @click.option("--gop", default=32, show_default=True, help="Frames per group of pictures.")
 @click.option("--quality", default=90, show_default=True, help="Key-frame JPEG quality.")
 @click.option(
@@ -337,21 +341,15 @@ def encode(
     help="Which decoder runs the network (int, isa, rtl: later issues).",
 )
 @params_option
-@click.option("--checkpoint", type=click.Path(dir_okay=False, path_type=Path), default=None)
+@checkpoint_option
 @click.option(
     "--reference",
     default=None,
     metavar="INPUT",
     help="Source video/folder to measure PSNR/SSIM/MS-SSIM against.",
 )
-@click.option(
-    "--synthetic",
-    type=int,
-    default=None,
-    metavar="SEED",
-    help="Measure against this synthetic clip (as encoded with --synthetic).",
-)
-@click.option("--face", default=0, show_default=True)
+@synthetic_option("Measure against this synthetic clip (as encoded with --synthetic).")
+@face_option
 @friendly
 def decode(
     stream: Path,
@@ -377,14 +375,7 @@ def decode(
     _, generator = load_models(params, checkpoint)
     m = params.model
     with console.status(f"decoding {stream} ({backend})…"):
-        decoded = decode_stream(
-            data,
-            generator,
-            expected_preset=params.name,
-            expected_num_kp=m.num_kp,
-            expected_jacobian=m.estimate_jacobian,
-            expected_size=m.image_size,
-        )
+        decoded = decode_stream(data, generator, preset=params.name, model=m)
     write_video(decoded.frames, output, decoded.fps)
     strip = output.with_suffix(".png")
     rows = {"decoded": decoded.frames}

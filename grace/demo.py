@@ -67,14 +67,7 @@ def codec_demo(console: Console, params: GraceParams, out: Path) -> list[tuple[s
         f"GOP {DEMO_GOP}) → {rate.bytes:,} bytes: {rate.total_kbps:.1f} kbps "
         f"(key frames {rate.key_frame_kbps:.1f}, keypoints {rate.keypoint_kbps:.1f})"
     )
-    decoded = decode_stream(
-        encoded.data,
-        generator,
-        expected_preset=params.name,
-        expected_num_kp=m.num_kp,
-        expected_jacobian=m.estimate_jacobian,
-        expected_size=m.image_size,
-    )
+    decoded = decode_stream(encoded.data, generator, preset=params.name, model=m)
     measured = quality(clip, decoded.frames)
     keys = np.arange(0, DEMO_FRAMES, DEMO_GOP)
     repeated = np.repeat(decoded.frames[keys], DEMO_GOP, axis=0)[:DEMO_FRAMES]

@@ -61,8 +61,8 @@ class ResBlock2d(nn.Module):
         return out + x
 
 
-class UpBlock2d(nn.Module):
-    """Nearest ×2 upsampling → conv → BN → ReLU."""
+class _ConvNorm(nn.Module):
+    """A conv and its batch norm, under the names first-order-model's blocks use."""
 
     def __init__(
         self, in_features: int, out_features: int, kernel_size: int = 3, padding: int = 1
@@ -70,36 +70,25 @@ class UpBlock2d(nn.Module):
         super().__init__()
         self.conv = nn.Conv2d(in_features, out_features, kernel_size, padding=padding)
         self.norm = nn.BatchNorm2d(out_features, affine=True)
+
+
+class UpBlock2d(_ConvNorm):
+    """Nearest ×2 upsampling → conv → BN → ReLU."""
 
     def forward(self, x: Tensor) -> Tensor:
         out = F.interpolate(x, scale_factor=2)
         return F.relu(self.norm(self.conv(out)))
 
 
-class DownBlock2d(nn.Module):
+class DownBlock2d(_ConvNorm):
     """conv → BN → ReLU → 2×2 average pooling."""
 
-    def __init__(
-        self, in_features: int, out_features: int, kernel_size: int = 3, padding: int = 1
-    ) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(in_features, out_features, kernel_size, padding=padding)
-        self.norm = nn.BatchNorm2d(out_features, affine=True)
-        self.pool = nn.AvgPool2d(kernel_size=(2, 2))
-
     def forward(self, x: Tensor) -> Tensor:
-        return self.pool(F.relu(self.norm(self.conv(x))))
+        return F.avg_pool2d(F.relu(self.norm(self.conv(x))), 2)
 
 
-class SameBlock2d(nn.Module):
+class SameBlock2d(_ConvNorm):
     """conv → BN → ReLU at the same resolution."""
-
-    def __init__(
-        self, in_features: int, out_features: int, kernel_size: int = 3, padding: int = 1
-    ) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(in_features, out_features, kernel_size, padding=padding)
-        self.norm = nn.BatchNorm2d(out_features, affine=True)
 
     def forward(self, x: Tensor) -> Tensor:
         return F.relu(self.norm(self.conv(x)))

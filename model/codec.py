@@ -14,7 +14,7 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import torch
@@ -35,6 +35,9 @@ from model.bitstream import (
 )
 from model.evaluate import to_uint8
 from model.keypoints import KPDetector
+
+if TYPE_CHECKING:
+    from grace.params import ModelParams
 
 KEY_CODECS = {"jpeg": CODEC_JPEG, "webp": CODEC_WEBP, "png": CODEC_PNG}
 _PIL_FORMATS = {CODEC_JPEG: "JPEG", CODEC_WEBP: "WEBP", CODEC_PNG: "PNG"}
@@ -181,38 +184,29 @@ def _kp_dict(values: np.ndarray, jacobians: np.ndarray | None, header: StreamHea
 
 
 @torch.no_grad()
-def decode_stream(
-    data: bytes,
-    backend: Backend,
-    *,
-    expected_preset: str,
-    expected_num_kp: int,
-    expected_jacobian: bool,
-    expected_size: int,
-) -> DecodedClip:
-    """Bitstream → frames. The key frame of each GOP is output as decoded."""
+def decode_stream(data: bytes, backend: Backend, *, preset: str, model: ModelParams) -> DecodedClip:
+    """Bitstream → frames with a decoder built for `preset`/`model`.
+
+    The key frame of each GOP is output as decoded.
+    """
     header, gops = read_stream(data)
-    if header.preset != expected_preset:
+    if header.preset != preset:
         raise CodecError(
             f"stream was encoded for preset {header.preset!r}; decode it with "
-            f"--params {header.preset} (this decoder is {expected_preset!r})"
+            f"--params {header.preset} (this decoder is {preset!r})"
         )
-    mismatch = [
-        (name, got, want)
-        for name, got, want in (
-            ("keypoints", header.num_kp, expected_num_kp),
-            ("jacobians", header.jacobian, expected_jacobian),
-            ("width", header.width, expected_size),
-            ("height", header.height, expected_size),
-        )
-        if got != want
-    ]
-    if mismatch:
-        name, got, want = mismatch[0]
-        raise CodecError(
-            f"stream has {name} = {got}, the model expects {want}; "
-            "decode with the checkpoint/params it was encoded for"
-        )
+    expected = (
+        ("keypoints", header.num_kp, model.num_kp),
+        ("jacobians", header.jacobian, model.estimate_jacobian),
+        ("width", header.width, model.image_size),
+        ("height", header.height, model.image_size),
+    )
+    for name, got, want in expected:
+        if got != want:
+            raise CodecError(
+                f"stream has {name} = {got}, the model expects {want}; "
+                "decode with the checkpoint/params it was encoded for"
+            )
     frames, keypoints = [], []
     for index, gop in enumerate(gops):
         key = decompress_image(gop.key_frame, gop.key_codec, header.width, header.height, index)

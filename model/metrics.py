@@ -33,10 +33,12 @@ def quality(reference: np.ndarray, decoded: np.ndarray) -> Quality:
     if reference.shape != decoded.shape:
         raise ValueError(f"shape mismatch: reference {reference.shape}, decoded {decoded.shape}")
     psnr = np.mean([frame_psnr(r, d) for r, d in zip(reference, decoded, strict=True)])
-    ssim = np.mean([
-        structural_similarity(r, d, channel_axis=-1, data_range=255, win_size=_WIN)
-        for r, d in zip(reference, decoded, strict=True)
-    ])
+    ssim = np.mean(
+        [
+            structural_similarity(r, d, channel_axis=-1, data_range=255, win_size=_WIN)
+            for r, d in zip(reference, decoded, strict=True)
+        ]
+    )
     return Quality(float(psnr), float(ssim), _ms_ssim(reference, decoded))
 
 

@@ -56,8 +56,14 @@ def make_dataset(m: ModelParams, cfg: TrainConfig) -> np.ndarray:
     faces = training_faces()
     rng = np.random.default_rng(cfg.seed)
     clips = [
-        synthesize_clip(ClipSpec(seed=int(rng.integers(1 << 30)), num_frames=cfg.frames_per_clip,
-                                 size=m.image_size, face=faces[i % len(faces)]))
+        synthesize_clip(
+            ClipSpec(
+                seed=int(rng.integers(1 << 30)),
+                num_frames=cfg.frames_per_clip,
+                size=m.image_size,
+                face=faces[i % len(faces)],
+            )
+        )
         for i in range(cfg.train_clips)
     ]
     return np.stack(clips)
@@ -96,8 +102,9 @@ def transform_frames(frames: Tensor, affine: Tensor) -> Tensor:
     return warp(frames, apply_affine(grid, affine).view(b, h, w, 2))
 
 
-def losses(kp_detector, generator, source: Tensor, driving: Tensor, cfg: TrainConfig,
-           rng: torch.Generator) -> dict[str, Tensor]:
+def losses(
+    kp_detector, generator, source: Tensor, driving: Tensor, cfg: TrainConfig, rng: torch.Generator
+) -> dict[str, Tensor]:
     kp_source, kp_driving = kp_detector(source), kp_detector(driving)
     prediction = generator(source, kp_driving, kp_source)["prediction"]
     out = {"reconstruction": pyramid_l1(prediction, driving)}
@@ -113,8 +120,14 @@ def losses(kp_detector, generator, source: Tensor, driving: Tensor, cfg: TrainCo
     return out
 
 
-def train(m: ModelParams, cfg: TrainConfig, work_dir: Path, *, resume: bool = True,
-          on_step: Callable[[int, dict[str, float]], None] | None = None) -> Path:
+def train(
+    m: ModelParams,
+    cfg: TrainConfig,
+    work_dir: Path,
+    *,
+    resume: bool = True,
+    on_step: Callable[[int, dict[str, float]], None] | None = None,
+) -> Path:
     """Train, checkpointing to `work_dir/checkpoint.pth`; returns that path."""
     torch.manual_seed(cfg.seed)
     work_dir.mkdir(parents=True, exist_ok=True)
@@ -140,8 +153,15 @@ def train(m: ModelParams, cfg: TrainConfig, work_dir: Path, *, resume: bool = Tr
     generator.train()
 
     def checkpoint() -> None:
-        save_checkpoint(path, m, kp_detector, generator, optimizer=optimizer.state_dict(),
-                        schedule=schedule.state_dict(), step=step)
+        save_checkpoint(
+            path,
+            m,
+            kp_detector,
+            generator,
+            optimizer=optimizer.state_dict(),
+            schedule=schedule.state_dict(),
+            step=step,
+        )
 
     while step < cfg.steps:
         clip = torch.randint(n_clips, (cfg.batch_size,), generator=rng)

@@ -30,14 +30,7 @@ def clip() -> np.ndarray:
 
 
 def decode(data: bytes, generator) -> object:
-    return decode_stream(
-        data,
-        generator,
-        expected_preset=PARAMS.name,
-        expected_num_kp=M.num_kp,
-        expected_jacobian=M.estimate_jacobian,
-        expected_size=M.image_size,
-    )
+    return decode_stream(data, generator, preset=PARAMS.name, model=M)
 
 
 def test_round_trip_keeps_the_encoders_keypoints(models, clip) -> None:
