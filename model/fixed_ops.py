@@ -2,7 +2,7 @@
 
 NumPy only (no torch), vectorised, and built on the rounding and saturation rules
 of `model.fixed` (round half up, two's-complement saturation). Every formula here
-is stated, with its widths, in docs/numerics_ops.md; the hardware reproduces
+is stated, with its widths, in docs/numerics.md; the hardware reproduces
 these functions bit for bit.
 
 - `normalized_to_pixels`: grid coordinates in [-1, 1] (align_corners=True) →
@@ -294,7 +294,7 @@ def softmax_error_bound(
 
     δ = 2^(O-E-1)·max(1, C-1)  (exp-table rounding, through e and S)
       + 2^(O-recip_bits)        (reciprocal rounding: e ≤ 2^E, |r - 2^R/S| ≤ 1/2)
-    so |out - 2^O·softmax| ≤ 1/2 + δ before saturation at 2^8 - 1 (docs/numerics_ops.md).
+    so |out - 2^O·softmax| ≤ 1/2 + δ before saturation at 2^8 - 1 (docs/numerics.md).
     """
     w = softmax_widths(channels, exp_frac_bits, recip_bits, out_frac_bits)
     o = out_frac_bits

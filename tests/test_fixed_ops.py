@@ -1,7 +1,7 @@
 """The integer warp, LUTs and channel softmax of model.fixed_ops: against PyTorch and the spec.
 
 Two kinds of reference: PyTorch in float64 (agreement within the bounds stated in
-docs/numerics_ops.md), and small pure-Python integer oracles written from the
+docs/numerics.md), and small pure-Python integer oracles written from the
 spec (bit-exact agreement, including out-of-range coordinates and worst-case widths).
 """
 
@@ -371,7 +371,7 @@ def test_exp_lut() -> None:
 
 
 def sum_bound(c: int, recip_bits: int = 16, o: int = 8) -> tuple[int, int]:
-    """Channel sum range of docs/numerics_ops.md: 2^O ± C·(1/2 + 2^(O-recip_bits)), -1 if C = 1."""
+    """Channel sum range of docs/numerics.md: 2^O ± C·(1/2 + 2^(O-recip_bits)), -1 if C = 1."""
     slack = c * (0.5 + 2.0 ** (o - recip_bits))
     return 256 - floor(slack) - 1, 256 + floor(slack)
 
