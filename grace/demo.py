@@ -1,9 +1,10 @@
 """`grace demo`: the main job on the embedded default, in one screen.
 
 Two halves, as far as GRACE reaches today:
-1. the codec in float: a synthetic talking-face clip (an identity never seen in
-   training) is encoded to a GRACE bitstream with the committed `tiny`
-   checkpoint, decoded, and scored; a side-by-side strip PNG goes to build/demo;
+1. the codec in float: a synthetic talking-face clip (the colour-photo identity,
+   driven by a motion seed never used in training) is encoded to a GRACE
+   bitstream with the committed `tiny` checkpoint, decoded, and scored; a
+   side-by-side strip PNG goes to build/demo;
 2. the hardware flow for the one block that exists, the requantize unit:
    parameters → Verilog → cocotb on Verilator, bit-exact against the NumPy
    reference under back-pressure and at full rate → board build plans.
@@ -26,7 +27,7 @@ from grace.summary import elaborate_block, simulate_block
 
 DEMO_VECTORS = 10_000
 DEMO_SEED = 7  # synthetic clip
-DEMO_FACE = 0  # the colour photo: held out from training
+DEMO_FACE = 0  # the colour photo; seed 7's motion is not in the training set
 DEMO_FRAMES = 50  # two seconds at 25 fps
 DEMO_GOP = 25
 

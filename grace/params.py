@@ -126,7 +126,7 @@ class ModelParams:
     num_channels: int = 3
     num_kp: int = 10
     estimate_jacobian: bool = False  # False = DAC
-    block_expansion: int = 8  # generator
+    block_expansion: int = 16  # generator
     max_features: int = 64  # generator
     num_down_blocks: int = 2
     num_bottleneck_blocks: int = 2
