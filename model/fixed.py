@@ -92,3 +92,35 @@ def _checked(x: npt.ArrayLike, name: str, lo: int, hi: int) -> IntArray:
     if a.size and (a.min() < lo or a.max() > hi):
         raise ValueError(f"requantize: {name} out of range {lo}..{hi} (got {a.min()}..{a.max()})")
     return a
+
+
+def scale_to_multiplier(scale: npt.ArrayLike, numeric: NumericParams) -> tuple[IntArray, IntArray]:
+    """Integer (M, shift) with M / 2^shift ≈ scale, per element, M in 0..mult_max.
+
+    The largest shift ≤ max_shift for which round(scale · 2^shift) still fits
+    mult_bits: M then carries mult_bits of precision (relative error below
+    2^-(mult_bits-1)) unless max_shift runs out first for a tiny scale. Rounding
+    is half up. Raises ValueError for negative scales, for scales too large to
+    reach with shift 0, and for a positive scale that rounds to M = 0.
+    """
+    s = np.asarray(scale, dtype=np.float64)
+    if (s < 0).any() or not np.isfinite(s).all():
+        raise ValueError("scale_to_multiplier: scales must be finite and >= 0")
+    positive = s > 0
+    exponent = np.floor(np.log2(np.where(positive, s, 1.0))).astype(np.int64)
+    shift = np.clip(numeric.mult_bits - 1 - exponent, 0, numeric.max_shift)
+    mult = np.floor(s * np.exp2(shift) + 0.5).astype(np.int64)
+    overflow = mult > numeric.mult_max  # rounding reached 2^mult_bits: one bit less
+    shift = np.where(overflow & (shift > 0), shift - 1, shift)
+    mult = np.floor(s * np.exp2(shift) + 0.5).astype(np.int64)
+    if (mult > numeric.mult_max).any():
+        raise ValueError(
+            f"scale_to_multiplier: scale {s.max():.6g} needs a multiplier above "
+            f"{numeric.mult_max} even with shift 0; the layer's output scale is too small"
+        )
+    if (positive & (mult == 0)).any():
+        raise ValueError(
+            f"scale_to_multiplier: scale {s[positive].min():.3g} rounds to 0 with the largest "
+            f"shift {numeric.max_shift}; raise max_shift or the output scale"
+        )
+    return np.where(positive, mult, 0), np.where(positive, shift, 0)

