@@ -49,7 +49,7 @@ SHAPES = [
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "c{}o{}h{}w{}k{}s{}p{}".format(*s))
 def test_accumulators_match_the_definition(shape: tuple) -> None:
     c, o, h, w, k, stride, pad = shape
-    rng = np.random.default_rng(hash(shape) % 2**32)
+    rng = np.random.default_rng(list(shape))
     x = rng.integers(-128, 128, (c, h, w))
     wt = rng.integers(-128, 128, (o, c, k, k))
     np.testing.assert_array_equal(
@@ -61,10 +61,10 @@ def test_extreme_values_stay_exact() -> None:
     x = np.full((512, 5, 5), -128)
     w = np.full((2, 512, 3, 3), -128)
     acc = conv_accumulate(x, w, padding=1)
-    assert acc[0, 2, 2] == 128 * 128 * 512 * 9  # 2^31 - ... fits int64 exactly
+    assert acc[0, 2, 2] == 128 * 128 * 512 * 9  # the largest 3x3x512 sum, exact
 
 
-@pytest.mark.parametrize(("relu", "upsample", "pool"), itertools.product([0, 1], repeat=3))
+@pytest.mark.parametrize(("relu", "upsample", "pool"), list(itertools.product([0, 1], repeat=3)))
 def test_fused_output_path(relu: int, upsample: int, pool: int) -> None:
     rng = np.random.default_rng(relu * 4 + upsample * 2 + pool)
     x = rng.integers(-128, 128, (6, 5, 6))
@@ -127,13 +127,6 @@ def test_quantized_conv_tracks_float() -> None:
     bias = np.round(bf / (s_x * s_w)).astype(np.int64)
     mult, shift = scale_to_multiplier(s_x * s_w / s_y, NUMERIC)
     y = conv2d_int(x, w, bias, mult, shift, NUMERIC, padding=1)
-    assert (
-        np.abs(y * s_y - ref).max()
-        <= 0.51 * s_y
-        + 0.5 * s_x * np.abs(w * s_w[:, None, None, None]).sum((1, 2, 3)).max() * 0
-        + 1e-9
-        or True
-    )
     err = np.abs(y - ref / s_y)
     assert err.max() <= 0.5 + 0.01  # only the final rounding (and ≤ 2^-15 scale error)
 
