@@ -441,6 +441,31 @@ def train_command(
 
 
 @main.command()
+@click.option(
+    "--preset", "params_spec", default="fomm-256", show_default=True, metavar="PRESET|FILE.json"
+)
+@click.option("--markdown", is_flag=True, help="Print the table as Markdown (for the docs).")
+@friendly
+def layers(params_spec: str, markdown: bool) -> None:
+    """List every operation of the decoder as the accelerator runs it, after fusion."""
+    from model.fusion import fusion_plan, plan_markdown
+
+    ops = fusion_plan(_params(params_spec).model)
+    if markdown:
+        click.echo(plan_markdown(ops))
+        return
+    table = Table("phase", "layer", "op", "became", "shape", "MMAC", box=None)
+    for o in ops:
+        table.add_row(
+            o.phase, o.name, o.op, o.became, o.shape, f"{o.macs / 1e6:,.1f}" if o.macs else "–"
+        )
+    console.print(table)
+    for phase in ("per GOP", "per frame"):
+        total = sum(o.macs for o in ops if o.phase == phase)
+        console.print(f"{phase}: {total / 1e9:.2f} GMAC")
+
+
+@main.command()
 @friendly
 def demo() -> None:
     """The main job on the embedded default: elaborate, simulate and build-plan a block."""
