@@ -116,7 +116,7 @@ def test_checkpoint_errors(tmp_path) -> None:
     torch.save({"generator": {}}, tmp_path / "nokp.pth")
     with pytest.raises(CheckpointError, match="no 'kp_detector' entry"):
         load_checkpoint(tmp_path / "nokp.pth", m)
-    big = dataclasses.replace(m, block_expansion=16)
+    big = dataclasses.replace(m, block_expansion=m.block_expansion * 2)
     torch.save(
         {
             "kp_detector": build_kp_detector(big).state_dict(),
