@@ -466,6 +466,44 @@ def layers(params_spec: str, markdown: bool) -> None:
 
 
 @main.command()
+@click.option("--repeats", default=5, show_default=True, help="Timed runs per measurement.")
+@friendly
+def bench(repeats: int) -> None:
+    """Performance report: float decoder per GOP and per frame on this CPU (more to come)."""
+    from grace.bench import run_bench
+
+    if repeats < 1:
+        raise GraceError(f"--repeats {repeats}: must be at least 1")
+    with console.status("timing the float decoder…"):
+        results = run_bench(BUILD_ROOT / "bench", repeats=repeats)
+    table = Table(
+        "preset",
+        "size",
+        "GMAC/GOP",
+        "GMAC/frame",
+        "ms/GOP",
+        "ms/frame",
+        "GMAC/s",
+        "threads",
+        title="float decoder (PyTorch, CPU), median",
+        box=None,
+    )
+    for r in results:
+        table.add_row(
+            r.preset,
+            f"{r.resolution}²",
+            f"{r.gop_gmac:.3f}",
+            f"{r.frame_gmac:.3f}",
+            f"{r.gop_ms:.1f}",
+            f"{r.frame_ms:.1f}",
+            f"{r.frame_gmac_per_s:.1f}",
+            str(r.threads),
+        )
+    console.print(table)
+    console.print(f"wrote {BUILD_ROOT / 'bench' / 'bench.json'}")
+
+
+@main.command()
 @friendly
 def demo() -> None:
     """The main job on the embedded default: elaborate, simulate and build-plan a block."""

@@ -88,3 +88,11 @@ def test_demo_runs() -> None:
     result = run("demo")
     assert result.exit_code == 0, result.output
     assert "bit-exact vs model.fixed" in result.output and "yes" in result.output
+
+
+def test_bench_reports_figures() -> None:
+    result = run("bench", "--repeats", "1")
+    assert result.exit_code == 0, result.output
+    assert "tiny" in result.output and "fomm-256" in result.output and "43.363" in result.output
+    one_line = run("bench", "--repeats", "0")
+    assert one_line.exit_code == 2 and "--repeats 0" in one_line.output
