@@ -90,5 +90,18 @@ def _with_clock(resource: Resource, clock_hz: float) -> Resource:
     return Resource(resource.name, resource.number, *resource.ios, Clock(clock_hz), resource.attrs)
 
 
+class ProgrammingError(RuntimeError):
+    """Flashing the board failed (no board attached, no permission, tool missing)."""
+
+
 def run_programmer(target: Board, bitstream: str) -> None:
-    subprocess.run(target.program(bitstream), check=True)
+    command = target.program(bitstream)
+    try:
+        subprocess.run(command, check=True)
+    except FileNotFoundError:
+        raise ProgrammingError(f"{command[0]} not found; run `make setup`") from None
+    except subprocess.CalledProcessError as exc:
+        raise ProgrammingError(
+            f"{' '.join(command)} exited with {exc.returncode}: is the {target.name} plugged in "
+            f"and readable (udev rules)? The bitstream is built: {bitstream}"
+        ) from None

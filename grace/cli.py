@@ -33,7 +33,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from amaranth.build.plat import ToolNotFound
 
     from boards.build import BuildError
-    from boards.targets import UnknownBoard
+    from boards.targets import ProgrammingError, UnknownBoard
     from grace.codec_run import CodecRunError
     from model.bitstream import BitstreamError
     from model.checkpoint import CheckpointError
@@ -55,6 +55,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
         CheckpointError,
         CodecError,
         VideoError,
+        ProgrammingError,
     )
 
 

@@ -99,3 +99,14 @@ def test_real_place_and_route_icebreaker(build_root) -> None:
     assert report.dsps >= 1  # the multiply went into SB_MAC16s
     assert report.luts > 100 and report.ffs > report.harness_ffs
     assert 10 < report.fmax_mhz < 300
+
+
+def test_programming_failure_is_one_clear_error(monkeypatch, tmp_path) -> None:
+    from boards.targets import ProgrammingError, run_programmer
+
+    monkeypatch.setenv("OPENFPGALOADER", "false")  # a programmer that always fails
+    with pytest.raises(ProgrammingError, match="plugged in"):
+        run_programmer(BOARDS["icebreaker"], str(tmp_path / "top.bin"))
+    monkeypatch.setenv("OPENFPGALOADER", str(tmp_path / "no-such-loader"))
+    with pytest.raises(ProgrammingError, match="not found"):
+        run_programmer(BOARDS["ulx3s-85f"], str(tmp_path / "top.bit"))
