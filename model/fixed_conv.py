@@ -85,14 +85,26 @@ def conv2d_int(
     relu: bool = False,
     upsample: bool = False,
     pool: bool = False,
+    residual: npt.ArrayLike | None = None,
+    residual_gain: npt.ArrayLike | None = None,
 ) -> IntArray:
     """The convolution engine's function: int8 in, int8 out, per-channel requantize.
 
-    bias, multiplier and shift have one entry per output channel. The accumulator
-    must fit `numeric.acc_bits` (the hardware's register); a wider sum is refused.
+    bias, multiplier and shift have one entry per output channel. A residual
+    (int8, same shape as the output) enters the accumulator as residual × gain_o,
+    with the integer gain_o ≈ s_residual / (s_in · s_w[o]) per output channel, so
+    the block's only rounding stays the final requantize. The accumulator must fit
+    `numeric.acc_bits` (the hardware's register); a wider sum is refused.
     """
     xi = upsample_nearest2(x) if upsample else np.asarray(x, dtype=np.int64)
     acc = conv_accumulate(xi, weight, stride=stride, padding=padding)
+    if residual is not None:
+        if residual_gain is None:
+            raise ValueError("conv: a residual needs its per-channel residual_gain")
+        res = np.asarray(residual, dtype=np.int64)
+        if res.shape != acc.shape:
+            raise ValueError(f"conv: residual {res.shape} does not match output {acc.shape}")
+        acc = acc + res * np.asarray(residual_gain, dtype=np.int64).reshape(-1, 1, 1)
     lo, hi = int_range(numeric.acc_bits)
     if acc.size and (acc.min() < lo or acc.max() > hi):
         raise ValueError(
@@ -107,3 +119,36 @@ def conv2d_int(
         acc, per_channel(bias), per_channel(multiplier), per_channel(shift), int(relu), numeric
     )
     return avg_pool2(y) if pool else y
+
+
+def affine_int(
+    x: npt.ArrayLike,
+    negate: npt.ArrayLike,
+    bias: npt.ArrayLike,
+    multiplier: npt.ArrayLike,
+    shift: npt.ArrayLike,
+    numeric: NumericParams,
+    *,
+    relu: bool = True,
+) -> IntArray:
+    """Per-channel y = relu(a_c·x + b_c) on the output unit: requantize(±x + bias_c).
+
+    The requantize multiplier is unsigned, so a negative scale a_c (BatchNorm
+    weights can be negative) flips the input: acc = -x where `negate` is set.
+    This is how a ResBlock's pre-activation BatchNorm + ReLU runs: the output
+    unit alone, no multiply-accumulate.
+    """
+    xi = np.asarray(x, dtype=np.int64)
+    sign = np.where(np.asarray(negate, dtype=bool), -1, 1).reshape(-1, 1, 1)
+
+    def per_channel(v: npt.ArrayLike) -> IntArray:
+        return np.asarray(v, dtype=np.int64).reshape(-1, 1, 1)
+
+    return requantize(
+        xi * sign,
+        per_channel(bias),
+        per_channel(multiplier),
+        per_channel(shift),
+        int(relu),
+        numeric,
+    )

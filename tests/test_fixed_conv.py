@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from grace.params import NumericParams, preset
 from model.fixed import requantize, scale_to_multiplier
-from model.fixed_conv import avg_pool2, conv2d_int, conv_accumulate, upsample_nearest2
+from model.fixed_conv import affine_int, avg_pool2, conv2d_int, conv_accumulate, upsample_nearest2
 
 NUMERIC = preset("tiny").numeric
 
@@ -154,3 +154,68 @@ def test_conv_errors() -> None:
         scale_to_multiplier(1e6, NUMERIC)
     with pytest.raises(ValueError, match="rounds to 0"):
         scale_to_multiplier(1e-20, NUMERIC)
+
+
+def test_residual_enters_the_accumulator() -> None:
+    rng = np.random.default_rng(9)
+    x = rng.integers(-128, 128, (4, 6, 6))
+    w = rng.integers(-128, 128, (4, 4, 3, 3))
+    res = rng.integers(-128, 128, (4, 6, 6))
+    gain = rng.integers(100, 5000, 4)
+    bias, mult, shift = np.zeros(4, np.int64), np.full(4, 40000), np.full(4, 30)
+    got = conv2d_int(x, w, bias, mult, shift, NUMERIC, padding=1, residual=res, residual_gain=gain)
+    acc = direct_conv(x, w, 1, 1) + res * gain[:, None, None]
+    np.testing.assert_array_equal(got, requantize(acc, 0, 40000, 30, 0, NUMERIC))
+    with pytest.raises(ValueError, match="residual_gain"):
+        conv2d_int(x, w, bias, mult, shift, NUMERIC, padding=1, residual=res)
+    with pytest.raises(ValueError, match="does not match"):
+        conv2d_int(
+            x, w, bias, mult, shift, NUMERIC, padding=1, residual=res[:, :3], residual_gain=gain
+        )
+
+
+def test_residual_block_tracks_float() -> None:
+    """conv + residual with gain = round(s_r / (s_in s_w)) ≈ the float block."""
+    rng = np.random.default_rng(4)
+    s_in, s_r = 0.02, 0.05
+    x = rng.integers(-128, 128, (8, 7, 7))
+    r = rng.integers(-128, 128, (8, 7, 7))
+    wf = rng.normal(0, 0.05, (8, 8, 3, 3))
+    s_w = np.abs(wf).reshape(8, -1).max(1) / 127
+    w = np.round(wf / s_w[:, None, None, None]).astype(np.int64)
+    ref = (
+        torch.nn.functional.conv2d(
+            torch.from_numpy(x * s_in)[None],
+            torch.from_numpy(w * s_w[:, None, None, None]),
+            padding=1,
+        )[0].numpy()
+        + r * s_r
+    )
+    s_y = np.abs(ref).max() / 127
+    gain = np.round(s_r / (s_in * s_w)).astype(np.int64)
+    mult, shift = scale_to_multiplier(s_in * s_w / s_y, NUMERIC)
+    y = conv2d_int(
+        x, w, np.zeros(8, np.int64), mult, shift, NUMERIC, padding=1, residual=r, residual_gain=gain
+    )
+    assert np.abs(y - ref / s_y).max() <= 0.5 + 0.02  # gain rounding is ≤ 0.5 / gain relative
+
+
+@given(
+    st.lists(st.floats(-3, 3).filter(lambda v: abs(v) > 1e-3), min_size=1, max_size=8),
+    st.integers(0, 2**32 - 1),
+)
+def test_affine_int_tracks_float(scales: list[float], seed: int) -> None:
+    """relu(a·x + b) per channel, negative a included, within half an output LSB (+ b's step)."""
+    a = np.array(scales)
+    c = len(a)
+    rng = np.random.default_rng(seed)
+    b = rng.normal(0, 0.5, c)
+    s_x, x = 0.03, rng.integers(-128, 128, (c, 3, 3))
+    ref = np.maximum(a[:, None, None] * x * s_x + b[:, None, None], 0)
+    s_y = max(np.abs(ref).max(), 1e-3) / 127
+    negate = a < 0
+    mult, shift = scale_to_multiplier(np.abs(a) * s_x / s_y, NUMERIC)
+    bias = np.round(b / (np.abs(a) * s_x)).astype(np.int64)  # bias in units of the input step
+    y = affine_int(x, negate, bias, mult, shift, NUMERIC)
+    bias_step = np.abs(a) * s_x / s_y / 2  # half an input step, in output LSBs
+    assert (np.abs(y - np.minimum(ref / s_y, 127)) <= 0.5 + bias_step[:, None, None] + 0.01).all()
