@@ -1,0 +1,196 @@
+"""The integer decoder (L2): the whole per-GOP and per-frame work in NumPy integers.
+
+It runs a `QuantizedDecoder` (integer weights, per-channel requantize constants,
+tables; built from the float model by `model.ptq`) with the helpers of
+`model.fixed*` only, so every operation is one stated integer formula
+(docs/numerics.md). Scope today: decoders without Jacobians (DAC, the `tiny`
+preset); FOMM's affine keypoint motion needs an integer 2×2 inverse first.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from model.fixed_conv import affine_int, conv2d_int
+from model.fixed_motion import (
+    COORD_FRAC_BITS,
+    compose_flow,
+    heatmaps,
+    keypoints_to_coords,
+    sparse_motions,
+)
+from model.fixed_ops import (
+    apply_lut,
+    grid_sample_fixed,
+    grid_sample_fixed_mul,
+    normalized_to_pixels,
+    softmax_channels_fixed,
+)
+
+IntArray = npt.NDArray[np.int64]
+
+#: Fraction bits of warp pixel coordinates (≤ 1 LSB of torch, docs/numerics.md).
+PIXEL_FRAC_BITS = 8
+
+
+@dataclass
+class QConv:
+    """One fused convolution: integer weights and the output unit's constants."""
+
+    weight: IntArray  # (O, C, k, k) int8
+    bias: IntArray  # (O,) in accumulator units
+    multiplier: IntArray  # (O,)
+    shift: IntArray  # (O,)
+    padding: int
+    relu: bool = False
+    upsample: bool = False
+    pool: bool = False
+    stride: int = 1
+    groups: int = 1  # 1, or C for a depthwise conv (the anti-alias blur)
+    residual_gain: IntArray | None = None
+
+
+@dataclass
+class QAffine:
+    """Per-channel relu(a·x + b) on the output unit (a ResBlock's BN1 + ReLU)."""
+
+    negate: IntArray
+    bias: IntArray
+    multiplier: IntArray
+    shift: IntArray
+
+
+@dataclass
+class QuantizedDecoder:
+    numeric: object  # grace.params.NumericParams
+    image_scale: float  # source image: int8 = round_half_up(pixel · 127 / 255)
+    antialias: QConv | None  # key frame → motion-network resolution
+    first: QConv
+    down_blocks: list[QConv]
+    hourglass_down: list[QConv]
+    hourglass_up: list[QConv]
+    mask: QConv
+    occlusion: QConv
+    softmax_in_scale: float
+    occlusion_lut: IntArray  # sigmoid, unsigned, 8 fraction bits
+    bottleneck: list[tuple[QAffine, QConv, QConv]]
+    up_blocks: list[QConv]
+    final: QConv
+    pixel_lut: IntArray  # final logits → 0..255 pixels
+    gaussian_table: IntArray
+    num_kp: int
+    scale_factor_inv: int  # image size / motion size
+
+
+def run_conv(
+    q: QConv, x: npt.ArrayLike, numeric: object, residual: IntArray | None = None
+) -> IntArray:
+    if q.groups == 1:
+        return conv2d_int(
+            x,
+            q.weight,
+            q.bias,
+            q.multiplier,
+            q.shift,
+            numeric,
+            stride=q.stride,
+            padding=q.padding,
+            relu=q.relu,
+            upsample=q.upsample,
+            pool=q.pool,
+            residual=residual,
+            residual_gain=q.residual_gain,
+        )
+    xi = np.asarray(x, dtype=np.int64)
+    return np.concatenate(
+        [
+            conv2d_int(
+                xi[c : c + 1],
+                q.weight[c : c + 1],
+                q.bias[c : c + 1],
+                q.multiplier[c : c + 1],
+                q.shift[c : c + 1],
+                numeric,
+                stride=q.stride,
+                padding=q.padding,
+                relu=q.relu,
+            )
+            for c in range(xi.shape[0])
+        ]
+    )
+
+
+def quantize_image(frame: npt.ArrayLike) -> IntArray:
+    """(H, W, 3) uint8 pixels → (3, H, W) int8, value = q / 127: round_half_up(p·127/255)."""
+    p = np.asarray(frame, dtype=np.int64).transpose(2, 0, 1)
+    return (2 * 127 * p + 255) // (2 * 255)
+
+
+@dataclass
+class IntSourceCache:
+    features: IntArray  # encoder output, int8
+    small: IntArray  # key frame at the motion network's resolution, int8
+
+
+def encode_source_int(q: QuantizedDecoder, frame: npt.ArrayLike) -> IntSourceCache:
+    image = quantize_image(frame)
+    out = run_conv(q.first, image, q.numeric)
+    for block in q.down_blocks:
+        out = run_conv(block, out, q.numeric)
+    small = image if q.antialias is None else run_conv(q.antialias, image, q.numeric)
+    return IntSourceCache(out, small)
+
+
+def _pixels(coords: IntArray, size: int) -> IntArray:
+    return normalized_to_pixels(coords, COORD_FRAC_BITS, size, PIXEL_FRAC_BITS)
+
+
+def _warp(features: IntArray, coords: IntArray, occlusion: IntArray | None = None) -> IntArray:
+    h, w = coords.shape[:2]
+    px, py = _pixels(coords[..., 0], w), _pixels(coords[..., 1], h)
+    if occlusion is None:
+        return grid_sample_fixed(features, px, py, PIXEL_FRAC_BITS)
+    return grid_sample_fixed_mul(features, px, py, PIXEL_FRAC_BITS, occlusion)
+
+
+def decode_int(
+    q: QuantizedDecoder,
+    cache: IntSourceCache,
+    kp_driving_q: npt.ArrayLike,
+    kp_source_q: npt.ArrayLike,
+) -> dict[str, IntArray]:
+    """One inter frame: keypoints (bitstream integers) → (H, W, 3) uint8 pixels."""
+    kp_d, kp_s = keypoints_to_coords(kp_driving_q), keypoints_to_coords(kp_source_q)
+    size = cache.small.shape[1]
+    heat = heatmaps(kp_d, kp_s, size, q.gaussian_table)  # (K+1, S, S)
+    motions = sparse_motions(kp_d, kp_s, size)  # (K+1, S, S, 2)
+    deformed = np.stack([_warp(cache.small, m) for m in motions])  # (K+1, C, S, S)
+    x = np.concatenate([heat[:, None], deformed], axis=1).reshape(-1, size, size)
+    skips = [x]
+    for block in q.hourglass_down:
+        skips.append(run_conv(block, skips[-1], q.numeric))
+    out = skips.pop()
+    for block in q.hourglass_up:
+        out = np.concatenate([run_conv(block, out, q.numeric), skips.pop()])
+    mask = softmax_channels_fixed(run_conv(q.mask, out, q.numeric), q.softmax_in_scale)
+    occlusion = apply_lut(run_conv(q.occlusion, out, q.numeric), q.occlusion_lut)[0]
+    flow = compose_flow(mask, motions)
+    feat = _warp(cache.features, flow, occlusion)
+    for affine, conv1, conv2 in q.bottleneck:
+        act = affine_int(
+            feat, affine.negate, affine.bias, affine.multiplier, affine.shift, q.numeric
+        )
+        feat = run_conv(conv2, run_conv(conv1, act, q.numeric), q.numeric, residual=feat)
+    for block in q.up_blocks:
+        feat = run_conv(block, feat, q.numeric)
+    pixels = apply_lut(run_conv(q.final, feat, q.numeric), q.pixel_lut)
+    return {
+        "frame": pixels.transpose(1, 2, 0).astype(np.uint8),
+        "mask": mask,
+        "occlusion": occlusion,
+        "flow": flow,
+    }
+
