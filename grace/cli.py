@@ -38,6 +38,8 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from model.bitstream import BitstreamError
     from model.checkpoint import CheckpointError
     from model.codec import CodecError
+    from model.int_backend import IntBackendError
+    from model.ptq import QuantizationError
     from model.video_io import VideoError
     from rtl.blocks import UnknownBlock
     from sim.runner import SimulationError
@@ -56,6 +58,8 @@ def _user_errors() -> tuple[type[BaseException], ...]:
         CodecError,
         VideoError,
         ProgrammingError,
+        IntBackendError,
+        QuantizationError,
     )
 
 
@@ -336,10 +340,11 @@ def encode(
 )
 @click.option(
     "--backend",
-    type=click.Choice(["float"]),
+    type=click.Choice(["float", "int"]),
     default="float",
     show_default=True,
-    help="Which decoder runs the network (int, isa, rtl: later issues).",
+    help="float: PyTorch; int: the integer reference (L2), calibrated on the fly "
+    "(isa, rtl: later issues).",
 )
 @params_option
 @checkpoint_option
@@ -363,7 +368,7 @@ def decode(
     face: int,
 ) -> None:
     """Decode a bitstream to video frames; report bitrate and, given the source, quality."""
-    from grace.codec_run import CodecReport, input_clip, load_models
+    from grace.codec_run import CodecReport, input_clip, make_backend
     from model.codec import bitrate, decode_stream
     from model.metrics import quality
     from model.video_io import write_strip, write_video
@@ -373,10 +378,10 @@ def decode(
         data = stream.read_bytes()
     except OSError as exc:
         raise GraceError(f"cannot read {stream}: {exc.strerror}") from None
-    _, generator = load_models(params, checkpoint)
     m = params.model
     with console.status(f"decoding {stream} ({backend})…"):
-        decoded = decode_stream(data, generator, preset=params.name, model=m)
+        decoder = make_backend(backend, params, checkpoint)
+        decoded = decode_stream(data, decoder, preset=params.name, model=m)
     write_video(decoded.frames, output, decoded.fps)
     strip = output.with_suffix(".png")
     rows = {"decoded": decoded.frames}

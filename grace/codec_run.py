@@ -36,6 +36,18 @@ def load_models(params: GraceParams, checkpoint: Path | None):
     return load_checkpoint(path, params.model)
 
 
+def make_backend(name: str, params: GraceParams, checkpoint: Path | None):
+    """The decoder network for `grace decode --backend NAME`."""
+    kp_detector, generator = load_models(params, checkpoint)
+    if name == "float":
+        return generator
+    if name == "int":
+        from model.int_backend import IntBackend, quantize_decoder
+
+        return IntBackend(quantize_decoder(kp_detector, generator, params))
+    raise CodecRunError(f"backend {name!r} is not available yet; use float or int")
+
+
 def fit_to_model(frames: np.ndarray, size: int) -> np.ndarray:
     """Centre-crop to a square and resize to the model's resolution (Lanczos)."""
     h, w = frames.shape[1:3]

@@ -1,0 +1,108 @@
+"""The integer decoder behind the codec's `Backend` interface, and its calibration.
+
+`quantize_decoder` calibrates activation scales on synthetic clips of training
+identities (keypoints quantised exactly as the bitstream carries them) and
+builds the `QuantizedDecoder`; `IntBackend` lets `model.codec.decode_stream`
+run it like the float generator (`grace decode --backend int`).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+from model.bitstream import quantize
+from model.evaluate import to_uint8
+from model.fixed_decoder import QuantizedDecoder, decode_int, encode_source_int
+from model.fixed_motion import KP_FRAC_BITS
+from model.generator import OcclusionAwareGenerator
+from model.keypoints import KPDetector
+from model.ptq import build_quantized, calibrate
+from model.synthetic import ClipSpec, synthesize_clip
+
+if TYPE_CHECKING:
+    from grace.params import GraceParams
+
+KP_STEP = 2.0**-KP_FRAC_BITS
+CALIBRATION_SEED = 777_000
+
+
+class IntBackendError(ValueError):
+    """The stream cannot be decoded by the integer decoder (one line)."""
+
+
+def _frame_tensor(frame: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.array(frame, dtype=np.float32) / 255).permute(2, 0, 1)[None]
+
+
+def _stream_keypoints(kp: torch.Tensor) -> torch.Tensor:
+    return torch.from_numpy(quantize(kp.numpy(), KP_STEP) * KP_STEP).float()
+
+
+@torch.no_grad()
+def calibration_samples(
+    kp_detector: KPDetector, params: GraceParams, clips: int = 6, frames: int = 16
+) -> list[tuple[torch.Tensor, ...]]:
+    """(source, kp_driving, kp_source) triples from training identities, as decoded."""
+    from model.train import training_faces
+
+    faces = training_faces()
+    samples = []
+    for i in range(clips):
+        clip = synthesize_clip(
+            ClipSpec(
+                seed=CALIBRATION_SEED + i,
+                num_frames=frames,
+                size=params.model.image_size,
+                face=faces[(7 * i) % len(faces)],
+            )
+        )
+        source = _frame_tensor(clip[0])
+        kp_source = _stream_keypoints(kp_detector(source)["value"])
+        for t in range(1, frames, 3):
+            kp_driving = _stream_keypoints(kp_detector(_frame_tensor(clip[t]))["value"])
+            samples.append((source, kp_driving, kp_source))
+    return samples
+
+
+def quantize_decoder(
+    kp_detector: KPDetector,
+    generator: OcclusionAwareGenerator,
+    params: GraceParams,
+    method: str = "percentile",
+) -> QuantizedDecoder:
+    kp_detector.eval()
+    scales = calibrate(generator.eval(), calibration_samples(kp_detector, params), method)
+    return build_quantized(generator, scales, params.numeric, params.model.num_kp)
+
+
+class IntBackend:
+    """`Backend` over the integer decoder: tensors in, tensors out, integers inside."""
+
+    def __init__(self, decoder: QuantizedDecoder) -> None:
+        self.decoder = decoder
+
+    def encode_source(self, source: torch.Tensor) -> object:
+        frame = to_uint8(source)[0]  # the decoded key frame's pixels, exactly
+        return encode_source_int(self.decoder, frame)
+
+    def decode(self, cache: object, kp_driving: dict, kp_source: dict) -> dict[str, torch.Tensor]:
+        if "jacobian" in kp_driving:
+            raise IntBackendError("the integer decoder does not support Jacobians yet")
+        kp_d = self._integers(kp_driving["value"][0])
+        kp_s = self._integers(kp_source["value"][0])
+        frame = decode_int(self.decoder, cache, kp_d, kp_s)["frame"]
+        return {"prediction": _frame_tensor(frame)}
+
+    @staticmethod
+    def _integers(values: torch.Tensor) -> np.ndarray:
+        scaled = values.double().numpy() / KP_STEP
+        q = np.round(scaled).astype(np.int64)
+        if not np.array_equal(q, scaled):
+            raise IntBackendError(
+                f"the integer decoder needs keypoints on a 2^-{KP_FRAC_BITS} grid; "
+                f"re-encode with --kp-step {KP_STEP}"
+            )
+        return q
