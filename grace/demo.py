@@ -1,10 +1,11 @@
 """`grace demo`: the main job on the embedded default, in one screen.
 
 Two halves, as far as GRACE reaches today:
-1. the codec in float: a synthetic talking-face clip (the colour-photo identity,
-   driven by a motion seed never used in training) is encoded to a GRACE
-   bitstream with the committed `tiny` checkpoint, decoded, and scored; a
-   side-by-side strip PNG goes to build/demo;
+1. the codec: a synthetic talking-face clip (the colour-photo identity, driven
+   by a motion seed never used in training) is encoded to a GRACE bitstream
+   with the committed `tiny` checkpoint, decoded by the float decoder and by the
+   int8 integer reference (calibrated on the spot), and scored; a side-by-side
+   strip PNG goes to build/demo;
 2. the hardware flow for the one block that exists, the requantize unit:
    parameters → Verilog → cocotb on Verilator, bit-exact against the NumPy
    reference under back-pressure and at full rate → board build plans.
@@ -48,11 +49,12 @@ def run_demo(console: Console, build_root: Path) -> None:
 def codec_demo(console: Console, params: GraceParams, out: Path) -> list[tuple[str, str]]:
     from grace.codec_run import load_models
     from model.codec import CodecSettings, bitrate, decode_stream, encode_clip
+    from model.int_backend import IntBackend, quantize_decoder
     from model.metrics import quality
     from model.synthetic import ClipSpec, synthesize_clip
     from model.video_io import write_strip, write_video
 
-    console.rule(f"GRACE demo 1/2: the codec (float decoder, preset {params.name!r})")
+    console.rule(f"GRACE demo 1/2: the codec, float and int8 decoders (preset {params.name!r})")
     m = params.model
     kp_detector, generator = load_models(params, None)
     clip = synthesize_clip(
@@ -70,19 +72,31 @@ def codec_demo(console: Console, params: GraceParams, out: Path) -> list[tuple[s
     )
     decoded = decode_stream(encoded.data, generator, preset=params.name, model=m)
     measured = quality(clip, decoded.frames)
+    int_backend = IntBackend(quantize_decoder(kp_detector, generator, params))
+    decoded_int = decode_stream(encoded.data, int_backend, preset=params.name, model=m)
+    measured_int = quality(clip, decoded_int.frames)
     keys = np.arange(0, DEMO_FRAMES, DEMO_GOP)
     repeated = np.repeat(decoded.frames[keys], DEMO_GOP, axis=0)[:DEMO_FRAMES]
     baseline = quality(clip, repeated)
     write_video(decoded.frames, out / "decoded.mp4", fps)
+    write_video(decoded_int.frames, out / "decoded-int.mp4", fps)
     write_strip(
-        {"source": clip, "decoded": decoded.frames, "key frame only": repeated}, out / "strip.png"
+        {
+            "source": clip,
+            "float decoder": decoded.frames,
+            "int8 decoder": decoded_int.frames,
+            "key frame only": repeated,
+        },
+        out / "strip.png",
     )
-    console.print(f"2. decoded (float): {measured.row()}")
+    console.print(f"2. decoded, float: {measured.row()}")
+    console.print(f"   decoded, int8 reference (L2): {measured_int.row()}")
     console.print(f"   repeating key frames instead: {baseline.row()}")
-    console.print(f"3. wrote {out / 'decoded.mp4'} and {out / 'strip.png'}")
+    console.print(f"3. wrote {out / 'decoded.mp4'}, {out / 'decoded-int.mp4'}, {out / 'strip.png'}")
     return [
         ("bitrate", f"{rate.total_kbps:.1f} kbps at {float(fps):g} fps"),
-        ("quality (float decoder)", measured.row()),
+        ("quality, float decoder", measured.row()),
+        ("quality, int8 decoder", measured_int.row()),
         ("key frames only", baseline.row()),
         ("strip", str(out / "strip.png")),
     ]
