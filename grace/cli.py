@@ -509,6 +509,28 @@ def bench(repeats: int) -> None:
     console.print(f"wrote {BUILD_ROOT / 'bench' / 'bench.json'}")
 
 
+@main.command("quantize")
+@params_option
+@checkpoint_option
+@click.option(
+    "--method",
+    type=click.Choice(["percentile", "minmax"]),
+    default="percentile",
+    show_default=True,
+    help="Activation calibration.",
+)
+@click.option("--clips", default=4, show_default=True, help="Held-out clips per group.")
+@friendly
+def quantize_command(params_spec: str, checkpoint: Path | None, method: str, clips: int) -> None:
+    """Calibrate the int8 decoder; report int vs float quality and per-layer SQNR."""
+    from grace.quantize_run import run_quantize
+
+    if clips < 1:
+        raise GraceError(f"--clips {clips}: must be at least 1")
+    params = _params(params_spec)
+    run_quantize(console, params, checkpoint, method, clips, BUILD_ROOT / "quantize")
+
+
 @main.command()
 @friendly
 def demo() -> None:

@@ -83,6 +83,7 @@ class QuantizedDecoder:
     gaussian_table: IntArray
     num_kp: int
     scale_factor_inv: int  # image size / motion size
+    activation_scales: dict[str, float]  # calibrated, by float_trace name (for reports)
 
 
 def run_conv(
@@ -135,11 +136,14 @@ class IntSourceCache:
     small: IntArray  # key frame at the motion network's resolution, int8
 
 
-def encode_source_int(q: QuantizedDecoder, frame: npt.ArrayLike) -> IntSourceCache:
+def encode_source_int(
+    q: QuantizedDecoder, frame: npt.ArrayLike, record: dict[str, IntArray] | None = None
+) -> IntSourceCache:
+    seen: dict[str, IntArray] = {} if record is None else record
     image = quantize_image(frame)
-    out = run_conv(q.first, image, q.numeric)
-    for block in q.down_blocks:
-        out = run_conv(block, out, q.numeric)
+    out = seen.setdefault("first", run_conv(q.first, image, q.numeric))
+    for i, block in enumerate(q.down_blocks):
+        out = seen.setdefault(f"down{i}.pooled", run_conv(block, out, q.numeric))
     small = image if q.antialias is None else run_conv(q.antialias, image, q.numeric)
     return IntSourceCache(out, small)
 
@@ -161,8 +165,14 @@ def decode_int(
     cache: IntSourceCache,
     kp_driving_q: npt.ArrayLike,
     kp_source_q: npt.ArrayLike,
+    record: dict[str, IntArray] | None = None,
 ) -> dict[str, IntArray]:
-    """One inter frame: keypoints (bitstream integers) → (H, W, 3) uint8 pixels."""
+    """One inter frame: keypoints (bitstream integers) → (H, W, 3) uint8 pixels.
+
+    `record`, when given, receives the integer activations under the names
+    `model.ptq.float_trace` uses (for per-layer SQNR).
+    """
+    seen: dict[str, IntArray] = {} if record is None else record
     kp_d, kp_s = keypoints_to_coords(kp_driving_q), keypoints_to_coords(kp_source_q)
     size = cache.small.shape[1]
     heat = heatmaps(kp_d, kp_s, size, q.gaussian_table)  # (K+1, S, S)
@@ -170,27 +180,33 @@ def decode_int(
     deformed = np.stack([_warp(cache.small, m) for m in motions])  # (K+1, C, S, S)
     x = np.concatenate([heat[:, None], deformed], axis=1).reshape(-1, size, size)
     skips = [x]
-    for block in q.hourglass_down:
-        skips.append(run_conv(block, skips[-1], q.numeric))
+    for i, block in enumerate(q.hourglass_down):
+        skips.append(seen.setdefault(f"hg_down{i}.pooled", run_conv(block, skips[-1], q.numeric)))
     out = skips.pop()
-    for block in q.hourglass_up:
-        out = np.concatenate([run_conv(block, out, q.numeric), skips.pop()])
-    mask = softmax_channels_fixed(run_conv(q.mask, out, q.numeric), q.softmax_in_scale)
-    occlusion = apply_lut(run_conv(q.occlusion, out, q.numeric), q.occlusion_lut)[0]
+    for i, block in enumerate(q.hourglass_up):
+        up = seen.setdefault(f"hg_up{i}", run_conv(block, out, q.numeric))
+        out = np.concatenate([up, skips.pop()])
+    logits = seen.setdefault("mask_logits", run_conv(q.mask, out, q.numeric))
+    mask = softmax_channels_fixed(logits, q.softmax_in_scale)
+    occ_logits = seen.setdefault("occ_logits", run_conv(q.occlusion, out, q.numeric))
+    occlusion = apply_lut(occ_logits, q.occlusion_lut)[0]
     flow = compose_flow(mask, motions)
     feat = _warp(cache.features, flow, occlusion)
-    for affine, conv1, conv2 in q.bottleneck:
+    for i, (affine, conv1, conv2) in enumerate(q.bottleneck):
         act = affine_int(
             feat, affine.negate, affine.bias, affine.multiplier, affine.shift, q.numeric
         )
-        feat = run_conv(conv2, run_conv(conv1, act, q.numeric), q.numeric, residual=feat)
-    for block in q.up_blocks:
-        feat = run_conv(block, feat, q.numeric)
-    pixels = apply_lut(run_conv(q.final, feat, q.numeric), q.pixel_lut)
+        mid = run_conv(conv1, seen.setdefault(f"r{i}.act", act), q.numeric)
+        feat = run_conv(conv2, seen.setdefault(f"r{i}.mid", mid), q.numeric, residual=feat)
+        seen[f"r{i}.out"] = feat
+    for i, block in enumerate(q.up_blocks):
+        feat = seen.setdefault(f"up{i}", run_conv(block, feat, q.numeric))
+    pixels = apply_lut(
+        seen.setdefault("final_logits", run_conv(q.final, feat, q.numeric)), q.pixel_lut
+    )
     return {
         "frame": pixels.transpose(1, 2, 0).astype(np.uint8),
         "mask": mask,
         "occlusion": occlusion,
         "flow": flow,
     }
-

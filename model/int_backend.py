@@ -106,3 +106,47 @@ class IntBackend:
                 f"re-encode with --kp-step {KP_STEP}"
             )
         return q
+
+
+@torch.no_grad()
+def layer_sqnr(
+    kp_detector: KPDetector,
+    generator: OcclusionAwareGenerator,
+    decoder: QuantizedDecoder,
+    clips: list[np.ndarray],
+) -> dict[str, float]:
+    """SQNR (dB) of every integer activation against the float one, over inter frames."""
+    from model.ptq import activation_scale, float_trace
+
+    signal: dict[str, float] = {}
+    noise: dict[str, float] = {}
+    for clip in clips:
+        source = _frame_tensor(clip[0])
+        kp_source = _stream_keypoints(kp_detector(source)["value"])
+        record: dict[str, np.ndarray] = {}
+        cache = encode_source_int(decoder, clip[0], record)
+        gop_record = dict(record)
+        for t in range(1, clip.shape[0]):
+            kp_driving = _stream_keypoints(kp_detector(_frame_tensor(clip[t]))["value"])
+            record = dict(gop_record)
+            decode_int(
+                decoder,
+                cache,
+                (kp_driving[0] / KP_STEP).round().long().numpy(),
+                (kp_source[0] / KP_STEP).round().long().numpy(),
+                record,
+            )
+            reference = float_trace(generator, source, kp_driving, kp_source)
+            for name, ints in record.items():
+                ref = reference[name][0].double().numpy()
+                approx = ints * activation_scale(decoder.activation_scales, name)
+                signal[name] = signal.get(name, 0.0) + float((ref**2).sum())
+                noise[name] = noise.get(name, 0.0) + float(((ref - approx) ** 2).sum())
+    return {
+        name: (
+            float("inf")
+            if noise[name] == 0
+            else 10 * float(np.log10(max(signal[name], 1e-30) / noise[name]))
+        )
+        for name in signal
+    }

@@ -52,7 +52,7 @@ def float_trace(
     for i, block in enumerate(g.down_blocks):
         pre = F.relu(block.norm(block.conv(x)))
         t[f"down{i}"] = pre  # the pooled output keeps this scale
-        x = F.avg_pool2d(pre, 2)
+        x = t[f"down{i}.pooled"] = F.avg_pool2d(pre, 2)
     features = x
     dm = g.dense_motion_network
     small = dm.downscale(source)
@@ -66,6 +66,7 @@ def float_trace(
         pre = F.relu(block.norm(block.conv(skips[-1])))
         t[f"hg_down{i}"] = pre
         skips.append(F.avg_pool2d(pre, 2))
+        t[f"hg_down{i}.pooled"] = skips[-1]
     out = skips.pop()
     for i, block in enumerate(dm.hourglass.decoder.up_blocks):
         up = block(out)
@@ -291,4 +292,17 @@ def build_quantized(
         gaussian_table=gaussian_table(dm.kp_variance),
         num_kp=num_kp,
         scale_factor_inv=dm.down.int_inv_scale if dm.scale_factor != 1 else 1,
+        activation_scales=dict(scales),
     )
+
+
+def activation_scale(scales: dict[str, float], name: str) -> float:
+    """The scale of an integer activation: pooled outputs keep their conv's scale."""
+    return scales[name.removesuffix(".pooled")]
+
+
+def sqnr_db(reference: np.ndarray, approximation: np.ndarray) -> float:
+    """10·log10(Σ ref² / Σ (ref − approx)²); inf when they agree exactly."""
+    noise = float(((reference - approximation) ** 2).sum())
+    signal = float((reference**2).sum())
+    return float("inf") if noise == 0 else 10 * np.log10(max(signal, 1e-30) / noise)

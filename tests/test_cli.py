@@ -96,3 +96,11 @@ def test_bench_reports_figures() -> None:
     assert "tiny" in result.output and "fomm-256" in result.output and "43.363" in result.output
     one_line = run("bench", "--repeats", "0")
     assert one_line.exit_code == 2 and "--repeats 0" in one_line.output
+
+
+def test_quantize_reports_sqnr_and_quality() -> None:
+    result = run("quantize", "--clips", "1")
+    assert result.exit_code == 0, result.output
+    for needle in ("int8 vs source", "int8 vs float", "per-layer SQNR", "final_logits"):
+        assert needle in result.output
+    assert run("quantize", "--clips", "0").exit_code == 2

@@ -1,0 +1,82 @@
+"""`grace quantize`: calibrate the integer decoder and report what int8 costs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+from grace.params import GraceParams
+
+
+def run_quantize(
+    console: Console,
+    params: GraceParams,
+    checkpoint: Path | None,
+    method: str,
+    clips: int,
+    out_dir: Path,
+) -> dict:
+    import torch
+
+    from grace.codec_run import load_models
+    from grace.train_run import heldout_clips
+    from model.bitstream import quantize
+    from model.evaluate import to_uint8
+    from model.fixed_decoder import decode_int, encode_source_int
+    from model.int_backend import KP_STEP, _frame_tensor, layer_sqnr, quantize_decoder
+    from model.metrics import quality
+
+    kp_detector, generator = load_models(params, checkpoint)
+    with console.status(f"calibrating ({method})…"):
+        decoder = quantize_decoder(kp_detector, generator, params, method)
+    groups = heldout_clips(params, clips, frames=16)
+    report: dict = {"method": method, "groups": {}}
+    for group, group_clips in groups.items():
+        refs, floats, ints = [], [], []
+        with console.status(f"decoding {group} with float and int8…"), torch.no_grad():
+            for clip in group_clips:
+                source = _frame_tensor(clip[0])
+                kp_s = quantize(kp_detector(source)["value"].numpy(), KP_STEP)[0]
+                cache, fcache = encode_source_int(decoder, clip[0]), generator.encode_source(source)
+                for t in range(1, clip.shape[0]):
+                    kp_d = quantize(kp_detector(_frame_tensor(clip[t]))["value"].numpy(), KP_STEP)[
+                        0
+                    ]
+                    ints.append(decode_int(decoder, cache, kp_d, kp_s)["frame"])
+                    pred = generator.decode(
+                        fcache,
+                        {"value": torch.tensor(kp_d * KP_STEP)[None].float()},
+                        {"value": torch.tensor(kp_s * KP_STEP)[None].float()},
+                    )
+                    floats.append(to_uint8(pred["prediction"])[0])
+                    refs.append(clip[t])
+        ref, fl, it = np.stack(refs), np.stack(floats), np.stack(ints)
+        rows = {
+            "float vs source": quality(ref, fl),
+            "int8 vs source": quality(ref, it),
+            "int8 vs float": quality(fl, it),
+        }
+        table = Table("comparison", "PSNR dB", "SSIM", "MS-SSIM", title=group, box=None)
+        for name, q in rows.items():
+            table.add_row(name, f"{q.psnr:.2f}", f"{q.ssim:.4f}", f"{q.ms_ssim:.4f}")
+        console.print(table)
+        report["groups"][group] = {k: v.__dict__ for k, v in rows.items()}
+    with console.status("per-layer SQNR…"):
+        sqnr = layer_sqnr(kp_detector, generator, decoder, groups[next(iter(groups))][:2])
+    table = Table(
+        "activation", "scale", "SQNR dB", title="per-layer SQNR (int8 vs float)", box=None
+    )
+    for name, value in sqnr.items():
+        scale = decoder.activation_scales[name.removesuffix(".pooled")]
+        table.add_row(name, f"{scale:.3g}", f"{value:.1f}")
+    console.print(table)
+    report["sqnr_db"] = sqnr
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{params.name}-{method}.json"
+    path.write_text(json.dumps(report, indent=2))
+    console.print(f"wrote {path}")
+    return report
