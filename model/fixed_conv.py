@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 IntArray = npt.NDArray[np.int64]
 
 _EXACT_FLOAT64 = 1 << 53
+_MIN_FLOAT32_CHUNK = 64  # below this many terms per chunk, float64 is simpler and as fast
+_SHIFT_ADD_MIN_CHANNELS = 32  # narrower inputs use one im2col product instead
 
 
 def upsample_nearest2(x: npt.ArrayLike) -> IntArray:
@@ -49,27 +51,71 @@ def conv_accumulate(
     xi = np.asarray(x, dtype=np.int64)
     wi = np.asarray(weight, dtype=np.int64)
     c, h, w = xi.shape
-    o, wc, kh, kw = wi.shape
+    _, wc, kh, kw = wi.shape
     if wc != c:
         raise ValueError(f"conv: weight expects {wc} input channels, input has {c}")
     bound = int(np.abs(xi).max(initial=0)) * int(np.abs(wi).max(initial=0)) * c * kh * kw
     if bound >= _EXACT_FLOAT64:
         raise ValueError(f"conv: |sum| bound {bound} reaches 2^53; float64 would not be exact")
-    padded = np.pad(xi, ((0, 0), (padding, padding), (padding, padding)))
+    # float32 is exact while every partial sum stays within 2^24: split the
+    # reduction into chunks that guarantee it (int8 × int8 allows 1024 terms),
+    # and add the chunks in float64. Otherwise use float64 throughout.
+    largest = int(np.abs(xi).max(initial=0)) * int(np.abs(wi).max(initial=0))
+    chunk = (1 << 24) // max(largest, 1)
+    dtype = np.float32 if chunk >= _MIN_FLOAT32_CHUNK else np.float64
+    # Convert once, before im2col, so the (C·k², Ho·Wo) copy is the only large pass.
+    padded = np.pad(xi.astype(dtype), ((0, 0), (padding, padding), (padding, padding)))
     ho = (h + 2 * padding - kh) // stride + 1
     wo = (w + 2 * padding - kw) // stride + 1
     if ho < 1 or wo < 1:
         raise ValueError(f"conv: {kh}x{kw} kernel does not fit a {h}x{w} input with pad {padding}")
-    # im2col as a strided view: (C, kh, kw, Ho, Wo)
+    weights = wi.astype(dtype)
+    if c >= _SHIFT_ADD_MIN_CHANNELS:
+        acc = _shift_add(padded, weights, chunk, stride, ho, wo)
+    else:
+        acc = _im2col(padded, weights, chunk, stride, ho, wo)
+    return acc.astype(np.int64)
+
+
+def _im2col(
+    padded: np.ndarray, weights: np.ndarray, chunk: int, stride: int, ho: int, wo: int
+) -> np.ndarray:
+    """One matrix product over all C·k² taps (best when C is small)."""
+    c = padded.shape[0]
+    o, _, kh, kw = weights.shape
     s = padded.strides
     cols = np.lib.stride_tricks.as_strided(
         padded,
         shape=(c, kh, kw, ho, wo),
         strides=(s[0], s[1], s[2], s[1] * stride, s[2] * stride),
         writeable=False,
-    )
-    acc = wi.reshape(o, -1).astype(np.float64) @ cols.reshape(c * kh * kw, -1).astype(np.float64)
-    return acc.reshape(o, ho, wo).astype(np.int64)
+    ).reshape(c * kh * kw, -1)
+    flat = weights.reshape(o, -1)
+    acc = np.zeros((o, ho * wo), dtype=np.float64)
+    for start in range(0, cols.shape[0], chunk):
+        acc += flat[:, start : start + chunk] @ cols[start : start + chunk]
+    return acc.reshape(o, ho, wo)
+
+
+def _shift_add(
+    padded: np.ndarray, weights: np.ndarray, chunk: int, stride: int, ho: int, wo: int
+) -> np.ndarray:
+    """Per tap (u, v): W_uv @ X over the whole padded map, then add its shifted window.
+
+    No im2col copy: the padded input is used in place, which is what makes the
+    reference fast on wide layers.
+    """
+    c, hp, wp = padded.shape
+    o, _, kh, kw = weights.shape
+    flat = padded.reshape(c, hp * wp)
+    acc = np.zeros((o, ho, wo), dtype=np.float64)
+    for u in range(kh):
+        for v in range(kw):
+            for start in range(0, c, chunk):
+                y = weights[:, start : start + chunk, u, v] @ flat[start : start + chunk]
+                y = y.reshape(o, hp, wp)
+                acc += y[:, u : u + stride * ho : stride, v : v + stride * wo : stride]
+    return acc
 
 
 def conv2d_int(

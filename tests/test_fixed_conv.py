@@ -219,3 +219,21 @@ def test_affine_int_tracks_float(scales: list[float], seed: int) -> None:
     y = affine_int(x, negate, bias, mult, shift, NUMERIC)
     bias_step = np.abs(a) * s_x / s_y / 2  # half an input step, in output LSBs
     assert (np.abs(y - np.minimum(ref / s_y, 127)) <= 0.5 + bias_step[:, None, None] + 0.01).all()
+
+
+@pytest.mark.parametrize(
+    ("c", "k", "stride", "pad"), [(40, 3, 1, 1), (1100, 1, 1, 0), (300, 3, 2, 1), (33, 7, 1, 3)]
+)
+def test_wide_layers_split_exactly(c: int, k: int, stride: int, pad: int) -> None:
+    """Wide inputs take the shift-and-add path with float32 chunks: still exact."""
+    rng = np.random.default_rng(c)
+    x = rng.integers(-128, 128, (c, 9, 8))
+    w = rng.integers(-128, 128, (3, c, k, k))
+    padded = np.pad(x, ((0, 0), (pad, pad), (pad, pad)))
+    ho, wo = (9 + 2 * pad - k) // stride + 1, (8 + 2 * pad - k) // stride + 1
+    want = np.zeros((3, ho, wo), dtype=np.int64)
+    for u in range(k):
+        for v in range(k):
+            window = padded[:, u : u + stride * ho : stride, v : v + stride * wo : stride]
+            want += np.tensordot(w[:, :, u, v], window, axes=(1, 0))  # int64: exact
+    np.testing.assert_array_equal(conv_accumulate(x, w, stride=stride, padding=pad), want)
