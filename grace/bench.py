@@ -1,9 +1,11 @@
 """`grace bench`: the performance report, as figures (never asserted by tests).
 
-Today it measures what exists: the float decoder on this CPU, per GOP (key-frame
-encoder) and per inter frame, for each model preset, with its conv MAC count and
-the effective GMAC/s. Later issues add the integer reference, the ISA simulator
-and RTL cycle counts next to it.
+Today it measures what exists, on this CPU: the float decoder per GOP (key-frame
+encoder) and per inter frame, and the integer reference (L2, NumPy) per inter
+frame, for each model preset, with the conv MAC count and the float GMAC/s.
+Weights are random (speed does not depend on them) and Jacobians are off (the
+integer decoder does not have them yet). Later issues add the ISA simulator and
+RTL cycle counts next to it.
 """
 
 from __future__ import annotations
@@ -22,11 +24,13 @@ from grace.params import preset
 @dataclass(frozen=True)
 class DecoderTiming:
     preset: str
+    variant: str  # the graph timed (fomm-256 runs without Jacobians for the int decoder)
     resolution: int
     gop_gmac: float
     frame_gmac: float
     gop_ms: float  # median
     frame_ms: float  # median
+    int_frame_ms: float  # the integer reference (L2), median
     threads: int
 
     @property
@@ -36,16 +40,20 @@ class DecoderTiming:
 
 @torch.no_grad()
 def time_float_decoder(name: str, repeats: int = 5) -> DecoderTiming:
-    from model.agc import build_generator
-    from model.macs import count_macs
+    import dataclasses
 
-    m = preset(name).model
+    from model.agc import build_generator
+    from model.fixed_decoder import decode_int, encode_source_int
+    from model.macs import count_macs
+    from model.ptq import build_quantized, calibrate
+
+    # The integer decoder has no Jacobians yet: time the DAC form of every graph.
+    m = dataclasses.replace(preset(name).model, estimate_jacobian=False)
+    torch.manual_seed(0)
     generator = build_generator(m).eval()
     count = count_macs(m)
     source = torch.rand(1, m.num_channels, m.image_size, m.image_size)
     kp = {"value": torch.rand(1, m.num_kp, 2) * 1.6 - 0.8}
-    if m.estimate_jacobian:
-        kp["jacobian"] = torch.eye(2).expand(1, m.num_kp, 2, 2).clone()
 
     def median_ms(fn) -> float:
         fn()  # warm up
@@ -57,13 +65,20 @@ def time_float_decoder(name: str, repeats: int = 5) -> DecoderTiming:
         return statistics.median(samples)
 
     cache = generator.encode_source(source)
+    scales = calibrate(generator, [(source, kp["value"], kp["value"] + 0.02)], "minmax")
+    decoder = build_quantized(generator, scales, preset(name).numeric, m.num_kp)
+    frame = (source[0].permute(1, 2, 0).numpy() * 255).round().astype("uint8")
+    int_cache = encode_source_int(decoder, frame)
+    kp_q = (kp["value"][0].numpy() * 256).round().astype("int64")
     return DecoderTiming(
         preset=name,
+        variant="random weights, no Jacobians",
         resolution=m.image_size,
         gop_gmac=count.per_gop / 1e9,
         frame_gmac=count.per_frame / 1e9,
         gop_ms=median_ms(lambda: generator.encode_source(source)),
         frame_ms=median_ms(lambda: generator.decode(cache, kp, kp)),
+        int_frame_ms=median_ms(lambda: decode_int(decoder, int_cache, kp_q + 5, kp_q)),
         threads=torch.get_num_threads(),
     )
 

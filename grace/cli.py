@@ -480,18 +480,20 @@ def bench(repeats: int) -> None:
 
     if repeats < 1:
         raise GraceError(f"--repeats {repeats}: must be at least 1")
-    with console.status("timing the float decoder…"):
+    with console.status("timing the float decoder and the integer reference…"):
         results = run_bench(BUILD_ROOT / "bench", repeats=repeats)
     table = Table(
         "preset",
         "size",
         "GMAC/GOP",
         "GMAC/frame",
-        "ms/GOP",
-        "ms/frame",
+        "float ms/GOP",
+        "float ms/frame",
         "GMAC/s",
+        "int8 L2 ms/frame",
+        "L2 / float",
         "threads",
-        title="float decoder (PyTorch, CPU), median",
+        title="decoder on this CPU (median; random weights, no Jacobians)",
         box=None,
     )
     for r in results:
@@ -503,6 +505,8 @@ def bench(repeats: int) -> None:
             f"{r.gop_ms:.1f}",
             f"{r.frame_ms:.1f}",
             f"{r.frame_gmac_per_s:.1f}",
+            f"{r.int_frame_ms:.0f}",
+            f"{r.int_frame_ms / r.frame_ms:.1f}×",
             str(r.threads),
         )
     console.print(table)
