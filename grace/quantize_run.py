@@ -27,7 +27,7 @@ def run_quantize(
     from model.bitstream import quantize
     from model.evaluate import to_uint8
     from model.fixed_decoder import decode_int, encode_source_int
-    from model.int_backend import KP_STEP, _frame_tensor, layer_sqnr, quantize_decoder
+    from model.int_backend import KP_STEP, frame_tensor, layer_sqnr, quantize_decoder
     from model.metrics import quality
 
     kp_detector, generator = load_models(params, checkpoint)
@@ -39,11 +39,11 @@ def run_quantize(
         refs, floats, ints = [], [], []
         with console.status(f"decoding {group} with float and int8…"), torch.no_grad():
             for clip in group_clips:
-                source = _frame_tensor(clip[0])
+                source = frame_tensor(clip[0])
                 kp_s = quantize(kp_detector(source)["value"].numpy(), KP_STEP)[0]
                 cache, fcache = encode_source_int(decoder, clip[0]), generator.encode_source(source)
                 for t in range(1, clip.shape[0]):
-                    kp_d = quantize(kp_detector(_frame_tensor(clip[t]))["value"].numpy(), KP_STEP)[
+                    kp_d = quantize(kp_detector(frame_tensor(clip[t]))["value"].numpy(), KP_STEP)[
                         0
                     ]
                     ints.append(decode_int(decoder, cache, kp_d, kp_s)["frame"])

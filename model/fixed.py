@@ -72,26 +72,26 @@ def requantize(
             f"requantize: product width {numeric.product_bits} exceeds int64; "
             "narrow acc_bits, bias_bits or mult_bits"
         )
-    acc = _checked(acc, "acc", *int_range(numeric.acc_bits))
-    bias = _checked(bias, "bias", *int_range(numeric.bias_bits))
-    multiplier = _checked(multiplier, "multiplier", 0, numeric.mult_max)
-    shift = _checked(shift, "shift", 0, numeric.max_shift)
-    relu = _checked(relu, "relu", 0, 1)
+    acc = checked_ints(acc, "requantize: acc", *int_range(numeric.acc_bits))
+    bias = checked_ints(bias, "requantize: bias", *int_range(numeric.bias_bits))
+    multiplier = checked_ints(multiplier, "requantize: multiplier", 0, numeric.mult_max)
+    shift = checked_ints(shift, "requantize: shift", 0, numeric.max_shift)
+    relu = checked_ints(relu, "requantize: relu", 0, 1)
     product = (acc + bias) * multiplier
     y = saturate(round_shift(product, shift), numeric.act_bits)
     return np.where(relu != 0, np.maximum(y, 0), y)
 
 
-def _checked(x: npt.ArrayLike, name: str, lo: int, hi: int) -> IntArray:
+def checked_ints(x: npt.ArrayLike, name: str, lo: int, hi: int) -> IntArray:
+    """x as int64, refusing non-integers and values outside lo..hi (hardware would wrap)."""
     a = np.asarray(x)
     if a.dtype == np.bool_:
         a = a.astype(np.int64)
     if not np.issubdtype(a.dtype, np.integer):
-        raise ValueError(f"requantize: {name} must be integers, got dtype {a.dtype}")
-    a = a.astype(np.int64)
-    if a.size and (a.min() < lo or a.max() > hi):
-        raise ValueError(f"requantize: {name} out of range {lo}..{hi} (got {a.min()}..{a.max()})")
-    return a
+        raise ValueError(f"{name} must be integers, got dtype {a.dtype}")
+    if a.size and (int(a.min()) < lo or int(a.max()) > hi):
+        raise ValueError(f"{name} out of range {lo}..{hi} (got {a.min()}..{a.max()})")
+    return a.astype(np.int64)
 
 
 def scale_to_multiplier(scale: npt.ArrayLike, numeric: NumericParams) -> tuple[IntArray, IntArray]:

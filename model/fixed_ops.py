@@ -23,7 +23,7 @@ from collections.abc import Callable
 import numpy as np
 import numpy.typing as npt
 
-from model.fixed import int_range, round_shift, saturate
+from model.fixed import checked_ints, int_range, round_shift, saturate
 
 IntArray = npt.NDArray[np.int64]
 
@@ -37,18 +37,6 @@ SOFTMAX_OUT_BITS = 8
 
 
 # --------------------------------------------------------------------------- checks
-
-
-def _ints(x: npt.ArrayLike, name: str, lo: int, hi: int) -> IntArray:
-    """x as int64, refusing non-integers and values outside [lo, hi] (hardware would wrap)."""
-    a = np.asarray(x)
-    if a.dtype == np.bool_:
-        a = a.astype(np.int64)
-    if not np.issubdtype(a.dtype, np.integer):
-        raise ValueError(f"{name} must be integers, got dtype {a.dtype}")
-    if a.size and (int(a.min()) < lo or int(a.max()) > hi):
-        raise ValueError(f"{name} out of range {lo}..{hi} (got {a.min()}..{a.max()})")
-    return a.astype(np.int64)
 
 
 def _in(value: int, name: str, lo: int, hi: int) -> int:
@@ -84,7 +72,7 @@ def normalized_to_pixels(
     fc = _in(coord_frac_bits, "coord_frac_bits", 0, 48)
     fp = _in(pixel_frac_bits, "pixel_frac_bits", 0, 48)
     size = _in(size, "size", 1, 1 << 24)
-    c = _ints(coords_q, "coords_q", -(1 << 62), (1 << 62) - 1)
+    c = checked_ints(coords_q, "coords_q", -(1 << 62), (1 << 62) - 1)
     # Bound the exact product in Python integers before forming it in int64.
     peak = (int(np.abs(c).max()) if c.size else 0) + (1 << fc)
     if peak * (size - 1) << max(0, fp - fc - 1) >= 1 << 62:
@@ -110,8 +98,8 @@ def bilinear_taps(
     where w01 weights tap (y0, x0 + 1) and w10 weights tap (y0 + 1, x0).
     """
     f = _in(pixel_frac_bits, "pixel_frac_bits", 1, 15)
-    px = _ints(px, "px", -(1 << 62), (1 << 62) - 1)
-    py = _ints(py, "py", -(1 << 62), (1 << 62) - 1)
+    px = checked_ints(px, "px", -(1 << 62), (1 << 62) - 1)
+    py = checked_ints(py, "py", -(1 << 62), (1 << 62) - 1)
     one = 1 << f
     x0, fx = px >> f, px & (one - 1)
     y0, fy = py >> f, py & (one - 1)
@@ -126,7 +114,7 @@ def _warp_acc(features: npt.ArrayLike, px: npt.ArrayLike, py: npt.ArrayLike, f: 
         raise ValueError(f"features must be (C, H, W), got shape {feats.shape}")
     lo, hi = int_range(8)
     if feats.dtype != np.int8:
-        feats = _ints(feats, "features", lo, hi).astype(np.int8)
+        feats = checked_ints(feats, "features", lo, hi).astype(np.int8)
     px = np.asarray(px)
     py = np.asarray(py)
     if px.shape != py.shape or px.ndim != 2:
@@ -135,8 +123,8 @@ def _warp_acc(features: npt.ArrayLike, px: npt.ArrayLike, py: npt.ArrayLike, f: 
     one = 1 << _in(f, "pixel_frac_bits", 1, 15)
     # Clamping to [-2^F, W·2^F] changes no result: at or beyond either end every
     # tap along that axis is outside the image or carries weight 0.
-    px = np.clip(_ints(px, "px", -(1 << 62), (1 << 62) - 1), -one, w * one)
-    py = np.clip(_ints(py, "py", -(1 << 62), (1 << 62) - 1), -one, h * one)
+    px = np.clip(checked_ints(px, "px", -(1 << 62), (1 << 62) - 1), -one, w * one)
+    py = np.clip(checked_ints(py, "py", -(1 << 62), (1 << 62) - 1), -one, h * one)
     x0, y0, w00, w01, w10, w11 = bilinear_taps(px, py, f)
     # Now x0 ∈ [-1, W] and x0 + 1 ∈ [0, W + 1]: one zero column before, two after.
     padded = np.pad(feats, ((0, 0), (1, 2), (1, 2)))
@@ -175,7 +163,7 @@ def grid_sample_fixed_mul(
     (occ_frac_bits = 8: 255 ≈ 1.0). One rounding for both operations:
     out = saturate(round_shift(acc · occ, 2F + occ_frac_bits), 8).
     """
-    occ = _ints(occlusion_q, "occlusion_q", 0, (1 << OCC_BITS) - 1)
+    occ = checked_ints(occlusion_q, "occlusion_q", 0, (1 << OCC_BITS) - 1)
     fo = _in(occ_frac_bits, "occ_frac_bits", 0, 16)
     if occ.shape != np.shape(px):
         raise ValueError(f"occlusion_q shape {occ.shape} differs from px shape {np.shape(px)}")
@@ -233,7 +221,7 @@ def apply_lut(x: npt.ArrayLike, lut: npt.ArrayLike) -> IntArray:
     if table.shape != (LUT_SIZE,):
         raise ValueError(f"lut must have {LUT_SIZE} entries, got shape {table.shape}")
     lo, hi = int_range(LUT_IN_BITS)
-    return table[_ints(x, "x", lo, hi) - lo]
+    return table[checked_ints(x, "x", lo, hi) - lo]
 
 
 def _sigmoid(v: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
@@ -317,7 +305,7 @@ def softmax_channels_fixed(
         out_c = min(round_shift(e_c · r, R - O), 2^8 - 1)            value out / 2^O
     """
     lo, hi = int_range(LUT_IN_BITS)
-    q = _ints(x, "x", lo, hi)
+    q = checked_ints(x, "x", lo, hi)
     if q.ndim != 3:
         raise ValueError(f"x must be (C, H, W), got shape {q.shape}")
     w = softmax_widths(q.shape[0], exp_frac_bits, recip_bits, out_frac_bits)

@@ -33,7 +33,7 @@ class IntBackendError(ValueError):
     """The stream cannot be decoded by the integer decoder (one line)."""
 
 
-def _frame_tensor(frame: np.ndarray) -> torch.Tensor:
+def frame_tensor(frame: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.array(frame, dtype=np.float32) / 255).permute(2, 0, 1)[None]
 
 
@@ -59,10 +59,10 @@ def calibration_samples(
                 face=faces[(7 * i) % len(faces)],
             )
         )
-        source = _frame_tensor(clip[0])
+        source = frame_tensor(clip[0])
         kp_source = _stream_keypoints(kp_detector(source)["value"])
         for t in range(1, frames, 3):
-            kp_driving = _stream_keypoints(kp_detector(_frame_tensor(clip[t]))["value"])
+            kp_driving = _stream_keypoints(kp_detector(frame_tensor(clip[t]))["value"])
             samples.append((source, kp_driving, kp_source))
     return samples
 
@@ -94,7 +94,7 @@ class IntBackend:
         kp_d = self._integers(kp_driving["value"][0])
         kp_s = self._integers(kp_source["value"][0])
         frame = decode_int(self.decoder, cache, kp_d, kp_s)["frame"]
-        return {"prediction": _frame_tensor(frame)}
+        return {"prediction": frame_tensor(frame)}
 
     @staticmethod
     def _integers(values: torch.Tensor) -> np.ndarray:
@@ -121,13 +121,13 @@ def layer_sqnr(
     signal: dict[str, float] = {}
     noise: dict[str, float] = {}
     for clip in clips:
-        source = _frame_tensor(clip[0])
+        source = frame_tensor(clip[0])
         kp_source = _stream_keypoints(kp_detector(source)["value"])
         record: dict[str, np.ndarray] = {}
         cache = encode_source_int(decoder, clip[0], record)
         gop_record = dict(record)
         for t in range(1, clip.shape[0]):
-            kp_driving = _stream_keypoints(kp_detector(_frame_tensor(clip[t]))["value"])
+            kp_driving = _stream_keypoints(kp_detector(frame_tensor(clip[t]))["value"])
             record = dict(gop_record)
             decode_int(
                 decoder,
