@@ -516,15 +516,37 @@ def bench(repeats: int) -> None:
     help="Activation calibration.",
 )
 @click.option("--clips", default=4, show_default=True, help="Held-out clips per group.")
+@click.option("--frames", default=16, show_default=True, help="Frames per clip.")
+@click.option(
+    "--random-weights",
+    is_flag=True,
+    help="Use a randomly initialised model (e.g. fomm-256, which has no checkpoint).",
+)
 @friendly
-def quantize_command(params_spec: str, checkpoint: Path | None, method: str, clips: int) -> None:
+def quantize_command(
+    params_spec: str,
+    checkpoint: Path | None,
+    method: str,
+    clips: int,
+    frames: int,
+    random_weights: bool,
+) -> None:
     """Calibrate the int8 decoder; report int vs float quality and per-layer SQNR."""
     from grace.quantize_run import run_quantize
 
-    if clips < 1:
-        raise GraceError(f"--clips {clips}: must be at least 1")
+    if clips < 1 or frames < 2:
+        raise GraceError(f"--clips {clips} / --frames {frames}: need at least 1 clip of 2 frames")
     params = _params(params_spec)
-    run_quantize(console, params, checkpoint, method, clips, BUILD_ROOT / "quantize")
+    run_quantize(
+        console,
+        params,
+        checkpoint,
+        method,
+        clips,
+        BUILD_ROOT / "quantize",
+        random_weights=random_weights,
+        frames=frames,
+    )
 
 
 @main.command()

@@ -19,40 +19,48 @@ def run_quantize(
     method: str,
     clips: int,
     out_dir: Path,
+    *,
+    random_weights: bool = False,
+    frames: int = 16,
 ) -> dict:
     import torch
 
     from grace.codec_run import load_models
     from grace.train_run import heldout_clips
-    from model.bitstream import quantize
     from model.evaluate import to_uint8
-    from model.fixed_decoder import decode_int, encode_source_int
-    from model.int_backend import KP_STEP, frame_tensor, layer_sqnr, quantize_decoder
+    from model.int_backend import (
+        IntBackend,
+        frame_tensor,
+        layer_sqnr,
+        quantize_decoder,
+        stream_keypoints,
+    )
     from model.metrics import quality
 
-    kp_detector, generator = load_models(params, checkpoint)
+    if random_weights:
+        from model.agc import build_generator, build_kp_detector
+
+        torch.manual_seed(0)
+        kp_detector, generator = build_kp_detector(params.model), build_generator(params.model)
+        kp_detector.eval(), generator.eval()
+    else:
+        kp_detector, generator = load_models(params, checkpoint)
     with console.status(f"calibrating ({method})…"):
         decoder = quantize_decoder(kp_detector, generator, params, method)
-    groups = heldout_clips(params, clips, frames=16)
-    report: dict = {"method": method, "groups": {}}
+    backend = IntBackend(decoder)
+    groups = heldout_clips(params, clips, frames=frames)
+    report: dict = {"method": method, "random_weights": random_weights, "groups": {}}
     for group, group_clips in groups.items():
         refs, floats, ints = [], [], []
         with console.status(f"decoding {group} with float and int8…"), torch.no_grad():
             for clip in group_clips:
                 source = frame_tensor(clip[0])
-                kp_s = quantize(kp_detector(source)["value"].numpy(), KP_STEP)[0]
-                cache, fcache = encode_source_int(decoder, clip[0]), generator.encode_source(source)
+                kp_s = stream_keypoints(kp_detector(source))
+                cache, fcache = backend.encode_source(source), generator.encode_source(source)
                 for t in range(1, clip.shape[0]):
-                    kp_d = quantize(kp_detector(frame_tensor(clip[t]))["value"].numpy(), KP_STEP)[
-                        0
-                    ]
-                    ints.append(decode_int(decoder, cache, kp_d, kp_s)["frame"])
-                    pred = generator.decode(
-                        fcache,
-                        {"value": torch.tensor(kp_d * KP_STEP)[None].float()},
-                        {"value": torch.tensor(kp_s * KP_STEP)[None].float()},
-                    )
-                    floats.append(to_uint8(pred["prediction"])[0])
+                    kp_d = stream_keypoints(kp_detector(frame_tensor(clip[t])))
+                    ints.append(to_uint8(backend.decode(cache, kp_d, kp_s)["prediction"])[0])
+                    floats.append(to_uint8(generator.decode(fcache, kp_d, kp_s)["prediction"])[0])
                     refs.append(clip[t])
         ref, fl, it = np.stack(refs), np.stack(floats), np.stack(ints)
         rows = {
@@ -76,7 +84,8 @@ def run_quantize(
     console.print(table)
     report["sqnr_db"] = sqnr
     out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / f"{params.name}-{method}.json"
+    tag = "-random" if random_weights else ""
+    path = out_dir / f"{params.name}-{method}{tag}.json"
     path.write_text(json.dumps(report, indent=2))
     console.print(f"wrote {path}")
     return report

@@ -3,8 +3,8 @@
 It runs a `QuantizedDecoder` (integer weights, per-channel requantize constants,
 tables; built from the float model by `model.ptq`) with the helpers of
 `model.fixed*` only, so every operation is one stated integer formula
-(docs/numerics.md). Scope today: decoders without Jacobians (DAC, the `tiny`
-preset); FOMM's affine keypoint motion needs an integer 2×2 inverse first.
+(docs/numerics.md). Both DAC (translation motions) and FOMM (first-order motions from per-keypoint
+Jacobians, composed with an integer 2×2 inverse) are supported.
 """
 
 from __future__ import annotations
@@ -17,7 +17,9 @@ import numpy.typing as npt
 from model.fixed_conv import affine_int, conv2d_int
 from model.fixed_motion import (
     COORD_FRAC_BITS,
+    affine_motions,
     compose_flow,
+    compose_jacobians,
     heatmaps,
     keypoints_to_coords,
     sparse_motions,
@@ -84,6 +86,7 @@ class QuantizedDecoder:
     num_kp: int
     scale_factor_inv: int  # image size / motion size
     activation_scales: dict[str, float]  # calibrated, by float_trace name (for reports)
+    jacobian: bool = False  # first-order motions (FOMM) instead of translations (DAC)
 
 
 def run_conv(
@@ -166,6 +169,8 @@ def decode_int(
     kp_driving_q: npt.ArrayLike,
     kp_source_q: npt.ArrayLike,
     record: dict[str, IntArray] | None = None,
+    jac_driving_q: npt.ArrayLike | None = None,
+    jac_source_q: npt.ArrayLike | None = None,
 ) -> dict[str, IntArray]:
     """One inter frame: keypoints (bitstream integers) → (H, W, 3) uint8 pixels.
 
@@ -176,7 +181,13 @@ def decode_int(
     kp_d, kp_s = keypoints_to_coords(kp_driving_q), keypoints_to_coords(kp_source_q)
     size = cache.small.shape[1]
     heat = heatmaps(kp_d, kp_s, size, q.gaussian_table)  # (K+1, S, S)
-    motions = sparse_motions(kp_d, kp_s, size)  # (K+1, S, S, 2)
+    if q.jacobian:
+        if jac_driving_q is None or jac_source_q is None:
+            raise ValueError("decode_int: this decoder needs the keypoints' Jacobians")
+        jac = compose_jacobians(jac_source_q, jac_driving_q)
+        motions = affine_motions(kp_d, kp_s, jac, size)  # (K+1, S, S, 2)
+    else:
+        motions = sparse_motions(kp_d, kp_s, size)
     deformed = np.stack([_warp(cache.small, m) for m in motions])  # (K+1, C, S, S)
     x = np.concatenate([heat[:, None], deformed], axis=1).reshape(-1, size, size)
     skips = [x]

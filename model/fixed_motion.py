@@ -93,3 +93,53 @@ def compose_flow(mask: npt.ArrayLike, motions: npt.ArrayLike) -> IntArray:
     m = np.asarray(mask, dtype=np.int64)  # (K+1, H, W), MASK_FRAC_BITS
     total = (m[..., None] * np.asarray(motions, dtype=np.int64)).sum(axis=0)
     return round_shift(total, MASK_FRAC_BITS)
+
+
+#: Fraction bits of Jacobian entries as the bitstream carries them (step 2^-6).
+JAC_IN_FRAC_BITS = 6
+#: Fraction bits of the composed per-keypoint affine J_s · J_d⁻¹.
+JAC_FRAC_BITS = 14
+#: |J| entries are limited to ±2^JAC_LIMIT_BITS (a degenerate driving Jacobian
+#: would otherwise ask for an unbounded affine; the float model produces inf/NaN).
+JAC_LIMIT_BITS = 4
+
+
+def _div_round(numerator: IntArray, denominator: IntArray) -> IntArray:
+    """round_half_up(n / d) for integers, d ≠ 0, any signs: floor((2n + d) / 2d) with d > 0."""
+    sign = np.where(denominator < 0, -1, 1)
+    n, d = numerator * sign, denominator * sign
+    return (2 * n + d) // (2 * d)
+
+
+def compose_jacobians(jac_source_q: npt.ArrayLike, jac_driving_q: npt.ArrayLike) -> IntArray:
+    """(K, 2, 2) J = J_s · J_d⁻¹ with JAC_FRAC_BITS, from bitstream Jacobians (6 fraction bits).
+
+    J_d⁻¹ = adj(J_d) / det(J_d): J = (J_s · adj(J_d)) / det(J_d), one integer
+    division per entry, rounded half up; entries saturate to ±2^JAC_LIMIT_BITS, and
+    a singular J_d (det = 0) yields the identity (no motion from that keypoint).
+    """
+    js = np.asarray(jac_source_q, dtype=np.int64)
+    jd = np.asarray(jac_driving_q, dtype=np.int64)
+    a, b, c, d = jd[:, 0, 0], jd[:, 0, 1], jd[:, 1, 0], jd[:, 1, 1]
+    det = a * d - b * c  # 2·6 fraction bits
+    adj = np.stack([np.stack([d, -b], -1), np.stack([-c, a], -1)], -2)  # 6 fraction bits
+    num = np.einsum("kij,kjl->kil", js, adj)  # 12 fraction bits
+    # J = num / det carries 0 fraction bits; scale the numerator for JAC_FRAC_BITS.
+    safe = np.where(det == 0, 1, det)[:, None, None]
+    jac = _div_round(num << JAC_FRAC_BITS, np.broadcast_to(safe, num.shape))
+    limit = 1 << (JAC_LIMIT_BITS + JAC_FRAC_BITS)
+    jac = np.clip(jac, -limit, limit)
+    identity = np.eye(2, dtype=np.int64) << JAC_FRAC_BITS
+    return np.where((det == 0)[:, None, None], identity, jac)
+
+
+def affine_motions(
+    kp_driving: npt.ArrayLike, kp_source: npt.ArrayLike, jac: npt.ArrayLike, size: int
+) -> IntArray:
+    """(K+1, size, size, 2): identity, then J_k · (grid − kp_d,k) + kp_s,k (FOMM's first order)."""
+    axis = grid_axis(size)
+    grid = np.stack(np.broadcast_arrays(axis[None, :], axis[:, None]), axis=-1)  # (H, W, 2)
+    rel = grid[None] - np.asarray(kp_driving, dtype=np.int64)[:, None, None, :]  # (K, H, W, 2)
+    moved = np.einsum("kij,khwj->khwi", np.asarray(jac, dtype=np.int64), rel)
+    moved = round_shift(moved, JAC_FRAC_BITS) + np.asarray(kp_source, np.int64)[:, None, None]
+    return np.concatenate([grid[None], moved])

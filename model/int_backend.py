@@ -16,7 +16,7 @@ import torch
 from model.bitstream import quantize
 from model.evaluate import to_uint8
 from model.fixed_decoder import QuantizedDecoder, decode_int, encode_source_int
-from model.fixed_motion import KP_FRAC_BITS
+from model.fixed_motion import JAC_IN_FRAC_BITS, KP_FRAC_BITS
 from model.generator import OcclusionAwareGenerator
 from model.keypoints import KPDetector
 from model.ptq import build_quantized, calibrate
@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from grace.params import GraceParams
 
 KP_STEP = 2.0**-KP_FRAC_BITS
+JAC_STEP = 2.0**-JAC_IN_FRAC_BITS
 CALIBRATION_SEED = 777_000
 
 
@@ -37,8 +38,12 @@ def frame_tensor(frame: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.array(frame, dtype=np.float32) / 255).permute(2, 0, 1)[None]
 
 
-def _stream_keypoints(kp: torch.Tensor) -> torch.Tensor:
-    return torch.from_numpy(quantize(kp.numpy(), KP_STEP) * KP_STEP).float()
+def stream_keypoints(kp: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Keypoints (and Jacobians) exactly as the bitstream carries them, dequantised."""
+    steps = {"value": KP_STEP, "jacobian": JAC_STEP}
+    return {
+        k: torch.from_numpy(quantize(v.numpy(), steps[k]) * steps[k]).float() for k, v in kp.items()
+    }
 
 
 @torch.no_grad()
@@ -60,9 +65,9 @@ def calibration_samples(
             )
         )
         source = frame_tensor(clip[0])
-        kp_source = _stream_keypoints(kp_detector(source)["value"])
+        kp_source = stream_keypoints(kp_detector(source))
         for t in range(1, frames, 3):
-            kp_driving = _stream_keypoints(kp_detector(frame_tensor(clip[t]))["value"])
+            kp_driving = stream_keypoints(kp_detector(frame_tensor(clip[t])))
             samples.append((source, kp_driving, kp_source))
     return samples
 
@@ -89,21 +94,30 @@ class IntBackend:
         return encode_source_int(self.decoder, frame)
 
     def decode(self, cache: object, kp_driving: dict, kp_source: dict) -> dict[str, torch.Tensor]:
-        if "jacobian" in kp_driving:
-            raise IntBackendError("the integer decoder does not support Jacobians yet")
-        kp_d = self._integers(kp_driving["value"][0])
-        kp_s = self._integers(kp_source["value"][0])
-        frame = decode_int(self.decoder, cache, kp_d, kp_s)["frame"]
-        return {"prediction": frame_tensor(frame)}
+        args = self.stream_integers(kp_driving, kp_source)
+        return {"prediction": frame_tensor(decode_int(self.decoder, cache, **args)["frame"])}
+
+    def stream_integers(self, kp_driving: dict, kp_source: dict) -> dict[str, np.ndarray]:
+        """decode_int's keypoint arguments from dequantised keypoint dicts (batch of 1)."""
+        args = {
+            "kp_driving_q": self._integers(kp_driving["value"][0], KP_STEP, "keypoints"),
+            "kp_source_q": self._integers(kp_source["value"][0], KP_STEP, "keypoints"),
+        }
+        if self.decoder.jacobian:
+            if "jacobian" not in kp_driving or "jacobian" not in kp_source:
+                raise IntBackendError("this decoder needs Jacobians; the stream has none")
+            args["jac_driving_q"] = self._integers(kp_driving["jacobian"][0], JAC_STEP, "Jacobians")
+            args["jac_source_q"] = self._integers(kp_source["jacobian"][0], JAC_STEP, "Jacobians")
+        return args
 
     @staticmethod
-    def _integers(values: torch.Tensor) -> np.ndarray:
-        scaled = values.double().numpy() / KP_STEP
+    def _integers(values: torch.Tensor, step: float, what: str) -> np.ndarray:
+        scaled = values.double().numpy() / step
         q = np.round(scaled).astype(np.int64)
         if not np.array_equal(q, scaled):
             raise IntBackendError(
-                f"the integer decoder needs keypoints on a 2^-{KP_FRAC_BITS} grid; "
-                f"re-encode with --kp-step {KP_STEP}"
+                f"the integer decoder needs {what} on a {step:g} grid (2^-n); re-encode the "
+                "clip with the default steps"
             )
         return q
 
@@ -122,20 +136,15 @@ def layer_sqnr(
     noise: dict[str, float] = {}
     for clip in clips:
         source = frame_tensor(clip[0])
-        kp_source = _stream_keypoints(kp_detector(source)["value"])
+        kp_source = stream_keypoints(kp_detector(source))
         record: dict[str, np.ndarray] = {}
         cache = encode_source_int(decoder, clip[0], record)
         gop_record = dict(record)
         for t in range(1, clip.shape[0]):
-            kp_driving = _stream_keypoints(kp_detector(frame_tensor(clip[t]))["value"])
+            kp_driving = stream_keypoints(kp_detector(frame_tensor(clip[t])))
             record = dict(gop_record)
-            decode_int(
-                decoder,
-                cache,
-                (kp_driving[0] / KP_STEP).round().long().numpy(),
-                (kp_source[0] / KP_STEP).round().long().numpy(),
-                record,
-            )
+            args = IntBackend(decoder).stream_integers(kp_driving, kp_source)
+            decode_int(decoder, cache, record=record, **args)
             reference = float_trace(generator, source, kp_driving, kp_source)
             for name, ints in record.items():
                 ref = reference[name][0].double().numpy()

@@ -56,7 +56,8 @@ def float_trace(
     features = x
     dm = g.dense_motion_network
     small = dm.downscale(source)
-    kp_d, kp_s = {"value": kp_driving}, {"value": kp_source}
+    kp_d = kp_driving if isinstance(kp_driving, dict) else {"value": kp_driving}
+    kp_s = kp_source if isinstance(kp_source, dict) else {"value": kp_source}
     b, _, h, w = small.shape
     heat = dm.heatmaps(small, kp_d, kp_s)
     motions = dm.sparse_motions(small, kp_d, kp_s)
@@ -165,11 +166,6 @@ def build_quantized(
     """The integer decoder's parameters from the float generator and calibrated scales."""
     g = g.eval()
     dm = g.dense_motion_network
-    if g.estimate_jacobian:
-        raise QuantizationError(
-            "the integer decoder does not support Jacobians yet (FOMM "
-            "mode); use a DAC preset such as tiny"
-        )
 
     def conv_bn(block: nn.Module, s_in: np.ndarray, s_out: float, **flags: object) -> QConv:
         weight, bias = fold_batchnorm(block.conv, block.norm)
@@ -293,6 +289,7 @@ def build_quantized(
         num_kp=num_kp,
         scale_factor_inv=dm.down.int_inv_scale if dm.scale_factor != 1 else 1,
         activation_scales=dict(scales),
+        jacobian=g.estimate_jacobian,
     )
 
 

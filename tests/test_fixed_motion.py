@@ -67,3 +67,42 @@ def test_sparse_motions_and_flow() -> None:
     half = np.zeros((4, 8, 8), np.int64)
     half[0] = half[1] = 128
     np.testing.assert_array_equal(compose_flow(half, motions), (motions[0] + motions[1] + 1) >> 1)
+
+
+@given(st.integers(0, 2**32 - 1))
+def test_first_order_motions_track_float(seed: int) -> None:
+    """J = J_s · J_d⁻¹ within half an LSB; affine motions within a few 2^-14 of float."""
+    from model.fixed_motion import (
+        JAC_FRAC_BITS,
+        JAC_LIMIT_BITS,
+        affine_motions,
+        compose_jacobians,
+    )
+
+    rng = np.random.default_rng(seed)
+    eye = np.eye(2, dtype=np.int64) * 64
+    jd = rng.integers(-40, 40, (10, 2, 2)) + eye  # well conditioned, 6 fraction bits
+    js = rng.integers(-40, 40, (10, 2, 2)) + eye
+    jac = compose_jacobians(js, jd)
+    ref = (torch.tensor(js / 64.0) @ torch.inverse(torch.tensor(jd / 64.0))).numpy()
+    limit = 2.0**JAC_LIMIT_BITS  # entries saturate there (near-singular J_d)
+    assert np.abs(jac / 2**JAC_FRAC_BITS - np.clip(ref, -limit, limit)).max() <= (
+        2.0**-JAC_FRAC_BITS / 2 + 1e-12
+    )
+    kp_d, kp_s = keypoints_to_coords(rng.integers(-200, 200, (2, 10, 2)))
+    got = affine_motions(kp_d, kp_s, jac, 16)
+    grid = make_coordinate_grid(16, 16, torch.float64)
+    rel = grid[None] - torch.tensor(kp_d / ONE)[:, None, None, :]
+    want = torch.einsum("kij,khwj->khwi", torch.tensor(jac / 2**JAC_FRAC_BITS), rel)
+    want = want + torch.tensor(kp_s / ONE)[:, None, None, :]
+    # the grid's rounding (≤ 1/2 LSB per coordinate) through J, plus the final rounding
+    bound = 0.5 * np.abs(jac / 2**JAC_FRAC_BITS).sum(axis=2).max() + 0.5 + 1e-6
+    assert np.abs(got[1:] - want.numpy() * ONE).max() <= bound
+
+
+def test_singular_driving_jacobian_gives_identity() -> None:
+    from model.fixed_motion import JAC_FRAC_BITS, compose_jacobians
+
+    singular = np.array([[[64, 64], [64, 64]]])
+    jac = compose_jacobians(np.eye(2, dtype=np.int64)[None] * 64, singular)
+    np.testing.assert_array_equal(jac, np.eye(2, dtype=np.int64)[None] << JAC_FRAC_BITS)

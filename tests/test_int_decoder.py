@@ -11,12 +11,12 @@ import torch
 
 from grace.codec_run import load_models
 from grace.params import preset
-from model.agc import build_generator
+from model.agc import build_generator, build_kp_detector
 from model.codec import CodecSettings, decode_stream, encode_clip
 from model.fixed_decoder import decode_int, encode_source_int
 from model.int_backend import IntBackend, IntBackendError, calibration_samples, quantize_decoder
 from model.metrics import quality
-from model.ptq import QuantizationError, build_quantized, calibrate, float_trace
+from model.ptq import QuantizationError, calibrate, float_trace
 from model.synthetic import ClipSpec, synthesize_clip
 
 PARAMS = preset("tiny")
@@ -43,9 +43,7 @@ def test_float_trace_is_the_decoder(models) -> None:
     source, kp_d, kp_s = calibration_samples(kp_detector, PARAMS, clips=1, frames=4)[0]
     traced = float_trace(generator, source, kp_d, kp_s)["prediction"]
     with torch.no_grad():
-        direct = generator.decode(
-            generator.encode_source(source), {"value": kp_d}, {"value": kp_s}
-        )["prediction"]
+        direct = generator.decode(generator.encode_source(source), kp_d, kp_s)["prediction"]
     torch.testing.assert_close(traced, direct)
 
 
@@ -84,11 +82,30 @@ def test_calibration_methods(models) -> None:
         calibrate(generator, samples, "mse")
 
 
+def test_jacobians_first_order_motion() -> None:
+    """FOMM mode (Jacobians): the integer decoder follows the float one (random weights)."""
+    m = dataclasses.replace(PARAMS.model, estimate_jacobian=True)
+    params = dataclasses.replace(PARAMS, model=m)
+    torch.manual_seed(5)
+    kp_detector = build_kp_detector(m).eval()
+    generator = build_generator(m).eval()
+    with torch.no_grad():  # non-trivial Jacobians: the detector starts at the identity
+        kp_detector.jacobian.weight.normal_(0, 0.05)
+    decoder = quantize_decoder(kp_detector, generator, params)
+    assert decoder.jacobian
+    clip = synthesize_clip(ClipSpec(seed=3, num_frames=6, size=64, face=5))
+    data = encode_clip(clip, Fraction(25), params.name, kp_detector, CodecSettings()).data
+    as_float = decode_stream(data, generator, preset=params.name, model=m).frames
+    as_int = decode_stream(data, IntBackend(decoder), preset=params.name, model=m).frames
+    assert quality(as_float[1:], as_int[1:]).psnr > 35
+
+
 def test_unsupported_inputs(quantized) -> None:
-    jac = dataclasses.replace(PARAMS.model, estimate_jacobian=True)
-    with pytest.raises(QuantizationError, match="Jacobians"):
-        build_quantized(build_generator(jac), {}, PARAMS.numeric, jac.num_kp)
     backend = IntBackend(quantized)
     off_grid = {"value": torch.full((1, 10, 2), 0.001)}
-    with pytest.raises(IntBackendError, match="2\\^-8 grid"):
+    with pytest.raises(IntBackendError, match=r"keypoints on a 0\.00390625 grid"):
         backend.decode(None, off_grid, off_grid)
+    jac = dataclasses.replace(quantized, jacobian=True)
+    on_grid = {"value": torch.zeros(1, 10, 2)}
+    with pytest.raises(IntBackendError, match="needs Jacobians"):
+        IntBackend(jac).decode(None, on_grid, on_grid)
