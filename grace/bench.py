@@ -3,9 +3,8 @@
 Today it measures what exists, on this CPU: the float decoder per GOP (key-frame
 encoder) and per inter frame, and the integer reference (L2, NumPy) per inter
 frame, for each model preset, with the conv MAC count and the float GMAC/s.
-Weights are random (speed does not depend on them) and Jacobians are off (the
-integer decoder does not have them yet). Later issues add the ISA simulator and
-RTL cycle counts next to it.
+Weights are random (speed does not depend on them). Later issues add the ISA
+simulator and RTL cycle counts next to it.
 """
 
 from __future__ import annotations
@@ -24,7 +23,7 @@ from grace.params import preset
 @dataclass(frozen=True)
 class DecoderTiming:
     preset: str
-    variant: str  # the graph timed (fomm-256 runs without Jacobians for the int decoder)
+    variant: str
     resolution: int
     gop_gmac: float
     frame_gmac: float
@@ -40,20 +39,27 @@ class DecoderTiming:
 
 @torch.no_grad()
 def time_float_decoder(name: str, repeats: int = 5) -> DecoderTiming:
-    import dataclasses
-
     from model.agc import build_generator
     from model.fixed_decoder import decode_int, encode_source_int
     from model.macs import count_macs
     from model.ptq import build_quantized, calibrate
 
-    # The integer decoder has no Jacobians yet: time the DAC form of every graph.
-    m = dataclasses.replace(preset(name).model, estimate_jacobian=False)
+    m = preset(name).model
     torch.manual_seed(0)
     generator = build_generator(m).eval()
     count = count_macs(m)
     source = torch.rand(1, m.num_channels, m.image_size, m.image_size)
-    kp = {"value": torch.rand(1, m.num_kp, 2) * 1.6 - 0.8}
+    # Keypoints and Jacobians on the bitstream's grids (2^-8, 2^-6), as decoded.
+    kp_q = torch.randint(-200, 200, (m.num_kp, 2))
+    jac_q = torch.eye(2, dtype=torch.long).expand(m.num_kp, 2, 2) * 64 + torch.randint(
+        -8, 8, (m.num_kp, 2, 2)
+    )
+    kp_s = {"value": kp_q[None].float() / 256}
+    kp_d = {"value": (kp_q[None] + 5).float() / 256}
+    int_args = {"kp_driving_q": kp_q.numpy() + 5, "kp_source_q": kp_q.numpy()}
+    if m.estimate_jacobian:
+        kp_s["jacobian"] = kp_d["jacobian"] = jac_q[None].float() / 64
+        int_args["jac_driving_q"] = int_args["jac_source_q"] = jac_q.numpy()
 
     def median_ms(fn) -> float:
         fn()  # warm up
@@ -65,20 +71,19 @@ def time_float_decoder(name: str, repeats: int = 5) -> DecoderTiming:
         return statistics.median(samples)
 
     cache = generator.encode_source(source)
-    scales = calibrate(generator, [(source, kp["value"], kp["value"] + 0.02)], "minmax")
+    scales = calibrate(generator, [(source, kp_d, kp_s)], "minmax")
     decoder = build_quantized(generator, scales, preset(name).numeric, m.num_kp)
     frame = (source[0].permute(1, 2, 0).numpy() * 255).round().astype("uint8")
     int_cache = encode_source_int(decoder, frame)
-    kp_q = (kp["value"][0].numpy() * 256).round().astype("int64")
     return DecoderTiming(
         preset=name,
-        variant="random weights, no Jacobians",
+        variant="random weights",
         resolution=m.image_size,
         gop_gmac=count.per_gop / 1e9,
         frame_gmac=count.per_frame / 1e9,
         gop_ms=median_ms(lambda: generator.encode_source(source)),
-        frame_ms=median_ms(lambda: generator.decode(cache, kp, kp)),
-        int_frame_ms=median_ms(lambda: decode_int(decoder, int_cache, kp_q + 5, kp_q)),
+        frame_ms=median_ms(lambda: generator.decode(cache, kp_d, kp_s)),
+        int_frame_ms=median_ms(lambda: decode_int(decoder, int_cache, **int_args)),
         threads=torch.get_num_threads(),
     )
 

@@ -486,7 +486,7 @@ def bench(repeats: int) -> None:
         "",
         *(r.preset for r in results),
         box=None,
-        title="decoder on this CPU (median; random weights, no Jacobians)",
+        title="decoder on this CPU (median, random weights)",
     )
     rows = [
         ("resolution", lambda r: f"{r.resolution}²"),
