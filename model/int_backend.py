@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from model.bitstream import quantize
+from model.codec import frames_to_tensor
 from model.evaluate import to_uint8
 from model.fixed_decoder import QuantizedDecoder, decode_int, encode_source_int
 from model.fixed_motion import JAC_IN_FRAC_BITS, KP_FRAC_BITS
@@ -35,7 +36,8 @@ class IntBackendError(ValueError):
 
 
 def frame_tensor(frame: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.array(frame, dtype=np.float32) / 255).permute(2, 0, 1)[None]
+    """One (H, W, 3) uint8 frame → (1, 3, H, W) float in [0, 1], as the codec feeds it."""
+    return frames_to_tensor(np.asarray(frame)[None])
 
 
 def stream_keypoints(kp: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
