@@ -1,7 +1,8 @@
 # GRACE set-up and the two commands of the README: `make demo`, `make test`.
 # Both create/refresh .venv first; a second run installs nothing.
 
-PYTHON ?= python3.11
+# torch 2.13.0's wheel on this kind of machine is for CPython 3.11.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.grace-installed
