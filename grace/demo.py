@@ -110,38 +110,28 @@ def hardware_demo(console: Console, params: GraceParams, build_root: Path) -> li
         f"1. elaborated → {path} ({len(ports)} ports, "
         f"{sum(1 for _ in path.open())} lines of Verilog)"
     )
-    with console.status("2. cocotb + Verilator, random back-pressure…"):
-        stalled = simulate_block(
-            block,
-            params,
-            simulator="verilator",
-            vectors=DEMO_VECTORS,
-            seed=1,
-            valid_prob=0.7,
-            ready_prob=0.7,
-            waves=False,
-            build_root=build_root,
+
+    def simulate(step: int, label: str, seed: int, prob: float):
+        with console.status(f"{step}. cocotb + Verilator, {label}…"):
+            run = simulate_block(
+                block,
+                params,
+                simulator="verilator",
+                vectors=DEMO_VECTORS,
+                seed=seed,
+                valid_prob=prob,
+                ready_prob=prob,
+                waves=False,
+                build_root=build_root,
+            )
+        console.print(
+            f"{step}. {run.vectors:,} vectors {label}: {run.mismatches} mismatches, "
+            f"{run.cycles:,} cycles"
         )
-    console.print(
-        f"2. {stalled.vectors:,} vectors under random stalls: "
-        f"{stalled.mismatches} mismatches, {stalled.cycles:,} cycles"
-    )
-    with console.status("3. cocotb + Verilator, full rate…"):
-        full = simulate_block(
-            block,
-            params,
-            simulator="verilator",
-            vectors=DEMO_VECTORS,
-            seed=2,
-            valid_prob=1.0,
-            ready_prob=1.0,
-            waves=False,
-            build_root=build_root,
-        )
-    console.print(
-        f"3. {full.vectors:,} vectors at full rate: {full.mismatches} mismatches, "
-        f"{full.cycles:,} cycles"
-    )
+        return run
+
+    stalled = simulate(2, "under random stalls", seed=1, prob=0.7)
+    full = simulate(3, "at full rate", seed=2, prob=1.0)
     for name in BOARDS:
         plan(block, preset(name), name)
     console.print(

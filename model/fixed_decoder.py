@@ -68,7 +68,6 @@ class QAffine:
 @dataclass
 class QuantizedDecoder:
     numeric: object  # grace.params.NumericParams
-    image_scale: float  # source image: int8 = round_half_up(pixel · 127 / 255)
     antialias: QConv | None  # key frame → motion-network resolution
     first: QConv
     down_blocks: list[QConv]
@@ -84,7 +83,6 @@ class QuantizedDecoder:
     pixel_lut: IntArray  # final logits → 0..255 pixels
     gaussian_table: IntArray
     num_kp: int
-    scale_factor_inv: int  # image size / motion size
     activation_scales: dict[str, float]  # calibrated, by float_trace name (for reports)
     jacobian: bool = False  # first-order motions (FOMM) instead of translations (DAC)
 
@@ -127,10 +125,15 @@ def run_conv(
     )
 
 
+#: The key frame enters as int8 with scale 1/IMAGE_LEVELS (pixels 0..255 → 0..127).
+IMAGE_LEVELS = 127
+IMAGE_SCALE = 1 / IMAGE_LEVELS
+
+
 def quantize_image(frame: npt.ArrayLike) -> IntArray:
-    """(H, W, 3) uint8 pixels → (3, H, W) int8, value = q / 127: round_half_up(p·127/255)."""
+    """(H, W, 3) uint8 pixels → (3, H, W) int8: round_half_up(p · 127 / 255)."""
     p = np.asarray(frame, dtype=np.int64).transpose(2, 0, 1)
-    return (2 * 127 * p + 255) // (2 * 255)
+    return (2 * IMAGE_LEVELS * p + 255) // (2 * 255)
 
 
 @dataclass

@@ -25,7 +25,7 @@ from torch import Tensor, nn
 
 from model.blocks import warp
 from model.fixed import scale_to_multiplier
-from model.fixed_decoder import QAffine, QConv, QuantizedDecoder
+from model.fixed_decoder import IMAGE_SCALE, QAffine, QConv, QuantizedDecoder
 from model.fixed_motion import HEAT_FRAC_BITS, gaussian_table
 from model.fixed_ops import make_lut, sigmoid_lut
 from model.fusion import batchnorm_affine, fold_batchnorm
@@ -33,8 +33,6 @@ from model.generator import OcclusionAwareGenerator
 
 if TYPE_CHECKING:
     from grace.params import NumericParams
-
-IMAGE_SCALE = 1 / 127
 
 
 class QuantizationError(ValueError):
@@ -269,7 +267,6 @@ def build_quantized(
     )
     return QuantizedDecoder(
         numeric=numeric,
-        image_scale=IMAGE_SCALE,
         antialias=antialias,
         first=first,
         down_blocks=down,
@@ -287,7 +284,6 @@ def build_quantized(
         ),
         gaussian_table=gaussian_table(dm.kp_variance),
         num_kp=num_kp,
-        scale_factor_inv=dm.down.int_inv_scale if dm.scale_factor != 1 else 1,
         activation_scales=dict(scales),
         jacobian=g.estimate_jacobian,
     )
