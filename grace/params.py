@@ -52,6 +52,7 @@ class NumericParams:
     bias_bits: int = 32  # per-channel bias, added to the accumulator
     mult_bits: int = 16  # unsigned per-channel requantize multiplier
     max_shift: int = 47  # requantize right shift is 0 .. max_shift
+    gain_bits: int = 16  # unsigned per-channel gain of a residual entering the accumulator
 
     def __post_init__(self) -> None:
         _check_int_range(self, "act_bits", 2, 16)
@@ -59,6 +60,7 @@ class NumericParams:
         _check_int_range(self, "acc_bits", 8, 48)
         _check_int_range(self, "bias_bits", 8, 48)
         _check_int_range(self, "mult_bits", 1, 32)
+        _check_int_range(self, "gain_bits", 1, 24)
         if self.product_bits > 62:
             raise ParamsError(
                 f"NumericParams: product width {self.product_bits} "
@@ -109,12 +111,14 @@ class BufferParams:
 
     input_depth: int = 1024
     weight_depth: int = 1024
-    output_depth: int = 1024
+    accumulator_slots: int = 16  # finished pixel vectors waiting for the output unit
+    param_depth: int = 256  # per-output-channel constants (bias, multiplier, shift, gain)
     fifo_depth: int = 4  # stream FIFOs between decoupled stages
 
     def __post_init__(self) -> None:
-        for name in ("input_depth", "weight_depth", "output_depth"):
+        for name in ("input_depth", "weight_depth", "param_depth"):
             _check_int_range(self, name, 16, 1 << 20)
+        _check_int_range(self, "accumulator_slots", 2, 1024)
         _check_int_range(self, "fifo_depth", 1, 1024)
 
 
@@ -282,7 +286,7 @@ PRESETS: dict[str, GraceParams] = {
     "fomm-256": GraceParams(
         name="fomm-256",
         array=ArrayParams(rows=12, cols=13),
-        buffers=BufferParams(input_depth=16384, weight_depth=16384, output_depth=8192),
+        buffers=BufferParams(input_depth=16384, weight_depth=16384, accumulator_slots=16),
         model=_FOMM_256,
         clock_hz=150e6,
     ),
@@ -290,7 +294,7 @@ PRESETS: dict[str, GraceParams] = {
     "ulx3s-85f": GraceParams(
         name="ulx3s-85f",
         array=ArrayParams(rows=12, cols=12),
-        buffers=BufferParams(input_depth=8192, weight_depth=8192, output_depth=4096),
+        buffers=BufferParams(input_depth=8192, weight_depth=8192, accumulator_slots=16),
         clock_hz=150e6,
         board="ulx3s-85f",
     ),
@@ -298,7 +302,7 @@ PRESETS: dict[str, GraceParams] = {
     "icebreaker": GraceParams(
         name="icebreaker",
         array=ArrayParams(rows=2, cols=4),
-        buffers=BufferParams(input_depth=1024, weight_depth=1024, output_depth=512),
+        buffers=BufferParams(input_depth=1024, weight_depth=1024, accumulator_slots=16),
         clock_hz=50e6,
         board="icebreaker",
     ),

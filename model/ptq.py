@@ -142,6 +142,11 @@ def quantize_conv(
         raise QuantizationError(f"bias needs more than {numeric.bias_bits} bits")
     mult, shift = scale_to_multiplier(w_scale / out_scale, numeric)
     gain = None if residual_scale is None else _round(residual_scale / w_scale)
+    if gain is not None and gain.max() >= 1 << numeric.gain_bits:
+        raise QuantizationError(
+            f"residual gain {gain.max()} needs more than {numeric.gain_bits} bits "
+            f"(NumericParams.gain_bits)"
+        )
     return QConv(qw, qb, mult, shift, **flags, residual_gain=gain)
 
 

@@ -43,31 +43,44 @@ if TYPE_CHECKING:
 SLICE_BITS = 16
 
 
-def requant_input_layout(numeric: NumericParams) -> data.StructLayout:
-    """One element for the output unit: the accumulator and its channel's constants."""
-    return data.StructLayout(
-        {
-            "acc": signed(numeric.acc_bits),
-            "bias": signed(numeric.bias_bits),
-            "multiplier": unsigned(numeric.mult_bits),
-            "shift": unsigned(numeric.shift_bits),
-            "relu": unsigned(1),
-        }
-    )
+def requant_input_layout(numeric: NumericParams, user_bits: int = 0) -> data.StructLayout:
+    """One element for the output unit: the accumulator and its channel's constants.
+
+    `user_bits` > 0 adds a `user` field that travels unchanged to the output
+    (the convolution engine tags elements with their lane and end-of-tile flag).
+    """
+    fields: dict[str, object] = {
+        "acc": signed(numeric.acc_bits),
+        "bias": signed(numeric.bias_bits),
+        "multiplier": unsigned(numeric.mult_bits),
+        "shift": unsigned(numeric.shift_bits),
+        "relu": unsigned(1),
+    }
+    if user_bits:
+        fields["user"] = unsigned(user_bits)
+    return data.StructLayout(fields)
+
+
+def requant_output_shape(numeric: NumericParams, user_bits: int = 0) -> object:
+    """signed(act_bits), or a struct {value, user} when a sideband travels along."""
+    if not user_bits:
+        return signed(numeric.act_bits)
+    return data.StructLayout({"value": signed(numeric.act_bits), "user": unsigned(user_bits)})
 
 
 class Requantizer(wiring.Component):
-    """Stream in `requant_input_layout`, stream out signed act_bits activations."""
+    """Stream in `requant_input_layout`, stream out signed act_bits activations (+ user)."""
 
     #: Clock edges from an input transfer to the transfer of its output, without stalls.
     LATENCY = 7
 
-    def __init__(self, numeric: NumericParams) -> None:
+    def __init__(self, numeric: NumericParams, user_bits: int = 0) -> None:
         self.numeric = numeric
+        self.user_bits = user_bits
         super().__init__(
             {
-                "i": In(stream.Signature(requant_input_layout(numeric))),
-                "o": Out(stream.Signature(signed(numeric.act_bits))),
+                "i": In(stream.Signature(requant_input_layout(numeric, user_bits))),
+                "o": Out(stream.Signature(requant_output_shape(numeric, user_bits))),
             }
         )
 
@@ -99,6 +112,7 @@ class Requantizer(wiring.Component):
         mult = carry("mult", p.multiplier, 1)[0]
         shift_4, shift_5 = carry("shift", p.shift, 4)[-2:]
         relu = carry("relu", p.relu, 5)[-1]
+        user = carry("user", p.user, self.LATENCY - 1)[-1] if self.user_bits else None
 
         # [1] exact sum
         total = stage("sum", signed(n.sum_bits), p.acc + p.bias)
@@ -140,9 +154,9 @@ class Requantizer(wiring.Component):
 
         # [7] clamp so that halving lands in [lo, hi] (or [0, hi] under ReLU), round half up
         clamped = Mux(over, 2 * hi, Mux(under, floor, narrow))
+        value = self.o.payload.value if self.user_bits else self.o.payload
         with m.If(advance):
-            m.d.sync += [
-                self.o.valid.eq(valid[-1]),
-                self.o.payload.eq((clamped + 1) >> 1),
-            ]
+            m.d.sync += [self.o.valid.eq(valid[-1]), value.eq((clamped + 1) >> 1)]
+            if user is not None:
+                m.d.sync += self.o.payload.user.eq(user)
         return m

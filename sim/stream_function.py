@@ -19,12 +19,16 @@ def pack(layout: data.StructLayout, fields: Mapping[str, npt.ArrayLike]) -> list
     missing = set(name for name, _ in layout) - set(fields)
     if missing:
         raise ValueError(f"pack: no values for field(s) {', '.join(sorted(missing))}")
-    columns = {name: np.asarray(values, dtype=np.int64).ravel() for name, values in fields.items()}
+    # Python ints throughout: a field (a nested struct) may be wider than 64 bits.
+    columns = {
+        name: [int(v) for v in np.asarray(values, dtype=object).ravel()]
+        for name, values in fields.items()
+    }
     count = len(next(iter(columns.values())))
     words = [0] * count
     for name, fld in layout:
         mask = (1 << fld.width) - 1
-        for k, value in enumerate(columns[name].tolist()):
+        for k, value in enumerate(columns[name]):
             words[k] |= (value & mask) << fld.offset
     return words
 
