@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from amaranth.back import verilog
 from amaranth.lib import wiring
 
+from rtl.conv import ConvEngine
 from rtl.requant import Requantizer
 
 if TYPE_CHECKING:
@@ -15,6 +16,7 @@ if TYPE_CHECKING:
 
 BLOCKS: dict[str, Callable[[GraceParams], wiring.Component]] = {
     "requant": lambda params: Requantizer(params.numeric),
+    "conv": lambda params: ConvEngine(params),
 }
 
 

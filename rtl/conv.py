@@ -1,0 +1,461 @@
+"""Convolution engine: a rows × cols array of int8 MACs with its buffers and output path.
+
+Dataflow (docs/conv_engine.md has the full contract and the cycle model). Every
+cycle ("beat") the issue stage picks one output pixel, one input-channel group
+g and one kernel tap (u, v). The input buffer returns the `cols` channels of
+group g at the tapped pixel (zero outside the image: padding), the weight
+buffer returns the rows × cols weights of that (g, u, v) for `rows` output
+channels; row r of the array forms the dot product of the two vectors and
+adds it to its accumulator. After G·k_h·k_w beats the `rows` accumulators hold
+one output pixel of `rows` channels (output-stationary), and the next pixel
+starts on the following beat, so the MACs never wait::
+
+      cmd ─► issue: og ▸ pixel ▸ g ▸ u ▸ v   (credits: a slot is free for the pixel)
+               │ address = in_base + g·plane + (iy>>up)·in_row + (ix>>up)
+               ▼
+      input buffer ── x[0..cols) ─────┬──────────┬─── … broadcast down the rows
+      weight buffer ─ w[r][0..cols) ─►│ × × × ×  │ row r: Σ_c x[c]·w[r][c]  (DSPs)
+                                      │ adder tree, accumulator acc[r]
+                                      ▼
+      accumulator FIFO (rows × int32 per pixel) ─► lane by lane: + residual × gain
+        ─► requantize (+bias, ×M, >>shift, round, saturate, ReLU) ─► 2×2 avg pool ─► o
+                                                                 tile done ─► done
+
+The MAC pipeline never stalls: the issue stage only starts a pixel when the
+accumulator FIFO has a slot reserved for it (credits), so back-pressure on `o`
+stops issue instead of gating every DSP's clock enable. Output channels beyond
+`rows`, input channels beyond `cols`, stride 2, nearest ×2 upsampling and zero
+padding are all address generation; channels that do not fill the last group
+read zero weights (the loader writes them).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from amaranth import Array, Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, fifo, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from rtl.conv_layouts import (
+    DIM_BITS,
+    TAG_BITS,
+    bits_for,
+    channel_param_layout,
+    command_layout,
+    input_addr_bits,
+    input_write_layout,
+    lane_bits,
+    param_addr_bits,
+    param_write_layout,
+    weight_write_layout,
+)
+from rtl.dsp import Multiplier
+from rtl.requant import Requantizer
+
+if TYPE_CHECKING:
+    from grace.params import GraceParams
+
+#: Beats from the issue stage to the accumulator input, without the adder tree:
+#: address (2), address multiply (2), address register (1), buffer read (1),
+#: operand register (1), multiply (Multiplier.LATENCY).
+ISSUE_TO_TREE = 7 + Multiplier.LATENCY
+
+
+def tree_levels(cols: int) -> int:
+    """Registered adder levels that reduce `cols` products to one sum."""
+    return (cols - 1).bit_length()
+
+
+def user_layout(p: GraceParams) -> data.StructLayout:
+    """What travels with each element through the output unit."""
+    return data.StructLayout(
+        {
+            "lane": unsigned(bits_for(p.array.rows)),
+            "pool": unsigned(1),
+            "quad": unsigned(2),  # position in the 2×2 pooling window, (dy, dx)
+            "end": unsigned(1),  # last element of the tile
+            "tag": unsigned(TAG_BITS),
+        }
+    )
+
+
+def pixel_meta_layout(p: GraceParams) -> data.StructLayout:
+    """Per output pixel, what the output unit needs besides the accumulators."""
+    return data.StructLayout(
+        {
+            "lanes": unsigned(lane_bits(p)),
+            "param_addr": unsigned(param_addr_bits(p)),
+            "relu": unsigned(1),
+            "pool": unsigned(1),
+            "residual": unsigned(1),
+            "quad": unsigned(2),
+            "end": unsigned(1),
+            "tag": unsigned(TAG_BITS),
+        }
+    )
+
+
+class ConvEngine(wiring.Component):
+    """One convolution tile per command; int8 out in (og, pixel, lane) order."""
+
+    def __init__(self, params: GraceParams, *, dsp_target: str | None = None) -> None:
+        self.params = params
+        self.dsp_target = dsp_target
+        n = params.numeric
+        super().__init__(
+            {
+                "cmd": In(stream.Signature(command_layout(params))),
+                "input_write": In(stream.Signature(input_write_layout(params))),
+                "weight_write": In(stream.Signature(weight_write_layout(params))),
+                "param_write": In(stream.Signature(param_write_layout(params))),
+                "residual": In(stream.Signature(signed(n.act_bits))),
+                "o": Out(stream.Signature(signed(n.act_bits))),
+                "done": Out(stream.Signature(unsigned(TAG_BITS))),
+            }
+        )
+
+    @property
+    def latency(self) -> int:
+        """Beats from issue to the accumulator register (the cycle model's fill time)."""
+        return ISSUE_TO_TREE + tree_levels(self.params.array.cols) + 1
+
+    def elaborate(self, platform: object) -> Module:
+        m = Module()
+        p = self.params
+        rows, cols = p.array.rows, p.array.cols
+        n = p.numeric
+
+        # -- buffers ----------------------------------------------------------
+        m.submodules.input_buffer = in_mem = Memory(
+            shape=unsigned(cols * n.act_bits), depth=p.buffers.input_depth, init=[]
+        )
+        m.submodules.weight_buffer = w_mem = Memory(
+            shape=unsigned(rows * cols * n.weight_bits), depth=p.buffers.weight_depth, init=[]
+        )
+        m.submodules.param_buffer = par_mem = Memory(
+            shape=channel_param_layout(p), depth=p.buffers.param_depth, init=[]
+        )
+        in_wp = in_mem.write_port()
+        w_wp = w_mem.write_port(granularity=cols * n.weight_bits)
+        par_wp = par_mem.write_port()
+        in_rp = in_mem.read_port(transparent_for=())
+        w_rp = w_mem.read_port(transparent_for=())
+        par_rp = par_mem.read_port(transparent_for=())
+        m.d.comb += [
+            self.input_write.ready.eq(1),
+            in_wp.addr.eq(self.input_write.payload.addr),
+            in_wp.data.eq(self.input_write.payload.data),
+            in_wp.en.eq(self.input_write.valid),
+            self.weight_write.ready.eq(1),
+            w_wp.addr.eq(self.weight_write.payload.addr),
+            w_wp.data.eq(Cat(*[self.weight_write.payload.data] * rows)),
+            w_wp.en.eq(Mux(self.weight_write.valid, 1 << self.weight_write.payload.row, 0)),
+            self.param_write.ready.eq(1),
+            par_wp.addr.eq(self.param_write.payload.addr),
+            par_wp.data.eq(self.param_write.payload.data),
+            par_wp.en.eq(self.param_write.valid),
+        ]
+
+        # -- issue: the loop nest og ▸ (py, px, dy, dx) ▸ g ▸ u ▸ v ------------
+        cmd = Signal(command_layout(p))
+        busy = Signal()
+        slots = p.buffers.accumulator_slots
+        credits = Signal(range(slots + 1), init=slots)
+        counter_names = ("v", "u", "g", "dx", "dy", "px", "py", "og")
+        count = {k: Signal(DIM_BITS, name=f"count_{k}") for k in counter_names}
+        limit = {k: Signal(DIM_BITS, name=f"limit_{k}") for k in counter_names}
+        at_limit = {k: count[k] == limit[k] for k in counter_names}
+        g_off = Signal(input_addr_bits(p))
+        w_ptr = Signal.like(self.weight_write.payload.addr)
+        og_wbase = Signal.like(w_ptr)
+        og_pbase = Signal(param_addr_bits(p))
+        h_up = Signal(DIM_BITS + 1)
+        w_up = Signal(DIM_BITS + 1)
+
+        pixel_start = count["v"] == 0
+        pixel_start &= count["u"] == 0
+        pixel_start &= count["g"] == 0
+        issuing = Signal()
+        pop = Signal()  # the output unit takes a pixel vector: a slot frees up
+        m.d.comb += issuing.eq(busy & (~pixel_start | (credits != 0)))
+        m.d.sync += credits.eq(credits + pop - (issuing & pixel_start))
+
+        beat_last = at_limit["v"] & at_limit["u"] & at_limit["g"]
+        og_last_pixel = at_limit["dx"] & at_limit["dy"] & at_limit["px"] & at_limit["py"]
+        tile_end = beat_last & og_last_pixel & at_limit["og"]
+
+        m.d.comb += self.cmd.ready.eq(~busy)
+        with m.If(self.cmd.valid & ~busy):
+            c = self.cmd.payload
+            pool = c.pool
+            m.d.sync += [
+                cmd.eq(c),
+                busy.eq(1),
+                *[count[k].eq(0) for k in counter_names],
+                limit["v"].eq(c.kernel_w - 1),
+                limit["u"].eq(c.kernel_h - 1),
+                limit["g"].eq(c.in_groups - 1),
+                limit["dx"].eq(pool),
+                limit["dy"].eq(pool),
+                limit["px"].eq((c.out_width >> pool) - 1),
+                limit["py"].eq((c.out_height >> pool) - 1),
+                limit["og"].eq(c.out_groups - 1),
+                g_off.eq(0),
+                w_ptr.eq(c.weight_base),
+                og_wbase.eq(c.weight_base),
+                og_pbase.eq(c.param_base),
+                h_up.eq(c.in_height << c.upsample),
+                w_up.eq(c.in_width << c.upsample),
+            ]
+
+        def step(names: tuple[str, ...]) -> None:
+            """Advance a nest of counters (innermost first) by one."""
+            k, rest = names[0], names[1:]
+            with m.If(~at_limit[k]):
+                m.d.sync += count[k].eq(count[k] + 1)
+            with m.Else():
+                m.d.sync += count[k].eq(0)
+                if rest:
+                    step(rest)
+
+        with m.If(issuing):
+            m.d.sync += w_ptr.eq(w_ptr + 1)
+            step(("v", "u", "g"))
+            with m.If(at_limit["v"] & at_limit["u"]):
+                m.d.sync += g_off.eq(Mux(at_limit["g"], 0, g_off + cmd.in_plane))
+            with m.If(beat_last):
+                step(("dx", "dy", "px", "py", "og"))
+                with m.If(og_last_pixel):
+                    m.d.sync += [og_wbase.eq(w_ptr + 1), og_pbase.eq(og_pbase + rows)]
+                with m.Else():
+                    m.d.sync += w_ptr.eq(og_wbase)
+                with m.If(tile_end):
+                    m.d.sync += busy.eq(0)
+
+        # -- beat A1: virtual input coordinates (in the upsampled frame) ---------
+        meta = Signal(pixel_meta_layout(p))
+        m.d.comb += [
+            meta.lanes.eq(Mux(at_limit["og"], cmd.last_lanes, rows)),
+            meta.param_addr.eq(og_pbase),
+            meta.relu.eq(cmd.relu),
+            meta.pool.eq(cmd.pool),
+            meta.residual.eq(cmd.residual),
+            meta.quad.eq(Cat(count["dx"][0], count["dy"][0])),
+            meta.end.eq(tile_end),
+            meta.tag.eq(cmd.tag),
+        ]
+        coord = signed(DIM_BITS + 3)
+        oy = Mux(cmd.pool, Cat(count["dy"][0], count["py"]), count["py"])
+        ox = Mux(cmd.pool, Cat(count["dx"][0], count["px"]), count["px"])
+        a1_iy, a1_ix = Signal(coord), Signal(coord)
+        a1_valid, a1_first, a1_last = Signal(), Signal(), Signal()
+        a1_goff = Signal.like(g_off)
+        a1_waddr = Signal.like(w_ptr)
+        a1_meta = Signal(pixel_meta_layout(p))
+        m.d.sync += [
+            a1_valid.eq(issuing),
+            a1_first.eq(pixel_start),
+            a1_last.eq(beat_last),
+            a1_iy.eq((oy << cmd.stride2) + count["u"] - cmd.pad_top),
+            a1_ix.eq((ox << cmd.stride2) + count["v"] - cmd.pad_left),
+            a1_goff.eq(g_off),
+            a1_waddr.eq(w_ptr),
+            a1_meta.eq(meta),
+        ]
+
+        # -- A2: stored row/column, inside test; A2..A4: row × in_row ------------
+        a2_inside = Signal()
+        a2_row = Signal(signed(DIM_BITS + 2))
+        a2_part = Signal(input_addr_bits(p))
+        col = a1_ix >> cmd.upsample
+        m.d.sync += [
+            a2_inside.eq((a1_iy >= 0) & (a1_iy < h_up) & (a1_ix >= 0) & (a1_ix < w_up)),
+            a2_row.eq(a1_iy >> cmd.upsample),
+            a2_part.eq(cmd.in_base + a1_goff + col),
+        ]
+        m.submodules.row_times_width = row_mul = Multiplier(
+            DIM_BITS + 2, DIM_BITS + 1, target=self.dsp_target
+        )
+        m.d.comb += [row_mul.a.eq(a2_row), row_mul.b.eq(cmd.in_row)]
+        a5_addr = Signal(input_addr_bits(p))
+        m.d.sync += a5_addr.eq(delay(m, a2_part, row_mul.LATENCY, "part") + row_mul.p)
+        m.d.comb += [
+            in_rp.addr.eq(a5_addr),
+            w_rp.addr.eq(delay(m, a1_waddr, 4, "waddr")),
+        ]
+
+        # -- A7: operands (zero outside the image), then the MAC array ----------
+        x = Signal(unsigned(cols * n.act_bits))
+        w = Signal(unsigned(rows * cols * n.weight_bits))
+        inside = delay(m, a2_inside, 4, "inside")
+        m.d.sync += [x.eq(Mux(inside, in_rp.data, 0)), w.eq(w_rp.data)]
+        row_sums = []
+        for r in range(rows):
+            products = []
+            for c in range(cols):
+                mac = Multiplier(n.act_bits, n.weight_bits, target=self.dsp_target)
+                m.submodules[f"mac_{r}_{c}"] = mac
+                wi = (r * cols + c) * n.weight_bits
+                m.d.comb += [
+                    mac.a.eq(x[c * n.act_bits : (c + 1) * n.act_bits].as_signed()),
+                    mac.b.eq(w[wi : wi + n.weight_bits].as_signed()),
+                ]
+                products.append(mac.p)
+            row_sums.append(adder_tree(m, products, f"row{r}"))
+
+        # -- accumulators, then the FIFO of finished pixels ---------------------
+        ctrl_delay = ISSUE_TO_TREE - 1 + tree_levels(cols)
+        valid_t = delay(m, a1_valid, ctrl_delay, "valid")
+        first_t = delay(m, a1_first, ctrl_delay, "first")
+        last_t = delay(m, a1_last, ctrl_delay, "last")
+        meta_t = delay(m, a1_meta.as_value(), ctrl_delay, "meta")
+        acc = [Signal(signed(n.acc_bits), name=f"acc{r}") for r in range(rows)]
+        with m.If(valid_t):
+            for r in range(rows):
+                m.d.sync += acc[r].eq(Mux(first_t, row_sums[r], acc[r] + row_sums[r]))
+        finished = Signal()
+        finished_meta = Signal.like(meta_t)
+        m.d.sync += [finished.eq(valid_t & last_t), finished_meta.eq(meta_t)]
+
+        entry = data.StructLayout(
+            {"acc": unsigned(rows * n.acc_bits), "meta": pixel_meta_layout(p)}
+        )
+        # One entry more than the credits: SyncFIFOBuffered refuses a write while an
+        # entry is still moving from its memory to its output register.
+        m.submodules.accumulators = acc_fifo = fifo.SyncFIFOBuffered(
+            width=entry.size, depth=slots + 1
+        )
+        m.d.comb += [
+            acc_fifo.w_data.eq(Cat(*acc, finished_meta)),
+            acc_fifo.w_en.eq(finished),
+        ]
+
+        # -- output unit: lane by lane, + residual × gain, requantize -----------
+        user_bits = user_layout(p).size
+        m.submodules.requant = rq = Requantizer(n, user_bits)
+        vec = Signal(entry)
+        have = Signal()
+        lane = Signal(range(rows))
+        d1_valid, d2_valid, d3_valid = Signal(), Signal(), Signal()
+        advance = Signal()
+        m.d.comb += advance.eq(~d3_valid | rq.i.ready)
+        vmeta = vec.meta
+        wants_residual = vmeta.residual
+        emit = Signal()
+        lane_last = lane == vmeta.lanes - 1
+        m.d.comb += [
+            emit.eq(have & advance & (~wants_residual | self.residual.valid)),
+            pop.eq(acc_fifo.r_rdy & (~have | (emit & lane_last))),
+            acc_fifo.r_en.eq(pop),
+            self.residual.ready.eq(emit & wants_residual),
+            par_rp.addr.eq(vmeta.param_addr + lane),
+            par_rp.en.eq(advance),
+        ]
+        with m.If(pop):
+            m.d.sync += [vec.eq(acc_fifo.r_data), have.eq(1), lane.eq(0)]
+        with m.Elif(emit & lane_last):
+            m.d.sync += have.eq(0)
+        with m.Elif(emit):
+            m.d.sync += [vec.acc.eq(vec.acc >> n.acc_bits), lane.eq(lane + 1)]
+
+        d1_acc = Signal(signed(n.acc_bits))
+        d1_res = Signal(signed(n.act_bits))
+        d1_user = Signal(user_layout(p))
+        d1_relu = Signal()
+        par = par_rp.data
+        d2_acc = Signal(signed(n.acc_bits))
+        d2_prod = Signal(signed(n.act_bits + n.gain_bits + 1))
+        d2_par = Signal(channel_param_layout(p))
+        d2_user = Signal(user_layout(p))
+        d2_relu = Signal()
+        with m.If(advance):
+            m.d.sync += [
+                d1_valid.eq(emit),
+                d1_acc.eq(vec.acc[: n.acc_bits]),
+                d1_res.eq(Mux(wants_residual, self.residual.payload, 0)),
+                d1_user.lane.eq(lane),
+                d1_user.pool.eq(vmeta.pool),
+                d1_user.quad.eq(vmeta.quad),
+                d1_user.end.eq(vmeta.end & lane_last),
+                d1_user.tag.eq(vmeta.tag),
+                d1_relu.eq(vmeta.relu),
+                d2_valid.eq(d1_valid),
+                d2_acc.eq(d1_acc),
+                d2_prod.eq(d1_res * par.gain),
+                d2_par.eq(par),
+                d2_user.eq(d1_user),
+                d2_relu.eq(d1_relu),
+                d3_valid.eq(d2_valid),
+                rq.i.payload.acc.eq(d2_acc + d2_prod),
+                rq.i.payload.bias.eq(d2_par.bias),
+                rq.i.payload.multiplier.eq(d2_par.multiplier),
+                rq.i.payload.shift.eq(d2_par.shift),
+                rq.i.payload.relu.eq(d2_relu),
+                rq.i.payload.user.eq(d2_user),
+            ]
+        m.d.comb += rq.i.valid.eq(d3_valid)
+
+        # -- 2×2 average pool (round half up), output register, done tokens -----
+        m.submodules.done_tokens = done_fifo = fifo.SyncFIFOBuffered(width=TAG_BITS, depth=4)
+        wiring.connect(m, wiring.flipped(self.done), done_fifo.r_stream)
+        value = rq.o.payload.value
+        user = data.View(user_layout(p), rq.o.payload.user)
+        partial = Array(Signal(signed(n.act_bits + 2), name=f"pool{r}") for r in range(rows))
+        total = Signal(signed(n.act_bits + 2))
+        m.d.comb += total.eq(partial[user.lane] + value)
+        absorb = user.pool & (user.quad != 3)
+        o_valid, o_end = Signal(), Signal()
+        o_tag = Signal(TAG_BITS)
+        o_free = ~o_valid | (self.o.valid & self.o.ready)
+        # the last element of a tile leaves only when its token has room to follow
+        m.d.comb += [
+            self.o.valid.eq(o_valid & (~o_end | done_fifo.w_rdy)),
+            rq.o.ready.eq(absorb | o_free),
+            done_fifo.w_stream.valid.eq(self.o.valid & self.o.ready & o_end),
+            done_fifo.w_stream.payload.eq(o_tag),
+        ]
+        with m.If(self.o.ready & self.o.valid):
+            m.d.sync += o_valid.eq(0)
+        with m.If(rq.o.valid & rq.o.ready):
+            with m.If(absorb):
+                m.d.sync += partial[user.lane].eq(Mux(user.quad == 0, value, total))
+            with m.Else():
+                m.d.sync += [
+                    o_valid.eq(1),
+                    o_end.eq(user.end),
+                    o_tag.eq(user.tag),
+                    self.o.payload.eq(Mux(user.pool, (total + 2) >> 2, value)),
+                ]
+        return m
+
+
+def delay(m: Module, value: object, cycles: int, name: str) -> object:
+    """`value` seen `cycles` clock edges later (a plain shift register)."""
+    for k in range(cycles):
+        reg = Signal.like(value, name=f"{name}_d{k + 1}") if isinstance(value, Signal) else None
+        if reg is None:
+            reg = Signal(len(value), name=f"{name}_d{k + 1}")
+        m.d.sync += reg.eq(value)
+        value = reg
+    return value
+
+
+def adder_tree(m: Module, values: list[Signal], name: str) -> Signal:
+    """Sum of `values` through registered pairwise levels (tree_levels(len) edges)."""
+    level = 0
+    while len(values) > 1:
+        paired = []
+        for k in range(0, len(values) - 1, 2):
+            a, b = values[k], values[k + 1]
+            s = Signal(signed(max(len(a), len(b)) + 1), name=f"{name}_l{level}_{k // 2}")
+            m.d.sync += s.eq(a + b)
+            paired.append(s)
+        if len(values) % 2:
+            s = Signal.like(values[-1], name=f"{name}_l{level}_carry")
+            m.d.sync += s.eq(values[-1])
+            paired.append(s)
+        values = paired
+        level += 1
+    return values[0]

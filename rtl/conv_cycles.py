@@ -1,0 +1,96 @@
+"""Cycle model of the convolution engine (rtl/conv.py), and its MAC utilisation.
+
+The engine is a two-stage pipeline joined by the accumulator FIFO. The issue
+stage spends T = G·k_h·k_w beats on each output pixel vector (G input-channel
+groups of `cols`); the output unit spends n cycles on it (n = real channels of
+the output group, one element per cycle). Without back-pressure a vector
+therefore costs max(T, n) cycles, or more when the FIFO's slots cannot cover
+the round trip from issue to output unit. The first vector also pays the issue
+beats T and the pipeline's fill and drain, a constant set by the RTL's stage
+counts. `tile_cycles` is exact for the RTL without back-pressure: tests compare
+it cycle for cycle with simulation (tests/test_conv_engine.py).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from rtl.conv import ISSUE_TO_TREE, tree_levels
+from rtl.requant import Requantizer
+
+if TYPE_CHECKING:
+    from grace.params import GraceParams
+    from model.conv_shape import ConvShape
+
+#: Edges outside the issue loop: command register (1), accumulate and FIFO write (2).
+_ISSUE_SIDE = 3
+#: Edges of the output unit besides the Requantizer: FIFO read (2), vector
+#: register, residual and multiply stages (3), output register (1).
+_OUTPUT_SIDE = 6
+#: Cycles a FIFO slot stays reserved beyond the pixel's own beats (issue → pop).
+_SLOT_ROUND_TRIP = 14
+
+
+def fill_cycles(params: GraceParams) -> int:
+    """Constant part of a tile: pipeline fill and drain around the beats."""
+    return (
+        _ISSUE_SIDE
+        + ISSUE_TO_TREE
+        + tree_levels(params.array.cols)
+        + _OUTPUT_SIDE
+        + Requantizer.LATENCY
+    )
+
+
+@dataclass(frozen=True)
+class TileCost:
+    cycles: int
+    beats_per_pixel: int  # T
+    vectors: int  # output pixel vectors (pixels × output groups)
+    useful_macs: int
+    array_macs: int
+
+    @property
+    def utilisation(self) -> float:
+        """Useful MACs / (array MACs × cycles)."""
+        return self.useful_macs / (self.array_macs * self.cycles)
+
+
+def tile_cycles(params: GraceParams, shape: ConvShape) -> TileCost:
+    """Cycles from the command's transfer to the done token's, for one tile."""
+    rows, cols = params.array.rows, params.array.cols
+    if shape.groups != 1:
+        raise ValueError("the conv engine runs dense convolutions (groups = 1) only")
+    beats = math.ceil(shape.channels / cols) * shape.kernel_h * shape.kernel_w
+    out_groups = math.ceil(shape.out_channels / rows)
+    last = shape.out_channels - (out_groups - 1) * rows
+    pixels = shape.computed_pixels
+    slots = params.buffers.accumulator_slots
+
+    credit_bound = (beats + _SLOT_ROUND_TRIP) / slots
+
+    def per_vector(lanes: int) -> float:
+        return max(beats, lanes, credit_bound)
+
+    # When the slots bind, the first `slots` vectors still go at the pipeline's pace.
+    first_lanes = rows if out_groups > 1 else last
+    head_start = (min(slots, out_groups * pixels) - 1) * max(
+        0.0, credit_bound - max(beats, first_lanes)
+    )
+    cycles = (
+        fill_cycles(params)
+        + beats
+        + (out_groups - 1) * pixels * per_vector(rows)
+        + (pixels - 1) * per_vector(last)
+        + last
+        - head_start
+    )
+    return TileCost(
+        cycles=math.ceil(cycles),
+        beats_per_pixel=beats,
+        vectors=out_groups * pixels,
+        useful_macs=shape.macs,
+        array_macs=params.array.macs,
+    )

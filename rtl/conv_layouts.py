@@ -1,0 +1,121 @@
+"""Payloads of the convolution engine's streams: the tile command and the buffer loads.
+
+The command is the contract between a controller (or a test) and the engine; its
+fields are documented in docs/conv_engine.md. Widths follow the parameters
+object, so one `GraceParams` fixes every port of a build.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from amaranth import signed, unsigned
+from amaranth.lib import data
+
+if TYPE_CHECKING:
+    from grace.params import GraceParams
+
+#: Spatial sizes (heights, widths, row and plane strides are separate fields).
+DIM_BITS = 12
+#: Largest kernel side the engine iterates (FOMM uses 1, 3, 7).
+MAX_KERNEL = 7
+#: Largest zero padding on the top or left edge (bottom/right follow from the output size).
+MAX_PAD = 7
+#: Completion tags: the controller's name for a tile.
+TAG_BITS = 8
+
+
+def bits_for(count: int) -> int:
+    """Bits of an unsigned counter that holds 0 .. count - 1."""
+    return max(1, (count - 1).bit_length())
+
+
+def input_addr_bits(p: GraceParams) -> int:
+    return bits_for(p.buffers.input_depth)
+
+
+def weight_addr_bits(p: GraceParams) -> int:
+    return bits_for(p.buffers.weight_depth)
+
+
+def param_addr_bits(p: GraceParams) -> int:
+    return bits_for(p.buffers.param_depth)
+
+
+def group_bits(p: GraceParams) -> int:
+    """Input/output channel-group counters (1 .. 2^k groups)."""
+    return 10
+
+
+def lane_bits(p: GraceParams) -> int:
+    """Holds 1 .. rows: how many output lanes of a group are real channels."""
+    return p.array.rows.bit_length()
+
+
+def command_layout(p: GraceParams) -> data.StructLayout:
+    """One tile: every output channel group × every output pixel of a convolution."""
+    return data.StructLayout(
+        {
+            # input feature map in the input buffer: word = `cols` channels of one pixel,
+            # address = in_base + g·in_plane + row·in_row + col
+            "in_base": unsigned(input_addr_bits(p)),
+            "in_plane": unsigned(input_addr_bits(p)),
+            "in_row": unsigned(DIM_BITS),
+            "in_height": unsigned(DIM_BITS),
+            "in_width": unsigned(DIM_BITS),
+            "in_groups": unsigned(group_bits(p)),
+            "upsample": unsigned(1),  # nearest ×2 on read: the conv sees 2H × 2W
+            "kernel_h": unsigned(3),
+            "kernel_w": unsigned(3),
+            "stride2": unsigned(1),  # 0: stride 1, 1: stride 2
+            "pad_top": unsigned(3),
+            "pad_left": unsigned(3),
+            # conv output size (before pooling); bottom/right padding is implied by it
+            "out_height": unsigned(DIM_BITS),
+            "out_width": unsigned(DIM_BITS),
+            "out_groups": unsigned(group_bits(p)),
+            "last_lanes": unsigned(lane_bits(p)),  # real channels in the last output group
+            "weight_base": unsigned(weight_addr_bits(p)),
+            "param_base": unsigned(param_addr_bits(p)),
+            "relu": unsigned(1),
+            "pool": unsigned(1),  # 2×2 average pool of the requantized output
+            "residual": unsigned(1),  # add residual × gain in the accumulator
+            "tag": unsigned(TAG_BITS),
+        }
+    )
+
+
+def input_write_layout(p: GraceParams) -> data.StructLayout:
+    return data.StructLayout(
+        {"addr": unsigned(input_addr_bits(p)), "data": unsigned(p.array.cols * p.numeric.act_bits)}
+    )
+
+
+def weight_write_layout(p: GraceParams) -> data.StructLayout:
+    """One row of a weight word: the `cols` weights of one output lane."""
+    return data.StructLayout(
+        {
+            "addr": unsigned(weight_addr_bits(p)),
+            "row": unsigned(bits_for(p.array.rows)),
+            "data": unsigned(p.array.cols * p.numeric.weight_bits),
+        }
+    )
+
+
+def channel_param_layout(p: GraceParams) -> data.StructLayout:
+    """Per output channel: the output unit's constants and the residual gain."""
+    n = p.numeric
+    return data.StructLayout(
+        {
+            "bias": signed(n.bias_bits),
+            "multiplier": unsigned(n.mult_bits),
+            "shift": unsigned(n.shift_bits),
+            "gain": unsigned(n.gain_bits),
+        }
+    )
+
+
+def param_write_layout(p: GraceParams) -> data.StructLayout:
+    return data.StructLayout(
+        {"addr": unsigned(param_addr_bits(p)), "data": channel_param_layout(p)}
+    )

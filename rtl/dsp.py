@@ -1,0 +1,190 @@
+"""A fixed-latency signed multiplier on the FPGA's DSP block, with a behavioural twin.
+
+Why a primitive: Yosys maps an inferred ``a * b`` onto an ECP5 DSP block but never
+pulls the surrounding flip-flops into it (DESIGN.md §5), so an inferred int8
+multiplier array runs the combinational multiplier between fabric registers and
+stalls at 90–110 MHz. Instantiating ``MULT18X18D`` with its own input and output
+registers enabled reached 166–202 MHz (182 MHz for all 156 DSPs of an ECP5-85F).
+So the convolution engine instantiates this component rather than writing ``*``,
+and the implementation is chosen at elaboration (`platform_target`):
+
+* ``"ecp5"``: a ``MULT18X18D`` instance: A/B input registers and the output register
+  on CLK0, pipeline register bypassed, operands sign-extended to 18 bits.
+* ``"ice40"``: the twin's pipeline, which ``synth_ice40 -dsp`` packs whole into one
+  ``SB_MAC16`` (A/B input registers, the 8×8 partial-product pipeline registers,
+  the 16×16 product on O; no fabric flip-flops). Not an ``SB_MAC16`` instance:
+  Yosys's ``ice40_dsp`` pass (run by ``-dsp``, which boards/build.py passes for every
+  iCE40 build) also matches hand-instantiated ``SB_MAC16`` cells and rewrites their
+  configuration from the fabric registers it finds around them, so an instance with
+  internal registers comes out with A_REG = B_REG = PIPELINE_16x16_MULT_REG2 = 0
+  (and CLK tied low when nothing is packed): a combinational multiplier, latency 0.
+  Products narrower than 11 bits stay in logic (Yosys's minimum for a DSP).
+* ``"twin"``: plain Amaranth with the same pipeline, for simulation and any other
+  platform. It is checked cycle for cycle against the iCE40 vendor model on the
+  post-synthesis netlist, and the ECP5 configuration is checked on its
+  post-synthesis netlist (tests/test_dsp.py; Yosys has no MULT18X18D model).
+
+Every variant has the same ``LATENCY``, no enable and no reset: the pipeline always
+advances, and the registers inside the DSP blocks are not cleared by the domain's
+reset, so neither are the twin's (``reset_less``; a synchronous reset would also
+stop ``ice40_dsp`` packing them). Outputs in the first ``LATENCY`` cycles are
+unspecified (the twin gives 0).
+
+Yosys's ``opt_merge`` may merge the twin's input registers across multipliers fed
+the same operand (DESIGN.md §5); that changes nothing here: on iCE40 each DSP still
+gets its own input register, and registers inside a ``MULT18X18D`` are never merged.
+"""
+
+from __future__ import annotations
+
+from amaranth import ClockSignal, Const, Instance, Module, Signal, signed
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+#: Implementations `Multiplier(target=...)` accepts.
+TARGETS = ("twin", "ecp5", "ice40")
+
+#: Widest signed operand each DSP primitive takes (its input port width).
+MAX_OPERAND_BITS = {"ecp5": 18, "ice40": 16}
+
+# iCE40 devices with SB_MAC16 blocks: UltraPlus (iCE40UP*) and iCE5LP.
+_ICE40_DSP_DEVICES = ("iCE40UP", "iCE5LP")
+
+
+def platform_target(platform: object) -> str:
+    """The implementation `target=None` selects for `platform`.
+
+    ECP5 platforms (``amaranth.vendor.LatticePlatform`` with family ``"ecp5"``, e.g.
+    amaranth-boards' ULX3S) get ``"ecp5"``; iCE40 platforms
+    (``amaranth.vendor.SiliconBluePlatform``) whose device has DSP blocks get
+    ``"ice40"``; everything else, including no platform (simulation, plain Verilog
+    export) and DSP-less iCE40 HX/LP parts, gets ``"twin"``.
+    """
+    if platform is None:
+        return "twin"
+    # Imported here: amaranth.vendor loads its platform modules lazily.
+    from amaranth.vendor import LatticePlatform, SiliconBluePlatform
+
+    if isinstance(platform, LatticePlatform) and platform.family == "ecp5":
+        return "ecp5"
+    if isinstance(platform, SiliconBluePlatform) and str(platform.device).startswith(
+        _ICE40_DSP_DEVICES
+    ):
+        return "ice40"
+    return "twin"
+
+
+class Multiplier(wiring.Component):
+    """p = a × b, both signed, LATENCY clock cycles after a and b are presented.
+
+    No enable: it always advances. Clocked by the ``sync`` domain.
+    """
+
+    #: Clock edges from presenting a and b to p: input registers + output register.
+    LATENCY: int = 2
+
+    def __new__(cls, a_bits: int = 8, b_bits: int = 8, *, target: str | None = None) -> Multiplier:
+        # Validated before the object exists, so a rejected one is not reported by
+        # Amaranth as an elaboratable that was created but never used.
+        _check_arguments(a_bits, b_bits, target)
+        return super().__new__(cls, src_loc_at=1)  # "never used" points at the caller
+
+    def __init__(self, a_bits: int = 8, b_bits: int = 8, *, target: str | None = None) -> None:
+        self.a_bits = a_bits
+        self.b_bits = b_bits
+        self.target = target
+        super().__init__(
+            {
+                "a": In(signed(a_bits)),
+                "b": In(signed(b_bits)),
+                "p": Out(signed(a_bits + b_bits)),
+            }
+        )
+
+    def elaborate(self, platform: object) -> Module:
+        target = self.target if self.target is not None else platform_target(platform)
+        _check_widths(target, self.a_bits, self.b_bits)
+        if target == "ecp5":
+            return self._ecp5()
+        if target == "ice40":
+            return self._ice40()
+        return self._twin()
+
+    def _twin(self, *, keep_output: bool = False) -> Module:
+        m = Module()
+        a = Signal.like(self.a, name="a_reg", reset_less=True)
+        b = Signal.like(self.b, name="b_reg", reset_less=True)
+        attrs = {"keep": 1} if keep_output else {}
+        p = Signal.like(self.p, name="p_reg", reset_less=True, attrs=attrs)
+        m.d.sync += [a.eq(self.a), b.eq(self.b), p.eq(a * b)]
+        m.d.comb += self.p.eq(p)
+        return m
+
+    def _ecp5(self) -> Module:
+        m = Module()
+        a = Signal(signed(18), name="a18")
+        b = Signal(signed(18), name="b18")
+        product = Signal(36, name="p36")
+        m.d.comb += [a.eq(self.a), b.eq(self.b), self.p.eq(product[: len(self.p)])]
+        m.submodules.mult = Instance(
+            "MULT18X18D",
+            p_REG_INPUTA_CLK="CLK0",
+            p_REG_INPUTA_CE="CE0",
+            p_REG_INPUTA_RST="RST0",
+            p_REG_INPUTB_CLK="CLK0",
+            p_REG_INPUTB_CE="CE0",
+            p_REG_INPUTB_RST="RST0",
+            p_REG_INPUTC_CLK="NONE",
+            p_REG_PIPELINE_CLK="NONE",
+            p_REG_OUTPUT_CLK="CLK0",
+            p_REG_OUTPUT_CE="CE0",
+            p_REG_OUTPUT_RST="RST0",
+            p_MULT_BYPASS="DISABLED",
+            p_RESETMODE="SYNC",
+            # The ports are one bit each (A0..A17, B0..B17, P0..P35) in Yosys's and
+            # Lattice's cell libraries.
+            **{f"i_A{i}": a[i] for i in range(18)},
+            **{f"i_B{i}": b[i] for i in range(18)},
+            **{f"i_C{i}": Const(0, 1) for i in range(18)},
+            i_SIGNEDA=Const(1, 1),
+            i_SIGNEDB=Const(1, 1),
+            i_SOURCEA=Const(0, 1),
+            i_SOURCEB=Const(0, 1),
+            i_CLK0=ClockSignal("sync"),
+            i_CE0=Const(1, 1),
+            i_RST0=Const(0, 1),
+            **{f"o_P{i}": product[i] for i in range(36)},
+        )
+        return m
+
+    def _ice40(self) -> Module:
+        # The pipeline of the twin, shaped for `synth_ice40 -dsp` to pack into SB_MAC16
+        # (see the module docstring for why not an instance). `keep` on the product
+        # register's output stops ice40_dsp from looking past it for an output
+        # register: a consumer registering p with a synchronous reset would otherwise
+        # make it reject the whole match and leave the registers in the fabric.
+        return self._twin(keep_output=True)
+
+
+def _check_arguments(a_bits: int, b_bits: int, target: str | None) -> None:
+    if target is not None and target not in TARGETS:
+        raise ValueError(
+            f"unknown multiplier target {target!r}; choose one of "
+            f"{', '.join(map(repr, TARGETS))} (or None to choose from the platform)"
+        )
+    for name, bits in (("a_bits", a_bits), ("b_bits", b_bits)):
+        if not isinstance(bits, int) or isinstance(bits, bool) or bits < 1:
+            raise ValueError(f"{name} must be a positive integer, not {bits!r}")
+    if target is not None:
+        _check_widths(target, a_bits, b_bits)
+
+
+def _check_widths(target: str, a_bits: int, b_bits: int) -> None:
+    limit = MAX_OPERAND_BITS.get(target)
+    if limit is None:
+        return
+    if a_bits > limit or b_bits > limit:
+        raise ValueError(
+            f"a {a_bits}-bit × {b_bits}-bit multiplier does not fit target {target!r}: "
+            f"its DSP takes signed operands of at most {limit} bits"
+        )

@@ -1,0 +1,486 @@
+"""Host side of the convolution engine: lay a layer out in its buffers, predict its output.
+
+`ConvCase` is one convolution (int8 tensors and per-channel constants); `program`
+turns it into the engine's view of the world — buffer words, one tile command,
+the residual stream — in the layout docs/conv_engine.md defines, and `expected`
+is the L2 reference (`model.fixed_conv.conv2d_int`) reordered into the engine's
+output order. Both simulators (Amaranth here, cocotb in `sim.conv_tb`) share it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+from amaranth import Value
+from amaranth.sim import Simulator, SimulatorContext
+
+from grace.params import GraceParams
+from model.conv_shape import ConvShape
+from model.fixed import int_range
+from model.fixed_conv import conv2d_int
+from rtl.conv import ConvEngine
+from rtl.conv_layouts import (
+    DIM_BITS,
+    MAX_KERNEL,
+    MAX_PAD,
+    command_layout,
+    input_write_layout,
+    param_write_layout,
+    weight_write_layout,
+)
+from sim.runner import SimResult, run_cocotb
+from sim.stream_function import pack
+
+IntArray = npt.NDArray[np.int64]
+
+
+class ConvProgramError(ValueError):
+    """The layer does not fit the engine's buffers or command fields."""
+
+
+@dataclass
+class ConvCase:
+    """One convolution for the engine, with everything L2 needs to compute it."""
+
+    x: IntArray  # (C, H, W) int8
+    weight: IntArray  # (O, C, kh, kw) int8
+    bias: IntArray  # (O,)
+    multiplier: IntArray  # (O,)
+    shift: IntArray  # (O,)
+    stride: int = 1
+    padding: int = 0
+    relu: bool = False
+    upsample: bool = False
+    pool: bool = False
+    residual: IntArray | None = None  # (O, Ho, Wo) int8, before pooling
+    gain: IntArray | None = None  # (O,) unsigned
+    padding_w: int | None = None  # left/right padding when it differs from `padding`
+
+    @property
+    def shape(self) -> ConvShape:
+        c, h, w = self.x.shape
+        o, _, kh, kw = self.weight.shape
+        return ConvShape(
+            c, o, h, w, kh, kw, self.stride, self.padding, self.padding_w, self.upsample, self.pool
+        )
+
+    @property
+    def conv_size(self) -> tuple[int, int]:
+        """Output height and width of the convolution, before pooling."""
+        return self.shape.conv_size
+
+    def describe(self) -> str:
+        flags = [f for f in ("relu", "pool") if getattr(self, f)]
+        flags += ["residual"] if self.residual is not None else []
+        return f"{self.shape.describe()} {'+'.join(flags)}".strip()
+
+
+def fold_taps(case: ConvCase) -> ConvCase:
+    """The host-side layout of `ConvShape.fold_taps`: horizontal taps become channels.
+
+    x'[c·k_w + v, y, j] = x[c, y, j + v - pad] and w'[o, c·k_w + v, u, 0] = w[o, c, u, v],
+    so the engine's k_h × 1 convolution of x' equals the k_h × k_w one of x.
+    """
+    case.shape.fold_taps()  # refuses what the fold cannot do
+    c, h, _ = case.x.shape
+    o, _, kh, kw = case.weight.shape
+    _, wo = case.conv_size
+    pad = case.shape.pad_left
+    padded = np.pad(case.x, ((0, 0), (0, 0), (pad, pad)))
+    x = np.stack([padded[:, :, v : v + wo] for v in range(kw)], axis=1).reshape(c * kw, h, wo)
+    weight = case.weight.transpose(0, 1, 3, 2).reshape(o, c * kw, kh, 1)
+    return dataclasses.replace(case, x=x, weight=weight, padding_w=0)
+
+
+def random_case(
+    rng: np.random.Generator,
+    params: GraceParams,
+    *,
+    channels: int,
+    out_channels: int,
+    size: tuple[int, int],
+    kernel: int,
+    stride: int = 1,
+    padding: int | None = None,
+    relu: bool = False,
+    upsample: bool = False,
+    pool: bool = False,
+    residual: bool = False,
+) -> ConvCase:
+    """Random int8 data and constants that keep the accumulator inside int32."""
+    n = params.numeric
+    lo, hi = int_range(n.act_bits)
+    h, w = size
+    pad = kernel // 2 if padding is None else padding
+    case = ConvCase(
+        x=rng.integers(lo, hi + 1, (channels, h, w)),
+        weight=rng.integers(lo + 1, hi + 1, (out_channels, channels, kernel, kernel)),
+        bias=rng.integers(-(1 << 14), 1 << 14, out_channels),
+        # a multiplier/shift pair that maps the typical accumulator onto the int8 range
+        multiplier=rng.integers(1 << (n.mult_bits - 1), 1 << n.mult_bits, out_channels),
+        shift=np.full(out_channels, 0),
+        stride=stride,
+        padding=pad,
+        relu=relu,
+        upsample=upsample,
+        pool=pool,
+    )
+    typical = np.sqrt(channels * kernel * kernel) * 64 * 64
+    case.shift[:] = min(n.max_shift, int(np.log2(typical * (1 << n.mult_bits) / 64)))
+    case.shift += rng.integers(-2, 3, out_channels)
+    case.shift = np.clip(case.shift, 0, n.max_shift)
+    if residual:
+        ho, wo = case.conv_size
+        case.residual = rng.integers(lo, hi + 1, (out_channels, ho, wo))
+        case.gain = rng.integers(0, 1 << 12, out_channels)
+    return case
+
+
+def reference(case: ConvCase, params: GraceParams) -> IntArray:
+    """L2's output tensor (O, Ho, Wo), pooled if the case pools."""
+    x, padding = case.x, case.padding
+    if case.shape.pad_left != padding:  # L2 pads evenly: pad here, then convolve unpadded
+        if case.upsample:
+            raise ConvProgramError("uneven padding with upsampling is not supported")
+        x = np.pad(x, ((0, 0), (padding, padding), (case.shape.pad_left,) * 2))
+        padding = 0
+    return conv2d_int(
+        x,
+        case.weight,
+        case.bias,
+        case.multiplier,
+        case.shift,
+        params.numeric,
+        stride=case.stride,
+        padding=padding,
+        relu=case.relu,
+        upsample=case.upsample,
+        pool=case.pool,
+        residual=case.residual,
+        residual_gain=case.gain,
+    )
+
+
+def _pixel_order(height: int, width: int, pool: bool) -> list[tuple[int, int]]:
+    """Conv output pixels in issue order: raster, or raster of 2×2 quads when pooling."""
+    if not pool:
+        return [(y, x) for y in range(height) for x in range(width)]
+    return [
+        (2 * py + dy, 2 * px + dx)
+        for py in range(height // 2)
+        for px in range(width // 2)
+        for dy in range(2)
+        for dx in range(2)
+    ]
+
+
+@dataclass
+class ConvProgram:
+    """Everything the host sends the engine for one case, as packed stream words."""
+
+    input_writes: list[int]
+    weight_writes: list[int]
+    param_writes: list[int]
+    command: int
+    residual: list[int]
+    expected: IntArray  # engine output order
+    useful_macs: int
+    command_fields: dict[str, int] = field(default_factory=dict)
+
+
+def program(
+    case: ConvCase,
+    params: GraceParams,
+    *,
+    tag: int = 1,
+    in_base: int = 0,
+    weight_base: int = 0,
+    param_base: int = 0,
+) -> ConvProgram:
+    """Buffer images, the tile command and the residual stream of one case.
+
+    The bases place the case's data in the buffers, so several cases can be
+    resident at once (what a controller's double buffering does).
+    """
+    rows, cols = params.array.rows, params.array.cols
+    n = params.numeric
+    c, h, w = case.x.shape
+    o, wc, kh, kw = case.weight.shape
+    if wc != c:
+        raise ConvProgramError(f"weights expect {wc} input channels, the input has {c}")
+    if not (1 <= kh <= MAX_KERNEL and 1 <= kw <= MAX_KERNEL):
+        raise ConvProgramError(f"kernel {kh}×{kw}: the engine takes 1..{MAX_KERNEL} per side")
+    if case.stride not in (1, 2):
+        raise ConvProgramError(f"stride {case.stride}: the engine takes 1 or 2")
+    if not (0 <= case.padding <= MAX_PAD and 0 <= case.shape.pad_left <= MAX_PAD):
+        raise ConvProgramError(f"padding {case.padding}: the engine takes 0..{MAX_PAD}")
+    ho, wo = case.conv_size
+    if ho < 1 or wo < 1 or (case.pool and (ho < 2 or wo < 2)):
+        raise ConvProgramError(f"output {ho}×{wo} is empty{' after pooling' if case.pool else ''}")
+    if max(h, w, ho, wo) >= 1 << DIM_BITS:
+        raise ConvProgramError(f"sizes must stay below {1 << DIM_BITS}")
+    groups, out_groups = -(-c // cols), -(-o // rows)
+    plane = h * w
+    weight_words = out_groups * groups * kh * kw
+    for what, end, depth in (
+        ("input", in_base + groups * plane, params.buffers.input_depth),
+        ("weight", weight_base + weight_words, params.buffers.weight_depth),
+        ("parameter", param_base + o, params.buffers.param_depth),
+    ):
+        if end > depth:
+            raise ConvProgramError(
+                f"{what} data ends at word {end}; the {what} buffer holds {depth} "
+                f"(split the layer into tiles or raise BufferParams)"
+            )
+
+    # input: word (g, y, x) = channels g·cols .. g·cols + cols - 1 of pixel (y, x)
+    xg = np.zeros((groups * cols, h, w), dtype=np.int64)
+    xg[:c] = case.x
+    lanes = xg.reshape(groups, cols, h, w).transpose(0, 2, 3, 1).reshape(-1, cols)
+    input_words = _pack_lanes(lanes, n.act_bits)
+    input_writes = pack(
+        input_write_layout(params),
+        {"addr": in_base + np.arange(len(input_words)), "data": input_words},
+    )
+
+    # weights: word (og, g, u, v), row r = output channel og·rows + r
+    wg = np.zeros((out_groups * rows, groups * cols, kh, kw), dtype=np.int64)
+    wg[:o, :c] = case.weight
+    wg = wg.reshape(out_groups, rows, groups, cols, kh, kw).transpose(0, 2, 4, 5, 1, 3)
+    wg = wg.reshape(-1, rows, cols)  # (word, row, lane)
+    addr = weight_base + np.repeat(np.arange(wg.shape[0]), rows)
+    row = np.tile(np.arange(rows), wg.shape[0])
+    weight_writes = pack(
+        weight_write_layout(params),
+        {"addr": addr, "row": row, "data": _pack_lanes(wg.reshape(-1, cols), n.weight_bits)},
+    )
+
+    gain = np.zeros(o, dtype=np.int64) if case.gain is None else case.gain
+    param_layout = param_write_layout(params)
+    param_fields = {
+        "addr": param_base + np.arange(o),
+        "data": pack(
+            param_layout["data"].shape,
+            {"bias": case.bias, "multiplier": case.multiplier, "shift": case.shift, "gain": gain},
+        ),
+    }
+    param_writes = pack(param_layout, param_fields)
+
+    fields = {
+        "in_base": in_base,
+        "in_plane": plane,
+        "in_row": w,
+        "in_height": h,
+        "in_width": w,
+        "in_groups": groups,
+        "upsample": int(case.upsample),
+        "kernel_h": kh,
+        "kernel_w": kw,
+        "stride2": int(case.stride == 2),
+        "pad_top": case.padding,
+        "pad_left": case.shape.pad_left,
+        "out_height": ho,
+        "out_width": wo,
+        "out_groups": out_groups,
+        "last_lanes": o - (out_groups - 1) * rows,
+        "weight_base": weight_base,
+        "param_base": param_base,
+        "relu": int(case.relu),
+        "pool": int(case.pool),
+        "residual": int(case.residual is not None),
+        "tag": tag,
+    }
+    command = pack(command_layout(params), {k: [v] for k, v in fields.items()})[0]
+
+    pixels = _pixel_order(ho, wo, case.pool)
+    residual: list[int] = []
+    if case.residual is not None:
+        mask = (1 << n.act_bits) - 1
+        for og in range(out_groups):
+            chans = range(og * rows, min(o, og * rows + rows))
+            residual += [int(case.residual[ch, y, x]) & mask for y, x in pixels for ch in chans]
+
+    y = reference(case, params)
+    order = [
+        y[og * rows : (og + 1) * rows, py, px]
+        for og in range(out_groups)
+        for py in range(y.shape[1])
+        for px in range(y.shape[2])
+    ]
+    expected = np.concatenate(order) if order else np.zeros(0, np.int64)
+    useful = o * c * kh * kw * len(pixels)
+    return ConvProgram(
+        input_writes, weight_writes, param_writes, command, residual, expected, useful, fields
+    )
+
+
+def _pack_lanes(values: IntArray, bits: int) -> list[int]:
+    """Rows of signed lane values → one unsigned word per row (lane 0 in the low bits)."""
+    mask = (1 << bits) - 1
+    words = []
+    for lanes in np.asarray(values, dtype=np.int64).tolist():
+        word = 0
+        for k, v in enumerate(lanes):
+            word |= (v & mask) << (k * bits)
+        words.append(word)
+    return words
+
+
+@dataclass(frozen=True)
+class ConvRun:
+    outputs: IntArray
+    tokens: list[int]  # done tags, in arrival order
+    cycles: int  # from the first command's transfer to the last done token's
+
+
+def simulate_amaranth(
+    progs: list[ConvProgram],
+    params: GraceParams,
+    *,
+    ready_prob: float = 1.0,
+    residual_prob: float = 1.0,
+    seed: int = 0,
+    stall_limit: int = 5000,
+) -> ConvRun:
+    """Load every program's buffers, issue their commands back to back, collect outputs.
+
+    Outputs leave under random back-pressure (`ready_prob`) and residual values
+    arrive with random gaps (`residual_prob`); cycles are counted from the
+    first command's transfer to the last done token's.
+    """
+    dut = ConvEngine(params)
+    rng = random.Random(seed)
+    outputs: list[int] = []
+    tokens: list[int] = []
+    marks: dict[str, int] = {}
+    act_bits = params.numeric.act_bits
+    residual = [w for prog in progs for w in prog.residual]
+
+    async def send(ctx: SimulatorContext, port: object, word: int) -> int:
+        """Hold one transfer until it is taken; return the edges it took."""
+        ctx.set(port.valid, 1)
+        ctx.set(Value.cast(port.payload), word)
+        edges = 0
+        while True:
+            _, _, ready = await ctx.tick().sample(port.ready)
+            edges += 1
+            if ready:
+                break
+        ctx.set(port.valid, 0)
+        return edges
+
+    async def loader(ctx: SimulatorContext) -> None:
+        edge = 0
+        for prog in progs:
+            for port, words in (
+                (dut.input_write, prog.input_writes),
+                (dut.weight_write, prog.weight_writes),
+                (dut.param_write, prog.param_writes),
+            ):
+                for word in words:
+                    edge += await send(ctx, port, word)
+        for prog in progs:
+            edge += await send(ctx, dut.cmd, prog.command)
+            marks.setdefault("start", edge)
+
+    async def residual_source(ctx: SimulatorContext) -> None:
+        for word in residual:
+            while rng.random() >= residual_prob:
+                await ctx.tick()
+            await send(
+                ctx, dut.residual, word - (1 << act_bits) if word >> (act_bits - 1) else word
+            )
+
+    async def sink(ctx: SimulatorContext) -> None:
+        edge = idle = 0
+        sink_rng = random.Random(seed + 1)
+        ctx.set(dut.done.ready, 1)
+        loads = sum(len(p.input_writes) + len(p.weight_writes) + len(p.param_writes) for p in progs)
+        while len(tokens) < len(progs):
+            ctx.set(dut.o.ready, sink_rng.random() < ready_prob)
+            _, _, o_valid, o_ready, payload, d_valid, tag = await ctx.tick().sample(
+                dut.o.valid, dut.o.ready, dut.o.payload, dut.done.valid, dut.done.payload
+            )
+            edge += 1
+            idle += 1
+            if o_valid and o_ready:
+                outputs.append(int(payload))
+                idle = 0
+            if d_valid:
+                tokens.append(int(tag))
+                marks["done"] = edge
+            assert idle < stall_limit + loads, (
+                f"engine stalled after {len(outputs)} outputs and {len(tokens)} tokens"
+            )
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(loader)
+    sim.add_testbench(residual_source)
+    sim.add_testbench(sink)
+    sim.run()
+    return ConvRun(np.array(outputs, dtype=np.int64), tokens, marks["done"] - marks["start"])
+
+
+def simulate_cocotb(
+    progs: list[ConvProgram],
+    params: GraceParams,
+    *,
+    simulator: str,
+    build_dir: Path,
+    ready_prob: float = 1.0,
+    residual_prob: float = 1.0,
+    seed: int = 0,
+    waves: bool = False,
+) -> tuple[ConvRun, SimResult]:
+    """The same as `simulate_amaranth`, on the elaborated Verilog under cocotb."""
+    from rtl.blocks import to_verilog, toplevel_name
+
+    work = Path(build_dir).resolve() / simulator / f"run-{seed}-{os.getpid()}"
+    work.mkdir(parents=True, exist_ok=True)
+    act_mask = (1 << params.numeric.act_bits) - 1
+    files = {
+        "input": [w for p in progs for w in p.input_writes],
+        "weight": [w for p in progs for w in p.weight_writes],
+        "param": [w for p in progs for w in p.param_writes],
+        "command": [p.command for p in progs],
+        "residual": [w & act_mask for p in progs for w in p.residual],
+    }
+    for name, words in files.items():
+        (work / f"{name}.hex").write_text("".join(f"{w:x}\n" for w in words))
+    expected = np.concatenate([p.expected for p in progs])
+    (work / "expected.txt").write_text("".join(f"{v}\n" for v in expected.tolist()))
+    for stale in ("out.txt", "tokens.txt", "cycles.txt"):
+        (work / stale).unlink(missing_ok=True)
+    result = run_cocotb(
+        verilog=to_verilog("conv", params),
+        toplevel=toplevel_name("conv"),
+        test_module="sim.conv_tb",
+        simulator=simulator,
+        build_dir=build_dir,
+        run_dir=work,
+        env={
+            "GRACE_CONV_DIR": str(work),
+            "GRACE_READY_PROB": repr(ready_prob),
+            "GRACE_RESIDUAL_PROB": repr(residual_prob),
+            "GRACE_SEED": str(seed),
+        },
+        waves=waves,
+        seed=seed,
+    )
+
+    def read(name: str) -> list[int]:
+        path = work / name
+        return [int(v) for v in path.read_text().split()] if path.exists() else []
+
+    cycles = read("cycles.txt")
+    run = ConvRun(
+        np.array(read("out.txt"), dtype=np.int64), read("tokens.txt"), cycles[0] if cycles else 0
+    )
+    return run, result
