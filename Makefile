@@ -26,10 +26,10 @@ demo: setup
 
 test: setup
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -n 2 --durations=15
+	OPENBLAS_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 -m "not long" --durations=15
 
 test-long: setup
-	$(BIN)/python -m pytest -n 2 -m long
+	OPENBLAS_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 -m long
 
 lint: setup
 	$(BIN)/ruff check .

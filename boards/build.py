@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from amaranth.build.run import BuildPlan
 
-from boards.harness import StreamHarness, lfsr_count
+from boards.harness import StreamHarness
 from boards.targets import Board, board, platform_at, run_programmer
 from rtl.blocks import make_block
 
@@ -131,12 +131,11 @@ def build(
         yosys_log=(build_dir / f"{TOP}.rpt").read_text(errors="replace"),
         nextpnr_log=(build_dir / f"{TOP}.tim").read_text(errors="replace"),
     )
-    payload_width = len(top.block.i.payload.as_value())
     result = BuildReport(
         board=name,
         block=block,
         target_mhz=params.clock_hz / 1e6,
-        harness_ffs=32 * lfsr_count(payload_width) + 32,
+        harness_ffs=top.flip_flops,
         build_dir=build_dir,
         bitstream=bitstream,
         **report,

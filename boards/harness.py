@@ -1,17 +1,17 @@
 """A board top that keeps a stream block honest in synthesis.
 
 A block with ~90 input bits cannot be wired to pins, and a block whose inputs
-are constant is optimised away. The harness feeds the block's `i` stream from
-free-running LFSRs (payload, valid) and its `o` ready from another LFSR bit, and
-folds every output into a multiple-input signature register whose parity drives
-an LED. Every block register sits between harness registers, so the post-route
-Fmax is the block's register-to-register Fmax. The harness itself costs about
-`32·ceil(W/32) + 64` flip-flops for a W-bit payload; the build report says so.
+are constant is optimised away. The harness feeds every input stream of the
+block from free-running LFSRs (payload, valid), every output stream's ready
+from another LFSR bit, and folds every output into a multiple-input signature
+register whose parity drives an LED. Every block register sits between harness
+registers, so the post-route Fmax is the block's register-to-register Fmax. The
+harness costs 32 flip-flops per LFSR plus the signature; the report says how many.
 """
 
 from __future__ import annotations
 
-from amaranth import Cat, Elaboratable, Module, Signal, Value
+from amaranth import Cat, Elaboratable, Module, Mux, Signal, Value
 from amaranth.lib import io, wiring
 
 # x^32 + x^22 + x^2 + x + 1 (maximal length), as a Fibonacci LFSR shifting left.
@@ -32,28 +32,56 @@ def lfsr_count(payload_width: int) -> int:
     return -(-payload_width // 32) + 1
 
 
+def stream_ports(block: wiring.Component) -> list[tuple[str, bool]]:
+    """(name, is_input) of every stream interface in the block's signature."""
+    ports = []
+    for name, member in block.signature.members.items():
+        if member.is_signature and {"valid", "ready", "payload"} <= set(member.signature.members):
+            ports.append((name, member.flow == wiring.In))
+    if not ports:
+        raise ValueError(f"{type(block).__name__} has no stream interfaces to drive")
+    return ports
+
+
 class StreamHarness(Elaboratable):
-    """Drive `block.i` pseudo-randomly, fold `block.o` into a signature, blink it on an LED."""
+    """Drive every input stream pseudo-randomly, fold every output into a signature LED."""
 
     def __init__(self, block: wiring.Component) -> None:
         self.block = block
+        self.ports = stream_ports(block)
+        widths = [
+            len(Value.cast(getattr(block, name).payload)) for name, is_in in self.ports if is_in
+        ]
+        #: Flip-flops of the harness itself (LFSRs and the signature), for the report.
+        self.flip_flops = (
+            32 * sum(lfsr_count(w) for w in widths) + 32 * (len(self.ports) - len(widths)) + 32
+        )
 
     def elaborate(self, platform: object) -> Module:
         m = Module()
         m.submodules.block = block = self.block
-        payload = block.i.payload.as_value()
-        sources = [_lfsr(m, 0x9E37_79B9 * (k + 1)) for k in range(lfsr_count(len(payload)))]
-        control = sources.pop()
-        m.d.comb += [
-            payload.eq(Cat(*sources)[: len(payload)]),
-            block.i.valid.eq(control[3]),
-            block.o.ready.eq(control[17]),
-        ]
-
         signature = Signal(32)
-        with m.If(block.o.valid & block.o.ready):
-            out = Value.cast(block.o.payload).as_unsigned()
-            m.d.sync += signature.eq(Cat(signature[-1], signature[:-1]) ^ out)
+        seed = 0
+        folded = []
+        for name, is_input in self.ports:
+            port = getattr(block, name)
+            if is_input:
+                payload = Value.cast(port.payload)
+                sources = []
+                for _ in range(lfsr_count(len(payload))):
+                    seed += 1
+                    sources.append(_lfsr(m, 0x9E37_79B9 * seed))
+                control = sources.pop()
+                m.d.comb += [payload.eq(Cat(*sources)[: len(payload)]), port.valid.eq(control[3])]
+            else:
+                seed += 1
+                m.d.comb += port.ready.eq(_lfsr(m, 0x9E37_79B9 * seed)[17])
+                out = Value.cast(port.payload).as_unsigned()
+                folded.append(Mux(port.valid & port.ready, out, 0))
+        mixed = 0
+        for value in folded:
+            mixed ^= value
+        m.d.sync += signature.eq(Cat(signature[-1], signature[:-1]) ^ mixed)
 
         if platform is not None:
             m.submodules.led = led = io.Buffer("o", platform.request("led", 0, dir="-"))

@@ -285,24 +285,33 @@ PRESETS: dict[str, GraceParams] = {
     # The exact vox-256 graph: cost model, ISA simulator, benchmarks.
     "fomm-256": GraceParams(
         name="fomm-256",
-        array=ArrayParams(rows=12, cols=13),
-        buffers=BufferParams(input_depth=16384, weight_depth=16384, accumulator_slots=16),
+        array=ArrayParams(rows=16, cols=8),  # the ULX3S engine, so benchmarks match silicon
+        buffers=BufferParams(
+            input_depth=16384, weight_depth=2048, param_depth=2048, accumulator_slots=16
+        ),
         model=_FOMM_256,
         clock_hz=150e6,
     ),
-    # ECP5-85F: 156 MULT18X18D, 208 DP16KD (DESIGN.md §5).
+    # ECP5-85F: 156 MULT18X18D, 208 DP16KD (DESIGN.md §5). 16×8 = 128 MACs: every
+    # FOMM width (64 … 1024) is a multiple of both sides; 4 more DSPs serve the
+    # address multiply, the residual gain and the requantizer.
     "ulx3s-85f": GraceParams(
         name="ulx3s-85f",
-        array=ArrayParams(rows=12, cols=12),
-        buffers=BufferParams(input_depth=8192, weight_depth=8192, accumulator_slots=16),
+        array=ArrayParams(rows=16, cols=8),
+        buffers=BufferParams(
+            input_depth=8192, weight_depth=1024, param_depth=1024, accumulator_slots=16
+        ),
         clock_hz=150e6,
         board="ulx3s-85f",
     ),
-    # iCE40 UP5K: 8 SB_MAC16, 30 EBR, 4 SPRAM.
+    # iCE40 UP5K: 8 SB_MAC16, 30 EBR, 4 SPRAM. 2×2 MACs + the address multiply,
+    # the residual gain and the requantizer's two slices = all 8 DSPs.
     "icebreaker": GraceParams(
         name="icebreaker",
-        array=ArrayParams(rows=2, cols=4),
-        buffers=BufferParams(input_depth=1024, weight_depth=1024, accumulator_slots=16),
+        array=ArrayParams(rows=2, cols=2),
+        buffers=BufferParams(
+            input_depth=1024, weight_depth=512, param_depth=256, accumulator_slots=16
+        ),
         clock_hz=50e6,
         board="icebreaker",
     ),

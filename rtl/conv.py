@@ -57,6 +57,12 @@ from rtl.requant import Requantizer
 if TYPE_CHECKING:
     from grace.params import GraceParams
 
+#: Low bits of the two-step accumulator add (a short carry chain at full clock).
+ACC_SPLIT = 16
+
+#: Results in flight between the vector register and the output stream.
+OUTPUT_SLOTS = 16
+
 #: Beats from the issue stage to the accumulator input, without the adder tree:
 #: address (2), address multiply (2), address register (1), buffer read (1),
 #: operand register (1), multiply (Multiplier.LATENCY).
@@ -162,11 +168,13 @@ class ConvEngine(wiring.Component):
         cmd = Signal(command_layout(p))
         busy = Signal()
         slots = p.buffers.accumulator_slots
-        credits = Signal(range(slots + 1), init=slots)
         counter_names = ("v", "u", "g", "dx", "dy", "px", "py", "og")
         count = {k: Signal(DIM_BITS, name=f"count_{k}") for k in counter_names}
-        limit = {k: Signal(DIM_BITS, name=f"limit_{k}") for k in counter_names}
-        at_limit = {k: count[k] == limit[k] for k in counter_names}
+        # Each counter carries registered "at its limit" and "limit is zero" flags
+        # and its limit - 1, so the loop nest's wrap logic is a few gates deep.
+        at_limit = {k: Signal(name=f"last_{k}") for k in counter_names}
+        limit_zero = {k: Signal(name=f"limit_zero_{k}") for k in counter_names}
+        before_limit = {k: Signal(DIM_BITS, name=f"before_limit_{k}") for k in counter_names}
         g_off = Signal(input_addr_bits(p))
         w_ptr = Signal.like(self.weight_write.payload.addr)
         og_wbase = Signal.like(w_ptr)
@@ -174,34 +182,52 @@ class ConvEngine(wiring.Component):
         h_up = Signal(DIM_BITS + 1)
         w_up = Signal(DIM_BITS + 1)
 
-        pixel_start = count["v"] == 0
-        pixel_start &= count["u"] == 0
-        pixel_start &= count["g"] == 0
+        pixel_start = Signal()  # the next beat is a pixel's first
         issuing = Signal()
+        take = Signal()  # a pixel starts: it reserves an accumulator FIFO slot
         pop = Signal()  # the output unit takes a pixel vector: a slot frees up
-        m.d.comb += issuing.eq(busy & (~pixel_start | (credits != 0)))
-        m.d.sync += credits.eq(credits + pop - (issuing & pixel_start))
+        have_credit = credit_counter(m, slots, give_back=pop, take=take, name="slots")
+        m.d.comb += [
+            issuing.eq(busy & (~pixel_start | have_credit)),
+            take.eq(issuing & pixel_start),
+        ]
 
-        beat_last = at_limit["v"] & at_limit["u"] & at_limit["g"]
-        og_last_pixel = at_limit["dx"] & at_limit["dy"] & at_limit["px"] & at_limit["py"]
+        # The AND of the inner and of the pixel counters' flags are registers
+        # too, so every counter's enable is a 3-5 input AND of registers.
+        beat_last = Signal()  # v, u and g all at their limits
+        og_last_pixel = Signal()  # dx, dy, px and py all at their limits
         tile_end = beat_last & og_last_pixel & at_limit["og"]
+        inner_names, pixel_names = counter_names[:3], counter_names[3:7]
 
         m.d.comb += self.cmd.ready.eq(~busy)
         with m.If(self.cmd.valid & ~busy):
             c = self.cmd.payload
-            pool = c.pool
+            limits = {
+                "v": c.kernel_w - 1,
+                "u": c.kernel_h - 1,
+                "g": c.in_groups - 1,
+                "dx": c.pool,
+                "dy": c.pool,
+                "px": (c.out_width >> c.pool) - 1,
+                "py": (c.out_height >> c.pool) - 1,
+                "og": c.out_groups - 1,
+            }
+            zeros = {k: lim[:DIM_BITS] == 0 for k, lim in limits.items()}
+            for k, lim in limits.items():
+                m.d.sync += [
+                    count[k].eq(0),
+                    at_limit[k].eq(zeros[k]),
+                    limit_zero[k].eq(zeros[k]),
+                    before_limit[k].eq(lim - 1),
+                ]
+            m.d.sync += [
+                beat_last.eq(Cat(*[zeros[k] for k in inner_names]).all()),
+                og_last_pixel.eq(Cat(*[zeros[k] for k in pixel_names]).all()),
+            ]
             m.d.sync += [
                 cmd.eq(c),
                 busy.eq(1),
-                *[count[k].eq(0) for k in counter_names],
-                limit["v"].eq(c.kernel_w - 1),
-                limit["u"].eq(c.kernel_h - 1),
-                limit["g"].eq(c.in_groups - 1),
-                limit["dx"].eq(pool),
-                limit["dy"].eq(pool),
-                limit["px"].eq((c.out_width >> pool) - 1),
-                limit["py"].eq((c.out_height >> pool) - 1),
-                limit["og"].eq(c.out_groups - 1),
+                pixel_start.eq(1),
                 g_off.eq(0),
                 w_ptr.eq(c.weight_base),
                 og_wbase.eq(c.weight_base),
@@ -210,23 +236,42 @@ class ConvEngine(wiring.Component):
                 w_up.eq(c.in_width << c.upsample),
             ]
 
-        def step(names: tuple[str, ...]) -> None:
-            """Advance a nest of counters (innermost first) by one."""
-            k, rest = names[0], names[1:]
-            with m.If(~at_limit[k]):
-                m.d.sync += count[k].eq(count[k] + 1)
-            with m.Else():
-                m.d.sync += count[k].eq(0)
-                if rest:
-                    step(rest)
+        # Counter k moves when every counter inside it wraps on this beat.
+        limit_next = {}
+        for depth, k in enumerate(counter_names):
+            if depth < 3:
+                inner = [at_limit[j] for j in counter_names[:depth]]
+            elif k == "og":
+                inner = [beat_last, og_last_pixel]
+            else:
+                inner = [beat_last] + [at_limit[j] for j in counter_names[3:depth]]
+            moves = Signal(name=f"moves_{k}")
+            limit_next[k] = Signal(name=f"last_{k}_next")
+            m.d.comb += [
+                moves.eq(issuing & Cat(*inner, 1).all()),
+                limit_next[k].eq(
+                    Mux(
+                        moves,
+                        Mux(at_limit[k], limit_zero[k], count[k] == before_limit[k]),
+                        at_limit[k],
+                    )
+                ),
+            ]
+            with m.If(moves):
+                m.d.sync += count[k].eq(Mux(at_limit[k], 0, count[k] + 1))
+            with m.If(busy):
+                m.d.sync += at_limit[k].eq(limit_next[k])
+        with m.If(busy):
+            m.d.sync += [
+                beat_last.eq(Cat(*[limit_next[k] for k in inner_names]).all()),
+                og_last_pixel.eq(Cat(*[limit_next[k] for k in pixel_names]).all()),
+            ]
 
         with m.If(issuing):
-            m.d.sync += w_ptr.eq(w_ptr + 1)
-            step(("v", "u", "g"))
+            m.d.sync += [w_ptr.eq(w_ptr + 1), pixel_start.eq(beat_last)]
             with m.If(at_limit["v"] & at_limit["u"]):
                 m.d.sync += g_off.eq(Mux(at_limit["g"], 0, g_off + cmd.in_plane))
             with m.If(beat_last):
-                step(("dx", "dy", "px", "py", "og"))
                 with m.If(og_last_pixel):
                     m.d.sync += [og_wbase.eq(w_ptr + 1), og_pbase.eq(og_pbase + rows)]
                 with m.Else():
@@ -311,13 +356,40 @@ class ConvEngine(wiring.Component):
         first_t = delay(m, a1_first, ctrl_delay, "first")
         last_t = delay(m, a1_last, ctrl_delay, "last")
         meta_t = delay(m, a1_meta.as_value(), ctrl_delay, "meta")
-        acc = [Signal(signed(n.acc_bits), name=f"acc{r}") for r in range(rows)]
-        with m.If(valid_t):
-            for r in range(rows):
-                m.d.sync += acc[r].eq(Mux(first_t, row_sums[r], acc[r] + row_sums[r]))
+        # Each accumulator adds in two halves, the high half one cycle later with
+        # the low half's carry, so no carry chain is longer than ACC_SPLIT bits.
+        high_bits = n.acc_bits - ACC_SPLIT
+        first_d = Signal()
+        valid_d = Signal()
+        m.d.sync += [first_d.eq(first_t), valid_d.eq(valid_t)]
+        acc = []
+        for r in range(rows):
+            low = Signal(ACC_SPLIT, name=f"acc{r}_low")
+            carry = Signal(name=f"acc{r}_carry")
+            low_done = Signal(ACC_SPLIT, name=f"acc{r}_low_done")
+            high = Signal(high_bits, name=f"acc{r}_high")
+            high_in = Signal(high_bits, name=f"acc{r}_high_in")
+            total = row_sums[r].as_signed()
+            with m.If(valid_t):
+                m.d.sync += Cat(low, carry).eq(Mux(first_t, 0, low) + total[:ACC_SPLIT])
+            m.d.sync += [
+                # (the slice is unsigned: re-sign it so the assignment sign-extends)
+                high_in.eq(
+                    total[ACC_SPLIT:].as_signed()
+                    if len(total) > ACC_SPLIT
+                    else total[-1].replicate(high_bits)
+                ),
+                low_done.eq(low),
+            ]
+            with m.If(valid_d):
+                m.d.sync += high.eq(Mux(first_d, 0, high) + high_in + carry)
+            acc.append(Cat(low_done, high))
         finished = Signal()
         finished_meta = Signal.like(meta_t)
-        m.d.sync += [finished.eq(valid_t & last_t), finished_meta.eq(meta_t)]
+        m.d.sync += [
+            finished.eq(delay(m, valid_t & last_t, 1, "finishing")),
+            finished_meta.eq(delay(m, meta_t, 1, "finishing_meta")),
+        ]
 
         entry = data.StructLayout(
             {"acc": unsigned(rows * n.acc_bits), "meta": pixel_meta_layout(p)}
@@ -333,33 +405,55 @@ class ConvEngine(wiring.Component):
         ]
 
         # -- output unit: lane by lane, + residual × gain, requantize -----------
+        # Like the MAC pipeline it never stalls: an element leaves the vector
+        # register only when the output FIFO has a slot reserved for its result,
+        # so no ready signal runs combinationally through the pipeline.
         user_bits = user_layout(p).size
         m.submodules.requant = rq = Requantizer(n, user_bits)
+        m.submodules.residual_in = res_fifo = fifo.SyncFIFOBuffered(
+            width=n.act_bits, depth=OUTPUT_SLOTS
+        )
+        wiring.connect(m, wiring.flipped(self.residual), res_fifo.w_stream)
         vec = Signal(entry)
         have = Signal()
         lane = Signal(range(rows))
-        d1_valid, d2_valid, d3_valid = Signal(), Signal(), Signal()
-        advance = Signal()
-        m.d.comb += advance.eq(~d3_valid | rq.i.ready)
         vmeta = vec.meta
         wants_residual = vmeta.residual
         emit = Signal()
-        lane_last = lane == vmeta.lanes - 1
+        lane_last = Signal()  # lane == lanes - 1, registered
+        entry_in = data.View(entry, acc_fifo.r_data)
+        # an element yields an output unless pooling absorbs it (quads 0..2)
+        yields = ~vmeta.pool | (vmeta.quad == 3)
+        out_pop = Signal()
+        emit_yielding = Signal()
+        have_out_credit = credit_counter(
+            m, OUTPUT_SLOTS, give_back=out_pop, take=emit_yielding, name="results"
+        )
         m.d.comb += [
-            emit.eq(have & advance & (~wants_residual | self.residual.valid)),
+            emit.eq(have & (~yields | have_out_credit) & (~wants_residual | res_fifo.r_rdy)),
             pop.eq(acc_fifo.r_rdy & (~have | (emit & lane_last))),
             acc_fifo.r_en.eq(pop),
-            self.residual.ready.eq(emit & wants_residual),
+            res_fifo.r_en.eq(emit & wants_residual),
+            emit_yielding.eq(emit & yields),
             par_rp.addr.eq(vmeta.param_addr + lane),
-            par_rp.en.eq(advance),
         ]
         with m.If(pop):
-            m.d.sync += [vec.eq(acc_fifo.r_data), have.eq(1), lane.eq(0)]
+            m.d.sync += [
+                vec.eq(acc_fifo.r_data),
+                have.eq(1),
+                lane.eq(0),
+                lane_last.eq(entry_in.meta.lanes == 1),
+            ]
         with m.Elif(emit & lane_last):
             m.d.sync += have.eq(0)
         with m.Elif(emit):
-            m.d.sync += [vec.acc.eq(vec.acc >> n.acc_bits), lane.eq(lane + 1)]
+            m.d.sync += [
+                vec.acc.eq(vec.acc >> n.acc_bits),
+                lane.eq(lane + 1),
+                lane_last.eq(lane + 2 == vmeta.lanes),
+            ]
 
+        d1_valid, d2_valid = Signal(), Signal()
         d1_acc = Signal(signed(n.acc_bits))
         d1_res = Signal(signed(n.act_bits))
         d1_user = Signal(user_layout(p))
@@ -370,65 +464,94 @@ class ConvEngine(wiring.Component):
         d2_par = Signal(channel_param_layout(p))
         d2_user = Signal(user_layout(p))
         d2_relu = Signal()
-        with m.If(advance):
-            m.d.sync += [
-                d1_valid.eq(emit),
-                d1_acc.eq(vec.acc[: n.acc_bits]),
-                d1_res.eq(Mux(wants_residual, self.residual.payload, 0)),
-                d1_user.lane.eq(lane),
-                d1_user.pool.eq(vmeta.pool),
-                d1_user.quad.eq(vmeta.quad),
-                d1_user.end.eq(vmeta.end & lane_last),
-                d1_user.tag.eq(vmeta.tag),
-                d1_relu.eq(vmeta.relu),
-                d2_valid.eq(d1_valid),
-                d2_acc.eq(d1_acc),
-                d2_prod.eq(d1_res * par.gain),
-                d2_par.eq(par),
-                d2_user.eq(d1_user),
-                d2_relu.eq(d1_relu),
-                d3_valid.eq(d2_valid),
-                rq.i.payload.acc.eq(d2_acc + d2_prod),
-                rq.i.payload.bias.eq(d2_par.bias),
-                rq.i.payload.multiplier.eq(d2_par.multiplier),
-                rq.i.payload.shift.eq(d2_par.shift),
-                rq.i.payload.relu.eq(d2_relu),
-                rq.i.payload.user.eq(d2_user),
-            ]
-        m.d.comb += rq.i.valid.eq(d3_valid)
+        m.d.sync += [
+            d1_valid.eq(emit),
+            d1_acc.eq(vec.acc[: n.acc_bits]),
+            d1_res.eq(Mux(wants_residual, res_fifo.r_data, 0)),
+            d1_user.lane.eq(lane),
+            d1_user.pool.eq(vmeta.pool),
+            d1_user.quad.eq(vmeta.quad),
+            d1_user.end.eq(vmeta.end & lane_last),
+            d1_user.tag.eq(vmeta.tag),
+            d1_relu.eq(vmeta.relu),
+            d2_valid.eq(d1_valid),
+            d2_acc.eq(d1_acc),
+            d2_prod.eq(d1_res.as_signed() * par.gain),
+            d2_par.eq(par),
+            d2_user.eq(d1_user),
+            d2_relu.eq(d1_relu),
+            rq.i.valid.eq(d2_valid),
+            rq.i.payload.acc.eq(d2_acc + d2_prod),
+            rq.i.payload.bias.eq(d2_par.bias),
+            rq.i.payload.multiplier.eq(d2_par.multiplier),
+            rq.i.payload.shift.eq(d2_par.shift),
+            rq.i.payload.relu.eq(d2_relu),
+            rq.i.payload.user.eq(d2_user),
+        ]
+        m.d.comb += rq.o.ready.eq(1)
 
-        # -- 2×2 average pool (round half up), output register, done tokens -----
-        m.submodules.done_tokens = done_fifo = fifo.SyncFIFOBuffered(width=TAG_BITS, depth=4)
-        wiring.connect(m, wiring.flipped(self.done), done_fifo.r_stream)
+        # -- 2×2 average pool (round half up), output FIFO, done tokens ---------
         value = rq.o.payload.value
         user = data.View(user_layout(p), rq.o.payload.user)
-        partial = Array(Signal(signed(n.act_bits + 2), name=f"pool{r}") for r in range(rows))
+        partial = [Signal(signed(n.act_bits + 2), name=f"pool{r}") for r in range(rows)]
         total = Signal(signed(n.act_bits + 2))
-        m.d.comb += total.eq(partial[user.lane] + value)
+        m.d.comb += total.eq(Array(partial)[user.lane] + value)
         absorb = user.pool & (user.quad != 3)
-        o_valid, o_end = Signal(), Signal()
-        o_tag = Signal(TAG_BITS)
-        o_free = ~o_valid | (self.o.valid & self.o.ready)
-        # the last element of a tile leaves only when its token has room to follow
-        m.d.comb += [
-            self.o.valid.eq(o_valid & (~o_end | done_fifo.w_rdy)),
-            rq.o.ready.eq(absorb | o_free),
-            done_fifo.w_stream.valid.eq(self.o.valid & self.o.ready & o_end),
-            done_fifo.w_stream.payload.eq(o_tag),
+        with m.If(rq.o.valid & absorb):
+            for r in range(rows):
+                # (`x.any()` rather than `x == 0`: the latter becomes a
+                # multi-bit `!x` in Verilog, which lint rightly flags)
+                with m.If(user.lane == r if r else ~user.lane.any()):
+                    m.d.sync += partial[r].eq(Mux(user.quad.any(), total, value))
+        out_entry = data.StructLayout(
+            {"value": signed(n.act_bits), "end": unsigned(1), "tag": unsigned(TAG_BITS)}
+        )
+        result = Signal(out_entry)
+        result_valid = Signal()
+        m.d.sync += [
+            result_valid.eq(rq.o.valid & ~absorb),
+            result.value.eq(Mux(user.pool, (total + 2) >> 2, value)),
+            result.end.eq(user.end),
+            result.tag.eq(user.tag),
         ]
-        with m.If(self.o.ready & self.o.valid):
-            m.d.sync += o_valid.eq(0)
-        with m.If(rq.o.valid & rq.o.ready):
-            with m.If(absorb):
-                m.d.sync += partial[user.lane].eq(Mux(user.quad == 0, value, total))
-            with m.Else():
-                m.d.sync += [
-                    o_valid.eq(1),
-                    o_end.eq(user.end),
-                    o_tag.eq(user.tag),
-                    self.o.payload.eq(Mux(user.pool, (total + 2) >> 2, value)),
-                ]
+        # one entry more than the credits, as for the accumulator FIFO
+        m.submodules.results = out_fifo = fifo.SyncFIFOBuffered(
+            width=out_entry.size, depth=OUTPUT_SLOTS + 1
+        )
+        head = data.View(out_entry, out_fifo.r_data)
+        m.submodules.done_tokens = done_fifo = fifo.SyncFIFOBuffered(width=TAG_BITS, depth=4)
+        wiring.connect(m, wiring.flipped(self.done), done_fifo.r_stream)
+        m.d.comb += [
+            out_fifo.w_data.eq(result),
+            out_fifo.w_en.eq(result_valid),
+            # the last element of a tile leaves only when its token has room to follow
+            self.o.valid.eq(out_fifo.r_rdy & (~head.end | done_fifo.w_rdy)),
+            self.o.payload.eq(head.value),
+            out_pop.eq(self.o.valid & self.o.ready),
+            out_fifo.r_en.eq(out_pop),
+            done_fifo.w_en.eq(out_pop & head.end),
+            done_fifo.w_data.eq(head.tag),
+        ]
         return m
+
+
+def credit_counter(m: Module, slots: int, *, give_back: object, take: object, name: str) -> Signal:
+    """A registered "a slot is free" flag for a FIFO of `slots` reserved entries.
+
+    Slots come back a cycle after `give_back` (conservative, and it keeps the
+    consumer's logic out of this path); both outcomes of `take` are compared
+    before it is known, so `take` only drives the final 2:1 choice.
+    """
+    credits = Signal(range(slots + 1), init=slots, name=f"{name}_credits")
+    returned = Signal(name=f"{name}_returned")
+    available = Signal(init=1, name=f"{name}_available")
+    before = credits + returned
+    m.d.sync += [
+        returned.eq(give_back),
+        credits.eq(before - take),
+        available.eq(Mux(take, before > 1, before != 0)),
+    ]
+    return available
 
 
 def delay(m: Module, value: object, cycles: int, name: str) -> object:

@@ -24,13 +24,14 @@ if TYPE_CHECKING:
     from grace.params import GraceParams
     from model.conv_shape import ConvShape
 
-#: Edges outside the issue loop: command register (1), accumulate and FIFO write (2).
-_ISSUE_SIDE = 3
-#: Edges of the output unit besides the Requantizer: FIFO read (2), vector
-#: register, residual and multiply stages (3), output register (1).
-_OUTPUT_SIDE = 6
+#: Edges outside the issue loop: command register (1), two-step accumulate and FIFO write (3).
+_ISSUE_SIDE = 4
+#: Edges of the output unit besides the Requantizer: accumulator FIFO read (2),
+#: vector register (1), parameter read and residual multiply (2), pooled result
+#: register (1), output FIFO (2).
+_OUTPUT_SIDE = 8
 #: Cycles a FIFO slot stays reserved beyond the pixel's own beats (issue → pop).
-_SLOT_ROUND_TRIP = 14
+_SLOT_ROUND_TRIP = 16
 
 
 def fill_cycles(params: GraceParams) -> int:
@@ -74,19 +75,15 @@ def tile_cycles(params: GraceParams, shape: ConvShape) -> TileCost:
     def per_vector(lanes: int) -> float:
         return max(beats, lanes, credit_bound)
 
-    # When the slots bind, the first `slots` vectors still go at the pipeline's pace.
-    first_lanes = rows if out_groups > 1 else last
-    head_start = (min(slots, out_groups * pixels) - 1) * max(
-        0.0, credit_bound - max(beats, first_lanes)
-    )
-    cycles = (
-        fill_cycles(params)
-        + beats
-        + (out_groups - 1) * pixels * per_vector(rows)
-        + (pixels - 1) * per_vector(last)
-        + last
-        - head_start
-    )
+    # Output groups before the last have `rows` lanes, the last one `last`.
+    phases = [((out_groups - 1) * pixels, rows), (pixels, last)]
+    cycles = fill_cycles(params) + beats + last - per_vector(last)
+    for k, (vectors, lanes) in enumerate(p for p in phases if p[0]):
+        cycles += vectors * per_vector(lanes)
+        # When the slots bind, a phase's first `slots` vectors still go at the
+        # pipeline's pace (the very first one is already counted in the fill).
+        free = min(slots, vectors) - (1 if k == 0 else 0)
+        cycles -= free * max(0.0, credit_bound - max(beats, lanes))
     return TileCost(
         cycles=math.ceil(cycles),
         beats_per_pixel=beats,

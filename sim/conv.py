@@ -484,3 +484,77 @@ def simulate_cocotb(
         np.array(read("out.txt"), dtype=np.int64), read("tokens.txt"), cycles[0] if cycles else 0
     )
     return run, result
+
+
+#: Fused-option sets the shape sweep cycles through (every flag alone and in pairs).
+FLAG_SETS: tuple[dict[str, bool], ...] = (
+    {},
+    {"relu": True},
+    {"pool": True, "relu": True},
+    {"upsample": True},
+    {"residual": True},
+    {"upsample": True, "pool": True},
+    {"residual": True, "relu": True},
+    {"pool": True},
+)
+
+
+def sweep_cases(
+    params: GraceParams, count: int, seed: int, *, max_cycles: int = 4000
+) -> list[ConvCase]:
+    """`count` random layers covering every kernel (1, 3, 7), stride and fused option.
+
+    Channel counts are drawn so that most are not multiples of the array, sizes
+    go down to 1×1, and each case is shrunk until it runs in `max_cycles` so the
+    sweep stays quick in a simulator.
+    """
+    from rtl.conv_cycles import tile_cycles
+
+    rng = np.random.default_rng(seed)
+    cases: list[ConvCase] = []
+    k = 0
+    while len(cases) < count:
+        kernel = (1, 3, 7)[k % 3]
+        stride = 1 + (k // 3) % 2
+        flags = FLAG_SETS[(k // 6) % len(FLAG_SETS)]
+        k += 1
+        channels = int(rng.integers(1, 3 * params.array.cols + 2))
+        out_channels = int(rng.integers(1, 2 * params.array.rows + 2))
+        size = (int(rng.integers(1, 10)), int(rng.integers(1, 10)))
+        padding = int(rng.integers(0, kernel // 2 + 2)) if kernel > 1 else 0
+        for _ in range(40):
+            shape = ConvShape(
+                channels,
+                out_channels,
+                *size,
+                kernel,
+                kernel,
+                stride,
+                padding,
+                upsample=flags.get("upsample", False),
+                pool=flags.get("pool", False),
+            )
+            ho, wo = shape.conv_size
+            fits = ho >= 1 and wo >= 1 and not (shape.pool and (ho < 2 or wo < 2))
+            if fits and tile_cycles(params, shape).cycles <= max_cycles:
+                cases.append(
+                    random_case(
+                        rng,
+                        params,
+                        channels=channels,
+                        out_channels=out_channels,
+                        size=size,
+                        kernel=kernel,
+                        stride=stride,
+                        padding=padding,
+                        **flags,
+                    )
+                )
+                break
+            # too small: grow the input; too slow: shrink it and the channel counts
+            step = 1 if not fits else -1
+            size = (max(1, size[0] - step), max(1, size[1] - step))
+            if fits:
+                channels = max(1, channels - 1)
+                out_channels = max(1, out_channels - 1)
+    return cases

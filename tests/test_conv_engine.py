@@ -1,0 +1,232 @@
+"""The convolution engine (rtl/conv.py) against the L2 conv, and its cycle model.
+
+Tier 1 (Amaranth's simulator) runs the whole random-shape sweep under output
+back-pressure and residual gaps; tier 2 (cocotb on the elaborated Verilog,
+Icarus and Verilator) runs a handful of the same shapes and two back-to-back
+tiles. The long sweep (`make test-long`) runs many more shapes on both tiers.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from grace.params import ArrayParams, BufferParams, GraceParams, preset
+from model.conv_shape import ConvShape
+from rtl.conv_cycles import tile_cycles
+from sim.conv import (
+    ConvProgramError,
+    fold_taps,
+    program,
+    random_case,
+    simulate_amaranth,
+    simulate_cocotb,
+    sweep_cases,
+)
+
+#: A small array whose sides divide none of the sweep's channel counts evenly
+#: (3 lanes: an adder tree with an odd carry; 4 output lanes).
+PARAMS = GraceParams(name="conv-test", array=ArrayParams(rows=4, cols=3))
+SWEEP = sweep_cases(PARAMS, 32, seed=5)
+OTHER_ARRAYS = {
+    "1x1": GraceParams(name="conv-1x1", array=ArrayParams(rows=1, cols=1)),
+    "3x5": GraceParams(name="conv-3x5", array=ArrayParams(rows=3, cols=5)),
+    "2-slots": GraceParams(
+        name="conv-2slots",
+        array=ArrayParams(rows=2, cols=2),
+        buffers=BufferParams(accumulator_slots=2),
+    ),
+}
+
+
+def test_the_sweep_covers_every_option() -> None:
+    kernels = {c.weight.shape[-1] for c in SWEEP}
+    strides = {c.stride for c in SWEEP}
+    assert kernels == {1, 3, 7} and strides == {1, 2}
+    for flag in ("relu", "pool", "upsample"):
+        assert any(getattr(c, flag) for c in SWEEP), flag
+    assert any(c.residual is not None for c in SWEEP)
+    assert any(c.upsample and c.pool for c in SWEEP)
+    assert any(c.x.shape[0] % PARAMS.array.cols for c in SWEEP)
+    assert any(c.weight.shape[0] % PARAMS.array.rows for c in SWEEP)
+    assert min(c.x.shape[1] * c.x.shape[2] for c in SWEEP) <= 4
+    assert len(SWEEP) >= 30
+
+
+@pytest.mark.parametrize("index", range(len(SWEEP)), ids=[c.describe() for c in SWEEP])
+def test_engine_matches_l2_under_back_pressure(index: int) -> None:
+    case = SWEEP[index]
+    prog = program(case, PARAMS, tag=index)
+    run = simulate_amaranth([prog], PARAMS, ready_prob=0.6, residual_prob=0.7, seed=index)
+    np.testing.assert_array_equal(run.outputs, prog.expected)
+    assert run.tokens == [index]
+
+
+@pytest.mark.parametrize("name", list(OTHER_ARRAYS))
+def test_other_array_shapes(name: str) -> None:
+    params = OTHER_ARRAYS[name]
+    for k, case in enumerate(sweep_cases(params, 4, seed=11, max_cycles=2500)):
+        prog = program(case, params)
+        run = simulate_amaranth([prog], params, ready_prob=0.7, residual_prob=0.8, seed=k)
+        np.testing.assert_array_equal(run.outputs, prog.expected, err_msg=case.describe())
+
+
+@pytest.mark.parametrize("index", range(0, len(SWEEP), 3))
+def test_cycle_model_is_exact_without_back_pressure(index: int) -> None:
+    case = SWEEP[index]
+    run = simulate_amaranth([program(case, PARAMS)], PARAMS)
+    assert run.cycles == tile_cycles(PARAMS, case.shape).cycles
+
+
+@pytest.mark.parametrize(
+    "slots, kernel, out_channels", [(16, 1, 1), (4, 1, 1), (4, 1, 4), (2, 1, 2), (2, 3, 1)]
+)
+def test_cycle_model_when_slots_or_the_output_unit_bind(
+    slots: int, kernel: int, out_channels: int
+) -> None:
+    """k = 1 with few channels: the FIFO round trip or the lane-serial output set the pace."""
+    params = GraceParams(
+        array=ArrayParams(rows=4, cols=4), buffers=BufferParams(accumulator_slots=slots)
+    )
+    case = random_case(
+        np.random.default_rng(slots), params, channels=3, out_channels=out_channels,
+        size=(8, 8), kernel=kernel,
+    )  # fmt: skip
+    prog = program(case, params)
+    run = simulate_amaranth([prog], params)
+    np.testing.assert_array_equal(run.outputs, prog.expected)
+    assert run.cycles == tile_cycles(params, case.shape).cycles
+
+
+def _two_tiles(params: GraceParams) -> tuple[list, np.ndarray]:
+    rng = np.random.default_rng(1)
+    a = random_case(rng, params, channels=5, out_channels=6, size=(5, 4), kernel=3, residual=True)
+    b = random_case(
+        rng, params, channels=4, out_channels=3, size=(4, 4), kernel=3, pool=True, relu=True
+    )
+    progs = [
+        program(a, params, tag=7),
+        program(b, params, tag=9, in_base=200, weight_base=300, param_base=50),
+    ]
+    return progs, np.concatenate([p.expected for p in progs])
+
+
+def test_back_to_back_tiles_overlap() -> None:
+    """Two resident tiles, two commands: in-order outputs and tokens, no idle gap."""
+    progs, expected = _two_tiles(PARAMS)
+    run = simulate_amaranth(progs, PARAMS, ready_prob=0.6, residual_prob=0.7, seed=2)
+    np.testing.assert_array_equal(run.outputs, expected)
+    assert run.tokens == [7, 9]
+    quiet = simulate_amaranth(progs, PARAMS)
+    alone = [simulate_amaranth([p], PARAMS).cycles for p in progs]
+    assert quiet.cycles < sum(alone)  # the second tile issues while the first drains
+
+
+def test_folding_taps_onto_lanes_is_exact_and_faster() -> None:
+    """A 3-channel 7×7 layer, laid out with its horizontal taps as channels."""
+    params = GraceParams(array=ArrayParams(rows=4, cols=8))
+    case = random_case(
+        np.random.default_rng(3), params, channels=3, out_channels=5, size=(9, 8), kernel=7,
+        relu=True,
+    )  # fmt: skip
+    folded = fold_taps(case)
+    assert folded.weight.shape == (5, 21, 7, 1)
+    direct = program(case, params)
+    run = simulate_amaranth([program(folded, params)], params, ready_prob=0.7, seed=3)
+    np.testing.assert_array_equal(run.outputs, direct.expected)
+    assert tile_cycles(params, folded.shape).cycles < tile_cycles(params, case.shape).cycles / 2
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"kernel": 9}, "kernel 9×9"),
+        ({"stride": 3}, "stride 3"),
+        ({"size": (200, 200)}, "input buffer holds"),
+        ({"out_channels": 300}, "parameter buffer holds"),
+    ],
+)
+def test_programs_that_do_not_fit_are_refused(change: dict, message: str) -> None:
+    settings = {"channels": 3, "out_channels": 4, "size": (4, 4), "kernel": 3} | change
+    stride = settings.pop("stride", 1)
+    case = random_case(np.random.default_rng(0), PARAMS, **settings, stride=stride)
+    with pytest.raises(ConvProgramError, match=message):
+        program(case, PARAMS)
+
+
+def test_an_empty_pooled_output_is_refused() -> None:
+    case = random_case(np.random.default_rng(0), PARAMS, channels=2, out_channels=2,
+                       size=(1, 4), kernel=1, pool=True)  # fmt: skip
+    with pytest.raises(ConvProgramError, match="empty after pooling"):
+        program(case, PARAMS)
+
+
+COCOTB_CASES = [0, 4, 13, 20]
+
+
+@pytest.mark.parametrize("simulator", ["icarus", "verilator"])
+def test_verilog_matches_l2(simulator: str, build_root) -> None:
+    build_dir = build_root / "sim" / "conv" / PARAMS.key()
+    for index in COCOTB_CASES:
+        case = SWEEP[index]
+        prog = program(case, PARAMS, tag=index)
+        run, result = simulate_cocotb(
+            [prog], PARAMS, simulator=simulator, build_dir=build_dir, ready_prob=0.6,
+            residual_prob=0.7, seed=index,
+        )  # fmt: skip
+        result.check()
+        np.testing.assert_array_equal(run.outputs, prog.expected, err_msg=case.describe())
+        assert run.tokens == [index]
+    progs, expected = _two_tiles(PARAMS)
+    run, result = simulate_cocotb(progs, PARAMS, simulator=simulator, build_dir=build_dir)
+    result.check()
+    np.testing.assert_array_equal(run.outputs, expected)
+    assert run.cycles == simulate_amaranth(progs, PARAMS).cycles
+
+
+def test_cocotb_reports_a_wrong_expectation(build_root) -> None:
+    from sim.runner import SimulationFailed
+
+    prog = program(SWEEP[1], PARAMS)
+    prog.expected = prog.expected.copy()
+    prog.expected[len(prog.expected) // 2] += 1
+    _, result = simulate_cocotb(
+        [prog], PARAMS, simulator="icarus", build_dir=build_root / "sim" / "conv" / PARAMS.key()
+    )
+    with pytest.raises(SimulationFailed):
+        result.check()
+
+
+@pytest.mark.long
+@pytest.mark.parametrize("seed", range(4))
+def test_long_sweep(seed: int, build_root) -> None:
+    """`make test-long`: 4 × 60 shapes in Amaranth, 4 × 15 on Verilator."""
+    cases = sweep_cases(PARAMS, 60, seed=100 + seed, max_cycles=6000)
+    for k, case in enumerate(cases):
+        prog = program(case, PARAMS)
+        run = simulate_amaranth([prog], PARAMS, ready_prob=0.5, residual_prob=0.6, seed=k)
+        np.testing.assert_array_equal(run.outputs, prog.expected, err_msg=case.describe())
+    build_dir = build_root / "sim" / "conv" / PARAMS.key()
+    for k, case in enumerate(cases[:15]):
+        prog = program(case, PARAMS)
+        run, result = simulate_cocotb(
+            [prog], PARAMS, simulator="verilator", build_dir=build_dir, ready_prob=0.5, seed=k
+        )
+        result.check()
+        np.testing.assert_array_equal(run.outputs, prog.expected, err_msg=case.describe())
+
+
+def test_board_presets_fit_their_dsps() -> None:
+    """Array MACs + 4 (address multiply, residual gain, requantizer's two slices)."""
+    assert preset("ulx3s-85f").array.macs + 4 <= 156
+    assert preset("ulx3s-85f").array.macs >= 128
+    assert preset("icebreaker").array.macs + 4 <= 8
+
+
+def test_fold_taps_shape() -> None:
+    shape = ConvShape(3, 64, 256, 256, 7, 7, padding=3)
+    folded = shape.fold_taps()
+    assert (folded.channels, folded.kernel_h, folded.kernel_w) == (21, 7, 1)
+    assert folded.conv_size == shape.conv_size and folded.macs == shape.macs
+    with pytest.raises(ValueError, match="stride 1"):
+        ConvShape(3, 8, 8, 8, 3, 3, stride=2).fold_taps()
