@@ -183,6 +183,11 @@ def decode_int(
     seen: dict[str, IntArray] = {} if record is None else record
     kp_d, kp_s = keypoints_to_coords(kp_driving_q), keypoints_to_coords(kp_source_q)
     size = cache.small.shape[1]
+    if cache.features.shape[1:] != cache.small.shape[1:]:  # L0 would resize the flow
+        raise ValueError(
+            f"decode_int: source features {cache.features.shape[1:]} differ from the motion "
+            f"resolution {cache.small.shape[1:]}; the integer decoder does not resize the flow"
+        )
     heat = heatmaps(kp_d, kp_s, size, q.gaussian_table)  # (K+1, S, S)
     if q.jacobian:
         if jac_driving_q is None or jac_source_q is None:
