@@ -473,13 +473,26 @@ def layers(params_spec: str, markdown: bool) -> None:
 
 @main.command()
 @click.option("--repeats", default=5, show_default=True, help="Timed runs per measurement.")
+@click.option(
+    "--engine-only", is_flag=True, help="Only the conv engine's cycle model (skip CPU timing)."
+)
+@click.option(
+    "--engine-params",
+    default="ulx3s-85f",
+    show_default=True,
+    metavar="PRESET|FILE.json",
+    help="Engine (array, clock) priced on the fomm-256 graph.",
+)
 @friendly
-def bench(repeats: int) -> None:
-    """Performance report: float decoder per GOP and per frame on this CPU (more to come)."""
+def bench(repeats: int, engine_only: bool, engine_params: str) -> None:
+    """Performance report: the conv engine on fomm-256 (cycle model), then the CPU decoders."""
     from grace.bench import run_bench
 
     if repeats < 1:
         raise GraceError(f"--repeats {repeats}: must be at least 1")
+    _engine_report(engine_params)
+    if engine_only:
+        return
     with console.status("timing the float decoder and the integer reference…"):
         results = run_bench(BUILD_ROOT / "bench", repeats=repeats)
     table = Table(
@@ -503,6 +516,33 @@ def bench(repeats: int) -> None:
         table.add_row(label, *(cell(r) for r in results))
     console.print(table)
     console.print(f"wrote {BUILD_ROOT / 'bench' / 'bench.json'}")
+
+
+def _engine_report(spec: str) -> None:
+    from grace.engine_report import write_report
+
+    params = load(spec).replace(model=PRESETS["fomm-256"].model)
+    costs, summary = write_report(params, BUILD_ROOT / "bench")
+    table = Table(
+        "phase", "layer", "shape", "mapping", "MMAC", "cycles", "util.",
+        box=None,
+        title=f"conv engine {summary.array} ({params.name}) on fomm-256, cycle model",
+    )  # fmt: skip
+    for c in costs:
+        util = f"{c.utilisation(params.array.macs):.1%}" if c.cycles else "–"
+        cycles = f"{c.cycles:,}" if c.cycles else "–"
+        table.add_row(c.phase, c.name, c.shape, c.mapping, f"{c.macs / 1e6:,.1f}", cycles, util)
+    console.print(table)
+    console.print(
+        f"per inter frame: {summary.frame_cycles:,} cycles, MAC utilisation "
+        f"{summary.frame_utilisation:.1%} (MAC-weighted), {summary.frame_ms:,.0f} ms at "
+        f"{summary.clock_mhz:.0f} MHz = {summary.effective_gmac_per_s:.1f} effective GMAC/s"
+    )
+    console.print(
+        f"per GOP (key frame): {summary.gop_cycles:,} cycles, utilisation "
+        f"{summary.gop_utilisation:.1%}"
+    )
+    console.print(f"wrote {BUILD_ROOT / 'bench' / f'engine-{params.name}.png'} (and .json)")
 
 
 @main.command("quantize")

@@ -19,6 +19,7 @@ from torch import nn
 
 from model.agc import build_generator
 from model.blocks import DownBlock2d, ResBlock2d, SameBlock2d, UpBlock2d
+from model.conv_shape import ConvShape
 from model.macs import count_macs
 
 if TYPE_CHECKING:
@@ -51,6 +52,7 @@ class PlannedOp:
     became: str  # what was fused into it
     shape: str  # in → out, spatial size
     macs: int  # conv MACs (0 for other engines)
+    conv: ConvShape | None = None  # what the convolution engine computes
 
 
 def fusion_plan(m: ModelParams) -> list[PlannedOp]:
@@ -71,6 +73,20 @@ def fusion_plan(m: ModelParams) -> list[PlannedOp]:
         key = f"{'per_gop' if phase == 'per GOP' else 'per_frame'}:{name}"
         key = key if key in macs else f"{key}.conv"
         kk = conv.kernel_size[0]
+        upsample = "nearest ×2" in became
+        stored = hw // 2 if upsample else hw
+        shape = ConvShape(
+            conv.in_channels,
+            conv.out_channels,
+            stored,
+            stored,
+            kk,
+            conv.kernel_size[1],
+            stride=conv.stride[0],
+            padding=conv.padding[0],
+            upsample=upsample,
+            pool="avg pool" in became,
+        )
         ops.append(
             PlannedOp(
                 phase,
@@ -79,6 +95,7 @@ def fusion_plan(m: ModelParams) -> list[PlannedOp]:
                 became,
                 f"{conv.in_channels}→{conv.out_channels}, {kk}×{kk}, {hw}²→{out_hw or hw}²",
                 macs.get(key, 0),
+                shape,
             )
         )
 

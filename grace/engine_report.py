@@ -1,0 +1,139 @@
+"""The convolution engine on a whole decoder: cycles and MAC utilisation per layer.
+
+Every conv of the fusion plan is priced by the engine's cycle model
+(`rtl.conv_cycles.tile_cycles`, exact against RTL simulation) as one tile that
+covers the layer; a compiler that splits a layer into buffer-sized tiles adds
+about three cycles per extra tile, since tiles issue back to back. Layers with
+fewer input channels than the array has lanes are also priced with their
+horizontal taps folded onto the lanes (`ConvShape.fold_taps`, a layout the host
+writes while loading), and the cheaper mapping is reported.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from PIL import Image, ImageDraw
+
+from grace.params import GraceParams
+from model.conv_shape import ConvShape
+from model.fusion import fusion_plan
+from rtl.conv_cycles import tile_cycles
+
+
+@dataclass(frozen=True)
+class LayerCost:
+    phase: str
+    name: str
+    shape: str
+    mapping: str  # "direct", "taps folded", or why the engine does not run it
+    macs: int
+    cycles: int  # 0 when the layer is not a conv-engine op
+
+    def utilisation(self, array_macs: int) -> float:
+        return self.macs / (array_macs * self.cycles) if self.cycles else 0.0
+
+
+def _best_mapping(params: GraceParams, shape: ConvShape) -> tuple[str, int]:
+    direct = tile_cycles(params, shape).cycles
+    if shape.channels < params.array.cols and shape.stride == 1 and not shape.upsample:
+        folded = tile_cycles(params, shape.fold_taps()).cycles
+        if folded < direct:
+            return "taps folded", folded
+    return "direct", direct
+
+
+def layer_costs(params: GraceParams) -> list[LayerCost]:
+    costs = []
+    for op in fusion_plan(params.model):
+        if op.op != "conv":
+            continue
+        if op.conv is None:
+            costs.append(LayerCost(op.phase, op.name, op.shape, "depthwise: not on this engine",
+                                   op.macs, 0))  # fmt: skip
+            continue
+        mapping, cycles = _best_mapping(params, op.conv)
+        costs.append(LayerCost(op.phase, op.name, op.conv.describe(), mapping, op.macs, cycles))
+    return costs
+
+
+@dataclass(frozen=True)
+class EngineSummary:
+    preset: str
+    array: str
+    clock_mhz: float
+    frame_cycles: int
+    gop_cycles: int
+    frame_utilisation: float  # MAC-weighted over the per-frame conv layers
+    gop_utilisation: float
+    frame_ms: float  # conv layers only, at clock_mhz
+    effective_gmac_per_s: float  # array MACs × clock × frame utilisation
+
+
+def summarise(params: GraceParams, costs: list[LayerCost]) -> EngineSummary:
+    array = params.array.macs
+
+    def phase(name: str) -> tuple[int, float]:
+        run = [c for c in costs if c.phase == name and c.cycles]
+        cycles = sum(c.cycles for c in run)
+        return cycles, sum(c.macs for c in run) / (array * cycles) if cycles else 0.0
+
+    frame_cycles, frame_util = phase("per frame")
+    gop_cycles, gop_util = phase("per GOP")
+    clock = params.clock_hz
+    return EngineSummary(
+        preset=params.name,
+        array=f"{params.array.rows}×{params.array.cols}",
+        clock_mhz=clock / 1e6,
+        frame_cycles=frame_cycles,
+        gop_cycles=gop_cycles,
+        frame_utilisation=frame_util,
+        gop_utilisation=gop_util,
+        frame_ms=frame_cycles / clock * 1e3,
+        effective_gmac_per_s=array * clock * frame_util / 1e9,
+    )
+
+
+def write_report(params: GraceParams, out_dir: Path) -> tuple[list[LayerCost], EngineSummary]:
+    """Per-layer costs and the summary as JSON, and the utilisation chart as a PNG."""
+    costs = layer_costs(params)
+    summary = summarise(params, costs)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    array = params.array.macs
+    rows = [asdict(c) | {"utilisation": c.utilisation(array)} for c in costs]
+    (out_dir / f"engine-{params.name}.json").write_text(
+        json.dumps({"summary": asdict(summary), "layers": rows}, indent=2)
+    )
+    _chart(costs, array, summary, out_dir / f"engine-{params.name}.png")
+    return costs, summary
+
+
+def _chart(costs: list[LayerCost], array: int, summary: EngineSummary, path: Path) -> None:
+    """One bar per layer: utilisation, bar height ∝ share of the cycles."""
+    width, label_w, bar_w, row_h = 900, 330, 520, 18
+    height = 40 + row_h * len(costs) + 30
+    image = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(image)
+    draw.text(
+        (10, 8),
+        f"{summary.preset}: conv engine {summary.array.replace('×', ' x ')} MACs at "
+        f"{summary.clock_mhz:.0f} MHz; "
+        f"per-frame utilisation {summary.frame_utilisation:.1%}",
+        fill="black",
+    )
+    for k, c in enumerate(costs):
+        y = 40 + k * row_h
+        util = c.utilisation(array)
+        name = c.name.replace("dense_motion_network.", "dense_motion.")
+        draw.text((10, y + 2), name.replace("hourglass.", "")[-48:], fill="black")
+        draw.rectangle((label_w, y + 3, label_w + bar_w, y + row_h - 3), outline="#bbbbbb")
+        colour = "#2b7bba" if c.phase == "per frame" else "#8c8c8c"
+        if c.cycles:
+            draw.rectangle(
+                (label_w, y + 3, label_w + int(bar_w * util), y + row_h - 3), fill=colour
+            )
+        draw.text((label_w + bar_w + 8, y + 2), f"{util:.0%}" if c.cycles else "n/a", fill="black")
+    draw.text((10, height - 22), "blue: per inter frame, grey: per GOP", fill="black")
+    image.save(path)

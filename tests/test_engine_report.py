@@ -1,0 +1,41 @@
+"""The conv engine priced on fomm-256 by its cycle model: utilisation goals and outputs."""
+
+from __future__ import annotations
+
+import json
+
+from grace.engine_report import layer_costs, summarise, write_report
+from grace.params import PRESETS
+
+ULX3S_ON_FOMM = PRESETS["ulx3s-85f"].replace(model=PRESETS["fomm-256"].model)
+
+
+def test_every_conv_of_the_decoder_is_priced() -> None:
+    costs = layer_costs(ULX3S_ON_FOMM)
+    assert len(costs) == 31
+    unpriced = [c.name for c in costs if not c.cycles]
+    assert unpriced == ["dense_motion_network.down"]  # the depthwise anti-alias blur
+
+
+def test_utilisation_goals() -> None:
+    """≥ 90 % on 3×3 layers whose channels are multiples of the array, ≥ 80 % overall."""
+    params = ULX3S_ON_FOMM
+    rows, cols = params.array.rows, params.array.cols
+    for c in layer_costs(params):
+        if not c.cycles:
+            continue
+        shape = c.shape.split()[0]
+        c_in, c_out = (int(v) for v in shape.split("→"))
+        if " 3×3" in c.shape and c_in % cols == 0 and c_out % rows == 0:
+            assert c.utilisation(params.array.macs) >= 0.90, c
+    summary = summarise(params, layer_costs(params))
+    assert summary.frame_utilisation >= 0.80
+    assert summary.gop_utilisation >= 0.80
+
+
+def test_report_files(tmp_path) -> None:
+    costs, summary = write_report(ULX3S_ON_FOMM, tmp_path)
+    data = json.loads((tmp_path / "engine-ulx3s-85f.json").read_text())
+    assert data["summary"]["frame_cycles"] == summary.frame_cycles
+    assert len(data["layers"]) == len(costs)
+    assert (tmp_path / "engine-ulx3s-85f.png").stat().st_size > 1000
