@@ -90,6 +90,10 @@ def _plan(top: StreamHarness, target: Board, params: GraceParams) -> BuildPlan:
 def _overrides(family: str) -> dict[str, str]:
     # Over-constrained clocks must still produce a bitstream and a report.
     overrides = {"nextpnr_opts": "--timing-allow-fail"}
+    if family == "ecp5":
+        # router2 converges on the conv engine's dense DSP columns where the
+        # default router was still resolving congestion after 30 minutes
+        overrides["nextpnr_opts"] += " --router router2"
     if family == "ice40":
         overrides["synth_opts"] = "-dsp"  # synth_ice40 leaves SB_MAC16 unused without it
     return overrides

@@ -191,7 +191,12 @@ def elaborate(block: str, params_spec: str, out_dir: Path) -> None:
     default="verilator",
     show_default=True,
 )
-@click.option("--vectors", default=10_000, show_default=True, help="Random vectors (+ extremes).")
+@click.option(
+    "--vectors",
+    default=10_000,
+    show_default=True,
+    help="Random vectors (+ extremes); for conv, one random layer per 2,500.",
+)
 @click.option("--seed", default=0, show_default=True)
 @click.option(
     "--valid-prob", default=0.8, show_default=True, help="Chance the source offers data on a cycle."

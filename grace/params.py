@@ -298,8 +298,9 @@ PRESETS: dict[str, GraceParams] = {
     "ulx3s-85f": GraceParams(
         name="ulx3s-85f",
         array=ArrayParams(rows=16, cols=8),
+        # 15 slots: the accumulator FIFO (16 deep) fits distributed RAM, not 15 DP16KD
         buffers=BufferParams(
-            input_depth=8192, weight_depth=1024, param_depth=1024, accumulator_slots=16
+            input_depth=8192, weight_depth=1024, param_depth=1024, accumulator_slots=15
         ),
         clock_hz=150e6,
         board="ulx3s-85f",

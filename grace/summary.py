@@ -41,14 +41,22 @@ class SimReport:
     valid_prob: float
     ready_prob: float
     log: Path
+    layers: int = 0  # conv: random layers run
+    model_cycles: int = 0  # conv: the cycle model's prediction without back-pressure
 
     def render(self, seconds: float) -> Table:
         table = Table(title=f"{self.block} on {self.simulator}", box=None, show_header=False)
         verdict = "[green]bit-exact[/]" if not self.mismatches else f"[red]{self.mismatches}[/]"
         rows = [
-            ("vectors", f"{self.vectors:,}"),
+            *([("random layers", f"{self.layers}")] if self.layers else []),
+            ("outputs" if self.layers else "vectors", f"{self.vectors:,}"),
             ("mismatches vs model.fixed", verdict),
             ("cycles", f"{self.cycles:,}"),
+            *(
+                [("cycle model (no back-pressure)", f"{self.model_cycles:,}")]
+                if self.layers
+                else []
+            ),
             ("results per cycle", f"{self.vectors / max(self.cycles, 1):.3f}"),
             ("stall pattern", f"valid {self.valid_prob:.0%}, ready {self.ready_prob:.0%}"),
             ("pipeline latency", f"{self.latency} cycles"),
@@ -76,6 +84,17 @@ def simulate_block(
     from sim.requant import concat, extreme_vectors, random_vectors, simulate_requant
 
     check_block(block)
+    if block == "conv":
+        return _simulate_conv(
+            params,
+            simulator=simulator,
+            layers=max(1, vectors // 2500),
+            seed=seed,
+            valid_prob=valid_prob,
+            ready_prob=ready_prob,
+            waves=waves,
+            build_root=build_root,
+        )
     stimulus = concat(
         extreme_vectors(params.numeric), random_vectors(params.numeric, vectors, seed)
     )
@@ -99,6 +118,61 @@ def simulate_block(
         valid_prob=valid_prob,
         ready_prob=ready_prob,
         log=result.run.result.log,
+    )
+
+
+def _simulate_conv(
+    params: GraceParams,
+    *,
+    simulator: str,
+    layers: int,
+    seed: int,
+    valid_prob: float,
+    ready_prob: float,
+    waves: bool,
+    build_root: Path,
+) -> SimReport:
+    """Random layers through the conv engine's Verilog, each against the L2 conv."""
+    import numpy as np
+
+    from rtl.conv_cycles import fill_cycles, tile_cycles
+    from sim.conv import program, simulate_cocotb, sweep_cases
+
+    outputs = mismatches = cycles = predicted = 0
+    log = build_root
+    for k, case in enumerate(sweep_cases(params, layers, seed)):
+        prog = program(case, params, tag=k % 256)
+        run, result = simulate_cocotb(
+            [prog],
+            params,
+            simulator=simulator,
+            build_dir=build_root / "sim" / "conv" / params.key(),
+            ready_prob=ready_prob,
+            residual_prob=valid_prob,
+            seed=seed + k,
+            waves=waves,
+        )
+        got = run.outputs
+        outputs += len(prog.expected)
+        if len(got) != len(prog.expected):
+            mismatches += max(len(prog.expected) - len(got), 1)
+        else:
+            mismatches += int(np.count_nonzero(got != prog.expected))
+        cycles += run.cycles
+        predicted += tile_cycles(params, case.shape).cycles
+        log = result.log
+    return SimReport(
+        block="conv",
+        simulator=simulator,
+        vectors=outputs,
+        mismatches=mismatches,
+        cycles=cycles,
+        latency=fill_cycles(params),
+        valid_prob=valid_prob,
+        ready_prob=ready_prob,
+        log=log,
+        layers=layers,
+        model_cycles=predicted,
     )
 
 

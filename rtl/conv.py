@@ -170,11 +170,12 @@ class ConvEngine(wiring.Component):
         slots = p.buffers.accumulator_slots
         counter_names = ("v", "u", "g", "dx", "dy", "px", "py", "og")
         count = {k: Signal(DIM_BITS, name=f"count_{k}") for k in counter_names}
-        # Each counter carries registered "at its limit" and "limit is zero" flags
-        # and its limit - 1, so the loop nest's wrap logic is a few gates deep.
+        # Each counter also counts down what is left to its limit and carries
+        # registered "at its limit" and "limit is zero" flags: the next flag is
+        # then "fewer than 2 left", an OR tree, not a wide comparison.
         at_limit = {k: Signal(name=f"last_{k}") for k in counter_names}
         limit_zero = {k: Signal(name=f"limit_zero_{k}") for k in counter_names}
-        before_limit = {k: Signal(DIM_BITS, name=f"before_limit_{k}") for k in counter_names}
+        left = {k: Signal(DIM_BITS, name=f"left_{k}") for k in counter_names}
         g_off = Signal(input_addr_bits(p))
         w_ptr = Signal.like(self.weight_write.payload.addr)
         og_wbase = Signal.like(w_ptr)
@@ -192,48 +193,56 @@ class ConvEngine(wiring.Component):
             take.eq(issuing & pixel_start),
         ]
 
-        # The AND of the inner and of the pixel counters' flags are registers
-        # too, so every counter's enable is a 3-5 input AND of registers.
+        # The AND of the inner counters' flags is a register too, so every
+        # counter's enable is a 3-6 input AND of registers.
         beat_last = Signal()  # v, u and g all at their limits
         og_last_pixel = Signal()  # dx, dy, px and py all at their limits
         tile_end = beat_last & og_last_pixel & at_limit["og"]
         inner_names, pixel_names = counter_names[:3], counter_names[3:7]
+        m.d.comb += og_last_pixel.eq(Cat(*[at_limit[k] for k in pixel_names]).all())
 
-        m.d.comb += self.cmd.ready.eq(~busy)
-        with m.If(self.cmd.valid & ~busy):
-            c = self.cmd.payload
+        # A command is set up in three steps, each a few gates deep: latch it,
+        # derive the loop limits, derive their flags; then the loop nest runs.
+        setting_up = Signal(2)  # 1: limits from the latched command, 2: flags
+        limit = {k: Signal(DIM_BITS, name=f"limit_{k}") for k in counter_names}
+        m.d.comb += self.cmd.ready.eq(~busy & ~setting_up.any())
+        with m.If(self.cmd.ready & self.cmd.valid):
+            m.d.sync += [cmd.eq(self.cmd.payload), setting_up.eq(1)]
+        with m.If(setting_up == 1):
             limits = {
-                "v": c.kernel_w - 1,
-                "u": c.kernel_h - 1,
-                "g": c.in_groups - 1,
-                "dx": c.pool,
-                "dy": c.pool,
-                "px": (c.out_width >> c.pool) - 1,
-                "py": (c.out_height >> c.pool) - 1,
-                "og": c.out_groups - 1,
+                "v": cmd.kernel_w - 1,
+                "u": cmd.kernel_h - 1,
+                "g": cmd.in_groups - 1,
+                "dx": cmd.pool,
+                "dy": cmd.pool,
+                "px": (cmd.out_width >> cmd.pool) - 1,
+                "py": (cmd.out_height >> cmd.pool) - 1,
+                "og": cmd.out_groups - 1,
             }
-            zeros = {k: lim[:DIM_BITS] == 0 for k, lim in limits.items()}
-            for k, lim in limits.items():
+            m.d.sync += [limit[k].eq(lim) for k, lim in limits.items()]
+            m.d.sync += [
+                setting_up.eq(2),
+                g_off.eq(0),
+                w_ptr.eq(cmd.weight_base),
+                og_wbase.eq(cmd.weight_base),
+                og_pbase.eq(cmd.param_base),
+                h_up.eq(cmd.in_height << cmd.upsample),
+                w_up.eq(cmd.in_width << cmd.upsample),
+            ]
+        with m.If(setting_up == 2):
+            zeros = {k: ~limit[k].any() for k in counter_names}
+            for k in counter_names:
                 m.d.sync += [
                     count[k].eq(0),
                     at_limit[k].eq(zeros[k]),
                     limit_zero[k].eq(zeros[k]),
-                    before_limit[k].eq(lim - 1),
+                    left[k].eq(limit[k]),
                 ]
             m.d.sync += [
                 beat_last.eq(Cat(*[zeros[k] for k in inner_names]).all()),
-                og_last_pixel.eq(Cat(*[zeros[k] for k in pixel_names]).all()),
-            ]
-            m.d.sync += [
-                cmd.eq(c),
+                setting_up.eq(0),
                 busy.eq(1),
                 pixel_start.eq(1),
-                g_off.eq(0),
-                w_ptr.eq(c.weight_base),
-                og_wbase.eq(c.weight_base),
-                og_pbase.eq(c.param_base),
-                h_up.eq(c.in_height << c.upsample),
-                w_up.eq(c.in_width << c.upsample),
             ]
 
         # Counter k moves when every counter inside it wraps on this beat.
@@ -252,19 +261,21 @@ class ConvEngine(wiring.Component):
                 limit_next[k].eq(
                     Mux(
                         moves,
-                        Mux(at_limit[k], limit_zero[k], count[k] == before_limit[k]),
+                        Mux(at_limit[k], limit_zero[k], ~left[k][1:].any()),
                         at_limit[k],
                     )
                 ),
             ]
             with m.If(moves):
-                m.d.sync += count[k].eq(Mux(at_limit[k], 0, count[k] + 1))
+                m.d.sync += [
+                    count[k].eq(Mux(at_limit[k], 0, count[k] + 1)),
+                    left[k].eq(Mux(at_limit[k], limit[k], left[k] - 1)),
+                ]
             with m.If(busy):
                 m.d.sync += at_limit[k].eq(limit_next[k])
         with m.If(busy):
             m.d.sync += [
                 beat_last.eq(Cat(*[limit_next[k] for k in inner_names]).all()),
-                og_last_pixel.eq(Cat(*[limit_next[k] for k in pixel_names]).all()),
             ]
 
         with m.If(issuing):
@@ -422,8 +433,9 @@ class ConvEngine(wiring.Component):
         emit = Signal()
         lane_last = Signal()  # lane == lanes - 1, registered
         entry_in = data.View(entry, acc_fifo.r_data)
-        # an element yields an output unless pooling absorbs it (quads 0..2)
-        yields = ~vmeta.pool | (vmeta.quad == 3)
+        # an element yields an output unless pooling absorbs it (quads 0..2);
+        # registered with the vector, like every input of `emit`
+        yields = Signal()
         out_pop = Signal()
         emit_yielding = Signal()
         have_out_credit = credit_counter(
@@ -431,7 +443,9 @@ class ConvEngine(wiring.Component):
         )
         m.d.comb += [
             emit.eq(have & (~yields | have_out_credit) & (~wants_residual | res_fifo.r_rdy)),
-            pop.eq(acc_fifo.r_rdy & (~have | (emit & lane_last))),
+            # a vector loads only into an empty register: one idle cycle per vector
+            # in the output unit, but the FIFO's read side sees registers only
+            pop.eq(acc_fifo.r_rdy & ~have),
             acc_fifo.r_en.eq(pop),
             res_fifo.r_en.eq(emit & wants_residual),
             emit_yielding.eq(emit & yields),
@@ -443,15 +457,12 @@ class ConvEngine(wiring.Component):
                 have.eq(1),
                 lane.eq(0),
                 lane_last.eq(entry_in.meta.lanes == 1),
+                yields.eq(~entry_in.meta.pool | (entry_in.meta.quad == 3)),
             ]
         with m.Elif(emit & lane_last):
             m.d.sync += have.eq(0)
         with m.Elif(emit):
-            m.d.sync += [
-                vec.acc.eq(vec.acc >> n.acc_bits),
-                lane.eq(lane + 1),
-                lane_last.eq(lane + 2 == vmeta.lanes),
-            ]
+            m.d.sync += [lane.eq(lane + 1), lane_last.eq(lane + 2 == vmeta.lanes)]
 
         d1_valid, d2_valid = Signal(), Signal()
         d1_acc = Signal(signed(n.acc_bits))
@@ -466,7 +477,8 @@ class ConvEngine(wiring.Component):
         d2_relu = Signal()
         m.d.sync += [
             d1_valid.eq(emit),
-            d1_acc.eq(vec.acc[: n.acc_bits]),
+            # the vector register loads only from the FIFO; a mux picks the lane
+            d1_acc.eq(Array(vec.acc.word_select(r, n.acc_bits) for r in range(rows))[lane]),
             d1_res.eq(Mux(wants_residual, res_fifo.r_data, 0)),
             d1_user.lane.eq(lane),
             d1_user.pool.eq(vmeta.pool),

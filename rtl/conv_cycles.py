@@ -24,8 +24,9 @@ if TYPE_CHECKING:
     from grace.params import GraceParams
     from model.conv_shape import ConvShape
 
-#: Edges outside the issue loop: command register (1), two-step accumulate and FIFO write (3).
-_ISSUE_SIDE = 4
+#: Edges outside the issue loop: command latch and set-up (3), two-step accumulate and
+#: FIFO write (3).
+_ISSUE_SIDE = 6
 #: Edges of the output unit besides the Requantizer: accumulator FIFO read (2),
 #: vector register (1), parameter read and residual multiply (2), pooled result
 #: register (1), output FIFO (2).
@@ -73,7 +74,8 @@ def tile_cycles(params: GraceParams, shape: ConvShape) -> TileCost:
     credit_bound = (beats + _SLOT_ROUND_TRIP) / slots
 
     def per_vector(lanes: int) -> float:
-        return max(beats, lanes, credit_bound)
+        # the output unit spends a cycle loading each vector, then one per lane
+        return max(beats, lanes + 1, credit_bound)
 
     # Output groups before the last have `rows` lanes, the last one `last`.
     phases = [((out_groups - 1) * pixels, rows), (pixels, last)]
@@ -83,7 +85,7 @@ def tile_cycles(params: GraceParams, shape: ConvShape) -> TileCost:
         # When the slots bind, a phase's first `slots` vectors still go at the
         # pipeline's pace (the very first one is already counted in the fill).
         free = min(slots, vectors) - (1 if k == 0 else 0)
-        cycles -= free * max(0.0, credit_bound - max(beats, lanes))
+        cycles -= free * max(0.0, credit_bound - max(beats, lanes + 1))
     return TileCost(
         cycles=math.ceil(cycles),
         beats_per_pixel=beats,

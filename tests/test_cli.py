@@ -84,6 +84,14 @@ def test_sim_reports_bit_exact() -> None:
     assert "bit-exact" in result.output
 
 
+def test_sim_runs_the_conv_engine() -> None:
+    """`--block conv` runs random layers through the engine, not the requantizer."""
+    result = run("sim", "--block", "conv", "--sim", "icarus", "--vectors", "5000", "--seed", "2")
+    assert result.exit_code == 0, result.output
+    assert "random layers" in result.output and "bit-exact" in result.output
+    assert "cycle model" in result.output
+
+
 def test_demo_runs() -> None:
     result = run("demo")
     assert result.exit_code == 0, result.output
