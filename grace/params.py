@@ -52,7 +52,9 @@ class NumericParams:
     bias_bits: int = 32  # per-channel bias, added to the accumulator
     mult_bits: int = 16  # unsigned per-channel requantize multiplier
     max_shift: int = 47  # requantize right shift is 0 .. max_shift
-    gain_bits: int = 16  # unsigned per-channel gain of a residual entering the accumulator
+    # unsigned per-channel gain of a residual entering the accumulator; 15 bits keep
+    # it a positive 16-bit DSP operand on iCE40 as on ECP5 (tiny's largest: 2,688)
+    gain_bits: int = 15
 
     def __post_init__(self) -> None:
         _check_int_range(self, "act_bits", 2, 16)

@@ -464,17 +464,11 @@ class ConvEngine(wiring.Component):
         with m.Elif(emit):
             m.d.sync += [lane.eq(lane + 1), lane_last.eq(lane + 2 == vmeta.lanes)]
 
-        d1_valid, d2_valid = Signal(), Signal()
+        d1_valid = Signal()
         d1_acc = Signal(signed(n.acc_bits))
         d1_res = Signal(signed(n.act_bits))
         d1_user = Signal(user_layout(p))
         d1_relu = Signal()
-        par = par_rp.data
-        d2_acc = Signal(signed(n.acc_bits))
-        d2_prod = Signal(signed(n.act_bits + n.gain_bits + 1))
-        d2_par = Signal(channel_param_layout(p))
-        d2_user = Signal(user_layout(p))
-        d2_relu = Signal()
         m.d.sync += [
             d1_valid.eq(emit),
             # the vector register loads only from the FIFO; a mux picks the lane
@@ -486,19 +480,25 @@ class ConvEngine(wiring.Component):
             d1_user.end.eq(vmeta.end & lane_last),
             d1_user.tag.eq(vmeta.tag),
             d1_relu.eq(vmeta.relu),
-            d2_valid.eq(d1_valid),
-            d2_acc.eq(d1_acc),
-            d2_prod.eq(d1_res.as_signed() * par.gain),
-            d2_par.eq(par),
-            d2_user.eq(d1_user),
-            d2_relu.eq(d1_relu),
-            rq.i.valid.eq(d2_valid),
-            rq.i.payload.acc.eq(d2_acc + d2_prod),
-            rq.i.payload.bias.eq(d2_par.bias),
-            rq.i.payload.multiplier.eq(d2_par.multiplier),
-            rq.i.payload.shift.eq(d2_par.shift),
-            rq.i.payload.relu.eq(d2_relu),
-            rq.i.payload.user.eq(d2_user),
+        ]
+        # residual × gain on a registered DSP; the channel's constants (read from
+        # the parameter buffer in step with d1) and the rest wait alongside
+        m.submodules.residual_gain = gain_mul = Multiplier(
+            n.act_bits, n.gain_bits + 1, target=self.dsp_target
+        )
+        par = par_rp.data
+        m.d.comb += [gain_mul.a.eq(d1_res), gain_mul.b.eq(par.gain)]
+        wait = gain_mul.LATENCY
+        acc_w = delay(m, d1_acc, wait, "out_acc")
+        par_w = data.View(channel_param_layout(p), delay(m, par.as_value(), wait, "out_par"))
+        m.d.sync += [
+            rq.i.valid.eq(delay(m, d1_valid, wait, "out_valid")),
+            rq.i.payload.acc.eq(acc_w + gain_mul.p),
+            rq.i.payload.bias.eq(par_w.bias),
+            rq.i.payload.multiplier.eq(par_w.multiplier),
+            rq.i.payload.shift.eq(par_w.shift),
+            rq.i.payload.relu.eq(delay(m, d1_relu, wait, "out_relu")),
+            rq.i.payload.user.eq(delay(m, d1_user.as_value(), wait, "out_user")),
         ]
         m.d.comb += rq.o.ready.eq(1)
 

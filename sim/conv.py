@@ -138,7 +138,7 @@ def random_case(
     if residual:
         ho, wo = case.conv_size
         case.residual = rng.integers(lo, hi + 1, (out_channels, ho, wo))
-        case.gain = rng.integers(0, 1 << 12, out_channels)
+        case.gain = rng.integers(0, 1 << n.gain_bits, out_channels)
     return case
 
 
