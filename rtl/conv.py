@@ -64,9 +64,9 @@ ACC_SPLIT = 16
 OUTPUT_SLOTS = 16
 
 #: Beats from the issue stage to the accumulator input, without the adder tree:
-#: address (2), address multiply (2), address register (1), buffer read (1),
+#: address (3), address multiply (2), address register (1), buffer read (1),
 #: operand register (1), multiply (Multiplier.LATENCY).
-ISSUE_TO_TREE = 7 + Multiplier.LATENCY
+ISSUE_TO_TREE = 8 + Multiplier.LATENCY
 
 
 def tree_levels(cols: int) -> int:
@@ -187,11 +187,8 @@ class ConvEngine(wiring.Component):
         issuing = Signal()
         take = Signal()  # a pixel starts: it reserves an accumulator FIFO slot
         pop = Signal()  # the output unit takes a pixel vector: a slot frees up
-        have_credit = credit_counter(m, slots, give_back=pop, take=take, name="slots")
-        m.d.comb += [
-            issuing.eq(busy & (~pixel_start | have_credit)),
-            take.eq(issuing & pixel_start),
-        ]
+        have_credit_next = credit_counter(m, slots, give_back=pop, take=take, name="slots")[1]
+        m.d.comb += take.eq(issuing & pixel_start)
 
         # The AND of the inner counters' flags is a register too, so every
         # counter's enable is a 3-6 input AND of registers.
@@ -241,19 +238,18 @@ class ConvEngine(wiring.Component):
             m.d.sync += [
                 beat_last.eq(Cat(*[zeros[k] for k in inner_names]).all()),
                 setting_up.eq(0),
-                busy.eq(1),
-                pixel_start.eq(1),
             ]
 
-        # Counter k moves when every counter inside it wraps on this beat.
+        # Counter k moves when every counter inside it wraps on this beat. For the
+        # pixel-level counters the AND of the pixel counters inside is kept as a
+        # register (`wraps_inside`), so each enable is at most a 3-input AND.
         limit_next = {}
+        wraps_inside = {k: Signal(name=f"inside_wraps_{k}") for k in counter_names[3:]}
         for depth, k in enumerate(counter_names):
             if depth < 3:
                 inner = [at_limit[j] for j in counter_names[:depth]]
-            elif k == "og":
-                inner = [beat_last, og_last_pixel]
             else:
-                inner = [beat_last] + [at_limit[j] for j in counter_names[3:depth]]
+                inner = [beat_last, wraps_inside[k]]
             moves = Signal(name=f"moves_{k}")
             limit_next[k] = Signal(name=f"last_{k}_next")
             m.d.comb += [
@@ -274,12 +270,17 @@ class ConvEngine(wiring.Component):
             with m.If(busy):
                 m.d.sync += at_limit[k].eq(limit_next[k])
         with m.If(busy):
-            m.d.sync += [
-                beat_last.eq(Cat(*[limit_next[k] for k in inner_names]).all()),
-            ]
+            m.d.sync += beat_last.eq(Cat(*[limit_next[k] for k in inner_names]).all())
+            for depth, k in enumerate(counter_names[3:], start=3):
+                inside = [limit_next[j] for j in counter_names[3:depth]]
+                m.d.sync += wraps_inside[k].eq(Cat(*inside, 1).all())
+        with m.If(setting_up == 2):
+            for depth, k in enumerate(counter_names[3:], start=3):
+                inside = [~limit[j].any() for j in counter_names[3:depth]]
+                m.d.sync += wraps_inside[k].eq(Cat(*inside, 1).all())
 
         with m.If(issuing):
-            m.d.sync += [w_ptr.eq(w_ptr + 1), pixel_start.eq(beat_last)]
+            m.d.sync += w_ptr.eq(w_ptr + 1)
             with m.If(at_limit["v"] & at_limit["u"]):
                 m.d.sync += g_off.eq(Mux(at_limit["g"], 0, g_off + cmd.in_plane))
             with m.If(beat_last):
@@ -287,8 +288,20 @@ class ConvEngine(wiring.Component):
                     m.d.sync += [og_wbase.eq(w_ptr + 1), og_pbase.eq(og_pbase + rows)]
                 with m.Else():
                     m.d.sync += w_ptr.eq(og_wbase)
-                with m.If(tile_end):
-                    m.d.sync += busy.eq(0)
+
+        # `issuing` = busy & (first beat of a pixel → a slot is free), computed a
+        # cycle ahead from the next state, so the signal that enables every
+        # counter comes straight from a register.
+        busy_next, pixel_start_next = Signal(), Signal()
+        m.d.comb += [
+            busy_next.eq((setting_up == 2) | (busy & ~(issuing & tile_end))),
+            pixel_start_next.eq((setting_up == 2) | Mux(issuing, beat_last, pixel_start)),
+        ]
+        m.d.sync += [
+            busy.eq(busy_next),
+            pixel_start.eq(pixel_start_next),
+            issuing.eq(busy_next & (~pixel_start_next | have_credit_next)),
+        ]
 
         # -- beat A1: virtual input coordinates (in the upsampled frame) ---------
         meta = Signal(pixel_meta_layout(p))
@@ -302,23 +315,43 @@ class ConvEngine(wiring.Component):
             meta.end.eq(tile_end),
             meta.tag.eq(cmd.tag),
         ]
+        # A0 registers the beat with the pixel's first input row/column; A1 adds
+        # the tap (two short adds instead of one long chain).
         coord = signed(DIM_BITS + 3)
         oy = Mux(cmd.pool, Cat(count["dy"][0], count["py"]), count["py"])
         ox = Mux(cmd.pool, Cat(count["dx"][0], count["px"]), count["px"])
+        a0_y, a0_x = Signal(coord), Signal(coord)
+        a0_u, a0_v = Signal.like(count["u"]), Signal.like(count["v"])
+        a0_valid, a0_first, a0_last = Signal(), Signal(), Signal()
+        a0_goff = Signal.like(g_off)
+        a0_waddr = Signal.like(w_ptr)
+        a0_meta = Signal(pixel_meta_layout(p))
+        m.d.sync += [
+            a0_valid.eq(issuing),
+            a0_first.eq(pixel_start),
+            a0_last.eq(beat_last),
+            a0_y.eq((oy << cmd.stride2) - cmd.pad_top),
+            a0_x.eq((ox << cmd.stride2) - cmd.pad_left),
+            a0_u.eq(count["u"]),
+            a0_v.eq(count["v"]),
+            a0_goff.eq(g_off),
+            a0_waddr.eq(w_ptr),
+            a0_meta.eq(meta),
+        ]
         a1_iy, a1_ix = Signal(coord), Signal(coord)
         a1_valid, a1_first, a1_last = Signal(), Signal(), Signal()
         a1_goff = Signal.like(g_off)
         a1_waddr = Signal.like(w_ptr)
         a1_meta = Signal(pixel_meta_layout(p))
         m.d.sync += [
-            a1_valid.eq(issuing),
-            a1_first.eq(pixel_start),
-            a1_last.eq(beat_last),
-            a1_iy.eq((oy << cmd.stride2) + count["u"] - cmd.pad_top),
-            a1_ix.eq((ox << cmd.stride2) + count["v"] - cmd.pad_left),
-            a1_goff.eq(g_off),
-            a1_waddr.eq(w_ptr),
-            a1_meta.eq(meta),
+            a1_valid.eq(a0_valid),
+            a1_first.eq(a0_first),
+            a1_last.eq(a0_last),
+            a1_iy.eq(a0_y + a0_u),
+            a1_ix.eq(a0_x + a0_v),
+            a1_goff.eq(a0_goff),
+            a1_waddr.eq(a0_waddr),
+            a1_meta.eq(a0_meta),
         ]
 
         # -- A2: stored row/column, inside test; A2..A4: row × in_row ------------
@@ -362,7 +395,7 @@ class ConvEngine(wiring.Component):
             row_sums.append(adder_tree(m, products, f"row{r}"))
 
         # -- accumulators, then the FIFO of finished pixels ---------------------
-        ctrl_delay = ISSUE_TO_TREE - 1 + tree_levels(cols)
+        ctrl_delay = ISSUE_TO_TREE - 2 + tree_levels(cols)  # from A1 (issue + 2)
         valid_t = delay(m, a1_valid, ctrl_delay, "valid")
         first_t = delay(m, a1_first, ctrl_delay, "first")
         last_t = delay(m, a1_last, ctrl_delay, "last")
@@ -440,7 +473,7 @@ class ConvEngine(wiring.Component):
         emit_yielding = Signal()
         have_out_credit = credit_counter(
             m, OUTPUT_SLOTS, give_back=out_pop, take=emit_yielding, name="results"
-        )
+        )[0]
         m.d.comb += [
             emit.eq(have & (~yields | have_out_credit) & (~wants_residual | res_fifo.r_rdy)),
             # a vector loads only into an empty register: one idle cycle per vector
@@ -547,8 +580,10 @@ class ConvEngine(wiring.Component):
         return m
 
 
-def credit_counter(m: Module, slots: int, *, give_back: object, take: object, name: str) -> Signal:
-    """A registered "a slot is free" flag for a FIFO of `slots` reserved entries.
+def credit_counter(
+    m: Module, slots: int, *, give_back: object, take: object, name: str
+) -> tuple[Signal, Signal]:
+    """A registered "a slot is free" flag (and its next value) for `slots` reserved entries.
 
     Slots come back a cycle after `give_back` (conservative, and it keeps the
     consumer's logic out of this path); both outcomes of `take` are compared
@@ -557,13 +592,15 @@ def credit_counter(m: Module, slots: int, *, give_back: object, take: object, na
     credits = Signal(range(slots + 1), init=slots, name=f"{name}_credits")
     returned = Signal(name=f"{name}_returned")
     available = Signal(init=1, name=f"{name}_available")
+    available_next = Signal(name=f"{name}_available_next")
     before = credits + returned
+    m.d.comb += available_next.eq(Mux(take, before > 1, before != 0))
     m.d.sync += [
         returned.eq(give_back),
         credits.eq(before - take),
-        available.eq(Mux(take, before > 1, before != 0)),
+        available.eq(available_next),
     ]
-    return available
+    return available, available_next
 
 
 def delay(m: Module, value: object, cycles: int, name: str) -> object:

@@ -31,8 +31,9 @@ _ISSUE_SIDE = 6
 #: vector register (1), lane select with the parameter read (1), residual × gain
 #: on a DSP (Multiplier.LATENCY = 2), pooled result register (1), output FIFO (2).
 _OUTPUT_SIDE = 9
-#: Cycles a FIFO slot stays reserved beyond the pixel's own beats (issue → pop).
-_SLOT_ROUND_TRIP = 16
+#: Cycles a FIFO slot stays reserved beyond the pixel's own beats and the MAC
+#: pipeline (issue → pop): accumulate, FIFO write and read, slot return.
+_SLOT_RETURN = 5
 
 
 def fill_cycles(params: GraceParams) -> int:
@@ -71,7 +72,8 @@ def tile_cycles(params: GraceParams, shape: ConvShape) -> TileCost:
     pixels = shape.computed_pixels
     slots = params.buffers.accumulator_slots
 
-    credit_bound = (beats + _SLOT_ROUND_TRIP) / slots
+    round_trip = ISSUE_TO_TREE + tree_levels(cols) + _SLOT_RETURN
+    credit_bound = (beats + round_trip) / slots
 
     def per_vector(lanes: int) -> float:
         # the output unit spends a cycle loading each vector, then one per lane
