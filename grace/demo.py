@@ -6,9 +6,11 @@ Two halves, as far as GRACE reaches today:
    with the committed `tiny` checkpoint, decoded by the float decoder and by the
    int8 integer reference (calibrated on the spot), and scored; a side-by-side
    strip PNG goes to build/demo;
-2. the hardware flow for the one block that exists, the requantize unit:
-   parameters → Verilog → cocotb on Verilator, bit-exact against the NumPy
-   reference under back-pressure and at full rate → board build plans.
+2. the hardware flow: the requantize unit (parameters → Verilog → cocotb on
+   Verilator, bit-exact against the NumPy reference under back-pressure and at
+   full rate), the convolution engine (random layers through its Verilog on
+   Icarus, bit-exact against the L2 conv, cycles next to the cycle model; then
+   fomm-256 priced on the ULX3S engine) → board build plans.
 """
 
 from __future__ import annotations
@@ -132,14 +134,36 @@ def hardware_demo(console: Console, params: GraceParams, build_root: Path) -> li
 
     stalled = simulate(2, "under random stalls", seed=1, prob=0.7)
     full = simulate(3, "at full rate", seed=2, prob=1.0)
-    for name in BOARDS:
-        plan(block, preset(name), name)
+    with console.status("4. conv engine: random layers, cocotb + Icarus…"):
+        conv = simulate_block(
+            "conv",
+            params,
+            simulator="icarus",
+            vectors=4 * 2500,
+            seed=3,
+            valid_prob=0.8,
+            ready_prob=0.8,
+            waves=False,
+            build_root=build_root,
+        )
     console.print(
-        f"4. build plans ready for {', '.join(BOARDS)} "
-        f"(run `grace build --board NAME` for resources and Fmax)"
+        f"4. conv engine ({params.array.rows}×{params.array.cols} MACs): {conv.layers} random "
+        f"layers, {conv.vectors:,} outputs, {conv.mismatches} mismatches, {conv.cycles:,} "
+        f"cycles under stalls (cycle model without stalls: {conv.model_cycles:,})"
+    )
+    from grace.engine_report import write_report
+
+    engine = preset("ulx3s-85f").replace(model=preset("fomm-256").model)
+    _, priced = write_report(engine, build_root / "bench")
+    for name in BOARDS:
+        for each in (block, "conv"):
+            plan(each, preset(name), name)
+    console.print(
+        f"5. build plans ready for {', '.join(BOARDS)} (requant, conv; run "
+        f"`grace build --board NAME --block conv` for resources and Fmax)"
     )
     n = params.numeric
-    exact = stalled.mismatches == 0 and full.mismatches == 0
+    exact = stalled.mismatches == 0 and full.mismatches == 0 and conv.mismatches == 0
     rows = [
         (
             "requant datapath",
@@ -154,5 +178,16 @@ def hardware_demo(console: Console, params: GraceParams, build_root: Path) -> li
             f"({full.cycles - full.vectors} cycles of latency)",
         ),
         ("with random stalls", f"{stalled.vectors / stalled.cycles:.3f} results/cycle"),
+        (
+            "conv engine vs L2 conv",
+            f"{conv.layers} layers, {conv.vectors:,} outputs: "
+            + ("[green]bit-exact[/]" if not conv.mismatches else f"[red]{conv.mismatches}[/]"),
+        ),
+        (
+            "fomm-256 on the ULX3S engine",
+            f"{priced.array} MACs at {priced.clock_mhz:.0f} MHz (cycle model): "
+            f"{priced.frame_ms:,.0f} ms per inter frame, MAC utilisation "
+            f"{priced.frame_utilisation:.1%}",
+        ),
     ]
     return rows, exact

@@ -75,19 +75,11 @@ def tile_cycles(params: GraceParams, shape: ConvShape) -> TileCost:
     round_trip = ISSUE_TO_TREE + tree_levels(cols) + _SLOT_RETURN
     credit_bound = (beats + round_trip) / slots
 
-    def per_vector(lanes: int) -> float:
-        # the output unit spends a cycle loading each vector, then one per lane
-        return max(beats, lanes + 1, credit_bound)
-
-    # Output groups before the last have `rows` lanes, the last one `last`.
-    phases = [((out_groups - 1) * pixels, rows), (pixels, last)]
-    cycles = fill_cycles(params) + beats + last - per_vector(last)
-    for k, (vectors, lanes) in enumerate(p for p in phases if p[0]):
-        cycles += vectors * per_vector(lanes)
-        # When the slots bind, a phase's first `slots` vectors still go at the
-        # pipeline's pace (the very first one is already counted in the fill).
-        free = min(slots, vectors) - (1 if k == 0 else 0)
-        cycles -= free * max(0.0, credit_bound - max(beats, lanes + 1))
+    phases = [(n, lanes) for n, lanes in (((out_groups - 1) * pixels, rows), (pixels, last)) if n]
+    if any(credit_bound > max(beats, lanes + 1) for _, lanes in phases):
+        cycles = _slot_bound_cycles(params, beats, phases, credit_bound, last)
+    else:
+        cycles = fill_cycles(params) + _flow_shop(beats, phases)
     return TileCost(
         cycles=math.ceil(cycles),
         beats_per_pixel=beats,
@@ -95,3 +87,45 @@ def tile_cycles(params: GraceParams, shape: ConvShape) -> TileCost:
         useful_macs=shape.macs,
         array_macs=params.array.macs,
     )
+
+
+def _flow_shop(beats: int, phases: list[tuple[int, int]]) -> int:
+    """Issue and output unit as a two-stage flow shop (the FIFO never fills up).
+
+    Vector i costs a = beats in the issue stage and b_i = lanes + 1 in the
+    output unit (a cycle to load it, one per lane; the very last one's load is
+    part of the fill). The makespan is max_j (Σ_{i≤j} a + Σ_{i≥j} b_i): both sums
+    are piecewise linear, so the maximum sits at a phase's first or last vector.
+    """
+    total_b = sum(n * (lanes + 1) for n, lanes in phases) - 1
+    makespan = before_a = before_b = 0
+    for count, lanes in phases:
+        b = lanes + 1
+        for j in (1, count):
+            makespan = max(makespan, before_a + j * beats + total_b - before_b - (j - 1) * b)
+        before_a += count * beats
+        before_b += count * b
+    return makespan
+
+
+def _slot_bound_cycles(
+    params: GraceParams,
+    beats: int,
+    phases: list[tuple[int, int]],
+    credit_bound: float,
+    last: int,
+) -> float:
+    """When the FIFO's slots cannot cover the round trip (1 × 1, one input group)."""
+    slots = params.buffers.accumulator_slots
+
+    def per_vector(lanes: int) -> float:
+        return max(beats, lanes + 1, credit_bound)
+
+    cycles = fill_cycles(params) + beats + last - per_vector(last)
+    for k, (vectors, lanes) in enumerate(phases):
+        cycles += vectors * per_vector(lanes)
+        # a phase's first `slots` vectors still go at the pipeline's pace
+        # (the very first one is already counted in the fill)
+        free = min(slots, vectors) - (1 if k == 0 else 0)
+        cycles -= free * max(0.0, credit_bound - max(beats, lanes + 1))
+    return cycles
