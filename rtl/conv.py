@@ -35,9 +35,9 @@ from typing import TYPE_CHECKING
 
 from amaranth import Array, Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, fifo, stream, wiring
-from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from rtl.bram import RegisteredRAM
 from rtl.conv_layouts import (
     DIM_BITS,
     TAG_BITS,
@@ -133,35 +133,33 @@ class ConvEngine(wiring.Component):
         rows, cols = p.array.rows, p.array.cols
         n = p.numeric
 
-        # -- buffers ----------------------------------------------------------
-        m.submodules.input_buffer = in_mem = Memory(
-            shape=unsigned(cols * n.act_bits), depth=p.buffers.input_depth, init=[]
+        # -- buffers: block RAM with registered outputs (rtl/bram.py) ----------
+        param_shape = channel_param_layout(p)
+        m.submodules.input_buffer = in_ram = RegisteredRAM(
+            cols * n.act_bits, p.buffers.input_depth, target=self.dsp_target
         )
-        m.submodules.weight_buffer = w_mem = Memory(
-            shape=unsigned(rows * cols * n.weight_bits), depth=p.buffers.weight_depth, init=[]
+        m.submodules.weight_buffer = w_ram = RegisteredRAM(
+            rows * cols * n.weight_bits,
+            p.buffers.weight_depth,
+            granularity=cols * n.weight_bits,
+            target=self.dsp_target,
         )
-        m.submodules.param_buffer = par_mem = Memory(
-            shape=channel_param_layout(p), depth=p.buffers.param_depth, init=[]
+        m.submodules.param_buffer = par_ram = RegisteredRAM(
+            param_shape.size, p.buffers.param_depth, target=self.dsp_target
         )
-        in_wp = in_mem.write_port()
-        w_wp = w_mem.write_port(granularity=cols * n.weight_bits)
-        par_wp = par_mem.write_port()
-        in_rp = in_mem.read_port(transparent_for=())
-        w_rp = w_mem.read_port(transparent_for=())
-        par_rp = par_mem.read_port(transparent_for=())
         m.d.comb += [
             self.input_write.ready.eq(1),
-            in_wp.addr.eq(self.input_write.payload.addr),
-            in_wp.data.eq(self.input_write.payload.data),
-            in_wp.en.eq(self.input_write.valid),
+            in_ram.w_addr.eq(self.input_write.payload.addr),
+            in_ram.w_data.eq(self.input_write.payload.data),
+            in_ram.w_en.eq(self.input_write.valid),
             self.weight_write.ready.eq(1),
-            w_wp.addr.eq(self.weight_write.payload.addr),
-            w_wp.data.eq(Cat(*[self.weight_write.payload.data] * rows)),
-            w_wp.en.eq(Mux(self.weight_write.valid, 1 << self.weight_write.payload.row, 0)),
+            w_ram.w_addr.eq(self.weight_write.payload.addr),
+            w_ram.w_data.eq(Cat(*[self.weight_write.payload.data] * rows)),
+            w_ram.w_en.eq(Mux(self.weight_write.valid, 1 << self.weight_write.payload.row, 0)),
             self.param_write.ready.eq(1),
-            par_wp.addr.eq(self.param_write.payload.addr),
-            par_wp.data.eq(self.param_write.payload.data),
-            par_wp.en.eq(self.param_write.valid),
+            par_ram.w_addr.eq(self.param_write.payload.addr),
+            par_ram.w_data.eq(self.param_write.payload.data),
+            par_ram.w_en.eq(self.param_write.valid),
         ]
 
         # -- issue: the loop nest og ▸ (py, px, dy, dx) ▸ g ▸ u ▸ v ------------
@@ -371,15 +369,13 @@ class ConvEngine(wiring.Component):
         a5_addr = Signal(input_addr_bits(p))
         m.d.sync += a5_addr.eq(delay(m, a2_part, row_mul.LATENCY, "part") + row_mul.p)
         m.d.comb += [
-            in_rp.addr.eq(a5_addr),
-            w_rp.addr.eq(delay(m, a1_waddr, 4, "waddr")),
+            in_ram.r_addr.eq(a5_addr),
+            # zero padding: the input buffer's output register clears instead
+            in_ram.r_clear.eq(~delay(m, a2_inside, 3, "inside")),
+            w_ram.r_addr.eq(delay(m, a1_waddr, 4, "waddr")),
         ]
-
-        # -- A7: operands (zero outside the image), then the MAC array ----------
-        x = Signal(unsigned(cols * n.act_bits))
-        w = Signal(unsigned(rows * cols * n.weight_bits))
-        inside = delay(m, a2_inside, 4, "inside")
-        m.d.sync += [x.eq(Mux(inside, in_rp.data, 0)), w.eq(w_rp.data)]
+        # -- A7: operands straight from the buffers' output registers ----------
+        x, w = in_ram.r_data, w_ram.r_data
         row_sums = []
         for r in range(rows):
             products = []
@@ -482,7 +478,7 @@ class ConvEngine(wiring.Component):
             acc_fifo.r_en.eq(pop),
             res_fifo.r_en.eq(emit & wants_residual),
             emit_yielding.eq(emit & yields),
-            par_rp.addr.eq(vmeta.param_addr + lane),
+            par_ram.r_addr.eq(vmeta.param_addr + lane),
         ]
         with m.If(pop):
             m.d.sync += [
@@ -515,15 +511,15 @@ class ConvEngine(wiring.Component):
             d1_relu.eq(vmeta.relu),
         ]
         # residual × gain on a registered DSP; the channel's constants (read from
-        # the parameter buffer in step with d1) and the rest wait alongside
+        # the parameter buffer, two cycles after d0) and the rest wait alongside
         m.submodules.residual_gain = gain_mul = Multiplier(
             n.act_bits, n.gain_bits + 1, target=self.dsp_target
         )
-        par = par_rp.data
-        m.d.comb += [gain_mul.a.eq(d1_res), gain_mul.b.eq(par.gain)]
-        wait = gain_mul.LATENCY
+        par = data.View(param_shape, par_ram.r_data)
+        m.d.comb += [gain_mul.a.eq(delay(m, d1_res, 1, "d2_res")), gain_mul.b.eq(par.gain)]
+        wait = 1 + gain_mul.LATENCY
         acc_w = delay(m, d1_acc, wait, "out_acc")
-        par_w = data.View(channel_param_layout(p), delay(m, par.as_value(), wait, "out_par"))
+        par_w = data.View(param_shape, delay(m, par.as_value(), gain_mul.LATENCY, "out_par"))
         m.d.sync += [
             rq.i.valid.eq(delay(m, d1_valid, wait, "out_valid")),
             rq.i.payload.acc.eq(acc_w + gain_mul.p),

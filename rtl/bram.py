@@ -1,0 +1,156 @@
+"""A simple dual-port RAM whose read data leaves the block RAM through its output register.
+
+Why a primitive: on the ECP5, Yosys maps `lib.memory` onto DP16KD with the
+output register bypassed (REGMODE "NOREG"), and the block RAM's clock-to-out
+then takes 5.8 ns of a 6.7 ns cycle at 150 MHz (measured: the conv engine's
+parameter buffer limited a whole build to 58 MHz; DESIGN.md §5 measured 90 MHz
+inferred, 144 MHz with the output register). `RegisteredRAM` instantiates the
+DP16KD tiles itself with REGMODE "OUTREG" and elaborates to a behavioural twin
+(`lib.memory` plus a fabric register) in simulation and on other platforms.
+
+Both variants read in two cycles: address at t, data at t + 2 (the RAM's own
+register, then the output register). `r_clear` presented with the address makes
+that read return zero (the output register's synchronous reset): the conv
+engine's zero padding costs no logic after the RAM. Writes take effect at the
+next edge; a read of an address written in the same cycle returns old data.
+
+Tiling on ECP5: every tile uses the widest DP16KD mode (1, 2, 4, 9 or 18 bits by
+16 K … 1 K words) whose depth holds the whole memory, so no output multiplexer
+is needed; a write lane (`granularity` bits) never shares a tile with another.
+Memories deeper than 16 K words use the twin.
+"""
+
+from __future__ import annotations
+
+import math
+
+from amaranth import Cat, ClockSignal, Const, Instance, Module, Mux, Signal, unsigned
+from amaranth.lib import wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from rtl.dsp import TARGETS, platform_target
+
+#: DP16KD data widths and the depth each gives, widest first.
+_DP16KD_MODES = ((18, 1024), (9, 2048), (4, 4096), (2, 8192), (1, 16384))
+#: Low address bits that select within a word, per width (Lattice TN1264).
+_ADDRESS_SHIFT = {1: 0, 2: 1, 4: 2, 9: 3, 18: 4}
+
+
+def dp16kd_mode(depth: int) -> tuple[int, int] | None:
+    """(data width, depth) of the widest DP16KD mode that holds `depth` words."""
+    for width, words in _DP16KD_MODES:
+        if depth <= words:
+            return width, words
+    return None
+
+
+def dp16kd_tiles(width: int, depth: int, granularity: int) -> int:
+    """DP16KD instances a `width` × `depth` memory with `granularity`-bit lanes takes."""
+    mode = dp16kd_mode(depth)
+    if mode is None:
+        return 0
+    return (width // granularity) * math.ceil(granularity / mode[0])
+
+
+class RegisteredRAM(wiring.Component):
+    """Write port (lanes of `granularity` bits) and a two-cycle read port."""
+
+    LATENCY = 2
+
+    def __init__(
+        self, width: int, depth: int, *, granularity: int | None = None, target: str | None = None
+    ) -> None:
+        granularity = granularity or width
+        if width % granularity:
+            raise ValueError(f"width {width} is not a multiple of granularity {granularity}")
+        if target is not None and target not in TARGETS:
+            raise ValueError(f"unknown RAM target {target!r}; choose one of {', '.join(TARGETS)}")
+        self.width, self.depth, self.granularity, self.target = width, depth, granularity, target
+        addr = max(1, (depth - 1).bit_length())
+        super().__init__(
+            {
+                "w_addr": In(addr),
+                "w_data": In(width),
+                "w_en": In(width // granularity),
+                "r_addr": In(addr),
+                "r_clear": In(1),
+                "r_data": Out(width),
+            }
+        )
+
+    def elaborate(self, platform: object) -> Module:
+        target = self.target if self.target is not None else platform_target(platform)
+        if target == "ecp5" and dp16kd_mode(self.depth) is not None:
+            return self._ecp5()
+        return self._twin()
+
+    def _twin(self) -> Module:
+        m = Module()
+        m.submodules.storage = mem = Memory(shape=unsigned(self.width), depth=self.depth, init=[])
+        wp = mem.write_port(granularity=self.granularity)
+        rp = mem.read_port(transparent_for=())
+        clear = Signal()
+        out = Signal(self.width)
+        m.d.comb += [
+            wp.addr.eq(self.w_addr),
+            wp.data.eq(self.w_data),
+            wp.en.eq(self.w_en),
+            rp.addr.eq(self.r_addr),
+            self.r_data.eq(out),
+        ]
+        m.d.sync += [clear.eq(self.r_clear), out.eq(Mux(clear, 0, rp.data))]
+        return m
+
+    def _ecp5(self) -> Module:
+        m = Module()
+        tile_bits, _ = dp16kd_mode(self.depth)
+        shift = _ADDRESS_SHIFT[tile_bits]
+        clear = Signal()  # the output register resets a cycle after the address
+        m.d.sync += clear.eq(self.r_clear)
+        # 14-bit RAM addresses: word address above the in-word bits; in the
+        # 18-bit mode the two lowest bits of port A are byte enables (both on).
+        low = Const(0b11 if tile_bits == 18 else 0, shift)
+        w_addr = Cat(low, self.w_addr, Const(0, 14))[:14]
+        r_addr = Cat(Const(0, shift), self.r_addr, Const(0, 14))[:14]
+        data_out = []
+        for lane in range(self.width // self.granularity):
+            for start in range(0, self.granularity, tile_bits):
+                bits = min(tile_bits, self.granularity - start)
+                first = lane * self.granularity + start
+                din = Cat(self.w_data[first : first + bits], Const(0, 18 - bits))
+                dout = Signal(18, name=f"dout_{lane}_{start}")
+                data_out.append(dout[:bits])
+                m.submodules[f"ram_{lane}_{start}"] = Instance(
+                    "DP16KD",
+                    p_DATA_WIDTH_A=tile_bits,
+                    p_DATA_WIDTH_B=tile_bits,
+                    p_REGMODE_A="NOREG",
+                    p_REGMODE_B="OUTREG",
+                    p_RESETMODE="SYNC",
+                    p_ASYNC_RESET_RELEASE="SYNC",
+                    p_CSDECODE_A="0b000",
+                    p_CSDECODE_B="0b000",
+                    p_WRITEMODE_A="NORMAL",
+                    p_WRITEMODE_B="NORMAL",
+                    p_GSR="DISABLED",
+                    i_CLKA=ClockSignal("sync"),
+                    i_CEA=Const(1, 1),
+                    i_OCEA=Const(1, 1),
+                    i_WEA=self.w_en[lane],
+                    i_RSTA=Const(0, 1),
+                    **{f"i_CSA{k}": Const(0, 1) for k in range(3)},
+                    **{f"i_ADA{k}": w_addr[k] for k in range(14)},
+                    **{f"i_DIA{k}": din[k] for k in range(18)},
+                    i_CLKB=ClockSignal("sync"),
+                    i_CEB=Const(1, 1),
+                    i_OCEB=Const(1, 1),
+                    i_WEB=Const(0, 1),
+                    i_RSTB=clear,
+                    **{f"i_CSB{k}": Const(0, 1) for k in range(3)},
+                    **{f"i_ADB{k}": r_addr[k] for k in range(14)},
+                    **{f"i_DIB{k}": Const(0, 1) for k in range(18)},
+                    **{f"o_DOB{k}": dout[k] for k in range(18)},
+                )
+        m.d.comb += self.r_data.eq(Cat(*data_out))
+        return m

@@ -1,0 +1,82 @@
+"""RegisteredRAM: the twin in simulation, the ECP5 DP16KD tiling in the netlist."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+from amaranth.sim import Simulator, SimulatorContext
+
+from rtl.bram import RegisteredRAM, dp16kd_tiles
+from sim.netlist import cells_of, synthesize
+
+
+@pytest.mark.parametrize(("width", "depth", "granularity"), [(16, 64, 16), (24, 40, 8), (9, 17, 3)])
+def test_twin_reads_in_two_cycles_with_lanes_and_clear(
+    width: int, depth: int, granularity: int
+) -> None:
+    dut = RegisteredRAM(width, depth, granularity=granularity)
+    rng = random.Random(width * depth)
+    lanes = width // granularity
+    model = [0] * depth
+    errors: list[str] = []
+
+    async def bench(ctx: SimulatorContext) -> None:
+        pending: list[tuple[int, int | None]] = []  # (cycle due, expected)
+        for cycle in range(600):
+            addr, en = rng.randrange(depth), rng.randrange(1 << lanes)
+            data = rng.getrandbits(width)
+            read, clear = rng.randrange(depth), rng.random() < 0.2
+            ctx.set(dut.w_addr, addr)
+            ctx.set(dut.w_data, data)
+            ctx.set(dut.w_en, en)
+            ctx.set(dut.r_addr, read)
+            ctx.set(dut.r_clear, clear)
+            pending.append((cycle + 2, 0 if clear else model[read]))
+            await ctx.tick()
+            mask = sum(((en >> k) & 1) * (((1 << granularity) - 1) << (k * granularity))
+                       for k in range(lanes))  # fmt: skip
+            model[addr] = (model[addr] & ~mask) | (data & mask)
+            due = [p for p in pending if p[0] == cycle + 1]
+            for _, expected in due:
+                got = ctx.get(dut.r_data)
+                if got != expected:
+                    errors.append(f"cycle {cycle}: got {got:#x}, expected {expected:#x}")
+            pending = [p for p in pending if p[0] > cycle + 1]
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    assert not errors, errors[:5]
+
+
+@pytest.mark.parametrize(
+    ("width", "depth", "granularity", "tiles"),
+    [(64, 8192, 64, 32), (1024, 1024, 64, 64), (63, 1024, 63, 4), (16, 300, 8, 2)],
+)
+def test_ecp5_tiles_are_dp16kd_with_output_registers(
+    width: int, depth: int, granularity: int, tiles: int, build_root: Path
+) -> None:
+    assert dp16kd_tiles(width, depth, granularity) == tiles
+    if width * depth > 64 * 1024:  # the big ones: the count is enough
+        return
+    ram = RegisteredRAM(width, depth, granularity=granularity, target="ecp5")
+    top, counts = synthesize(ram, "ecp5", build_root / "bram" / f"{width}x{depth}")
+    brams = cells_of(top, "DP16KD")
+    assert len(brams) == tiles
+    for cell in brams:
+        params = cell["parameters"]
+        assert params["REGMODE_B"] == "OUTREG" and params["REGMODE_A"] == "NOREG"
+        assert params["RESETMODE"] == "SYNC"
+    # one fabric flip-flop: the clear flag, a cycle ahead of the output register
+    assert counts.get("TRELLIS_FF", 0) == 1
+
+
+def test_twin_elsewhere_and_bad_arguments() -> None:
+    with pytest.raises(ValueError, match="granularity"):
+        RegisteredRAM(10, 16, granularity=3)
+    with pytest.raises(ValueError, match="unknown RAM target"):
+        RegisteredRAM(8, 16, target="xilinx")
+    assert dp16kd_tiles(8, 1 << 15, 8) == 0  # deeper than one tile: the twin
