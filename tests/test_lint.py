@@ -33,3 +33,12 @@ def test_lint_catches_an_unwaived_warning(tmp_path) -> None:
     assert not result.ok
     assert "WIDTHTRUNC" in result.unwaived
     assert "WIDTHTRUNC" not in WAIVERS
+
+
+@pytest.mark.parametrize("preset_name", ["tiny", "ulx3s-85f", "icebreaker"])
+def test_conv_engine_lints_clean(preset_name: str, build_root) -> None:
+    path, _ = elaborate_block(
+        "conv", preset(preset_name), build_root / "lint" / f"conv-{preset_name}"
+    )
+    result = lint_verilog(path)
+    assert result.ok, f"unwaived warnings {result.unwaived}:\n{result.output[:3000]}"
