@@ -63,10 +63,14 @@ ACC_SPLIT = 16
 #: Results in flight between the vector register and the output stream.
 OUTPUT_SLOTS = 16
 
+#: Register levels between the buffers and the DSPs, and rows per first-level copy.
+OPERAND_STAGES = 2
+OPERAND_GROUP = 4
+
 #: Beats from the issue stage to the accumulator input, without the adder tree:
-#: address (3), address multiply (2), address register (1), buffer read (1),
-#: operand register (1), multiply (Multiplier.LATENCY).
-ISSUE_TO_TREE = 8 + Multiplier.LATENCY
+#: address (3), address multiply (2), address register (1), buffer read with its
+#: output register (2), operand fan-out, multiply (Multiplier.LATENCY).
+ISSUE_TO_TREE = 8 + OPERAND_STAGES + Multiplier.LATENCY
 
 
 def tree_levels(cols: int) -> int:
@@ -374,18 +378,30 @@ class ConvEngine(wiring.Component):
             in_ram.r_clear.eq(~delay(m, a2_inside, 3, "inside")),
             w_ram.r_addr.eq(delay(m, a1_waddr, 4, "waddr")),
         ]
-        # -- A7: operands straight from the buffers' output registers ----------
+        # -- A7..A9: operands fan out to the DSP rows through two register levels
+        # (copies per group of rows, then per row, kept apart from Yosys's
+        # opt_merge): the DSPs span the die, and one register cannot reach them
+        # all in a cycle.
         x, w = in_ram.r_data, w_ram.r_data
+        width = cols * n.weight_bits
+        x_groups = []
+        for g in range(-(-rows // OPERAND_GROUP)):
+            copy = Signal.like(x, name=f"x_group{g}", attrs={"keep": 1})
+            m.d.sync += copy.eq(x)
+            x_groups.append(copy)
         row_sums = []
         for r in range(rows):
+            x_row = Signal.like(x, name=f"x_row{r}", attrs={"keep": 1})
+            w_row = delay(m, w.word_select(r, width), OPERAND_STAGES, f"w_row{r}")
+            m.d.sync += x_row.eq(x_groups[r // OPERAND_GROUP])
             products = []
             for c in range(cols):
                 mac = Multiplier(n.act_bits, n.weight_bits, target=self.dsp_target)
                 m.submodules[f"mac_{r}_{c}"] = mac
-                wi = (r * cols + c) * n.weight_bits
+                wi = c * n.weight_bits
                 m.d.comb += [
-                    mac.a.eq(x[c * n.act_bits : (c + 1) * n.act_bits].as_signed()),
-                    mac.b.eq(w[wi : wi + n.weight_bits].as_signed()),
+                    mac.a.eq(x_row[c * n.act_bits : (c + 1) * n.act_bits].as_signed()),
+                    mac.b.eq(w_row[wi : wi + n.weight_bits].as_signed()),
                 ]
                 products.append(mac.p)
             row_sums.append(adder_tree(m, products, f"row{r}"))
