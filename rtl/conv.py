@@ -52,6 +52,7 @@ from rtl.conv_layouts import (
     weight_write_layout,
 )
 from rtl.dsp import Multiplier
+from rtl.prefetch import PrefetchQueue
 from rtl.requant import Requantizer
 
 if TYPE_CHECKING:
@@ -173,11 +174,12 @@ class ConvEngine(wiring.Component):
         counter_names = ("v", "u", "g", "dx", "dy", "px", "py", "og")
         count = {k: Signal(DIM_BITS, name=f"count_{k}") for k in counter_names}
         # Each counter also counts down what is left to its limit and carries
-        # registered "at its limit" and "limit is zero" flags: the next flag is
-        # then "fewer than 2 left", an OR tree, not a wide comparison.
+        # registered "at its limit", "limit is zero" and "at most one left" flags:
+        # the next "at its limit" is then one LUT after the late `moves` signal.
         at_limit = {k: Signal(name=f"last_{k}") for k in counter_names}
         limit_zero = {k: Signal(name=f"limit_zero_{k}") for k in counter_names}
         left = {k: Signal(DIM_BITS, name=f"left_{k}") for k in counter_names}
+        few_left = {k: Signal(name=f"few_left_{k}") for k in counter_names}  # left <= 1
         g_off = Signal(input_addr_bits(p))
         w_ptr = Signal.like(self.weight_write.payload.addr)
         og_wbase = Signal.like(w_ptr)
@@ -204,6 +206,7 @@ class ConvEngine(wiring.Component):
         # derive the loop limits, derive their flags; then the loop nest runs.
         setting_up = Signal(2)  # 1: limits from the latched command, 2: flags
         limit = {k: Signal(DIM_BITS, name=f"limit_{k}") for k in counter_names}
+        limit_small = {k: limit[k] <= 1 for k in counter_names}
         m.d.comb += self.cmd.ready.eq(~busy & ~setting_up.any())
         with m.If(self.cmd.ready & self.cmd.valid):
             m.d.sync += [cmd.eq(self.cmd.payload), setting_up.eq(1)]
@@ -236,6 +239,7 @@ class ConvEngine(wiring.Component):
                     at_limit[k].eq(zeros[k]),
                     limit_zero[k].eq(zeros[k]),
                     left[k].eq(limit[k]),
+                    few_left[k].eq(limit_small[k]),
                 ]
             m.d.sync += [
                 beat_last.eq(Cat(*[zeros[k] for k in inner_names]).all()),
@@ -259,7 +263,7 @@ class ConvEngine(wiring.Component):
                 limit_next[k].eq(
                     Mux(
                         moves,
-                        Mux(at_limit[k], limit_zero[k], ~left[k][1:].any()),
+                        Mux(at_limit[k], limit_zero[k], few_left[k]),
                         at_limit[k],
                     )
                 ),
@@ -268,6 +272,7 @@ class ConvEngine(wiring.Component):
                 m.d.sync += [
                     count[k].eq(Mux(at_limit[k], 0, count[k] + 1)),
                     left[k].eq(Mux(at_limit[k], limit[k], left[k] - 1)),
+                    few_left[k].eq(Mux(at_limit[k], limit_small[k], left[k] <= 2)),
                 ]
             with m.If(busy):
                 m.d.sync += at_limit[k].eq(limit_next[k])
@@ -470,9 +475,17 @@ class ConvEngine(wiring.Component):
             width=n.act_bits, depth=OUTPUT_SLOTS
         )
         wiring.connect(m, wiring.flipped(self.residual), res_fifo.w_stream)
+        # the output unit takes residuals from a queue with registered flags, so
+        # its late `emit` decision never reaches the FIFO's pointers
+        m.submodules.residual_next = res_queue = PrefetchQueue(n.act_bits)
+        wiring.connect(m, res_fifo.r_stream, res_queue.i)
         vec = Signal(entry)
         have = Signal()
         lane = Signal(range(rows))
+        # the lane's parameter address, kept as a register beside `lane` so the
+        # buffer's address (and the collision check Yosys adds around block RAM
+        # that cannot read and write one address in a cycle) starts at a register
+        param_ptr = Signal(param_addr_bits(p))
         vmeta = vec.meta
         wants_residual = vmeta.residual
         emit = Signal()
@@ -483,31 +496,47 @@ class ConvEngine(wiring.Component):
         yields = Signal()
         out_pop = Signal()
         emit_yielding = Signal()
-        have_out_credit = credit_counter(
+        out_credit_next = credit_counter(
             m, OUTPUT_SLOTS, give_back=out_pop, take=emit_yielding, name="results"
-        )[0]
+        )[1]
+        # `emit` is a 3-input AND of registers: "the result has a slot (or needs
+        # none)" and "the residual is here (or is not wanted)" are registered from
+        # next-state values, as `issuing` is in the issue stage
+        credit_ok = Signal(init=1)
+        residual_ok = Signal(init=1)
+        yields_next = Mux(pop, ~entry_in.meta.pool | (entry_in.meta.quad == 3), yields)
+        wants_next = Mux(pop, entry_in.meta.residual, wants_residual)
+        m.d.sync += [
+            credit_ok.eq(~yields_next | out_credit_next),
+            residual_ok.eq(~wants_next | res_queue.head_valid_next),
+        ]
         m.d.comb += [
-            emit.eq(have & (~yields | have_out_credit) & (~wants_residual | res_fifo.r_rdy)),
+            emit.eq(have & credit_ok & residual_ok),
             # a vector loads only into an empty register: one idle cycle per vector
             # in the output unit, but the FIFO's read side sees registers only
             pop.eq(acc_fifo.r_rdy & ~have),
             acc_fifo.r_en.eq(pop),
-            res_fifo.r_en.eq(emit & wants_residual),
+            res_queue.pop.eq(emit & wants_residual),
             emit_yielding.eq(emit & yields),
-            par_ram.r_addr.eq(vmeta.param_addr + lane),
+            par_ram.r_addr.eq(param_ptr),
         ]
         with m.If(pop):
             m.d.sync += [
                 vec.eq(acc_fifo.r_data),
                 have.eq(1),
                 lane.eq(0),
+                param_ptr.eq(entry_in.meta.param_addr),
                 lane_last.eq(entry_in.meta.lanes == 1),
-                yields.eq(~entry_in.meta.pool | (entry_in.meta.quad == 3)),
+                yields.eq(yields_next),
             ]
         with m.Elif(emit & lane_last):
             m.d.sync += have.eq(0)
         with m.Elif(emit):
-            m.d.sync += [lane.eq(lane + 1), lane_last.eq(lane + 2 == vmeta.lanes)]
+            m.d.sync += [
+                lane.eq(lane + 1),
+                param_ptr.eq(param_ptr + 1),
+                lane_last.eq(lane + 2 == vmeta.lanes),
+            ]
 
         d1_valid = Signal()
         d1_acc = Signal(signed(n.acc_bits))
@@ -518,7 +547,7 @@ class ConvEngine(wiring.Component):
             d1_valid.eq(emit),
             # the vector register loads only from the FIFO; a mux picks the lane
             d1_acc.eq(Array(vec.acc.word_select(r, n.acc_bits) for r in range(rows))[lane]),
-            d1_res.eq(Mux(wants_residual, res_fifo.r_data, 0)),
+            d1_res.eq(Mux(wants_residual, res_queue.head, 0)),
             d1_user.lane.eq(lane),
             d1_user.pool.eq(vmeta.pool),
             d1_user.quad.eq(vmeta.quad),
@@ -550,44 +579,75 @@ class ConvEngine(wiring.Component):
         # -- 2×2 average pool (round half up), output FIFO, done tokens ---------
         value = rq.o.payload.value
         user = data.View(user_layout(p), rq.o.payload.user)
+        # Two stages: P1 registers the lane's partial sum (a rows-way multiplexer;
+        # forwarded when P2 is updating that very lane), P2 adds and rounds.
         partial = [Signal(signed(n.act_bits + 2), name=f"pool{r}") for r in range(rows)]
-        total = Signal(signed(n.act_bits + 2))
-        m.d.comb += total.eq(Array(partial)[user.lane] + value)
-        absorb = user.pool & (user.quad != 3)
-        with m.If(rq.o.valid & absorb):
+        p1_valid = Signal()
+        p1_value = Signal.like(value)
+        p1_user = Signal(user_layout(p))
+        p1_sum = Signal(signed(n.act_bits + 2))  # the lane's partial sum so far
+        p1_absorb = p1_user.pool & (p1_user.quad != 3)
+        p1_total = Signal(signed(n.act_bits + 2))
+        p1_kept = Signal(signed(n.act_bits + 2))  # what P2 leaves in the lane's partial
+        m.d.comb += [
+            p1_total.eq(p1_sum + p1_value),
+            p1_kept.eq(Mux(p1_user.quad.any(), p1_total, p1_value)),
+        ]
+        p1_updates = p1_valid & p1_absorb
+        m.d.sync += [
+            p1_valid.eq(rq.o.valid),
+            p1_value.eq(value),
+            p1_user.eq(user),
+            p1_sum.eq(
+                Mux(
+                    p1_updates & (p1_user.lane == user.lane),
+                    p1_kept,
+                    Array(partial)[user.lane],
+                )
+            ),
+        ]
+        with m.If(p1_updates):
             for r in range(rows):
                 # (`x.any()` rather than `x == 0`: the latter becomes a
                 # multi-bit `!x` in Verilog, which lint rightly flags)
-                with m.If(user.lane == r if r else ~user.lane.any()):
-                    m.d.sync += partial[r].eq(Mux(user.quad.any(), total, value))
+                with m.If(p1_user.lane == r if r else ~p1_user.lane.any()):
+                    m.d.sync += partial[r].eq(p1_kept)
         out_entry = data.StructLayout(
             {"value": signed(n.act_bits), "end": unsigned(1), "tag": unsigned(TAG_BITS)}
         )
         result = Signal(out_entry)
         result_valid = Signal()
         m.d.sync += [
-            result_valid.eq(rq.o.valid & ~absorb),
-            result.value.eq(Mux(user.pool, (total + 2) >> 2, value)),
-            result.end.eq(user.end),
-            result.tag.eq(user.tag),
+            result_valid.eq(p1_valid & ~p1_absorb),
+            result.value.eq(Mux(p1_user.pool, (p1_total + 2) >> 2, p1_value)),
+            result.end.eq(p1_user.end),
+            result.tag.eq(p1_user.tag),
         ]
         # one entry more than the credits, as for the accumulator FIFO
         m.submodules.results = out_fifo = fifo.SyncFIFOBuffered(
             width=out_entry.size, depth=OUTPUT_SLOTS + 1
         )
-        head = data.View(out_entry, out_fifo.r_data)
-        m.submodules.done_tokens = done_fifo = fifo.SyncFIFOBuffered(width=TAG_BITS, depth=4)
-        wiring.connect(m, wiring.flipped(self.done), done_fifo.r_stream)
+        # the output stream reads a queue with registered flags: `o.ready` and the
+        # done FIFO's room reach two registers, not the FIFO's pointers
+        m.submodules.results_next = out_queue = PrefetchQueue(out_entry.size)
+        wiring.connect(m, out_fifo.r_stream, out_queue.i)
+        head = data.View(out_entry, out_queue.head)
+        # done tokens wait in a queue whose room is a register, so the last
+        # element's handshake does not loop through a FIFO's level
+        m.submodules.done_tokens = done_queue = PrefetchQueue(TAG_BITS)
         m.d.comb += [
             out_fifo.w_data.eq(result),
             out_fifo.w_en.eq(result_valid),
             # the last element of a tile leaves only when its token has room to follow
-            self.o.valid.eq(out_fifo.r_rdy & (~head.end | done_fifo.w_rdy)),
+            self.o.valid.eq(out_queue.head_valid & (~head.end | done_queue.i.ready)),
             self.o.payload.eq(head.value),
             out_pop.eq(self.o.valid & self.o.ready),
-            out_fifo.r_en.eq(out_pop),
-            done_fifo.w_en.eq(out_pop & head.end),
-            done_fifo.w_data.eq(head.tag),
+            out_queue.pop.eq(out_pop),
+            done_queue.i.valid.eq(out_pop & head.end),
+            done_queue.i.payload.eq(head.tag),
+            self.done.valid.eq(done_queue.head_valid),
+            self.done.payload.eq(done_queue.head),
+            done_queue.pop.eq(self.done.ready),
         ]
         return m
 
