@@ -143,29 +143,46 @@ class ConvEngine(wiring.Component):
         m.submodules.input_buffer = in_ram = RegisteredRAM(
             cols * n.act_bits, p.buffers.input_depth, target=self.dsp_target
         )
-        m.submodules.weight_buffer = w_ram = RegisteredRAM(
-            rows * cols * n.weight_bits,
-            p.buffers.weight_depth,
-            granularity=cols * n.weight_bits,
-            target=self.dsp_target,
-        )
+        # one weight buffer per row, so each sits by its row's DSPs with its own
+        # copy of the read address
+        w_rams = []
+        for r in range(rows):
+            ram = RegisteredRAM(
+                cols * n.weight_bits, p.buffers.weight_depth, target=self.dsp_target
+            )
+            m.submodules[f"weight_buffer{r}"] = ram
+            w_rams.append(ram)
         m.submodules.param_buffer = par_ram = RegisteredRAM(
             param_shape.size, p.buffers.param_depth, target=self.dsp_target
         )
+        # Writes pass through registers (a copy per group of rows for the weights)
+        # before they fan out to the block RAM tiles spread over the die: a write
+        # lands one edge later than its transfer, and a command reads its data
+        # at least six edges after its own transfer, so write-then-command holds.
         m.d.comb += [
             self.input_write.ready.eq(1),
-            in_ram.w_addr.eq(self.input_write.payload.addr),
-            in_ram.w_data.eq(self.input_write.payload.data),
-            in_ram.w_en.eq(self.input_write.valid),
             self.weight_write.ready.eq(1),
-            w_ram.w_addr.eq(self.weight_write.payload.addr),
-            w_ram.w_data.eq(Cat(*[self.weight_write.payload.data] * rows)),
-            w_ram.w_en.eq(Mux(self.weight_write.valid, 1 << self.weight_write.payload.row, 0)),
             self.param_write.ready.eq(1),
-            par_ram.w_addr.eq(self.param_write.payload.addr),
-            par_ram.w_data.eq(self.param_write.payload.data),
-            par_ram.w_en.eq(self.param_write.valid),
         ]
+        for ram, stream_in in ((in_ram, self.input_write), (par_ram, self.param_write)):
+            m.d.sync += [
+                ram.w_addr.eq(stream_in.payload.addr),
+                ram.w_data.eq(stream_in.payload.data),
+                ram.w_en.eq(stream_in.valid),
+            ]
+        wp = self.weight_write.payload
+        for g in range(-(-rows // OPERAND_GROUP)):
+            addr = Signal.like(wp.addr, name=f"w_write_addr{g}", attrs={"keep": 1})
+            wdata = Signal.like(wp.data, name=f"w_write_data{g}", attrs={"keep": 1})
+            m.d.sync += [addr.eq(wp.addr), wdata.eq(wp.data)]
+            for r in range(g * OPERAND_GROUP, min(rows, (g + 1) * OPERAND_GROUP)):
+                enable = Signal(name=f"w_write_en{r}")
+                m.d.sync += enable.eq(self.weight_write.valid & (wp.row == r))
+                m.d.comb += [
+                    w_rams[r].w_addr.eq(addr),
+                    w_rams[r].w_data.eq(wdata),
+                    w_rams[r].w_en.eq(enable),
+                ]
 
         # -- issue: the loop nest og ▸ (py, px, dy, dx) ▸ g ▸ u ▸ v ------------
         cmd = Signal(command_layout(p))
@@ -381,14 +398,17 @@ class ConvEngine(wiring.Component):
             in_ram.r_addr.eq(a5_addr),
             # zero padding: the input buffer's output register clears instead
             in_ram.r_clear.eq(~delay(m, a2_inside, 3, "inside")),
-            w_ram.r_addr.eq(delay(m, a1_waddr, 4, "waddr")),
         ]
+        w_addr = delay(m, a1_waddr, 3, "waddr")
+        for r, ram in enumerate(w_rams):
+            copy = Signal.like(w_addr, name=f"waddr_row{r}", attrs={"keep": 1})
+            m.d.sync += copy.eq(w_addr)
+            m.d.comb += ram.r_addr.eq(copy)
         # -- A7..A9: operands fan out to the DSP rows through two register levels
         # (copies per group of rows, then per row, kept apart from Yosys's
         # opt_merge): the DSPs span the die, and one register cannot reach them
         # all in a cycle.
-        x, w = in_ram.r_data, w_ram.r_data
-        width = cols * n.weight_bits
+        x = in_ram.r_data
         x_groups = []
         for g in range(-(-rows // OPERAND_GROUP)):
             copy = Signal.like(x, name=f"x_group{g}", attrs={"keep": 1})
@@ -397,7 +417,7 @@ class ConvEngine(wiring.Component):
         row_sums = []
         for r in range(rows):
             x_row = Signal.like(x, name=f"x_row{r}", attrs={"keep": 1})
-            w_row = delay(m, w.word_select(r, width), OPERAND_STAGES, f"w_row{r}")
+            w_row = delay(m, w_rams[r].r_data, OPERAND_STAGES, f"w_row{r}")
             m.d.sync += x_row.eq(x_groups[r // OPERAND_GROUP])
             products = []
             for c in range(cols):
@@ -413,18 +433,28 @@ class ConvEngine(wiring.Component):
 
         # -- accumulators, then the FIFO of finished pixels ---------------------
         ctrl_delay = ISSUE_TO_TREE - 2 + tree_levels(cols)  # from A1 (issue + 2)
-        valid_t = delay(m, a1_valid, ctrl_delay, "valid")
-        first_t = delay(m, a1_first, ctrl_delay, "first")
+        valid_pre = delay(m, a1_valid, ctrl_delay - 1, "valid")
+        first_pre = delay(m, a1_first, ctrl_delay - 1, "first")
+        valid_all = delay(m, valid_pre, 1, "valid_all")
         last_t = delay(m, a1_last, ctrl_delay, "last")
         meta_t = delay(m, a1_meta.as_value(), ctrl_delay, "meta")
         # Each accumulator adds in two halves, the high half one cycle later with
         # the low half's carry, so no carry chain is longer than ACC_SPLIT bits.
         high_bits = n.acc_bits - ACC_SPLIT
-        first_d = Signal()
-        valid_d = Signal()
-        m.d.sync += [first_d.eq(first_t), valid_d.eq(valid_t)]
         acc = []
         for r in range(rows):
+            # each row's accumulators get their own copy of the control flags
+            # (512 enables on one net would not reach across the die in a cycle)
+            valid_t = Signal(name=f"acc{r}_valid", attrs={"keep": 1})
+            first_t = Signal(name=f"acc{r}_first", attrs={"keep": 1})
+            valid_d = Signal(name=f"acc{r}_valid_d", attrs={"keep": 1})
+            first_d = Signal(name=f"acc{r}_first_d", attrs={"keep": 1})
+            m.d.sync += [
+                valid_t.eq(valid_pre),
+                first_t.eq(first_pre),
+                valid_d.eq(valid_t),
+                first_d.eq(first_t),
+            ]
             low = Signal(ACC_SPLIT, name=f"acc{r}_low")
             carry = Signal(name=f"acc{r}_carry")
             low_done = Signal(ACC_SPLIT, name=f"acc{r}_low_done")
@@ -448,7 +478,7 @@ class ConvEngine(wiring.Component):
         finished = Signal()
         finished_meta = Signal.like(meta_t)
         m.d.sync += [
-            finished.eq(delay(m, valid_t & last_t, 1, "finishing")),
+            finished.eq(delay(m, valid_all & last_t, 1, "finishing")),
             finished_meta.eq(delay(m, meta_t, 1, "finishing_meta")),
         ]
 
@@ -520,9 +550,12 @@ class ConvEngine(wiring.Component):
             emit_yielding.eq(emit & yields),
             par_ram.r_addr.eq(param_ptr),
         ]
+        # the wide vector register loads whenever it is empty (its enable is the
+        # register `have`, not a gate); only `pop` makes what it loaded count
+        with m.If(~have):
+            m.d.sync += vec.eq(acc_fifo.r_data)
         with m.If(pop):
             m.d.sync += [
-                vec.eq(acc_fifo.r_data),
                 have.eq(1),
                 lane.eq(0),
                 param_ptr.eq(entry_in.meta.param_addr),
