@@ -21,6 +21,7 @@ from amaranth.build.run import BuildPlan
 from boards.harness import StreamHarness
 from boards.targets import Board, board, platform_at, run_programmer
 from rtl.blocks import make_block
+from rtl.replica import KEEP_REPLICAS
 
 if TYPE_CHECKING:
     from grace.params import GraceParams
@@ -89,7 +90,7 @@ def _plan(top: StreamHarness, target: Board, params: GraceParams) -> BuildPlan:
 
 def _overrides(family: str) -> dict[str, str]:
     # Over-constrained clocks must still produce a bitstream and a report.
-    overrides = {"nextpnr_opts": "--timing-allow-fail"}
+    overrides = {"nextpnr_opts": "--timing-allow-fail", "script_after_read": KEEP_REPLICAS}
     if family == "ecp5":
         # router2 converges on the conv engine's dense DSP columns where the
         # default router was still resolving congestion after 30 minutes

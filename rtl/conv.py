@@ -53,6 +53,7 @@ from rtl.conv_layouts import (
 )
 from rtl.dsp import Multiplier
 from rtl.prefetch import PrefetchQueue
+from rtl.replica import replica
 from rtl.requant import Requantizer
 
 if TYPE_CHECKING:
@@ -172,9 +173,8 @@ class ConvEngine(wiring.Component):
             ]
         wp = self.weight_write.payload
         for g in range(-(-rows // OPERAND_GROUP)):
-            addr = Signal.like(wp.addr, name=f"w_write_addr{g}", attrs={"keep": 1})
-            wdata = Signal.like(wp.data, name=f"w_write_data{g}", attrs={"keep": 1})
-            m.d.sync += [addr.eq(wp.addr), wdata.eq(wp.data)]
+            addr = replica(m, wp.addr, f"w_write_addr{g}")
+            wdata = replica(m, wp.data, f"w_write_data{g}")
             for r in range(g * OPERAND_GROUP, min(rows, (g + 1) * OPERAND_GROUP)):
                 enable = Signal(name=f"w_write_en{r}")
                 m.d.sync += enable.eq(self.weight_write.valid & (wp.row == r))
@@ -401,24 +401,16 @@ class ConvEngine(wiring.Component):
         ]
         w_addr = delay(m, a1_waddr, 3, "waddr")
         for r, ram in enumerate(w_rams):
-            copy = Signal.like(w_addr, name=f"waddr_row{r}", attrs={"keep": 1})
-            m.d.sync += copy.eq(w_addr)
-            m.d.comb += ram.r_addr.eq(copy)
+            m.d.comb += ram.r_addr.eq(replica(m, w_addr, f"waddr_row{r}"))
         # -- A7..A9: operands fan out to the DSP rows through two register levels
-        # (copies per group of rows, then per row, kept apart from Yosys's
-        # opt_merge): the DSPs span the die, and one register cannot reach them
-        # all in a cycle.
+        # (replicas per group of rows, then per row; rtl/replica.py): the DSPs
+        # span the die, and one register cannot reach them all in a cycle.
         x = in_ram.r_data
-        x_groups = []
-        for g in range(-(-rows // OPERAND_GROUP)):
-            copy = Signal.like(x, name=f"x_group{g}", attrs={"keep": 1})
-            m.d.sync += copy.eq(x)
-            x_groups.append(copy)
+        x_groups = [replica(m, x, f"x_group{g}") for g in range(-(-rows // OPERAND_GROUP))]
         row_sums = []
         for r in range(rows):
-            x_row = Signal.like(x, name=f"x_row{r}", attrs={"keep": 1})
+            x_row = replica(m, x_groups[r // OPERAND_GROUP], f"x_row{r}")
             w_row = delay(m, w_rams[r].r_data, OPERAND_STAGES, f"w_row{r}")
-            m.d.sync += x_row.eq(x_groups[r // OPERAND_GROUP])
             products = []
             for c in range(cols):
                 mac = Multiplier(n.act_bits, n.weight_bits, target=self.dsp_target)
@@ -445,16 +437,10 @@ class ConvEngine(wiring.Component):
         for r in range(rows):
             # each row's accumulators get their own copy of the control flags
             # (512 enables on one net would not reach across the die in a cycle)
-            valid_t = Signal(name=f"acc{r}_valid", attrs={"keep": 1})
-            first_t = Signal(name=f"acc{r}_first", attrs={"keep": 1})
-            valid_d = Signal(name=f"acc{r}_valid_d", attrs={"keep": 1})
-            first_d = Signal(name=f"acc{r}_first_d", attrs={"keep": 1})
-            m.d.sync += [
-                valid_t.eq(valid_pre),
-                first_t.eq(first_pre),
-                valid_d.eq(valid_t),
-                first_d.eq(first_t),
-            ]
+            valid_t = replica(m, valid_pre, f"acc{r}_valid")
+            first_t = replica(m, first_pre, f"acc{r}_first")
+            valid_d = replica(m, valid_t, f"acc{r}_valid_d")
+            first_d = replica(m, first_t, f"acc{r}_first_d")
             low = Signal(ACC_SPLIT, name=f"acc{r}_low")
             carry = Signal(name=f"acc{r}_carry")
             low_done = Signal(ACC_SPLIT, name=f"acc{r}_low_done")

