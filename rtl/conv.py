@@ -214,20 +214,26 @@ class ConvEngine(wiring.Component):
         # The AND of the inner counters' flags is a register too, so every
         # counter's enable is a 3-6 input AND of registers.
         beat_last = Signal()  # v, u and g all at their limits
-        og_last_pixel = Signal()  # dx, dy, px and py all at their limits
+        # wraps_inside[k]: every pixel counter inside k is at its limit (a register)
+        wraps_inside = {k: Signal(name=f"inside_wraps_{k}") for k in counter_names[3:]}
+        og_last_pixel = wraps_inside["og"]  # dx, dy, px and py all at their limits
         tile_end = beat_last & og_last_pixel & at_limit["og"]
         inner_names, pixel_names = counter_names[:3], counter_names[3:7]
-        m.d.comb += og_last_pixel.eq(Cat(*[at_limit[k] for k in pixel_names]).all())
 
         # A command is set up in three steps, each a few gates deep: latch it,
         # derive the loop limits, derive their flags; then the loop nest runs.
-        setting_up = Signal(2)  # 1: limits from the latched command, 2: flags
+        # The steps are one-hot flags (a 2-bit state's enable was four LUTs deep).
+        deriving_limits = Signal()  # the command was latched on the last edge
+        deriving_flags = Signal()  # the limits were derived on the last edge
+        accepting = Signal(init=1)  # cmd.ready, registered
         limit = {k: Signal(DIM_BITS, name=f"limit_{k}") for k in counter_names}
         limit_small = {k: limit[k] <= 1 for k in counter_names}
-        m.d.comb += self.cmd.ready.eq(~busy & ~setting_up.any())
-        with m.If(self.cmd.ready & self.cmd.valid):
-            m.d.sync += [cmd.eq(self.cmd.payload), setting_up.eq(1)]
-        with m.If(setting_up == 1):
+        accept = Signal()
+        m.d.comb += [self.cmd.ready.eq(accepting), accept.eq(self.cmd.valid & accepting)]
+        m.d.sync += [deriving_limits.eq(accept), deriving_flags.eq(deriving_limits)]
+        with m.If(accept):
+            m.d.sync += cmd.eq(self.cmd.payload)
+        with m.If(deriving_limits):
             limits = {
                 "v": cmd.kernel_w - 1,
                 "u": cmd.kernel_h - 1,
@@ -240,7 +246,6 @@ class ConvEngine(wiring.Component):
             }
             m.d.sync += [limit[k].eq(lim) for k, lim in limits.items()]
             m.d.sync += [
-                setting_up.eq(2),
                 g_off.eq(0),
                 w_ptr.eq(cmd.weight_base),
                 og_wbase.eq(cmd.weight_base),
@@ -248,7 +253,7 @@ class ConvEngine(wiring.Component):
                 h_up.eq(cmd.in_height << cmd.upsample),
                 w_up.eq(cmd.in_width << cmd.upsample),
             ]
-        with m.If(setting_up == 2):
+        with m.If(deriving_flags):
             zeros = {k: ~limit[k].any() for k in counter_names}
             for k in counter_names:
                 m.d.sync += [
@@ -260,14 +265,12 @@ class ConvEngine(wiring.Component):
                 ]
             m.d.sync += [
                 beat_last.eq(Cat(*[zeros[k] for k in inner_names]).all()),
-                setting_up.eq(0),
             ]
 
         # Counter k moves when every counter inside it wraps on this beat. For the
         # pixel-level counters the AND of the pixel counters inside is kept as a
         # register (`wraps_inside`), so each enable is at most a 3-input AND.
         limit_next = {}
-        wraps_inside = {k: Signal(name=f"inside_wraps_{k}") for k in counter_names[3:]}
         for depth, k in enumerate(counter_names):
             if depth < 3:
                 inner = [at_limit[j] for j in counter_names[:depth]]
@@ -295,10 +298,22 @@ class ConvEngine(wiring.Component):
                 m.d.sync += at_limit[k].eq(limit_next[k])
         with m.If(busy):
             m.d.sync += beat_last.eq(Cat(*[limit_next[k] for k in inner_names]).all())
+        # The pixel counters' flags change only when a pixel ends, and then every
+        # pixel counter j moves exactly when wraps_inside[j]: their next "at limit"
+        # values are formed from registers alone, and the late `issuing & beat_last`
+        # only picks between them and the current flags (wraps_inside[k] always
+        # equals the AND of the pixel counters' at_limit inside k).
+        pixel_end = Signal()
+        m.d.comb += pixel_end.eq(issuing & beat_last)
+        at_pixel_end = {
+            j: Mux(wraps_inside[j], Mux(at_limit[j], limit_zero[j], few_left[j]), at_limit[j])
+            for j in pixel_names
+        }
+        with m.If(pixel_end):
             for depth, k in enumerate(counter_names[3:], start=3):
-                inside = [limit_next[j] for j in counter_names[3:depth]]
+                inside = [at_pixel_end[j] for j in counter_names[3:depth]]
                 m.d.sync += wraps_inside[k].eq(Cat(*inside, 1).all())
-        with m.If(setting_up == 2):
+        with m.If(deriving_flags):
             for depth, k in enumerate(counter_names[3:], start=3):
                 inside = [~limit[j].any() for j in counter_names[3:depth]]
                 m.d.sync += wraps_inside[k].eq(Cat(*inside, 1).all())
@@ -318,17 +333,25 @@ class ConvEngine(wiring.Component):
         # counter comes straight from a register.
         busy_next, pixel_start_next = Signal(), Signal()
         m.d.comb += [
-            busy_next.eq((setting_up == 2) | (busy & ~(issuing & tile_end))),
-            pixel_start_next.eq((setting_up == 2) | Mux(issuing, beat_last, pixel_start)),
+            busy_next.eq(deriving_flags | (busy & ~(issuing & tile_end))),
+            pixel_start_next.eq(deriving_flags | Mux(issuing, beat_last, pixel_start)),
         ]
         m.d.sync += [
             busy.eq(busy_next),
+            accepting.eq(~busy_next & ~accept & ~deriving_limits),
             pixel_start.eq(pixel_start_next),
             issuing.eq(busy_next & (~pixel_start_next | have_credit_next)),
         ]
 
-        # -- beat A1: virtual input coordinates (in the upsampled frame) ---------
+        # -- what the output unit needs per pixel waits in a FIFO ---------------
+        # (pushed when the pixel starts, popped when its sums are finished; the
+        # credits bound the pixels in flight, so it never overflows) instead of
+        # riding a register through every stage of the MAC pipeline
         meta = Signal(pixel_meta_layout(p))
+        m.submodules.pixel_meta = meta_fifo = fifo.SyncFIFOBuffered(
+            width=meta.shape().size, depth=slots + 1
+        )
+        m.d.comb += [meta_fifo.w_data.eq(meta), meta_fifo.w_en.eq(take)]
         m.d.comb += [
             meta.lanes.eq(Mux(at_limit["og"], cmd.last_lanes, rows)),
             meta.param_addr.eq(og_pbase),
@@ -336,9 +359,11 @@ class ConvEngine(wiring.Component):
             meta.pool.eq(cmd.pool),
             meta.residual.eq(cmd.residual),
             meta.quad.eq(Cat(count["dx"][0], count["dy"][0])),
-            meta.end.eq(tile_end),
+            # the tile's last pixel: every pixel counter and og at its limit
+            meta.end.eq(og_last_pixel & at_limit["og"]),
             meta.tag.eq(cmd.tag),
         ]
+        # -- beats A0, A1: virtual input coordinates (in the upsampled frame) -----
         # A0 registers the beat with the pixel's first input row/column; A1 adds
         # the tap (two short adds instead of one long chain).
         coord = signed(DIM_BITS + 3)
@@ -349,7 +374,6 @@ class ConvEngine(wiring.Component):
         a0_valid, a0_first, a0_last = Signal(), Signal(), Signal()
         a0_goff = Signal.like(g_off)
         a0_waddr = Signal.like(w_ptr)
-        a0_meta = Signal(pixel_meta_layout(p))
         m.d.sync += [
             a0_valid.eq(issuing),
             a0_first.eq(pixel_start),
@@ -360,13 +384,11 @@ class ConvEngine(wiring.Component):
             a0_v.eq(count["v"]),
             a0_goff.eq(g_off),
             a0_waddr.eq(w_ptr),
-            a0_meta.eq(meta),
         ]
         a1_iy, a1_ix = Signal(coord), Signal(coord)
         a1_valid, a1_first, a1_last = Signal(), Signal(), Signal()
         a1_goff = Signal.like(g_off)
         a1_waddr = Signal.like(w_ptr)
-        a1_meta = Signal(pixel_meta_layout(p))
         m.d.sync += [
             a1_valid.eq(a0_valid),
             a1_first.eq(a0_first),
@@ -375,7 +397,6 @@ class ConvEngine(wiring.Component):
             a1_ix.eq(a0_x + a0_v),
             a1_goff.eq(a0_goff),
             a1_waddr.eq(a0_waddr),
-            a1_meta.eq(a0_meta),
         ]
 
         # -- A2: stored row/column, inside test; A2..A4: row × in_row ------------
@@ -429,7 +450,6 @@ class ConvEngine(wiring.Component):
         first_pre = delay(m, a1_first, ctrl_delay - 1, "first")
         valid_all = delay(m, valid_pre, 1, "valid_all")
         last_t = delay(m, a1_last, ctrl_delay, "last")
-        meta_t = delay(m, a1_meta.as_value(), ctrl_delay, "meta")
         # Each accumulator adds in two halves, the high half one cycle later with
         # the low half's carry, so no carry chain is longer than ACC_SPLIT bits.
         high_bits = n.acc_bits - ACC_SPLIT
@@ -462,11 +482,7 @@ class ConvEngine(wiring.Component):
                 m.d.sync += high.eq(Mux(first_d, 0, high) + high_in + carry)
             acc.append(Cat(low_done, high))
         finished = Signal()
-        finished_meta = Signal.like(meta_t)
-        m.d.sync += [
-            finished.eq(delay(m, valid_all & last_t, 1, "finishing")),
-            finished_meta.eq(delay(m, meta_t, 1, "finishing_meta")),
-        ]
+        m.d.sync += finished.eq(delay(m, valid_all & last_t, 1, "finishing"))
 
         entry = data.StructLayout(
             {"acc": unsigned(rows * n.acc_bits), "meta": pixel_meta_layout(p)}
@@ -477,8 +493,9 @@ class ConvEngine(wiring.Component):
             width=entry.size, depth=slots + 1
         )
         m.d.comb += [
-            acc_fifo.w_data.eq(Cat(*acc, finished_meta)),
+            acc_fifo.w_data.eq(Cat(*acc, meta_fifo.r_data)),
             acc_fifo.w_en.eq(finished),
+            meta_fifo.r_en.eq(finished),
         ]
 
         # -- output unit: lane by lane, + residual × gain, requantize -----------
