@@ -9,7 +9,8 @@ So the convolution engine instantiates this component rather than writing ``*``,
 and the implementation is chosen at elaboration (`platform_target`):
 
 * ``"ecp5"``: a ``MULT18X18D`` instance: A/B input registers and the output register
-  on CLK0, pipeline register bypassed, operands sign-extended to 18 bits.
+  on CLK0, pipeline register bypassed, operands in the top bits of the 18-bit
+  ports (low bits tied to zero) and the product read from the matching bits.
 * ``"ice40"``: the twin's pipeline, which ``synth_ice40 -dsp`` packs whole into one
   ``SB_MAC16`` (A/B input registers, the 8×8 partial-product pipeline registers,
   the 16×16 product on O; no fabric flip-flops). Not an ``SB_MAC16`` instance:
@@ -37,7 +38,7 @@ gets its own input register, and registers inside a ``MULT18X18D`` are never mer
 
 from __future__ import annotations
 
-from amaranth import ClockSignal, Const, Instance, Module, Signal, signed
+from amaranth import Cat, ClockSignal, Const, Instance, Module, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -121,11 +122,18 @@ class Multiplier(wiring.Component):
         return m
 
     def _ecp5(self) -> Module:
+        # Operands sit in the top bits of the 18-bit ports (a·2^(18-a_bits)) and
+        # the product is read that many places higher. The low bits are then
+        # constant zeros, which nextpnr turns into tie-offs in the DSP tile, where
+        # sign extension would route the sign bit to 10 more pins per operand:
+        # with 128 DSPs, the DSP rows were the die's most congested wires.
         m = Module()
-        a = Signal(signed(18), name="a18")
-        b = Signal(signed(18), name="b18")
+        a_pad, b_pad = 18 - self.a_bits, 18 - self.b_bits
+        a = Cat(Const(0, a_pad), self.a)
+        b = Cat(Const(0, b_pad), self.b)
         product = Signal(36, name="p36")
-        m.d.comb += [a.eq(self.a), b.eq(self.b), self.p.eq(product[: len(self.p)])]
+        low = a_pad + b_pad
+        m.d.comb += self.p.eq(product[low : low + len(self.p)])
         m.submodules.mult = Instance(
             "MULT18X18D",
             p_REG_INPUTA_CLK="CLK0",

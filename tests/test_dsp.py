@@ -126,10 +126,13 @@ def test_ecp5_netlist_is_one_registered_mult18x18d(
     assert conn["CE0"] == ["1"]
     assert conn["RST0"] == ["0"]
     assert [conn[f"C{i}"] for i in range(18)] == [["0"]] * 18
-    # A and B are the operands, sign-extended to 18 bits by wiring alone.
-    assert [conn[f"A{i}"][0] for i in range(18)] == a + [a[-1]] * (18 - a_bits)
-    assert [conn[f"B{i}"][0] for i in range(18)] == b + [b[-1]] * (18 - b_bits)
-    assert [conn[f"P{i}"][0] for i in range(a_bits + b_bits)] == p
+    # A and B are the operands in the ports' top bits, the low bits tied to zero
+    # (tie-offs, not routed); the product comes from the bits above the zeros.
+    a_pad, b_pad = 18 - a_bits, 18 - b_bits
+    assert [conn[f"A{i}"][0] for i in range(18)] == ["0"] * a_pad + a
+    assert [conn[f"B{i}"][0] for i in range(18)] == ["0"] * b_pad + b
+    low = a_pad + b_pad
+    assert [conn[f"P{i}"][0] for i in range(low, low + a_bits + b_bits)] == p
 
 
 # --- iCE40: what synth_ice40 -dsp makes of the ice40 variant -------------------------------
