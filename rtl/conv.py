@@ -515,6 +515,7 @@ class ConvEngine(wiring.Component):
         vec = Signal(entry)
         have = Signal()
         lane = Signal(range(rows))
+        lane_hot = Signal(rows)  # one-hot `lane`: selects the accumulator word
         # the lane's parameter address, kept as a register beside `lane` so the
         # buffer's address (and the collision check Yosys adds around block RAM
         # that cannot read and write one address in a cycle) starts at a register
@@ -561,6 +562,7 @@ class ConvEngine(wiring.Component):
             m.d.sync += [
                 have.eq(1),
                 lane.eq(0),
+                lane_hot.eq(1),
                 param_ptr.eq(entry_in.meta.param_addr),
                 lane_last.eq(entry_in.meta.lanes == 1),
                 yields.eq(yields_next),
@@ -570,19 +572,29 @@ class ConvEngine(wiring.Component):
         with m.Elif(emit):
             m.d.sync += [
                 lane.eq(lane + 1),
+                lane_hot.eq(lane_hot << 1),
                 param_ptr.eq(param_ptr + 1),
                 lane_last.eq(lane + 2 == vmeta.lanes),
             ]
 
         d1_valid = Signal()
-        d1_acc = Signal(signed(n.acc_bits))
+        # the lane's accumulator in two registered steps: an AND-OR over each group
+        # of OPERAND_GROUP lanes with the one-hot lane, then an OR of the groups
+        # (a rows-way multiplexer on `lane` took a whole cycle and a long route)
+        words = [vec.acc.word_select(r, n.acc_bits) for r in range(rows)]
+        d1_groups = []
+        for g in range(0, rows, OPERAND_GROUP):
+            picked = [Mux(lane_hot[r], words[r], 0) for r in range(g, min(rows, g + OPERAND_GROUP))]
+            group = Signal(n.acc_bits, name=f"d1_acc_group{g // OPERAND_GROUP}")
+            m.d.sync += group.eq(_or_all(picked))
+            d1_groups.append(group)
+        d2_acc = Signal(signed(n.acc_bits))
+        m.d.sync += d2_acc.eq(_or_all(d1_groups))
         d1_res = Signal(signed(n.act_bits))
         d1_user = Signal(user_layout(p))
         d1_relu = Signal()
         m.d.sync += [
             d1_valid.eq(emit),
-            # the vector register loads only from the FIFO; a mux picks the lane
-            d1_acc.eq(Array(vec.acc.word_select(r, n.acc_bits) for r in range(rows))[lane]),
             d1_res.eq(Mux(wants_residual, res_queue.head, 0)),
             d1_user.lane.eq(lane),
             d1_user.pool.eq(vmeta.pool),
@@ -599,7 +611,7 @@ class ConvEngine(wiring.Component):
         par = data.View(param_shape, par_ram.r_data)
         m.d.comb += [gain_mul.a.eq(delay(m, d1_res, 1, "d2_res")), gain_mul.b.eq(par.gain)]
         wait = 1 + gain_mul.LATENCY
-        acc_w = delay(m, d1_acc, wait, "out_acc")
+        acc_w = delay(m, d2_acc, wait - 1, "out_acc")
         par_w = data.View(param_shape, delay(m, par.as_value(), gain_mul.LATENCY, "out_par"))
         m.d.sync += [
             rq.i.valid.eq(delay(m, d1_valid, wait, "out_valid")),
@@ -739,3 +751,11 @@ def adder_tree(m: Module, values: list[Signal], name: str) -> Signal:
         values = paired
         level += 1
     return values[0]
+
+
+def _or_all(values: list) -> object:
+    """Bitwise OR of `values` (at least one)."""
+    total = values[0]
+    for value in values[1:]:
+        total = total | value
+    return total
