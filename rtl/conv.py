@@ -53,7 +53,7 @@ from rtl.conv_layouts import (
 )
 from rtl.dsp import Multiplier
 from rtl.prefetch import PrefetchQueue
-from rtl.replica import replica
+from rtl.replica import REPLICA_ATTR, replica
 from rtl.requant import Requantizer
 
 if TYPE_CHECKING:
@@ -486,22 +486,28 @@ class ConvEngine(wiring.Component):
             with m.If(valid_d):
                 m.d.sync += high.eq(Mux(first_d, 0, high) + high_in + carry)
             acc.append(Cat(low_done, high))
+        finishing = delay(m, valid_all & last_t, 1, "finishing")
         finished = Signal()
-        m.d.sync += finished.eq(delay(m, valid_all & last_t, 1, "finishing"))
+        m.d.sync += finished.eq(finishing)
 
-        entry = data.StructLayout(
-            {"acc": unsigned(rows * n.acc_bits), "meta": pixel_meta_layout(p)}
-        )
-        # One entry more than the credits: SyncFIFOBuffered refuses a write while an
-        # entry is still moving from its memory to its output register.
-        m.submodules.accumulators = acc_fifo = fifo.SyncFIFOBuffered(
-            width=entry.size, depth=slots + 1
-        )
-        m.d.comb += [
-            acc_fifo.w_data.eq(Cat(*acc, meta_fifo.r_data)),
-            acc_fifo.w_en.eq(finished),
-            meta_fifo.r_en.eq(finished),
-        ]
+        # One FIFO per row, each by its row's accumulators, so no write address
+        # or data bus spans the die (one 540-bit FIFO's write address took 8.8 ns
+        # to reach its distributed-RAM slices on ECP5). They move in lockstep;
+        # each gets its own copy of the write and read enables. One entry more
+        # than the credits: SyncFIFOBuffered refuses a write while an entry is
+        # still moving from its memory to its output register.
+        acc_fifos = []
+        pop_rows = []
+        for r in range(rows):
+            row_fifo = fifo.SyncFIFOBuffered(width=n.acc_bits, depth=slots + 1)
+            m.submodules[f"accumulators{r}"] = row_fifo
+            pop_rows.append(Signal(name=f"pop{r}", attrs={REPLICA_ATTR: 1}))
+            m.d.comb += [
+                row_fifo.w_data.eq(acc[r]),
+                row_fifo.w_en.eq(replica(m, finishing, f"finished{r}")),
+                row_fifo.r_en.eq(pop_rows[r]),
+            ]
+            acc_fifos.append(row_fifo)
 
         # -- output unit: lane by lane, + residual × gain, requantize -----------
         # Like the MAC pipeline it never stalls: an element leaves the vector
@@ -517,8 +523,12 @@ class ConvEngine(wiring.Component):
         # its late `emit` decision never reaches the FIFO's pointers
         m.submodules.residual_next = res_queue = PrefetchQueue(n.act_bits)
         wiring.connect(m, res_fifo.r_stream, res_queue.i)
+        entry = data.StructLayout(
+            {"acc": unsigned(rows * n.acc_bits), "meta": pixel_meta_layout(p)}
+        )
         vec = Signal(entry)
         have = Signal()
+        have_next = Signal()
         lane = Signal(range(rows))
         lane_hot = Signal(rows)  # one-hot `lane`: selects the accumulator word
         # the lane's parameter address, kept as a register beside `lane` so the
@@ -529,7 +539,7 @@ class ConvEngine(wiring.Component):
         wants_residual = vmeta.residual
         emit = Signal()
         lane_last = Signal()  # lane == lanes - 1, registered
-        entry_in = data.View(entry, acc_fifo.r_data)
+        entry_in = data.View(entry, Cat(*[f.r_data for f in acc_fifos], meta_fifo.r_data))
         # an element yields an output unless pooling absorbs it (quads 0..2);
         # registered with the vector, like every input of `emit`
         yields = Signal()
@@ -551,30 +561,42 @@ class ConvEngine(wiring.Component):
         ]
         m.d.comb += [
             emit.eq(have & credit_ok & residual_ok),
-            # a vector loads only into an empty register: one idle cycle per vector
-            # in the output unit, but the FIFO's read side sees registers only
-            pop.eq(acc_fifo.r_rdy & ~have),
-            acc_fifo.r_en.eq(pop),
+            meta_fifo.r_en.eq(pop),
             res_queue.pop.eq(emit & wants_residual),
             emit_yielding.eq(emit & yields),
             par_ram.r_addr.eq(param_ptr),
         ]
-        # the wide vector register loads whenever it is empty (its enable is the
-        # register `have`, not a gate); only `pop` makes what it loaded count
+        # `pop` is a register, decided a cycle ahead: a vector loads only into an
+        # empty register (one idle cycle per vector in the output unit), and the
+        # count of vectors the FIFOs hold is kept here, counting a write one
+        # cycle late, by when it has reached the FIFOs' output registers
+        held = Signal(range(slots + 2))
+        held_next = Signal.like(held)
+        arrived = delay(m, finished, 1, "arrived")
+        m.d.comb += [
+            held_next.eq(held + arrived - pop),
+            have_next.eq(pop | (have & ~(emit & lane_last))),
+        ]
+        m.d.sync += [held.eq(held_next), pop.eq(held_next.any() & ~have_next)]
+        for r in range(rows):
+            m.d.sync += pop_rows[r].eq(held_next.any() & ~have_next)
+        # the wide vector register loads whenever it is empty (its enables are
+        # per-row copies of the register `have`); only `pop` makes it count
+        for r in range(rows):
+            with m.If(~replica(m, have_next, f"have{r}")):
+                m.d.sync += vec.acc.word_select(r, n.acc_bits).eq(acc_fifos[r].r_data)
         with m.If(~have):
-            m.d.sync += vec.eq(acc_fifo.r_data)
+            m.d.sync += vec.meta.eq(meta_fifo.r_data)
+        m.d.sync += have.eq(have_next)
         with m.If(pop):
             m.d.sync += [
-                have.eq(1),
                 lane.eq(0),
                 lane_hot.eq(1),
                 param_ptr.eq(entry_in.meta.param_addr),
                 lane_last.eq(entry_in.meta.lanes == 1),
                 yields.eq(yields_next),
             ]
-        with m.Elif(emit & lane_last):
-            m.d.sync += have.eq(0)
-        with m.Elif(emit):
+        with m.Elif(emit & ~lane_last):
             m.d.sync += [
                 lane.eq(lane + 1),
                 lane_hot.eq(lane_hot << 1),
