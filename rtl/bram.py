@@ -9,7 +9,10 @@ DP16KD tiles itself with REGMODE "OUTREG" and elaborates to a behavioural twin
 (`lib.memory` plus a fabric register) in simulation and on other platforms.
 
 Both variants read in two cycles: address at t, data at t + 2 (the RAM's own
-register, then the output register). `r_clear` presented with the address makes
+register, then the output register). With `register_address`, the address and
+`r_clear` first pass through a register (on ECP5 a copy per DP16KD tile, so a
+wide memory's tiles spread over the die are each a short hop from their own
+copy) and reads take three cycles. `r_clear` presented with the address makes
 that read return zero (the output register's synchronous reset): the conv
 engine's zero padding costs no logic after the RAM. Writes take effect at the
 next edge; a read of an address written in the same cycle returns old data.
@@ -24,12 +27,13 @@ from __future__ import annotations
 
 import math
 
-from amaranth import Cat, ClockSignal, Const, Instance, Module, Mux, Signal, unsigned
+from amaranth import Cat, ClockSignal, Const, Instance, Module, Mux, Signal, Value, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from rtl.dsp import TARGETS, platform_target
+from rtl.replica import replica
 
 #: DP16KD data widths and the depth each gives, widest first.
 _DP16KD_MODES = ((18, 1024), (9, 2048), (4, 4096), (2, 8192), (1, 16384))
@@ -56,10 +60,14 @@ def dp16kd_tiles(width: int, depth: int, granularity: int) -> int:
 class RegisteredRAM(wiring.Component):
     """Write port (lanes of `granularity` bits) and a two-cycle read port."""
 
-    LATENCY = 2
-
     def __init__(
-        self, width: int, depth: int, *, granularity: int | None = None, target: str | None = None
+        self,
+        width: int,
+        depth: int,
+        *,
+        granularity: int | None = None,
+        target: str | None = None,
+        register_address: bool = False,
     ) -> None:
         granularity = granularity or width
         if width % granularity:
@@ -67,6 +75,9 @@ class RegisteredRAM(wiring.Component):
         if target is not None and target not in TARGETS:
             raise ValueError(f"unknown RAM target {target!r}; choose one of {', '.join(TARGETS)}")
         self.width, self.depth, self.granularity, self.target = width, depth, granularity, target
+        self.register_address = register_address
+        #: Cycles from presenting an address to its data on `r_data`.
+        self.latency = 3 if register_address else 2
         addr = max(1, (depth - 1).bit_length())
         super().__init__(
             {
@@ -90,29 +101,33 @@ class RegisteredRAM(wiring.Component):
         m.submodules.storage = mem = Memory(shape=unsigned(self.width), depth=self.depth, init=[])
         wp = mem.write_port(granularity=self.granularity)
         rp = mem.read_port(transparent_for=())
+        r_addr, r_clear = self._read_request(m, "")
         clear = Signal()
         out = Signal(self.width)
         m.d.comb += [
             wp.addr.eq(self.w_addr),
             wp.data.eq(self.w_data),
             wp.en.eq(self.w_en),
-            rp.addr.eq(self.r_addr),
+            rp.addr.eq(r_addr),
             self.r_data.eq(out),
         ]
-        m.d.sync += [clear.eq(self.r_clear), out.eq(Mux(clear, 0, rp.data))]
+        m.d.sync += [clear.eq(r_clear), out.eq(Mux(clear, 0, rp.data))]
         return m
+
+    def _read_request(self, m: Module, name: str) -> tuple[Value, Value]:
+        """The read address and clear as the RAM sees them (registered copies if asked)."""
+        if not self.register_address:
+            return self.r_addr, self.r_clear
+        return replica(m, self.r_addr, f"r_addr{name}"), replica(m, self.r_clear, f"r_clear{name}")
 
     def _ecp5(self) -> Module:
         m = Module()
         tile_bits, _ = dp16kd_mode(self.depth)
         shift = _ADDRESS_SHIFT[tile_bits]
-        clear = Signal()  # the output register resets a cycle after the address
-        m.d.sync += clear.eq(self.r_clear)
         # 14-bit RAM addresses: word address above the in-word bits; in the
         # 18-bit mode the two lowest bits of port A are byte enables (both on).
         low = Const(0b11 if tile_bits == 18 else 0, shift)
         w_addr = Cat(low, self.w_addr, Const(0, 14))[:14]
-        r_addr = Cat(Const(0, shift), self.r_addr, Const(0, 14))[:14]
         data_out = []
         for lane in range(self.width // self.granularity):
             for start in range(0, self.granularity, tile_bits):
@@ -121,6 +136,12 @@ class RegisteredRAM(wiring.Component):
                 din = Cat(self.w_data[first : first + bits], Const(0, 18 - bits))
                 dout = Signal(18, name=f"dout_{lane}_{start}")
                 data_out.append(dout[:bits])
+                # each tile gets its own copies of the read request and of the
+                # clear that resets its output register a cycle after the address
+                tile = f"_{lane}_{start}"
+                tile_addr, tile_clear = self._read_request(m, tile)
+                r_addr = Cat(Const(0, shift), tile_addr, Const(0, 14))[:14]
+                clear = replica(m, tile_clear, f"clear{tile}")
                 m.submodules[f"ram_{lane}_{start}"] = Instance(
                     "DP16KD",
                     p_DATA_WIDTH_A=tile_bits,
