@@ -9,21 +9,27 @@ import pytest
 from amaranth.sim import Simulator, SimulatorContext
 
 from rtl.bram import RegisteredRAM, dp16kd_tiles
+from rtl.replica import KEEP_REPLICAS
 from sim.netlist import cells_of, synthesize
 
 
+@pytest.mark.parametrize("register_address", [False, True])
 @pytest.mark.parametrize(("width", "depth", "granularity"), [(16, 64, 16), (24, 40, 8), (9, 17, 3)])
-def test_twin_reads_in_two_cycles_with_lanes_and_clear(
-    width: int, depth: int, granularity: int
+def test_twin_reads_after_its_latency_with_lanes_and_clear(
+    width: int, depth: int, granularity: int, register_address: bool
 ) -> None:
-    dut = RegisteredRAM(width, depth, granularity=granularity)
+    dut = RegisteredRAM(width, depth, granularity=granularity, register_address=register_address)
+    assert dut.latency == (3 if register_address else 2)
     rng = random.Random(width * depth)
     lanes = width // granularity
     model = [0] * depth
     errors: list[str] = []
 
     async def bench(ctx: SimulatorContext) -> None:
-        pending: list[tuple[int, int | None]] = []  # (cycle due, expected)
+        # a read samples the RAM at the edge ending cycle `cycle + latency - 2`,
+        # so it sees every write before that edge, not the one at it
+        reads: list[tuple[int, int, bool]] = []  # (sampling cycle, address, clear)
+        results: list[tuple[int, int]] = []  # (cycle due on r_data, expected)
         for cycle in range(600):
             addr, en = rng.randrange(depth), rng.randrange(1 << lanes)
             data = rng.getrandbits(width)
@@ -33,17 +39,19 @@ def test_twin_reads_in_two_cycles_with_lanes_and_clear(
             ctx.set(dut.w_en, en)
             ctx.set(dut.r_addr, read)
             ctx.set(dut.r_clear, clear)
-            pending.append((cycle + 2, 0 if clear else model[read]))
+            reads.append((cycle + dut.latency - 2, read, clear))
+            for when, a, c in [r for r in reads if r[0] == cycle]:
+                results.append((when + 2, 0 if c else model[a]))
+            reads = [r for r in reads if r[0] > cycle]
             await ctx.tick()
             mask = sum(((en >> k) & 1) * (((1 << granularity) - 1) << (k * granularity))
                        for k in range(lanes))  # fmt: skip
             model[addr] = (model[addr] & ~mask) | (data & mask)
-            due = [p for p in pending if p[0] == cycle + 1]
-            for _, expected in due:
+            for _, expected in [r for r in results if r[0] == cycle + 1]:
                 got = ctx.get(dut.r_data)
                 if got != expected:
                     errors.append(f"cycle {cycle}: got {got:#x}, expected {expected:#x}")
-            pending = [p for p in pending if p[0] > cycle + 1]
+            results = [r for r in results if r[0] > cycle + 1]
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
@@ -63,15 +71,26 @@ def test_ecp5_tiles_are_dp16kd_with_output_registers(
     if width * depth > 64 * 1024:  # the big ones: the count is enough
         return
     ram = RegisteredRAM(width, depth, granularity=granularity, target="ecp5")
-    top, counts = synthesize(ram, "ecp5", build_root / "bram" / f"{width}x{depth}")
+    work = build_root / "bram" / f"{width}x{depth}"
+    top, counts = synthesize(ram, "ecp5", work, after_read=KEEP_REPLICAS)
     brams = cells_of(top, "DP16KD")
     assert len(brams) == tiles
     for cell in brams:
         params = cell["parameters"]
         assert params["REGMODE_B"] == "OUTREG" and params["REGMODE_A"] == "NOREG"
         assert params["RESETMODE"] == "SYNC"
-    # one fabric flip-flop: the clear flag, a cycle ahead of the output register
-    assert counts.get("TRELLIS_FF", 0) == 1
+    # one fabric flip-flop per tile: its copy of the clear flag, a cycle ahead of
+    # the output register
+    assert counts.get("TRELLIS_FF", 0) == tiles
+
+
+def test_ecp5_registered_address_is_copied_per_tile(build_root: Path) -> None:
+    ram = RegisteredRAM(24, 600, granularity=8, target="ecp5", register_address=True)
+    top, counts = synthesize(ram, "ecp5", build_root / "bram" / "copies", after_read=KEEP_REPLICAS)
+    tiles = dp16kd_tiles(24, 600, 8)
+    assert len(cells_of(top, "DP16KD")) == tiles == 3
+    # per tile: the address (10 bits) and the clear, then the clear again
+    assert counts.get("TRELLIS_FF", 0) == tiles * (10 + 1 + 1)
 
 
 def test_twin_elsewhere_and_bad_arguments() -> None:
