@@ -69,16 +69,11 @@ OUTPUT_SLOTS = 16
 OPERAND_STAGES = 2
 OPERAND_GROUP = 4
 
-#: Fabric registers each product lands in before the adder tree: the 128 DSPs
-#: span the die while a row's adder tree sits in one place (ECP5: 7.6 ns from a
-#: DSP to its row's first adder), so the product crosses in two hops.
-PRODUCT_LANDING = 1
-
 #: Beats from the issue stage to the accumulator input, without the adder tree:
 #: address (3), address multiply (2), address register (1), buffer read with its
 #: output register (2), the input buffer's per-tile address copies (1), operand
-#: fan-out, multiply (Multiplier.LATENCY), landing.
-ISSUE_TO_TREE = 9 + OPERAND_STAGES + Multiplier.LATENCY + PRODUCT_LANDING
+#: fan-out, multiply (Multiplier.LATENCY).
+ISSUE_TO_TREE = 9 + OPERAND_STAGES + Multiplier.LATENCY
 
 
 def tree_levels(cols: int) -> int:
@@ -451,7 +446,7 @@ class ConvEngine(wiring.Component):
                     mac.a.eq(x_row[c * n.act_bits : (c + 1) * n.act_bits].as_signed()),
                     mac.b.eq(w_row[wi : wi + n.weight_bits].as_signed()),
                 ]
-                products.append(delay(m, mac.p, PRODUCT_LANDING, f"product_{r}_{c}"))
+                products.append(mac.p)
             row_sums.append(adder_tree(m, products, f"row{r}"))
 
         # -- accumulators, then the FIFO of finished pixels ---------------------
