@@ -349,9 +349,9 @@ class ConvEngine(wiring.Component):
         ]
 
         # -- what the output unit needs per pixel waits in a FIFO ---------------
-        # (pushed when the pixel starts, popped when its sums are finished; the
-        # credits bound the pixels in flight, so it never overflows) instead of
-        # riding a register through every stage of the MAC pipeline
+        # (pushed when the pixel starts, popped when the output unit takes its
+        # sums; the credits bound the pixels in between, so it never overflows)
+        # instead of riding a register through every stage of the MAC pipeline
         meta = Signal(pixel_meta_layout(p))
         m.submodules.pixel_meta = meta_fifo = fifo.SyncFIFOBuffered(
             width=meta.shape().size, depth=slots + 1
