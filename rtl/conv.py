@@ -31,6 +31,8 @@ read zero weights (the loader writes them).
 
 from __future__ import annotations
 
+import operator
+from functools import reduce
 from typing import TYPE_CHECKING
 
 from amaranth import Array, Cat, Module, Mux, Signal, signed, unsigned
@@ -53,7 +55,7 @@ from rtl.conv_layouts import (
 )
 from rtl.dsp import Multiplier
 from rtl.prefetch import PrefetchQueue
-from rtl.replica import REPLICA_ATTR, replica
+from rtl.replica import replica
 from rtl.requant import Requantizer
 
 if TYPE_CHECKING:
@@ -180,9 +182,7 @@ class ConvEngine(wiring.Component):
             wdata = replica(m, wp.data, f"w_write_data{g}")
             for r in range(g * OPERAND_GROUP, min(rows, (g + 1) * OPERAND_GROUP)):
                 enable = Signal(name=f"w_write_en{r}")
-                # (`~x.any()` for row 0: `x == 0` becomes a multi-bit `!x`, which lint flags)
-                is_row = (wp.row == r) if r else ~wp.row.any()
-                m.d.sync += enable.eq(self.weight_write.valid & is_row)
+                m.d.sync += enable.eq(self.weight_write.valid & equals(wp.row, r))
                 m.d.comb += [
                     w_rams[r].w_addr.eq(addr),
                     w_rams[r].w_data.eq(wdata),
@@ -487,8 +487,6 @@ class ConvEngine(wiring.Component):
                 m.d.sync += high.eq(Mux(first_d, 0, high) + high_in + carry)
             acc.append(Cat(low_done, high))
         finishing = delay(m, valid_all & last_t, 1, "finishing")
-        finished = Signal()
-        m.d.sync += finished.eq(finishing)
 
         # One FIFO per row, each by its row's accumulators, so no write address
         # or data bus spans the die (one 540-bit FIFO's write address took 8.8 ns
@@ -497,15 +495,14 @@ class ConvEngine(wiring.Component):
         # than the credits: SyncFIFOBuffered refuses a write while an entry is
         # still moving from its memory to its output register.
         acc_fifos = []
-        pop_rows = []
+        pop_next = Signal()  # the output unit takes a vector on the next cycle
         for r in range(rows):
             row_fifo = fifo.SyncFIFOBuffered(width=n.acc_bits, depth=slots + 1)
             m.submodules[f"accumulators{r}"] = row_fifo
-            pop_rows.append(Signal(name=f"pop{r}", attrs={REPLICA_ATTR: 1}))
             m.d.comb += [
                 row_fifo.w_data.eq(acc[r]),
                 row_fifo.w_en.eq(replica(m, finishing, f"finished{r}")),
-                row_fifo.r_en.eq(pop_rows[r]),
+                row_fifo.r_en.eq(replica(m, pop_next, f"pop{r}")),
             ]
             acc_fifos.append(row_fifo)
 
@@ -572,14 +569,13 @@ class ConvEngine(wiring.Component):
         # cycle late, by when it has reached the FIFOs' output registers
         held = Signal(range(slots + 2))
         held_next = Signal.like(held)
-        arrived = delay(m, finished, 1, "arrived")
+        arrived = delay(m, finishing, 2, "arrived")
         m.d.comb += [
             held_next.eq(held + arrived - pop),
             have_next.eq(pop | (have & ~(emit & lane_last))),
+            pop_next.eq(held_next.any() & ~have_next),
         ]
-        m.d.sync += [held.eq(held_next), pop.eq(held_next.any() & ~have_next)]
-        for r in range(rows):
-            m.d.sync += pop_rows[r].eq(held_next.any() & ~have_next)
+        m.d.sync += [held.eq(held_next), pop.eq(pop_next)]
         # the wide vector register loads whenever it is empty (its enables are
         # per-row copies of the register `have`); only `pop` makes it count
         for r in range(rows):
@@ -613,10 +609,10 @@ class ConvEngine(wiring.Component):
         for g in range(0, rows, OPERAND_GROUP):
             picked = [Mux(lane_hot[r], words[r], 0) for r in range(g, min(rows, g + OPERAND_GROUP))]
             group = Signal(n.acc_bits, name=f"d1_acc_group{g // OPERAND_GROUP}")
-            m.d.sync += group.eq(_or_all(picked))
+            m.d.sync += group.eq(reduce(operator.or_, picked))
             d1_groups.append(group)
         d2_acc = Signal(signed(n.acc_bits))
-        m.d.sync += d2_acc.eq(_or_all(d1_groups))
+        m.d.sync += d2_acc.eq(reduce(operator.or_, d1_groups))
         d1_res = Signal(signed(n.act_bits))
         d1_user = Signal(user_layout(p))
         d1_relu = Signal()
@@ -683,9 +679,7 @@ class ConvEngine(wiring.Component):
         ]
         with m.If(p1_updates):
             for r in range(rows):
-                # (`x.any()` rather than `x == 0`: the latter becomes a
-                # multi-bit `!x` in Verilog, which lint rightly flags)
-                with m.If(p1_user.lane == r if r else ~p1_user.lane.any()):
+                with m.If(equals(p1_user.lane, r)):
                     m.d.sync += partial[r].eq(p1_kept)
         out_entry = data.StructLayout(
             {"value": signed(n.act_bits), "end": unsigned(1), "tag": unsigned(TAG_BITS)}
@@ -780,9 +774,9 @@ def adder_tree(m: Module, values: list[Signal], name: str) -> Signal:
     return values[0]
 
 
-def _or_all(values: list) -> object:
-    """Bitwise OR of `values` (at least one)."""
-    total = values[0]
-    for value in values[1:]:
-        total = total | value
-    return total
+def equals(value: object, constant: int) -> object:
+    """`value == constant`, written so that Verilator lints it clean.
+
+    (`x == 0` becomes a multi-bit `!x` in Verilog, which lint rightly flags.)
+    """
+    return value == constant if constant else ~value.any()
