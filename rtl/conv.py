@@ -650,8 +650,12 @@ class ConvEngine(wiring.Component):
         # -- 2×2 average pool (round half up), output FIFO, done tokens ---------
         value = rq.o.payload.value
         user = data.View(user_layout(p), rq.o.payload.user)
-        # Two stages: P1 registers the lane's partial sum (a rows-way multiplexer;
-        # forwarded when P2 is updating that very lane), P2 adds and rounds.
+        # Two stages: P1 registers the lane's partial sum (a rows-way multiplexer),
+        # P2 adds and rounds. No forwarding is needed from P2's write to P1's
+        # read: consecutive elements are in different lanes (lanes count up within
+        # a vector), and a vector is followed by at least one idle cycle (see
+        # `pop`), so an element of lane L arrives here at least two cycles after
+        # the previous element of lane L, by when `partial[L]` holds its sum.
         partial = [Signal(signed(n.act_bits + 2), name=f"pool{r}") for r in range(rows)]
         p1_valid = Signal()
         p1_value = Signal.like(value)
@@ -669,13 +673,7 @@ class ConvEngine(wiring.Component):
             p1_valid.eq(rq.o.valid),
             p1_value.eq(value),
             p1_user.eq(user),
-            p1_sum.eq(
-                Mux(
-                    p1_updates & (p1_user.lane == user.lane),
-                    p1_kept,
-                    Array(partial)[user.lane],
-                )
-            ),
+            p1_sum.eq(Array(partial)[user.lane]),
         ]
         with m.If(p1_updates):
             for r in range(rows):

@@ -106,6 +106,24 @@ def test_cycle_model_when_slots_or_the_output_unit_bind(
     assert run.cycles == tile_cycles(params, case.shape).cycles
 
 
+@pytest.mark.parametrize("rows, out_channels", [(1, 1), (4, 2), (4, 4)])
+def test_pooling_at_full_rate_with_one_lane_per_vector(rows: int, out_channels: int) -> None:
+    """One output lane per vector, one vector per pass: the pooling partial of a
+    lane is read back as soon as the pipeline allows (its read-after-write
+    distance rests on the idle cycle between vectors)."""
+    params = GraceParams(array=ArrayParams(rows=rows, cols=1))
+    rng = np.random.default_rng(rows * 10 + out_channels)
+    for relu in (False, True):
+        case = random_case(
+            rng, params, channels=1, out_channels=out_channels, size=(6, 8), kernel=1,
+            pool=True, relu=relu,
+        )  # fmt: skip
+        prog = program(case, params)
+        run = simulate_amaranth([prog], params)
+        np.testing.assert_array_equal(run.outputs, prog.expected)
+        assert run.cycles == tile_cycles(params, case.shape).cycles
+
+
 def _two_tiles(params: GraceParams) -> tuple[list, np.ndarray]:
     rng = np.random.default_rng(1)
     a = random_case(rng, params, channels=5, out_channels=6, size=(5, 4), kernel=3, residual=True)
