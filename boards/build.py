@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from amaranth.build.run import BuildPlan
 
+from boards.floorplan import block_options
 from boards.harness import StreamHarness
 from boards.targets import Board, board, platform_at, run_programmer
 from rtl.blocks import make_block
@@ -80,7 +81,13 @@ def _board_name(params: GraceParams, board_name: str | None) -> str:
 def plan(block: str, params: GraceParams, board_name: str | None = None) -> BuildPlan:
     """Elaborate and write the build plan without running any tool."""
     target = board(_board_name(params, board_name))
-    return _plan(StreamHarness(make_block(block, params)), target, params)
+    return _plan(_harnessed(block, params, target), target, params)
+
+
+def _harnessed(block: str, params: GraceParams, target: Board) -> StreamHarness:
+    """The block, placed for the board's device where a floorplan exists, in its harness."""
+    options = block_options(block, params, target.platform.device)
+    return StreamHarness(make_block(block, params, **options))
 
 
 def _plan(top: StreamHarness, target: Board, params: GraceParams) -> BuildPlan:
@@ -128,7 +135,7 @@ def build(
     target = board(name)
     prepare_tools(target.tools)
     build_dir = (Path(build_root) / "boards" / name / block / params.key()).resolve()
-    top = StreamHarness(make_block(block, params))
+    top = _harnessed(block, params, target)
     _plan(top, target, params).execute_local(str(build_dir))
     bitstream = build_dir / (f"{TOP}.bit" if target.family == "ecp5" else f"{TOP}.bin")
     report = parse_report(

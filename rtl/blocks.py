@@ -14,9 +14,10 @@ from rtl.requant import Requantizer
 if TYPE_CHECKING:
     from grace.params import GraceParams
 
-BLOCKS: dict[str, Callable[[GraceParams], wiring.Component]] = {
+#: Each block from the parameters and block-specific options (e.g. a floorplan).
+BLOCKS: dict[str, Callable[..., wiring.Component]] = {
     "requant": lambda params: Requantizer(params.numeric),
-    "conv": lambda params: ConvEngine(params),
+    "conv": lambda params, **options: ConvEngine(params, **options),
 }
 
 
@@ -31,9 +32,9 @@ def check_block(name: str) -> None:
         raise UnknownBlock(name)
 
 
-def make_block(name: str, params: GraceParams) -> wiring.Component:
+def make_block(name: str, params: GraceParams, **options: object) -> wiring.Component:
     check_block(name)
-    return BLOCKS[name](params)
+    return BLOCKS[name](params, **options)
 
 
 def toplevel_name(block: str) -> str:

@@ -59,6 +59,8 @@ from rtl.replica import replica
 from rtl.requant import Requantizer
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from grace.params import GraceParams
 
 #: Low bits of the two-step accumulator add (a short carry chain at full clock).
@@ -115,9 +117,22 @@ def pixel_meta_layout(p: GraceParams) -> data.StructLayout:
 class ConvEngine(wiring.Component):
     """One convolution tile per command; int8 out in (og, pixel, lane) order."""
 
-    def __init__(self, params: GraceParams, *, dsp_target: str | None = None) -> None:
+    def __init__(
+        self,
+        params: GraceParams,
+        *,
+        dsp_target: str | None = None,
+        mac_sites: Mapping[tuple[int, int], str] | None = None,
+    ) -> None:
         self.params = params
         self.dsp_target = dsp_target
+        rows, cols = params.array.rows, params.array.cols
+        if mac_sites is not None and set(mac_sites) != {
+            (r, c) for r in range(rows) for c in range(cols)
+        }:
+            raise ValueError(f"mac_sites must name one site for each of the {rows}×{cols} MACs")
+        #: (row, col) → DSP site of that MAC (boards/floorplan.py), or None: the placer's choice
+        self.mac_sites = mac_sites
         n = params.numeric
         super().__init__(
             {
@@ -439,7 +454,8 @@ class ConvEngine(wiring.Component):
             w_row = delay(m, w_rams[r].r_data, OPERAND_STAGES, f"w_row{r}")
             products = []
             for c in range(cols):
-                mac = Multiplier(n.act_bits, n.weight_bits, target=self.dsp_target)
+                site = self.mac_sites[(r, c)] if self.mac_sites is not None else None
+                mac = Multiplier(n.act_bits, n.weight_bits, target=self.dsp_target, site=site)
                 m.submodules[f"mac_{r}_{c}"] = mac
                 wi = c * n.weight_bits
                 m.d.comb += [

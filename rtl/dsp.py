@@ -84,16 +84,28 @@ class Multiplier(wiring.Component):
     #: Clock edges from presenting a and b to p: input registers + output register.
     LATENCY: int = 2
 
-    def __new__(cls, a_bits: int = 8, b_bits: int = 8, *, target: str | None = None) -> Multiplier:
+    def __new__(
+        cls, a_bits: int = 8, b_bits: int = 8, *, target: str | None = None, site: str | None = None
+    ) -> Multiplier:
         # Validated before the object exists, so a rejected one is not reported by
         # Amaranth as an elaboratable that was created but never used.
         _check_arguments(a_bits, b_bits, target)
         return super().__new__(cls, src_loc_at=1)  # "never used" points at the caller
 
-    def __init__(self, a_bits: int = 8, b_bits: int = 8, *, target: str | None = None) -> None:
+    def __init__(
+        self,
+        a_bits: int = 8,
+        b_bits: int = 8,
+        *,
+        target: str | None = None,
+        site: str | None = None,
+    ) -> None:
         self.a_bits = a_bits
         self.b_bits = b_bits
         self.target = target
+        #: nextpnr ``BEL`` of the ECP5 instance (boards/floorplan.py); the other
+        #: implementations have no single cell to place and ignore it.
+        self.site = site
         super().__init__(
             {
                 "a": In(signed(a_bits)),
@@ -134,8 +146,10 @@ class Multiplier(wiring.Component):
         product = Signal(36, name="p36")
         low = a_pad + b_pad
         m.d.comb += self.p.eq(product[low : low + len(self.p)])
+        placement = {"a_BEL": self.site} if self.site is not None else {}
         m.submodules.mult = Instance(
             "MULT18X18D",
+            **placement,
             p_REG_INPUTA_CLK="CLK0",
             p_REG_INPUTA_CE="CE0",
             p_REG_INPUTA_RST="RST0",

@@ -135,6 +135,16 @@ def test_ecp5_netlist_is_one_registered_mult18x18d(
     assert [conn[f"P{i}"][0] for i in range(low, low + a_bits + b_bits)] == p
 
 
+def test_ecp5_site_reaches_the_netlist_as_a_bel(build_root: Path) -> None:
+    """nextpnr places a cell carrying `BEL`: the attribute must survive synth_ecp5."""
+    work = build_root / "dsp" / "ecp5_site"
+    top, _ = synthesize(Multiplier(8, 8, target="ecp5", site="X17/Y10/MULT18_4"), "ecp5", work)
+    (dsp,) = cells_of(top, "MULT18X18D")
+    assert dsp["attributes"]["BEL"] == "X17/Y10/MULT18_4"
+    unplaced, _ = synthesize(Multiplier(8, 8, target="ecp5"), "ecp5", work)
+    assert "BEL" not in cells_of(unplaced, "MULT18X18D")[0]["attributes"]
+
+
 # --- iCE40: what synth_ice40 -dsp makes of the ice40 variant -------------------------------
 
 ICE40_WIDTHS = [(8, 8), (8, 16), (16, 16), (4, 8)]

@@ -1,0 +1,83 @@
+"""Where the conv engine's multipliers go on the die: one array row, one run of DSPs.
+
+Why: left to itself, nextpnr's placer scattered each array row's multipliers
+over two of the ECP5-85F's three DSP rows and the whole width of the die (row 5
+of the 16×8 array sat between X8 and X110, Y34 and Y58), so every adder tree,
+accumulator and operand register was a cross-die route and routing took 8 of
+every 10 ns on the critical paths. Pinning the multipliers of each array row to
+neighbouring DSP sites (nextpnr's ``BEL`` attribute, set by
+`rtl.dsp.Multiplier(site=...)`) keeps a row's adder tree next to its products.
+
+The sites are facts of the device, read off nextpnr's placement of this design
+(`nextpnr-ecp5 --85k ... --write placed.json`, attribute ``NEXTPNR_BEL``): the
+LFE5U-85F has three DSP rows (Y = 10, 34, 58), each of 13 blocks of four
+multipliers ``MULT18_0/1`` at X = a, a + 1 and ``MULT18_4/5`` at X = a + 4, a + 5.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from grace.params import GraceParams
+
+#: First column (X) of each DSP block of the LFE5U-85F, left to right.
+_ECP5_85F_BLOCK_COLUMNS = (4, 13, 22, 31, 40, 49, 58, 69, 78, 87, 96, 105, 114)
+#: The DSP rows (Y), middle first: the middle row is filled first, being nearest
+#: to everything else.
+_ECP5_85F_DSP_ROWS = (34, 10, 58)
+#: Multiplier sites within a block, as (X offset, bel name), left to right.
+_BLOCK_SITES = ((0, "MULT18_0"), (1, "MULT18_1"), (4, "MULT18_4"), (5, "MULT18_5"))
+
+
+def ecp5_85f_dsp_row(y: int) -> list[str]:
+    """The ``BEL`` names of one DSP row's 52 multipliers, left to right."""
+    return [f"X{a + dx}/Y{y}/{bel}" for a in _ECP5_85F_BLOCK_COLUMNS for dx, bel in _BLOCK_SITES]
+
+
+def _centred(sites: list[str], count: int) -> list[str]:
+    start = (len(sites) - count) // 2
+    return sites[start : start + count]
+
+
+def ecp5_85f_mac_sites(rows: int, cols: int) -> dict[tuple[int, int], str]:
+    """A site for every (row, col) multiplier: each array row on one DSP row, contiguous.
+
+    Array rows are shared out over the DSP rows as evenly as their capacity allows
+    (the middle row takes the remainder first), and each DSP row's share sits in
+    the middle of that row, leaving the spare sites at the ends for the engine's
+    other multipliers. Consecutive array rows stay on one DSP row, so the operand
+    registers shared by a group of rows stay near one another.
+    """
+    row_sites = len(ecp5_85f_dsp_row(_ECP5_85F_DSP_ROWS[0]))
+    per_dsp_row = row_sites // cols if cols >= 1 else 0
+    if rows < 1 or rows > per_dsp_row * len(_ECP5_85F_DSP_ROWS):
+        raise ValueError(
+            f"a {rows}×{cols} array does not fit the LFE5U-85F's DSP rows one array row "
+            f"per DSP run ({len(_ECP5_85F_DSP_ROWS)} rows of {row_sites} multipliers)"
+        )
+    base, extra = divmod(rows, len(_ECP5_85F_DSP_ROWS))
+    # (never above a row's capacity: base < per_dsp_row whenever extra > 0)
+    shares = [base + (k < extra) for k in range(len(_ECP5_85F_DSP_ROWS))]
+    sites: dict[tuple[int, int], str] = {}
+    # array rows run top to bottom of the die (Y = 10, 34, 58)
+    first_row = 0
+    for y in sorted(_ECP5_85F_DSP_ROWS):
+        share = shares[_ECP5_85F_DSP_ROWS.index(y)]
+        run = _centred(ecp5_85f_dsp_row(y), share * cols)
+        for k, site in enumerate(run):
+            sites[(first_row + k // cols, k % cols)] = site
+        first_row += share
+    return sites
+
+
+#: Floorplans by FPGA device: (rows, cols) → the multipliers' ``BEL`` sites.
+_MAC_FLOORPLANS = {"LFE5U-85F": ecp5_85f_mac_sites}
+
+
+def block_options(block: str, params: GraceParams, device: str) -> dict[str, object]:
+    """Keyword arguments for `make_block` that place `block` on `device` (may be none)."""
+    floorplan = _MAC_FLOORPLANS.get(device)
+    if block != "conv" or floorplan is None:
+        return {}
+    return {"mac_sites": floorplan(params.array.rows, params.array.cols)}
