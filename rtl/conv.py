@@ -586,21 +586,34 @@ class ConvEngine(wiring.Component):
         held = Signal(range(slots + 2))
         held_next = Signal.like(held)
         arrived = delay(m, finishing, 2, "arrived")
+        # `pop_next` feeds per-row copies across the die, so it is a few LUTs of
+        # registers: "some vector is held" comes from registered `held` ≥ 1 / ≥ 2
+        # flags, not from the count's adder
+        held_some = Signal()
+        held_two = Signal()
+        some_next = Mux(pop, Mux(arrived, held_some, held_two), arrived | held_some)
         m.d.comb += [
             held_next.eq(held + arrived - pop),
             have_next.eq(pop | (have & ~(emit & lane_last))),
-            pop_next.eq(held_next.any() & ~have_next),
+            pop_next.eq(some_next & ~have_next),
         ]
-        m.d.sync += [held.eq(held_next), pop.eq(pop_next)]
+        m.d.sync += [
+            held.eq(held_next),
+            held_some.eq(held_next.any()),
+            held_two.eq(held_next >= 2),
+            pop.eq(pop_next),
+        ]
         # the wide vector register loads whenever it is empty (its enables are
         # per-row copies of the register `have`); only `pop` makes it count
         for r in range(rows):
             with m.If(~replica(m, have_next, f"have{r}")):
                 m.d.sync += vec.acc.word_select(r, n.acc_bits).eq(acc_fifos[r].r_data)
-        with m.If(~have):
+        with m.If(~replica(m, have_next, "have_meta")):
             m.d.sync += vec.meta.eq(meta_fifo.r_data)
         m.d.sync += have.eq(have_next)
-        with m.If(pop):
+        # (the lane registers load from their own copy of `pop`: the one that
+        # decides `pop_next` stays a register with few loads)
+        with m.If(replica(m, pop_next, "pop_lanes")):
             m.d.sync += [
                 lane.eq(0),
                 lane_hot.eq(1),
