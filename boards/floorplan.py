@@ -40,14 +40,24 @@ def _centred(sites: list[str], count: int) -> list[str]:
     return sites[start : start + count]
 
 
+def _around_a_gap(sites: list[str], share: int, cols: int) -> list[str]:
+    """`share` runs of `cols` sites, half each side of the row's spare sites."""
+    left = (share // 2) * cols
+    right = share * cols - left
+    return sites[:left] + sites[len(sites) - right :]
+
+
 def ecp5_85f_mac_sites(rows: int, cols: int) -> dict[tuple[int, int], str]:
     """A site for every (row, col) multiplier: each array row on one DSP row, contiguous.
 
     Array rows are shared out over the DSP rows as evenly as their capacity allows
-    (the middle row takes the remainder first), and each DSP row's share sits in
-    the middle of that row, leaving the spare sites at the ends for the engine's
-    other multipliers. Consecutive array rows stay on one DSP row, so the operand
-    registers shared by a group of rows stay near one another.
+    (the middle row takes the remainder first). The top and bottom rows' shares sit
+    in the middle of their DSP rows; the middle DSP row keeps its spare sites at
+    its centre, for the engine's other multipliers (requantize, residual gain,
+    input address), which work with the control logic at the die's centre: left
+    the spare sites at the ends, the requantizer's multiplier landed in a corner
+    and its routes set the clock. Consecutive array rows stay on one DSP row, so
+    the operand registers shared by a group of rows stay near one another.
     """
     row_sites = len(ecp5_85f_dsp_row(_ECP5_85F_DSP_ROWS[0]))
     per_dsp_row = row_sites // cols if cols >= 1 else 0
@@ -64,7 +74,11 @@ def ecp5_85f_mac_sites(rows: int, cols: int) -> dict[tuple[int, int], str]:
     first_row = 0
     for y in sorted(_ECP5_85F_DSP_ROWS):
         share = shares[_ECP5_85F_DSP_ROWS.index(y)]
-        run = _centred(ecp5_85f_dsp_row(y), share * cols)
+        row_sites = ecp5_85f_dsp_row(y)
+        if y == _ECP5_85F_DSP_ROWS[0]:
+            run = _around_a_gap(row_sites, share, cols)
+        else:
+            run = _centred(row_sites, share * cols)
         for k, site in enumerate(run):
             sites[(first_row + k // cols, k % cols)] = site
         first_row += share

@@ -45,6 +45,10 @@ def test_the_ulx3s_array_spreads_over_all_three_dsp_rows() -> None:
         y = int(_SITE.match(site).group(2))
         per_y[y] = per_y.get(y, 0) + 1
     assert per_y == {10: 40, 34: 48, 58: 40}  # the middle row takes the extra array row
+    # the middle row's spare sites are at the die's centre, for the other multipliers
+    spare = set(ecp5_85f_dsp_row(34)) - set(sites.values())
+    assert spare == {"X58/Y34/MULT18_0", "X59/Y34/MULT18_1", "X62/Y34/MULT18_4",
+                     "X63/Y34/MULT18_5"}  # fmt: skip
 
 
 @pytest.mark.parametrize("shape", [(19, 8), (1, 53), (0, 4)])
