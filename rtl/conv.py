@@ -73,11 +73,15 @@ OUTPUT_SLOTS = 16
 OPERAND_STAGES = 2
 OPERAND_GROUP = 4
 
+#: Register levels of the input buffer's read address: copies per group of its
+#: block-RAM tiles, then per tile (rtl/bram.py).
+INPUT_ADDRESS_STAGES = 2
+
 #: Beats from the issue stage to the accumulator input, without the adder tree:
 #: address (3), address multiply (2), address register (1), buffer read with its
-#: output register (2), the input buffer's per-tile address copies (1), operand
-#: fan-out, multiply (Multiplier.LATENCY).
-ISSUE_TO_TREE = 9 + OPERAND_STAGES + Multiplier.LATENCY
+#: output register (2), the input buffer's address copies, operand fan-out,
+#: multiply (Multiplier.LATENCY).
+ISSUE_TO_TREE = 8 + INPUT_ADDRESS_STAGES + OPERAND_STAGES + Multiplier.LATENCY
 
 
 def tree_levels(cols: int) -> int:
@@ -162,7 +166,10 @@ class ConvEngine(wiring.Component):
         # (its read address and clear reach each of its tiles from a copy of
         # their own: one register drove all 32 tiles' resets on ECP5, 8.4 ns)
         m.submodules.input_buffer = in_ram = RegisteredRAM(
-            cols * n.act_bits, p.buffers.input_depth, target=self.dsp_target, register_address=True
+            cols * n.act_bits,
+            p.buffers.input_depth,
+            target=self.dsp_target,
+            address_stages=INPUT_ADDRESS_STAGES,
         )
         # one weight buffer per row, so each sits by its row's DSPs with its own
         # copy of the read address
@@ -440,7 +447,9 @@ class ConvEngine(wiring.Component):
             # zero padding: the input buffer's output register clears instead
             in_ram.r_clear.eq(~delay(m, a2_inside, 3, "inside")),
         ]
-        w_addr = delay(m, a1_waddr, 4, "waddr")
+        # the weights are read when the inputs are: the weight buffers' address
+        # (one copy per row, then the RAM) arrives as the input buffer's data does
+        w_addr = delay(m, a1_waddr, 4 + INPUT_ADDRESS_STAGES - 1, "waddr")
         for r, ram in enumerate(w_rams):
             m.d.comb += ram.r_addr.eq(replica(m, w_addr, f"waddr_row{r}"))
         # -- A7..A9: operands fan out to the DSP rows through two register levels
@@ -527,7 +536,9 @@ class ConvEngine(wiring.Component):
         # register only when the output FIFO has a slot reserved for its result,
         # so no ready signal runs combinationally through the pipeline.
         user_bits = user_layout(p).size
-        m.submodules.requant = rq = Requantizer(n, user_bits)
+        m.submodules.requant = rq = Requantizer(
+            n, user_bits, free_running=True, dsp_target=self.dsp_target
+        )
         m.submodules.residual_in = res_fifo = fifo.SyncFIFOBuffered(
             width=n.act_bits, depth=OUTPUT_SLOTS
         )

@@ -45,7 +45,7 @@ def fill_cycles(params: GraceParams) -> int:
         + ISSUE_TO_TREE
         + tree_levels(params.array.cols)
         + _OUTPUT_SIDE
-        + Requantizer.LATENCY
+        + Requantizer.FREE_RUNNING_LATENCY
     )
 
 

@@ -14,7 +14,8 @@ against the reference in tests/test_fixed.py):
 * saturation: clamping t = 2p >> s to [2·lo, 2·hi] (or [-1, 2·hi] under ReLU)
   before the final halving gives exactly saturate(round_shift(p, s)).
 
-Pipeline (one element per cycle; every stage holds when the output is stalled)::
+Pipeline (one element per cycle; every stage holds when the output is stalled;
+with `free_running` the products take two registers, see the class)::
 
     i ─► [1] s = acc + bias
          [2] partial products of s × multiplier, 16-bit slices of s (one DSP each)
@@ -34,6 +35,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from model.fixed import int_range
+from rtl.dsp import MAX_OPERAND_BITS, Multiplier, platform_target
 
 if TYPE_CHECKING:
     from grace.params import NumericParams
@@ -69,14 +71,36 @@ def requant_output_shape(numeric: NumericParams, user_bits: int = 0) -> object:
 
 
 class Requantizer(wiring.Component):
-    """Stream in `requant_input_layout`, stream out signed act_bits activations (+ user)."""
+    """Stream in `requant_input_layout`, stream out signed act_bits activations (+ user).
+
+    With `free_running`, the unit never stalls: `i.ready` is always high and the
+    consumer must keep `o.ready` high (the conv engine reserves room for every
+    element before it enters). That lets the partial products run on `Multiplier`
+    with its registers inside the DSP, which has no enable (on ECP5, a
+    MULT18X18D between fabric registers took 3.9 ns and set a build's clock), at
+    one more cycle of latency. iCE40 keeps the inferred products (one more fabric
+    register), which ``synth_ice40 -dsp`` already packs with their registers.
+    """
 
     #: Clock edges from an input transfer to the transfer of its output, without stalls.
     LATENCY = 7
+    #: The same with `free_running` (the products take two registers).
+    FREE_RUNNING_LATENCY = 8
 
-    def __init__(self, numeric: NumericParams, user_bits: int = 0) -> None:
+    def __init__(
+        self,
+        numeric: NumericParams,
+        user_bits: int = 0,
+        *,
+        free_running: bool = False,
+        dsp_target: str | None = None,
+    ) -> None:
         self.numeric = numeric
         self.user_bits = user_bits
+        self.free_running = free_running
+        self.dsp_target = dsp_target
+        #: This instance's latency: LATENCY, or FREE_RUNNING_LATENCY.
+        self.latency = self.FREE_RUNNING_LATENCY if free_running else self.LATENCY
         super().__init__(
             {
                 "i": In(stream.Signature(requant_input_layout(numeric, user_bits))),
@@ -89,9 +113,12 @@ class Requantizer(wiring.Component):
         n = self.numeric
         lo, hi = int_range(n.act_bits)
 
-        # Every stage moves when the output register is empty or being read.
+        # Every stage moves when the output register is empty or being read
+        # (always, when free-running).
         advance = Signal()
-        m.d.comb += [advance.eq(~self.o.valid | self.o.ready), self.i.ready.eq(advance)]
+        ready = 1 if self.free_running else ~self.o.valid | self.o.ready
+        m.d.comb += [advance.eq(ready), self.i.ready.eq(advance)]
+        extra = self.latency - self.LATENCY  # the products' second register
 
         def stage(name: str, shape: object, value: object) -> Signal:
             reg = Signal(shape, name=name)
@@ -108,11 +135,12 @@ class Requantizer(wiring.Component):
             return regs
 
         p = self.i.payload
-        valid = carry("valid", self.i.valid, self.LATENCY - 1)
+        valid = carry("valid", self.i.valid, self.latency - 1)
         mult = carry("mult", p.multiplier, 1)[0]
-        shift_4, shift_5 = carry("shift", p.shift, 4)[-2:]
-        relu = carry("relu", p.relu, 5)[-1]
-        user = carry("user", p.user, self.LATENCY - 1)[-1] if self.user_bits else None
+        shift_4, shift_5 = carry("shift", p.shift, 4 + extra)[-2:]
+        relu = carry("relu", p.relu, 5 + extra)[-1]
+        user = carry("user", p.user, self.latency - 1)[-1] if self.user_bits else None
+        target = self.dsp_target if self.dsp_target is not None else platform_target(platform)
 
         # [1] exact sum
         total = stage("sum", signed(n.sum_bits), p.acc + p.bias)
@@ -122,9 +150,22 @@ class Requantizer(wiring.Component):
         for k, low in enumerate(range(0, n.sum_bits, SLICE_BITS)):
             piece = total[low : low + SLICE_BITS]
             piece = piece.as_signed() if low + SLICE_BITS >= n.sum_bits else piece.as_unsigned()
-            partials.append(
-                (low, stage(f"partial{k}", signed(len(piece) + n.mult_bits + 1), piece * mult))
-            )
+            shape = signed(len(piece) + n.mult_bits + 1)
+            # operands as the DSP takes them: signed, an unsigned one a bit wider
+            a_bits = len(piece) + (not piece.shape().signed)
+            b_bits = n.mult_bits + 1
+            limit = MAX_OPERAND_BITS.get(target)  # None: the twin takes any width
+            if not self.free_running:
+                partial = stage(f"partial{k}", shape, piece * mult)
+            elif target != "ice40" and (limit is None or max(a_bits, b_bits) <= limit):
+                dsp = Multiplier(a_bits, b_bits, target=target)
+                m.submodules[f"partial{k}_dsp"] = dsp
+                partial = Signal(shape, name=f"partial{k}")
+                m.d.comb += [dsp.a.eq(piece), dsp.b.eq(mult), partial.eq(dsp.p)]
+            else:
+                product = stage(f"partial{k}_product", shape, piece * mult)
+                partial = stage(f"partial{k}", shape, product)
+            partials.append((low, partial))
 
         # [3] full product
         product = stage(

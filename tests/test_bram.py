@@ -8,18 +8,18 @@ from pathlib import Path
 import pytest
 from amaranth.sim import Simulator, SimulatorContext
 
-from rtl.bram import RegisteredRAM, dp16kd_tiles
+from rtl.bram import TILES_PER_GROUP, RegisteredRAM, dp16kd_tiles
 from rtl.replica import KEEP_REPLICAS
 from sim.netlist import cells_of, synthesize
 
 
-@pytest.mark.parametrize("register_address", [False, True])
+@pytest.mark.parametrize("address_stages", [0, 1, 2])
 @pytest.mark.parametrize(("width", "depth", "granularity"), [(16, 64, 16), (24, 40, 8), (9, 17, 3)])
 def test_twin_reads_after_its_latency_with_lanes_and_clear(
-    width: int, depth: int, granularity: int, register_address: bool
+    width: int, depth: int, granularity: int, address_stages: int
 ) -> None:
-    dut = RegisteredRAM(width, depth, granularity=granularity, register_address=register_address)
-    assert dut.latency == (3 if register_address else 2)
+    dut = RegisteredRAM(width, depth, granularity=granularity, address_stages=address_stages)
+    assert dut.latency == 2 + address_stages
     rng = random.Random(width * depth)
     lanes = width // granularity
     model = [0] * depth
@@ -84,13 +84,21 @@ def test_ecp5_tiles_are_dp16kd_with_output_registers(
     assert counts.get("TRELLIS_FF", 0) == tiles
 
 
-def test_ecp5_registered_address_is_copied_per_tile(build_root: Path) -> None:
-    ram = RegisteredRAM(24, 600, granularity=8, target="ecp5", register_address=True)
-    top, counts = synthesize(ram, "ecp5", build_root / "bram" / "copies", after_read=KEEP_REPLICAS)
-    tiles = dp16kd_tiles(24, 600, 8)
-    assert len(cells_of(top, "DP16KD")) == tiles == 3
-    # per tile: the address (10 bits) and the clear, then the clear again
-    assert counts.get("TRELLIS_FF", 0) == tiles * (10 + 1 + 1)
+@pytest.mark.parametrize(
+    ("address_stages", "width", "groups"), [(1, 24, 0), (2, 24, 1), (2, 80, 2)]
+)
+def test_ecp5_registered_address_is_copied_per_tile(
+    address_stages: int, width: int, groups: int, build_root: Path
+) -> None:
+    ram = RegisteredRAM(width, 600, granularity=8, target="ecp5", address_stages=address_stages)
+    work = build_root / "bram" / f"copies{address_stages}_{width}"
+    top, counts = synthesize(ram, "ecp5", work, after_read=KEEP_REPLICAS)
+    tiles = dp16kd_tiles(width, 600, 8)
+    assert len(cells_of(top, "DP16KD")) == tiles == width // 8
+    assert -(-tiles // TILES_PER_GROUP) == groups or address_stages == 1
+    # per tile: the address (10 bits) and the clear, then the clear again; per
+    # group of tiles (two stages): the address and the clear once more
+    assert counts.get("TRELLIS_FF", 0) == tiles * (10 + 1 + 1) + groups * (10 + 1)
 
 
 def test_twin_elsewhere_and_bad_arguments() -> None:
@@ -98,4 +106,6 @@ def test_twin_elsewhere_and_bad_arguments() -> None:
         RegisteredRAM(10, 16, granularity=3)
     with pytest.raises(ValueError, match="unknown RAM target"):
         RegisteredRAM(8, 16, target="xilinx")
+    with pytest.raises(ValueError, match="address_stages must be 0, 1 or 2"):
+        RegisteredRAM(8, 16, address_stages=3)
     assert dp16kd_tiles(8, 1 << 15, 8) == 0  # deeper than one tile: the twin

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from grace.params import NumericParams, preset
-from rtl.requant import Requantizer, requant_input_layout
+from rtl.requant import SLICE_BITS, Requantizer, requant_input_layout
 from sim.amaranth_stream import run_stream_component
+from sim.netlist import cells_of, synthesize
 from sim.requant import concat, expected, extreme_vectors, random_vectors
 from sim.stream_function import pack
 
@@ -77,3 +80,37 @@ def test_stimulus_distinguishes_rounding_rules() -> None:
         other = np.clip(other, lo, hi)
         other = np.where(v["relu"] == 1, np.maximum(other, 0), other)
         assert np.count_nonzero(other != want) > 50
+
+
+@pytest.mark.parametrize("name", list(NUMERICS))
+@pytest.mark.parametrize("target", ["twin", "ice40"])
+def test_free_running_is_bit_exact_with_gaps(name: str, target: str) -> None:
+    """The conv engine's variant: products on Multiplier (twin) or inferred (iCE40 form)."""
+    numeric = NUMERICS[name]
+    vectors = concat(extreme_vectors(numeric), random_vectors(numeric, 1000, 4))
+    words = pack(requant_input_layout(numeric), vectors)
+    dut = Requantizer(numeric, free_running=True, dsp_target=target)
+    outputs, _ = run_stream_component(dut, words, valid_prob=0.7, seed=5)
+    np.testing.assert_array_equal(outputs, expected(vectors, numeric))
+
+
+def test_free_running_cycle_count() -> None:
+    numeric = NUMERICS["default"]
+    vectors = random_vectors(numeric, 500, 7)
+    dut = Requantizer(numeric, free_running=True)
+    assert dut.latency == Requantizer.FREE_RUNNING_LATENCY == Requantizer.LATENCY + 1
+    outputs, edges = run_stream_component(dut, pack(requant_input_layout(numeric), vectors))
+    assert len(outputs) == 500
+    assert edges == 500 + dut.latency
+
+
+def test_free_running_products_are_registered_dsps_on_ecp5(build_root: Path) -> None:
+    """One MULT18X18D per slice of the sum, its input and output registers in use."""
+    numeric = NUMERICS["default"]
+    dut = Requantizer(numeric, free_running=True, dsp_target="ecp5")
+    top, _ = synthesize(dut, "ecp5", build_root / "requant" / "free_running_ecp5")
+    dsps = cells_of(top, "MULT18X18D")
+    assert len(dsps) == -(-numeric.sum_bits // SLICE_BITS)
+    for dsp in dsps:
+        for reg in ("REG_INPUTA_CLK", "REG_INPUTB_CLK", "REG_OUTPUT_CLK"):
+            assert dsp["parameters"][reg] == "CLK0", reg
