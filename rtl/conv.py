@@ -57,6 +57,7 @@ from rtl.dsp import Multiplier
 from rtl.prefetch import PrefetchQueue
 from rtl.replica import replica
 from rtl.requant import Requantizer
+from rtl.row_queue import RowQueue
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -513,23 +514,22 @@ class ConvEngine(wiring.Component):
             acc.append(Cat(low_done, high))
         finishing = delay(m, valid_all & last_t, 1, "finishing")
 
-        # One FIFO per row, each by its row's accumulators, so no write address
+        # One queue per row, each by its row's accumulators, so no write address
         # or data bus spans the die (one 540-bit FIFO's write address took 8.8 ns
-        # to reach its distributed-RAM slices on ECP5). They move in lockstep;
-        # each gets its own copy of the write and read enables. One entry more
-        # than the credits: SyncFIFOBuffered refuses a write while an entry is
-        # still moving from its memory to its output register.
+        # to reach its distributed-RAM slices on ECP5). They move in lockstep
+        # under the credits (room) and `held` (what has arrived) kept here; each
+        # gets its own copy of the push and pop enables (rtl/row_queue.py).
         acc_fifos = []
         pop_next = Signal()  # the output unit takes a vector on the next cycle
         for r in range(rows):
-            row_fifo = fifo.SyncFIFOBuffered(width=n.acc_bits, depth=slots + 1)
-            m.submodules[f"accumulators{r}"] = row_fifo
+            row_queue = RowQueue(n.acc_bits, slots)
+            m.submodules[f"accumulators{r}"] = row_queue
             m.d.comb += [
-                row_fifo.w_data.eq(acc[r]),
-                row_fifo.w_en.eq(replica(m, finishing, f"finished{r}")),
-                row_fifo.r_en.eq(replica(m, pop_next, f"pop{r}")),
+                row_queue.data.eq(acc[r]),
+                row_queue.push.eq(replica(m, finishing, f"finished{r}")),
+                row_queue.pop.eq(replica(m, pop_next, f"pop{r}")),
             ]
-            acc_fifos.append(row_fifo)
+            acc_fifos.append(row_queue.head)
 
         # -- output unit: lane by lane, + residual × gain, requantize -----------
         # Like the MAC pipeline it never stalls: an element leaves the vector
@@ -563,7 +563,7 @@ class ConvEngine(wiring.Component):
         wants_residual = vmeta.residual
         emit = Signal()
         lane_last = Signal()  # lane == lanes - 1, registered
-        entry_in = data.View(entry, Cat(*[f.r_data for f in acc_fifos], meta_fifo.r_data))
+        entry_in = data.View(entry, Cat(*acc_fifos, meta_fifo.r_data))
         # an element yields an output unless pooling absorbs it (quads 0..2);
         # registered with the vector, like every input of `emit`
         yields = Signal()
@@ -592,8 +592,8 @@ class ConvEngine(wiring.Component):
         ]
         # `pop` is a register, decided a cycle ahead: a vector loads only into an
         # empty register (one idle cycle per vector in the output unit), and the
-        # count of vectors the FIFOs hold is kept here, counting a write one
-        # cycle late, by when it has reached the FIFOs' output registers
+        # count of vectors the row queues hold is kept here, counting a push two
+        # cycles late (its data is at the queues' heads one cycle after the push)
         held = Signal(range(slots + 2))
         held_next = Signal.like(held)
         arrived = delay(m, finishing, 2, "arrived")
@@ -618,7 +618,7 @@ class ConvEngine(wiring.Component):
         # per-row copies of the register `have`); only `pop` makes it count
         for r in range(rows):
             with m.If(~replica(m, have_next, f"have{r}")):
-                m.d.sync += vec.acc.word_select(r, n.acc_bits).eq(acc_fifos[r].r_data)
+                m.d.sync += vec.acc.word_select(r, n.acc_bits).eq(acc_fifos[r])
         with m.If(~replica(m, have_next, "have_meta")):
             m.d.sync += vec.meta.eq(meta_fifo.r_data)
         m.d.sync += have.eq(have_next)

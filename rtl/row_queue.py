@@ -1,0 +1,60 @@
+"""A queue without flags, for the conv engine's per-row accumulator FIFOs.
+
+Why not `lib.fifo`: the engine keeps one queue per array row, by that row's
+accumulators, and all of them move in lockstep under counts the engine keeps
+centrally (credits for room, `held` for what has arrived). A SyncFIFOBuffered
+per row also tracked its own levels, and its read-side logic (next to the
+output unit, at the die's centre) and its storage (next to the row) formed one
+combinational loop across the die: on ECP5 that loop set the clock (8.9 ns).
+Here every register of the queue is local to the row: a write pointer and a
+read pointer, each advanced by the row's own copy of the enable, and a memory
+read through a transparent synchronous port (LUT RAM and an address register on
+ECP5, block RAM on iCE40).
+
+`head` is the oldest entry not yet popped, a cycle after it was written. The
+user guarantees never to push into a full queue nor pop an empty one; the
+queue does not check (it has no flags to check with).
+"""
+
+from __future__ import annotations
+
+from amaranth import Module, Mux, Signal, unsigned
+from amaranth.lib import wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+
+class RowQueue(wiring.Component):
+    """`depth` entries of `width` bits; `push` writes `data`, `pop` drops `head`."""
+
+    def __init__(self, width: int, depth: int) -> None:
+        self.width, self.depth = width, depth
+        super().__init__({"data": In(width), "push": In(1), "pop": In(1), "head": Out(width)})
+
+    def elaborate(self, platform: object) -> Module:
+        m = Module()
+        m.submodules.storage = mem = Memory(shape=unsigned(self.width), depth=self.depth, init=[])
+        wp = mem.write_port()
+        rp = mem.read_port(transparent_for=(wp,))
+        write_at = Signal(range(self.depth))
+        read_at = Signal(range(self.depth))
+        read_next = Signal.like(read_at)
+        m.d.comb += [
+            wp.addr.eq(write_at),
+            wp.data.eq(self.data),
+            wp.en.eq(self.push),
+            read_next.eq(Mux(self.pop, _following(read_at, self.depth), read_at)),
+            rp.addr.eq(read_next),
+            self.head.eq(rp.data),
+        ]
+        m.d.sync += read_at.eq(read_next)
+        with m.If(self.push):
+            m.d.sync += write_at.eq(_following(write_at, self.depth))
+        return m
+
+
+def _following(pointer: Signal, depth: int) -> object:
+    """The next slot after `pointer`, wrapping at `depth`."""
+    if depth & (depth - 1) == 0:
+        return (pointer + 1)[: len(pointer)]
+    return Mux(pointer == depth - 1, 0, pointer + 1)
