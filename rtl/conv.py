@@ -709,11 +709,20 @@ class ConvEngine(wiring.Component):
             p1_kept.eq(Mux(p1_user.quad.any(), p1_total, p1_value)),
         ]
         p1_updates = p1_valid & p1_absorb
+        # the lane that selects the partial sum drives a rows-way multiplexer per
+        # bit: each pair of bits gets its own copy of it, made from the lane as it
+        # entered the requantizer (which never stalls), so it lands with `user`
+        lane_in = data.View(user_layout(p), rq.i.payload.user).lane
+        lane_early = delay(m, lane_in, rq.latency - 1, "pool_lane")
+        pool_picks = []
+        for k, low in enumerate(range(0, n.act_bits + 2, 2)):
+            pick = replica(m, lane_early, f"pool_lane{k}")
+            pool_picks.append(Array(part[low : low + 2] for part in partial)[pick])
         m.d.sync += [
             p1_valid.eq(rq.o.valid),
             p1_value.eq(value),
             p1_user.eq(user),
-            p1_sum.eq(Array(partial)[user.lane]),
+            p1_sum.eq(Cat(*pool_picks)),
         ]
         with m.If(p1_updates):
             for r in range(rows):
