@@ -74,11 +74,11 @@ def ecp5_85f_mac_sites(rows: int, cols: int) -> dict[tuple[int, int], str]:
     first_row = 0
     for y in sorted(_ECP5_85F_DSP_ROWS):
         share = shares[_ECP5_85F_DSP_ROWS.index(y)]
-        row_sites = ecp5_85f_dsp_row(y)
+        dsp_sites = ecp5_85f_dsp_row(y)
         if y == _ECP5_85F_DSP_ROWS[0]:
-            run = _around_a_gap(row_sites, share, cols)
+            run = _around_a_gap(dsp_sites, share, cols)
         else:
-            run = _centred(row_sites, share * cols)
+            run = _centred(dsp_sites, share * cols)
         for k, site in enumerate(run):
             sites[(first_row + k // cols, k % cols)] = site
         first_row += share

@@ -14,10 +14,11 @@ register, then the output register). With `address_stages` = 1, the address and
 wide memory's tiles spread over the die are each a short hop from their own
 copy) and reads take three cycles; with 2, those copies are fed from a copy per
 group of `TILES_PER_GROUP` tiles (one register driving 32 tiles' copies across
-the die took 8.8 ns in one route), and reads take four. `r_clear` presented with the address makes
-that read return zero (the output register's synchronous reset): the conv
-engine's zero padding costs no logic after the RAM. Writes take effect at the
-next edge; a read of an address written in the same cycle returns old data.
+the die took 8.8 ns in one route), and reads take four. `r_clear` presented
+with the address makes that read return zero (the output register's
+synchronous reset): the conv engine's zero padding costs no logic after the
+RAM. Writes take effect at the next edge; a read of an address written in the
+same cycle returns old data.
 
 Tiling on ECP5: every tile uses the widest DP16KD mode (1, 2, 4, 9 or 18 bits by
 16 K … 1 K words) whose depth holds the whole memory, so no output multiplexer

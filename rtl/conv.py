@@ -519,7 +519,7 @@ class ConvEngine(wiring.Component):
         # to reach its distributed-RAM slices on ECP5). They move in lockstep
         # under the credits (room) and `held` (what has arrived) kept here; each
         # gets its own copy of the push and pop enables (rtl/row_queue.py).
-        acc_fifos = []
+        acc_heads = []
         pop_next = Signal()  # the output unit takes a vector on the next cycle
         for r in range(rows):
             row_queue = RowQueue(n.acc_bits, slots)
@@ -529,7 +529,7 @@ class ConvEngine(wiring.Component):
                 row_queue.push.eq(replica(m, finishing, f"finished{r}")),
                 row_queue.pop.eq(replica(m, pop_next, f"pop{r}")),
             ]
-            acc_fifos.append(row_queue.head)
+            acc_heads.append(row_queue.head)
 
         # -- output unit: lane by lane, + residual × gain, requantize -----------
         # Like the MAC pipeline it never stalls: an element leaves the vector
@@ -563,7 +563,7 @@ class ConvEngine(wiring.Component):
         wants_residual = vmeta.residual
         emit = Signal()
         lane_last = Signal()  # lane == lanes - 1, registered
-        entry_in = data.View(entry, Cat(*acc_fifos, meta_fifo.r_data))
+        entry_in = data.View(entry, Cat(*acc_heads, meta_fifo.r_data))
         # an element yields an output unless pooling absorbs it (quads 0..2);
         # registered with the vector, like every input of `emit`
         yields = Signal()
@@ -618,7 +618,7 @@ class ConvEngine(wiring.Component):
         # per-row copies of the register `have`); only `pop` makes it count
         for r in range(rows):
             with m.If(~replica(m, have_next, f"have{r}")):
-                m.d.sync += vec.acc.word_select(r, n.acc_bits).eq(acc_fifos[r])
+                m.d.sync += vec.acc.word_select(r, n.acc_bits).eq(acc_heads[r])
         with m.If(~replica(m, have_next, "have_meta")):
             m.d.sync += vec.meta.eq(meta_fifo.r_data)
         m.d.sync += have.eq(have_next)
