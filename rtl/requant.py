@@ -70,6 +70,11 @@ def requant_output_shape(numeric: NumericParams, user_bits: int = 0) -> object:
     return data.StructLayout({"value": signed(numeric.act_bits), "user": unsigned(user_bits)})
 
 
+#: A slice this narrow (the sign bit of a 33-bit sum, say) is multiplied in logic,
+#: not on a DSP of its own.
+_FABRIC_SLICE_BITS = 2
+
+
 class Requantizer(wiring.Component):
     """Stream in `requant_input_layout`, stream out signed act_bits activations (+ user).
 
@@ -155,9 +160,10 @@ class Requantizer(wiring.Component):
             a_bits = len(piece) + (not piece.shape().signed)
             b_bits = n.mult_bits + 1
             limit = MAX_OPERAND_BITS.get(target)  # None: the twin takes any width
+            fits = limit is None or max(a_bits, b_bits) <= limit
             if not self.free_running:
                 partial = stage(f"partial{k}", shape, piece * mult)
-            elif target != "ice40" and (limit is None or max(a_bits, b_bits) <= limit):
+            elif target != "ice40" and fits and len(piece) > _FABRIC_SLICE_BITS:
                 dsp = Multiplier(a_bits, b_bits, target=target)
                 m.submodules[f"partial{k}_dsp"] = dsp
                 partial = Signal(shape, name=f"partial{k}")
