@@ -66,6 +66,26 @@ def dp16kd_tiles(width: int, depth: int, granularity: int) -> int:
 class RegisteredRAM(wiring.Component):
     """Write port (lanes of `granularity` bits) and a two-cycle read port."""
 
+    def __new__(
+        cls,
+        width: int,
+        depth: int,
+        *,
+        granularity: int | None = None,
+        target: str | None = None,
+        address_stages: int = 0,
+    ) -> RegisteredRAM:
+        # Validated before the object exists, so a rejected one is not reported by
+        # Amaranth as an elaboratable that was created but never used.
+        granularity = granularity or width
+        if width % granularity:
+            raise ValueError(f"width {width} is not a multiple of granularity {granularity}")
+        if target is not None and target not in TARGETS:
+            raise ValueError(f"unknown RAM target {target!r}; choose one of {', '.join(TARGETS)}")
+        if address_stages not in (0, 1, 2):
+            raise ValueError(f"address_stages must be 0, 1 or 2, not {address_stages!r}")
+        return super().__new__(cls, src_loc_at=1)
+
     def __init__(
         self,
         width: int,
@@ -76,12 +96,6 @@ class RegisteredRAM(wiring.Component):
         address_stages: int = 0,
     ) -> None:
         granularity = granularity or width
-        if width % granularity:
-            raise ValueError(f"width {width} is not a multiple of granularity {granularity}")
-        if target is not None and target not in TARGETS:
-            raise ValueError(f"unknown RAM target {target!r}; choose one of {', '.join(TARGETS)}")
-        if address_stages not in (0, 1, 2):
-            raise ValueError(f"address_stages must be 0, 1 or 2, not {address_stages!r}")
         self.width, self.depth, self.granularity, self.target = width, depth, granularity, target
         self.address_stages = address_stages
         #: Cycles from presenting an address to its data on `r_data`.
