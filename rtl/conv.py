@@ -475,7 +475,7 @@ class ConvEngine(wiring.Component):
                 products.append(mac.p)
             row_sums.append(adder_tree(m, products, f"row{r}"))
 
-        # -- accumulators, then the FIFO of finished pixels ---------------------
+        # -- accumulators, then the queues of finished pixels -------------------
         ctrl_delay = ISSUE_TO_TREE - 2 + tree_levels(cols)  # from A1 (issue + 2)
         valid_pre = delay(m, a1_valid, ctrl_delay - 1, "valid")
         first_pre = delay(m, a1_first, ctrl_delay - 1, "first")
@@ -739,7 +739,8 @@ class ConvEngine(wiring.Component):
             result.end.eq(p1_user.end),
             result.tag.eq(p1_user.tag),
         ]
-        # one entry more than the credits, as for the accumulator FIFO
+        # one entry more than the credits: SyncFIFOBuffered refuses a write while
+        # an entry is still moving from its memory to its output register
         m.submodules.results = out_fifo = fifo.SyncFIFOBuffered(
             width=out_entry.size, depth=OUTPUT_SLOTS + 1
         )
