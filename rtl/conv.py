@@ -122,6 +122,22 @@ def pixel_meta_layout(p: GraceParams) -> data.StructLayout:
 class ConvEngine(wiring.Component):
     """One convolution tile per command; int8 out in (og, pixel, lane) order."""
 
+    def __new__(
+        cls,
+        params: GraceParams,
+        *,
+        dsp_target: str | None = None,
+        mac_sites: Mapping[tuple[int, int], str] | None = None,
+    ) -> ConvEngine:
+        # Validated before the object exists, so a rejected one is not reported by
+        # Amaranth as an elaboratable that was created but never used.
+        rows, cols = params.array.rows, params.array.cols
+        if mac_sites is not None and set(mac_sites) != {
+            (r, c) for r in range(rows) for c in range(cols)
+        }:
+            raise ValueError(f"mac_sites must name one site for each of the {rows}×{cols} MACs")
+        return super().__new__(cls, src_loc_at=1)
+
     def __init__(
         self,
         params: GraceParams,
@@ -131,11 +147,6 @@ class ConvEngine(wiring.Component):
     ) -> None:
         self.params = params
         self.dsp_target = dsp_target
-        rows, cols = params.array.rows, params.array.cols
-        if mac_sites is not None and set(mac_sites) != {
-            (r, c) for r in range(rows) for c in range(cols)
-        }:
-            raise ValueError(f"mac_sites must name one site for each of the {rows}×{cols} MACs")
         #: (row, col) → DSP site of that MAC (boards/floorplan.py), or None: the placer's choice
         self.mac_sites = mac_sites
         n = params.numeric
