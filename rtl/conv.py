@@ -126,8 +126,8 @@ class ConvEngine(wiring.Component):
         cls,
         params: GraceParams,
         *,
-        dsp_target: str | None = None,
         mac_sites: Mapping[tuple[int, int], str] | None = None,
+        **options: object,
     ) -> ConvEngine:
         # Validated before the object exists, so a rejected one is not reported by
         # Amaranth as an elaboratable that was created but never used.
