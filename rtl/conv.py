@@ -35,8 +35,9 @@ import operator
 from functools import reduce
 from typing import TYPE_CHECKING
 
-from amaranth import Array, Cat, Module, Mux, Signal, signed, unsigned
+from amaranth import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, fifo, stream, wiring
+from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from rtl.bram import RegisteredRAM
@@ -55,7 +56,7 @@ from rtl.conv_layouts import (
 )
 from rtl.dsp import Multiplier
 from rtl.prefetch import PrefetchQueue
-from rtl.replica import replica
+from rtl.replica import register_copies, replica
 from rtl.requant import Requantizer
 from rtl.row_queue import RowQueue
 
@@ -67,8 +68,15 @@ if TYPE_CHECKING:
 #: Low bits of the two-step accumulator add (a short carry chain at full clock).
 ACC_SPLIT = 16
 
-#: Results in flight between the vector register and the output stream.
-OUTPUT_SLOTS = 16
+#: Edges from an element taking a result slot (emit) to giving it back (output
+#: pop), besides the requantizer: lane select and residual × gain (4), pooling (2),
+#: result FIFO and queue (2).
+_RESULT_ROUND_TRIP = 8
+
+#: Results in flight between the vector register and the output stream: at least
+#: the round trip, or the output unit waits for credits at full rate (the cycle
+#: model tests catch it); two to spare.
+OUTPUT_SLOTS = _RESULT_ROUND_TRIP + Requantizer.FREE_RUNNING_LATENCY + 2
 
 #: Register levels between the buffers and the DSPs, and rows per first-level copy.
 OPERAND_STAGES = 2
@@ -182,23 +190,28 @@ class ConvEngine(wiring.Component):
             p.buffers.input_depth,
             target=self.dsp_target,
             address_stages=INPUT_ADDRESS_STAGES,
+            write_stages=1,
         )
         # one weight buffer per row, so each sits by its row's DSPs with its own
         # copy of the read address
         w_rams = []
         for r in range(rows):
             ram = RegisteredRAM(
-                cols * n.weight_bits, p.buffers.weight_depth, target=self.dsp_target
+                cols * n.weight_bits,
+                p.buffers.weight_depth,
+                target=self.dsp_target,
+                write_stages=1,
             )
             m.submodules[f"weight_buffer{r}"] = ram
             w_rams.append(ram)
         m.submodules.param_buffer = par_ram = RegisteredRAM(
             param_shape.size, p.buffers.param_depth, target=self.dsp_target
         )
-        # Writes pass through registers (a copy per group of rows for the weights)
-        # before they fan out to the block RAM tiles spread over the die: a write
-        # lands one edge later than its transfer, and a command reads its data
-        # at least six edges after its own transfer, so write-then-command holds.
+        # Writes pass through registers (a copy per group of rows for the weights,
+        # then the buffers' own copies per group of tiles) before they fan out to
+        # the block RAM tiles spread over the die: a write lands at most two edges
+        # later than its transfer, and a command reads its data at least six edges
+        # after its own transfer, so write-then-command holds.
         m.d.comb += [
             self.input_write.ready.eq(1),
             self.weight_write.ready.eq(1),
@@ -253,6 +266,11 @@ class ConvEngine(wiring.Component):
         # The AND of the inner counters' flags is a register too, so every
         # counter's enable is a 3-6 input AND of registers.
         beat_last = Signal()  # v, u and g all at their limits
+        # `issuing` and `beat_last` enable every counter (one beat_last register
+        # drove ~200 loads, 2.6 ns to its nearest on ECP5): each counter, and the
+        # weight pointers, read copies of their own
+        issuing_for = register_copies("issuing", (*counter_names, "ptr"))
+        beat_last_for = register_copies("beat_last", (*counter_names[3:], "ptr"))
         # wraps_inside[k]: every pixel counter inside k is at its limit (a register)
         wraps_inside = {k: Signal(name=f"inside_wraps_{k}") for k in counter_names[3:]}
         og_last_pixel = wraps_inside["og"]  # dx, dy, px and py all at their limits
@@ -303,7 +321,10 @@ class ConvEngine(wiring.Component):
                     few_left[k].eq(limit_small[k]),
                 ]
             m.d.sync += [
-                beat_last.eq(Cat(*[zeros[k] for k in inner_names]).all()),
+                *[
+                    flag.eq(Cat(*[zeros[k] for k in inner_names]).all())
+                    for flag in (beat_last, *beat_last_for.values())
+                ],
             ]
 
         # Counter k moves when every counter inside it wraps on this beat. For the
@@ -314,11 +335,11 @@ class ConvEngine(wiring.Component):
             if depth < 3:
                 inner = [at_limit[j] for j in counter_names[:depth]]
             else:
-                inner = [beat_last, wraps_inside[k]]
+                inner = [beat_last_for[k], wraps_inside[k]]
             moves = Signal(name=f"moves_{k}")
             limit_next[k] = Signal(name=f"last_{k}_next")
             m.d.comb += [
-                moves.eq(issuing & Cat(*inner, 1).all()),
+                moves.eq(issuing_for[k] & Cat(*inner, 1).all()),
                 limit_next[k].eq(
                     Mux(
                         moves,
@@ -336,7 +357,8 @@ class ConvEngine(wiring.Component):
             with m.If(busy):
                 m.d.sync += at_limit[k].eq(limit_next[k])
         with m.If(busy):
-            m.d.sync += beat_last.eq(Cat(*[limit_next[k] for k in inner_names]).all())
+            beat_last_next = Cat(*[limit_next[k] for k in inner_names]).all()
+            m.d.sync += [flag.eq(beat_last_next) for flag in (beat_last, *beat_last_for.values())]
         # The pixel counters' flags change only when a pixel ends, and then every
         # pixel counter j moves exactly when wraps_inside[j]: their next "at limit"
         # values are formed from registers alone, and the late `issuing & beat_last`
@@ -357,11 +379,11 @@ class ConvEngine(wiring.Component):
                 inside = [~limit[j].any() for j in counter_names[3:depth]]
                 m.d.sync += wraps_inside[k].eq(Cat(*inside, 1).all())
 
-        with m.If(issuing):
+        with m.If(issuing_for["ptr"]):
             m.d.sync += w_ptr.eq(w_ptr + 1)
             with m.If(at_limit["v"] & at_limit["u"]):
                 m.d.sync += g_off.eq(Mux(at_limit["g"], 0, g_off + cmd.in_plane))
-            with m.If(beat_last):
+            with m.If(beat_last_for["ptr"]):
                 with m.If(og_last_pixel):
                     m.d.sync += [og_wbase.eq(w_ptr + 1), og_pbase.eq(og_pbase + rows)]
                 with m.Else():
@@ -379,18 +401,20 @@ class ConvEngine(wiring.Component):
             busy.eq(busy_next),
             accepting.eq(~busy_next & ~accept & ~deriving_limits),
             pixel_start.eq(pixel_start_next),
-            issuing.eq(busy_next & (~pixel_start_next | have_credit_next)),
+            *[
+                flag.eq(busy_next & (~pixel_start_next | have_credit_next))
+                for flag in (issuing, *issuing_for.values())
+            ],
         ]
 
-        # -- what the output unit needs per pixel waits in a FIFO ---------------
-        # (pushed when the pixel starts, popped when the output unit takes its
-        # sums; the credits bound the pixels in between, so it never overflows)
-        # instead of riding a register through every stage of the MAC pipeline
+        # -- what the output unit needs per pixel waits in a queue --------------
+        # (pushed when the pixel starts, popped with the row queues when the
+        # output unit takes its sums; the credits bound the pixels in between, so
+        # it never overflows, and a flagless queue keeps the FIFO level logic out
+        # of both ends) instead of riding a register through the MAC pipeline
         meta = Signal(pixel_meta_layout(p))
-        m.submodules.pixel_meta = meta_fifo = fifo.SyncFIFOBuffered(
-            width=meta.shape().size, depth=slots + 1
-        )
-        m.d.comb += [meta_fifo.w_data.eq(meta), meta_fifo.w_en.eq(take)]
+        m.submodules.pixel_meta = meta_queue = RowQueue(meta.shape().size, slots)
+        m.d.comb += [meta_queue.data.eq(meta), meta_queue.push.eq(take)]
         m.d.comb += [
             meta.lanes.eq(Mux(at_limit["og"], cmd.last_lanes, rows)),
             meta.param_addr.eq(og_pbase),
@@ -460,10 +484,17 @@ class ConvEngine(wiring.Component):
             in_ram.r_clear.eq(~delay(m, a2_inside, 3, "inside")),
         ]
         # the weights are read when the inputs are: the weight buffers' address
-        # (one copy per row, then the RAM) arrives as the input buffer's data does
-        w_addr = delay(m, a1_waddr, 4 + INPUT_ADDRESS_STAGES - 1, "waddr")
+        # (a copy per group of rows, one per row, then the RAM) arrives as the
+        # input buffer's data does (one register feeding all rows' copies across
+        # the die took 7.8 ns on ECP5)
+        w_addr = delay(m, a1_waddr, 4 + INPUT_ADDRESS_STAGES - 2, "waddr")
+        w_addr_groups = [
+            replica(m, w_addr, f"waddr_group{g}") for g in range(-(-rows // OPERAND_GROUP))
+        ]
         for r, ram in enumerate(w_rams):
-            m.d.comb += ram.r_addr.eq(replica(m, w_addr, f"waddr_row{r}"))
+            m.d.comb += ram.r_addr.eq(
+                replica(m, w_addr_groups[r // OPERAND_GROUP], f"waddr_row{r}")
+            )
         # -- A7..A9: operands fan out to the DSP rows through two register levels
         # (replicas per group of rows, then per row; rtl/replica.py): the DSPs
         # span the die, and one register cannot reach them all in a cycle.
@@ -574,7 +605,7 @@ class ConvEngine(wiring.Component):
         wants_residual = vmeta.residual
         emit = Signal()
         lane_last = Signal()  # lane == lanes - 1, registered
-        entry_in = data.View(entry, Cat(*acc_heads, meta_fifo.r_data))
+        entry_in = data.View(entry, Cat(*acc_heads, meta_queue.head))
         # an element yields an output unless pooling absorbs it (quads 0..2);
         # registered with the vector, like every input of `emit`
         yields = Signal()
@@ -596,7 +627,7 @@ class ConvEngine(wiring.Component):
         ]
         m.d.comb += [
             emit.eq(have & credit_ok & residual_ok),
-            meta_fifo.r_en.eq(pop),
+            meta_queue.pop.eq(replica(m, pop_next, "pop_meta")),
             res_queue.pop.eq(emit & wants_residual),
             emit_yielding.eq(emit & yields),
             par_ram.r_addr.eq(param_ptr),
@@ -631,7 +662,7 @@ class ConvEngine(wiring.Component):
             with m.If(~replica(m, have_next, f"have{r}")):
                 m.d.sync += vec.acc.word_select(r, n.acc_bits).eq(acc_heads[r])
         with m.If(~replica(m, have_next, "have_meta")):
-            m.d.sync += vec.meta.eq(meta_fifo.r_data)
+            m.d.sync += vec.meta.eq(meta_queue.head)
         m.d.sync += have.eq(have_next)
         # (the lane registers load from their own copy of `pop`: the one that
         # decides `pop_next` stays a register with few loads)
@@ -701,13 +732,20 @@ class ConvEngine(wiring.Component):
         # -- 2×2 average pool (round half up), output FIFO, done tokens ---------
         value = rq.o.payload.value
         user = data.View(user_layout(p), rq.o.payload.user)
-        # Two stages: P1 registers the lane's partial sum (a rows-way multiplexer),
-        # P2 adds and rounds. No forwarding is needed from P2's write to P1's
-        # read: consecutive elements are in different lanes (lanes count up within
-        # a vector), and a vector is followed by at least one idle cycle (see
-        # `pop`), so an element of lane L arrives here at least two cycles after
-        # the previous element of lane L, by when `partial[L]` holds its sum.
-        partial = [Signal(signed(n.act_bits + 2), name=f"pool{r}") for r in range(rows)]
+        # Two stages: P1 registers the lane's partial sum, P2 adds and rounds.
+        # The partial sums live in a small memory read without a clock (LUT RAM
+        # on ECP5, whose read multiplexer is inside the RAM slices: a rows-way
+        # multiplexer over flip-flops took most of a cycle). No forwarding is
+        # needed from P2's write to P1's read: consecutive elements are in
+        # different lanes (lanes count up within a vector), and a vector is
+        # followed by at least one idle cycle (see `pop`), so an element of lane
+        # L arrives here at least two cycles after the previous element of lane
+        # L, by when the memory holds its sum.
+        m.submodules.pool_partials = partials = Memory(
+            shape=signed(n.act_bits + 2), depth=rows, init=[]
+        )
+        partial_write = partials.write_port()
+        partial_read = partials.read_port(domain="comb")
         p1_valid = Signal()
         p1_value = Signal.like(value)
         p1_user = Signal(user_layout(p))
@@ -718,27 +756,17 @@ class ConvEngine(wiring.Component):
         m.d.comb += [
             p1_total.eq(p1_sum + p1_value),
             p1_kept.eq(Mux(p1_user.quad.any(), p1_total, p1_value)),
+            partial_read.addr.eq(user.lane),
+            partial_write.addr.eq(p1_user.lane),
+            partial_write.data.eq(p1_kept),
+            partial_write.en.eq(p1_valid & p1_absorb),
         ]
-        p1_updates = p1_valid & p1_absorb
-        # the lane that selects the partial sum drives a rows-way multiplexer per
-        # bit: each pair of bits gets its own copy of it, made from the lane as it
-        # entered the requantizer (which never stalls), so it lands with `user`
-        lane_in = data.View(user_layout(p), rq.i.payload.user).lane
-        lane_early = delay(m, lane_in, rq.latency - 1, "pool_lane")
-        pool_picks = []
-        for k, low in enumerate(range(0, n.act_bits + 2, 2)):
-            pick = replica(m, lane_early, f"pool_lane{k}")
-            pool_picks.append(Array(part[low : low + 2] for part in partial)[pick])
         m.d.sync += [
             p1_valid.eq(rq.o.valid),
             p1_value.eq(value),
             p1_user.eq(user),
-            p1_sum.eq(Cat(*pool_picks)),
+            p1_sum.eq(partial_read.data),
         ]
-        with m.If(p1_updates):
-            for r in range(rows):
-                with m.If(equals(p1_user.lane, r)):
-                    m.d.sync += partial[r].eq(p1_kept)
         out_entry = data.StructLayout(
             {"value": signed(n.act_bits), "end": unsigned(1), "tag": unsigned(TAG_BITS)}
         )
@@ -786,21 +814,27 @@ def credit_counter(
     """A registered "a slot is free" flag (and its next value) for `slots` reserved entries.
 
     Slots come back a cycle after `give_back` (conservative, and it keeps the
-    consumer's logic out of this path); both outcomes of `take` are compared
-    before it is known, so `take` only drives the final 2:1 choice.
+    consumer's logic out of this path). The free slots are counted in a
+    thermometer code (`free[k]` = "more than k slots free"), so every next
+    state is one LUT of registers and `take`, with no adder or comparator: the
+    next "a slot is free" only picks between "free + returned ≥ 2" and "≥ 1".
     """
-    credits = Signal(range(slots + 1), init=slots, name=f"{name}_credits")
+    free = Signal(slots, init=(1 << slots) - 1, name=f"{name}_free")
     returned = Signal(name=f"{name}_returned")
-    available = Signal(init=1, name=f"{name}_available")
+    # the code shifted up (one more free) and down (one fewer), ones shifted in
+    # and zeros out at the ends
+    more, fewer = Cat(1, free[:-1]), Cat(free[1:], 0)
     available_next = Signal(name=f"{name}_available_next")
-    before = credits + returned
-    m.d.comb += available_next.eq(Mux(take, before > 1, before != 0))
+    m.d.comb += available_next.eq(
+        Mux(take, free[1] | (free[0] & returned), free[0] | returned)
+        if slots > 1
+        else ~take & (free[0] | returned)
+    )
     m.d.sync += [
         returned.eq(give_back),
-        credits.eq(before - take),
-        available.eq(available_next),
+        free.eq(Mux(returned == take, free, Mux(returned, more, fewer))),
     ]
-    return available, available_next
+    return free[0], available_next
 
 
 def delay(m: Module, value: object, cycles: int, name: str) -> object:

@@ -27,3 +27,12 @@ def replica(m: Module, value: Value, name: str) -> Signal:
     copy = Signal(value.shape(), name=name, attrs={REPLICA_ATTR: 1})
     m.d.sync += copy.eq(value)
     return copy
+
+
+def register_copies(name: str, keys: tuple[str, ...]) -> dict[str, Signal]:
+    """One-bit registers, one per key, that synthesis does not merge.
+
+    For a flag with hundreds of loads: the caller gives every copy the same
+    next value and hands each group of loads its own copy.
+    """
+    return {key: Signal(name=f"{name}_for_{key}", attrs={REPLICA_ATTR: 1}) for key in keys}

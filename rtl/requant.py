@@ -15,15 +15,16 @@ against the reference in tests/test_fixed.py):
   before the final halving gives exactly saturate(round_shift(p, s)).
 
 Pipeline (one element per cycle; every stage holds when the output is stalled;
-with `free_running` the products take two registers, see the class)::
+with `free_running` the products take three registers, see the class)::
 
     i ─► [1] s = acc + bias
          [2] partial products of s × multiplier, 16-bit slices of s (one DSP each)
-         [3] p = Σ partial << 16k
-         [4] (2p) >> (shift & ~7)               arithmetic, in two short mux trees
-         [5] t = … >> (shift & 7)
-         [6] compare t with the clamp bounds [floor, 2·hi]   floor = 2·lo, or -1 under ReLU
-         [7] t = clamp(t, floor, 2·hi),  y = (t + 1) >> 1  ─► o
+         [3] u = Σ_{k≥1} partial_k << 16(k-1)   (the lowest partial waits)
+         [4] p = partial_0 + (u << 16)
+         [5] (2p) >> (shift & ~7)               arithmetic, in two short mux trees
+         [6] t = … >> (shift & 7)
+         [7] compare t with the clamp bounds [floor, 2·hi]   floor = 2·lo, or -1 under ReLU
+         [8] t = clamp(t, floor, 2·hi),  y = (t + 1) >> 1  ─► o
 """
 
 from __future__ import annotations
@@ -83,14 +84,15 @@ class Requantizer(wiring.Component):
     element before it enters). That lets the partial products run on `Multiplier`
     with its registers inside the DSP, which has no enable (on ECP5, a
     MULT18X18D between fabric registers took 3.9 ns and set a build's clock), at
-    one more cycle of latency. iCE40 keeps the inferred products (one more fabric
-    register), which ``synth_ice40 -dsp`` already packs with their registers.
+    two more cycles of latency (the product then lands in a fabric register).
+    iCE40 keeps the inferred products (two more fabric registers), which
+    ``synth_ice40 -dsp`` already packs with their registers.
     """
 
     #: Clock edges from an input transfer to the transfer of its output, without stalls.
-    LATENCY = 7
-    #: The same with `free_running` (the products take two registers).
-    FREE_RUNNING_LATENCY = 8
+    LATENCY = 8
+    #: The same with `free_running` (the products take three registers).
+    FREE_RUNNING_LATENCY = 10
 
     def __init__(
         self,
@@ -123,7 +125,14 @@ class Requantizer(wiring.Component):
         advance = Signal()
         ready = 1 if self.free_running else ~self.o.valid | self.o.ready
         m.d.comb += [advance.eq(ready), self.i.ready.eq(advance)]
-        extra = self.latency - self.LATENCY  # the products' second register
+        target = self.dsp_target if self.dsp_target is not None else platform_target(platform)
+        # Registers the partial products take: one, or free-running two in the DSP
+        # and a fabric register to land in. On iCE40 (inferred products) the
+        # MAC16's output register and one fabric register, and the result waits
+        # one more edge at the end (`tail`), where it is narrow.
+        product_registers = (2 if target == "ice40" else 3) if self.free_running else 1
+        extra = product_registers - 1
+        tail = self.latency - self.LATENCY - extra
 
         def stage(name: str, shape: object, value: object) -> Signal:
             reg = Signal(shape, name=name)
@@ -140,12 +149,11 @@ class Requantizer(wiring.Component):
             return regs
 
         p = self.i.payload
-        valid = carry("valid", self.i.valid, self.latency - 1)
+        valid = carry("valid", self.i.valid, self.latency - 1 - tail)
         mult = carry("mult", p.multiplier, 1)[0]
-        shift_4, shift_5 = carry("shift", p.shift, 4 + extra)[-2:]
-        relu = carry("relu", p.relu, 5 + extra)[-1]
-        user = carry("user", p.user, self.latency - 1)[-1] if self.user_bits else None
-        target = self.dsp_target if self.dsp_target is not None else platform_target(platform)
+        shift_5, shift_6 = carry("shift", p.shift, 5 + extra)[-2:]
+        relu = carry("relu", p.relu, 6 + extra)[-1]
+        user = carry("user", p.user, self.latency - 1 - tail)[-1] if self.user_bits else None
 
         # [1] exact sum
         total = stage("sum", signed(n.sum_bits), p.acc + p.bias)
@@ -161,33 +169,42 @@ class Requantizer(wiring.Component):
             b_bits = n.mult_bits + 1
             limit = MAX_OPERAND_BITS.get(target)  # None: the twin takes any width
             fits = limit is None or max(a_bits, b_bits) <= limit
-            if not self.free_running:
-                partial = stage(f"partial{k}", shape, piece * mult)
-            elif target != "ice40" and fits and len(piece) > _FABRIC_SLICE_BITS:
+            if self.free_running and target != "ice40" and fits and len(piece) > _FABRIC_SLICE_BITS:
                 dsp = Multiplier(a_bits, b_bits, target=target)
                 m.submodules[f"partial{k}_dsp"] = dsp
-                partial = Signal(shape, name=f"partial{k}")
-                m.d.comb += [dsp.a.eq(piece), dsp.b.eq(mult), partial.eq(dsp.p)]
+                m.d.comb += [dsp.a.eq(piece), dsp.b.eq(mult)]
+                # the product lands in a fabric register before the adders, which
+                # may sit far from the DSP (4.5 ns on ECP5 from the requantizer's
+                # DSP to its adder in one route)
+                partial = stage(f"partial{k}", shape, dsp.p)
             else:
-                product = stage(f"partial{k}_product", shape, piece * mult)
+                product = piece * mult
+                for j in range(product_registers - 1):
+                    product = stage(f"partial{k}_product{j}", shape, product)
                 partial = stage(f"partial{k}", shape, product)
             partials.append((low, partial))
 
-        # [3] full product
-        product = stage(
-            "product", signed(n.product_bits), sum(part << low for low, part in partials)
+        # [3] the upper partials summed, the lowest one waiting beside them; then
+        #     [4] the full product (one short carry chain per stage: a 49-bit sum of
+        #     three partials in one stage took 8.4 ns on ECP5)
+        (_, lowest), upper_parts = partials[0], partials[1:]
+        upper_shape = signed(n.product_bits - SLICE_BITS)
+        upper_sum = stage(
+            "upper", upper_shape, sum(part << (low - SLICE_BITS) for low, part in upper_parts)
         )
+        lowest = stage("lowest", lowest.shape(), lowest)
+        product = stage("product", signed(n.product_bits), lowest + (upper_sum << SLICE_BITS))
 
-        # [4] doubled, shifted by the multiple-of-8 part of the shift...
+        # [5] doubled, shifted by the multiple-of-8 part of the shift...
         doubled = Signal(signed(n.product_bits + 1))
         m.d.comb += doubled.eq(product << 1)
         coarse = stage(
-            "coarse", signed(n.product_bits + 1), doubled >> Cat(Const(0, 3), shift_4[3:])
+            "coarse", signed(n.product_bits + 1), doubled >> Cat(Const(0, 3), shift_5[3:])
         )
-        # [5] ...then by the rest: t = floor(2p / 2^shift), in two short mux trees
-        shifted = stage("shifted", signed(n.product_bits + 1), coarse >> shift_5[:3])
+        # [6] ...then by the rest: t = floor(2p / 2^shift), in two short mux trees
+        shifted = stage("shifted", signed(n.product_bits + 1), coarse >> shift_6[:3])
 
-        # [6] compare with the clamp bounds; the wide part is only "does t fit in
+        # [7] compare with the clamp bounds; the wide part is only "does t fit in
         #     act_bits + 2 bits" (all upper bits equal), so no wide comparator
         narrow_bits = n.act_bits + 2
         upper = shifted[narrow_bits - 1 :]
@@ -199,11 +216,18 @@ class Requantizer(wiring.Component):
         floor = stage("floor", signed(narrow_bits), floor)
         narrow = stage("narrow", signed(narrow_bits), low_part)
 
-        # [7] clamp so that halving lands in [lo, hi] (or [0, hi] under ReLU), round half up
+        # [8] clamp so that halving lands in [lo, hi] (or [0, hi] under ReLU), round half up
         clamped = Mux(over, 2 * hi, Mux(under, floor, narrow))
+        result_valid = stage("result_valid", unsigned(1), valid[-1])
+        result = stage("result", signed(n.act_bits), (clamped + 1) >> 1)
+        result_user = stage("result_user", user.shape(), user) if user is not None else None
+        for k in range(tail):
+            result_valid = stage(f"result_valid_tail{k}", unsigned(1), result_valid)
+            result = stage(f"result_tail{k}", signed(n.act_bits), result)
+            if result_user is not None:
+                result_user = stage(f"result_user_tail{k}", user.shape(), result_user)
         value = self.o.payload.value if self.user_bits else self.o.payload
-        with m.If(advance):
-            m.d.sync += [self.o.valid.eq(valid[-1]), value.eq((clamped + 1) >> 1)]
-            if user is not None:
-                m.d.sync += self.o.payload.user.eq(user)
+        m.d.comb += [self.o.valid.eq(result_valid), value.eq(result)]
+        if result_user is not None:
+            m.d.comb += self.o.payload.user.eq(result_user)
         return m
