@@ -36,7 +36,7 @@ from functools import reduce
 from typing import TYPE_CHECKING
 
 from amaranth import Cat, Module, Mux, Signal, signed, unsigned
-from amaranth.lib import data, fifo, stream, wiring
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
@@ -59,6 +59,8 @@ from rtl.prefetch import PrefetchQueue
 from rtl.replica import register_copies, replica
 from rtl.requant import Requantizer
 from rtl.row_queue import RowQueue
+from rtl.stream_queue import StreamQueue
+from rtl.thermometer import thermometer_next
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -70,8 +72,8 @@ ACC_SPLIT = 16
 
 #: Edges from an element taking a result slot (emit) to giving it back (output
 #: pop), besides the requantizer: lane select and residual × gain (4), pooling (2),
-#: result FIFO and queue (2).
-_RESULT_ROUND_TRIP = 8
+#: result queues (1), as the cycle-model tests measure it.
+_RESULT_ROUND_TRIP = 7
 
 #: Results in flight between the vector register and the output stream: at least
 #: the round trip, or the output unit waits for credits at full rate (the cycle
@@ -581,14 +583,12 @@ class ConvEngine(wiring.Component):
         m.submodules.requant = rq = Requantizer(
             n, user_bits, free_running=True, dsp_target=self.dsp_target
         )
-        m.submodules.residual_in = res_fifo = fifo.SyncFIFOBuffered(
-            width=n.act_bits, depth=OUTPUT_SLOTS
-        )
-        wiring.connect(m, wiring.flipped(self.residual), res_fifo.w_stream)
+        m.submodules.residual_in = res_fifo = StreamQueue(n.act_bits, OUTPUT_SLOTS)
+        wiring.connect(m, wiring.flipped(self.residual), res_fifo.i)
         # the output unit takes residuals from a queue with registered flags, so
         # its late `emit` decision never reaches the FIFO's pointers
         m.submodules.residual_next = res_queue = PrefetchQueue(n.act_bits)
-        wiring.connect(m, res_fifo.r_stream, res_queue.i)
+        wiring.connect(m, res_fifo.o, res_queue.i)
         entry = data.StructLayout(
             {"acc": unsigned(rows * n.acc_bits), "meta": pixel_meta_layout(p)}
         )
@@ -636,26 +636,17 @@ class ConvEngine(wiring.Component):
         # empty register (one idle cycle per vector in the output unit), and the
         # count of vectors the row queues hold is kept here, counting a push two
         # cycles late (its data is at the queues' heads one cycle after the push)
-        held = Signal(range(slots + 2))
-        held_next = Signal.like(held)
+        held = Signal(slots + 1)  # thermometer code (rtl/thermometer.py)
         arrived = delay(m, finishing, 2, "arrived")
         # `pop_next` feeds per-row copies across the die, so it is a few LUTs of
-        # registers: "some vector is held" comes from registered `held` ≥ 1 / ≥ 2
-        # flags, not from the count's adder
-        held_some = Signal()
-        held_two = Signal()
+        # registers: "some vector is held" and "two are" are bits of `held`
+        held_some, held_two = held[0], held[1]
         some_next = Mux(pop, Mux(arrived, held_some, held_two), arrived | held_some)
         m.d.comb += [
-            held_next.eq(held + arrived - pop),
             have_next.eq(pop | (have & ~(emit & lane_last))),
             pop_next.eq(some_next & ~have_next),
         ]
-        m.d.sync += [
-            held.eq(held_next),
-            held_some.eq(held_next.any()),
-            held_two.eq(held_next >= 2),
-            pop.eq(pop_next),
-        ]
+        m.d.sync += [held.eq(thermometer_next(held, arrived, pop)), pop.eq(pop_next)]
         # the wide vector register loads whenever it is empty (its enables are
         # per-row copies of the register `have`); only `pop` makes it count
         for r in range(rows):
@@ -732,7 +723,9 @@ class ConvEngine(wiring.Component):
         # -- 2×2 average pool (round half up), output FIFO, done tokens ---------
         value = rq.o.payload.value
         user = data.View(user_layout(p), rq.o.payload.user)
-        # Two stages: P1 registers the lane's partial sum, P2 adds and rounds.
+        # Two stages: P1 registers the lane's partial sum, P2 adds. The rounding
+        # half (+2 before >> 2) enters with a window's first element, registered
+        # in P1, so P2 has one carry chain, not two in a row.
         # The partial sums live in a small memory read without a clock (LUT RAM
         # on ECP5, whose read multiplexer is inside the RAM slices: a rows-way
         # multiplexer over flip-flops took most of a cycle). No forwarding is
@@ -751,11 +744,12 @@ class ConvEngine(wiring.Component):
         p1_user = Signal(user_layout(p))
         p1_sum = Signal(signed(n.act_bits + 2))  # the lane's partial sum so far
         p1_absorb = p1_user.pool & (p1_user.quad != 3)
+        p1_biased = Signal(signed(n.act_bits + 2))  # value + 2: a window's first partial
         p1_total = Signal(signed(n.act_bits + 2))
         p1_kept = Signal(signed(n.act_bits + 2))  # what P2 leaves in the lane's partial
         m.d.comb += [
             p1_total.eq(p1_sum + p1_value),
-            p1_kept.eq(Mux(p1_user.quad.any(), p1_total, p1_value)),
+            p1_kept.eq(Mux(p1_user.quad.any(), p1_total, p1_biased)),
             partial_read.addr.eq(user.lane),
             partial_write.addr.eq(p1_user.lane),
             partial_write.data.eq(p1_kept),
@@ -764,6 +758,7 @@ class ConvEngine(wiring.Component):
         m.d.sync += [
             p1_valid.eq(rq.o.valid),
             p1_value.eq(value),
+            p1_biased.eq(value + 2),
             p1_user.eq(user),
             p1_sum.eq(partial_read.data),
         ]
@@ -774,26 +769,23 @@ class ConvEngine(wiring.Component):
         result_valid = Signal()
         m.d.sync += [
             result_valid.eq(p1_valid & ~p1_absorb),
-            result.value.eq(Mux(p1_user.pool, (p1_total + 2) >> 2, p1_value)),
+            result.value.eq(Mux(p1_user.pool, p1_total >> 2, p1_value)),
             result.end.eq(p1_user.end),
             result.tag.eq(p1_user.tag),
         ]
-        # one entry more than the credits: SyncFIFOBuffered refuses a write while
-        # an entry is still moving from its memory to its output register
-        m.submodules.results = out_fifo = fifo.SyncFIFOBuffered(
-            width=out_entry.size, depth=OUTPUT_SLOTS + 1
-        )
+        # as deep as the credits: a result always finds room
+        m.submodules.results = out_fifo = StreamQueue(out_entry.size, OUTPUT_SLOTS)
         # the output stream reads a queue with registered flags: `o.ready` and the
         # done FIFO's room reach two registers, not the FIFO's pointers
         m.submodules.results_next = out_queue = PrefetchQueue(out_entry.size)
-        wiring.connect(m, out_fifo.r_stream, out_queue.i)
+        wiring.connect(m, out_fifo.o, out_queue.i)
         head = data.View(out_entry, out_queue.head)
         # done tokens wait in a queue whose room is a register, so the last
         # element's handshake does not loop through a FIFO's level
         m.submodules.done_tokens = done_queue = PrefetchQueue(TAG_BITS)
         m.d.comb += [
-            out_fifo.w_data.eq(result),
-            out_fifo.w_en.eq(result_valid),
+            out_fifo.i.payload.eq(result),
+            out_fifo.i.valid.eq(result_valid),
             # the last element of a tile leaves only when its token has room to follow
             self.o.valid.eq(out_queue.head_valid & (~head.end | done_queue.i.ready)),
             self.o.payload.eq(head.value),
@@ -814,26 +806,19 @@ def credit_counter(
     """A registered "a slot is free" flag (and its next value) for `slots` reserved entries.
 
     Slots come back a cycle after `give_back` (conservative, and it keeps the
-    consumer's logic out of this path). The free slots are counted in a
-    thermometer code (`free[k]` = "more than k slots free"), so every next
-    state is one LUT of registers and `take`, with no adder or comparator: the
-    next "a slot is free" only picks between "free + returned ≥ 2" and "≥ 1".
+    consumer's logic out of this path). The free slots are counted in
+    thermometer code, so the next "a slot is free" is one LUT of registers and
+    `take`, which only picks between "free + returned ≥ 2" and "≥ 1".
     """
     free = Signal(slots, init=(1 << slots) - 1, name=f"{name}_free")
     returned = Signal(name=f"{name}_returned")
-    # the code shifted up (one more free) and down (one fewer), ones shifted in
-    # and zeros out at the ends
-    more, fewer = Cat(1, free[:-1]), Cat(free[1:], 0)
     available_next = Signal(name=f"{name}_available_next")
     m.d.comb += available_next.eq(
         Mux(take, free[1] | (free[0] & returned), free[0] | returned)
         if slots > 1
         else ~take & (free[0] | returned)
     )
-    m.d.sync += [
-        returned.eq(give_back),
-        free.eq(Mux(returned == take, free, Mux(returned, more, fewer))),
-    ]
+    m.d.sync += [returned.eq(give_back), free.eq(thermometer_next(free, returned, take))]
     return free[0], available_next
 
 
