@@ -35,7 +35,7 @@ import operator
 from functools import reduce
 from typing import TYPE_CHECKING
 
-from amaranth import Cat, Module, Mux, Signal, signed, unsigned
+from amaranth import Cat, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -45,16 +45,16 @@ from rtl.conv_layouts import (
     DIM_BITS,
     TAG_BITS,
     bits_for,
-    channel_param_layout,
     command_layout,
     input_addr_bits,
     input_write_layout,
     lane_bits,
     param_addr_bits,
     param_write_layout,
+    requant_param_layout,
     weight_write_layout,
 )
-from rtl.dsp import Multiplier
+from rtl.dsp import Multiplier, platform_target
 from rtl.prefetch import PrefetchQueue
 from rtl.replica import register_copies, replica
 from rtl.requant import Requantizer
@@ -182,9 +182,13 @@ class ConvEngine(wiring.Component):
         p = self.params
         rows, cols = p.array.rows, p.array.cols
         n = p.numeric
+        target = self.dsp_target if self.dsp_target is not None else platform_target(platform)
 
         # -- buffers: block RAM with registered outputs (rtl/bram.py) ----------
-        param_shape = channel_param_layout(p)
+        # the per-channel constants in two buffers: the gain, read first for
+        # residual × gain, and the requantizer's, read as its product is ready
+        # (one buffer's word delayed two cycles cost 2 × 54 flip-flops)
+        constants = requant_param_layout(p)
         # (its read address and clear reach each of its tiles from a copy of
         # their own: one register drove all 32 tiles' resets on ECP5, 8.4 ns)
         m.submodules.input_buffer = in_ram = RegisteredRAM(
@@ -206,8 +210,11 @@ class ConvEngine(wiring.Component):
             )
             m.submodules[f"weight_buffer{r}"] = ram
             w_rams.append(ram)
+        m.submodules.gain_buffer = gain_ram = RegisteredRAM(
+            n.gain_bits, p.buffers.param_depth, target=self.dsp_target
+        )
         m.submodules.param_buffer = par_ram = RegisteredRAM(
-            param_shape.size, p.buffers.param_depth, target=self.dsp_target
+            constants.size, p.buffers.param_depth, target=self.dsp_target
         )
         # Writes pass through registers (a copy per group of rows for the weights,
         # then the buffers' own copies per group of tiles) before they fan out to
@@ -219,10 +226,16 @@ class ConvEngine(wiring.Component):
             self.weight_write.ready.eq(1),
             self.param_write.ready.eq(1),
         ]
-        for ram, stream_in in ((in_ram, self.input_write), (par_ram, self.param_write)):
+        pw = self.param_write.payload.data
+        written = (
+            (in_ram, self.input_write, self.input_write.payload.data),
+            (gain_ram, self.param_write, pw.gain),
+            (par_ram, self.param_write, Cat(*(getattr(pw, f) for f in constants.members))),
+        )
+        for ram, stream_in, word in written:
             m.d.sync += [
                 ram.w_addr.eq(stream_in.payload.addr),
-                ram.w_data.eq(stream_in.payload.data),
+                ram.w_data.eq(word),
                 ram.w_en.eq(stream_in.valid),
             ]
         wp = self.weight_write.payload
@@ -452,7 +465,7 @@ class ConvEngine(wiring.Component):
         ]
         a1_iy, a1_ix = Signal(coord), Signal(coord)
         a1_valid, a1_first, a1_last = Signal(), Signal(), Signal()
-        a1_goff = Signal.like(g_off)
+        a1_base = Signal(input_addr_bits(p))  # the group's plane in the buffer
         a1_waddr = Signal.like(w_ptr)
         m.d.sync += [
             a1_valid.eq(a0_valid),
@@ -460,7 +473,7 @@ class ConvEngine(wiring.Component):
             a1_last.eq(a0_last),
             a1_iy.eq(a0_y + a0_u),
             a1_ix.eq(a0_x + a0_v),
-            a1_goff.eq(a0_goff),
+            a1_base.eq(cmd.in_base + a0_goff),
             a1_waddr.eq(a0_waddr),
         ]
 
@@ -472,7 +485,7 @@ class ConvEngine(wiring.Component):
         m.d.sync += [
             a2_inside.eq((a1_iy >= 0) & (a1_iy < h_up) & (a1_ix >= 0) & (a1_ix < w_up)),
             a2_row.eq(a1_iy >> cmd.upsample),
-            a2_part.eq(cmd.in_base + a1_goff + col),
+            a2_part.eq(a1_base + col),
         ]
         m.submodules.row_times_width = row_mul = Multiplier(
             DIM_BITS + 2, DIM_BITS + 1, target=self.dsp_target
@@ -525,37 +538,20 @@ class ConvEngine(wiring.Component):
         first_pre = delay(m, a1_first, ctrl_delay - 1, "first")
         valid_all = delay(m, valid_pre, 1, "valid_all")
         last_t = delay(m, a1_last, ctrl_delay, "last")
-        # Each accumulator adds in two halves, the high half one cycle later with
-        # the low half's carry, so no carry chain is longer than ACC_SPLIT bits.
-        high_bits = n.acc_bits - ACC_SPLIT
-        acc = []
-        for r in range(rows):
-            # each row's accumulators get their own copy of the control flags
-            # (512 enables on one net would not reach across the die in a cycle)
-            valid_t = replica(m, valid_pre, f"acc{r}_valid")
-            first_t = replica(m, first_pre, f"acc{r}_first")
-            valid_d = replica(m, valid_t, f"acc{r}_valid_d")
-            first_d = replica(m, first_t, f"acc{r}_first_d")
-            low = Signal(ACC_SPLIT, name=f"acc{r}_low")
-            carry = Signal(name=f"acc{r}_carry")
-            low_done = Signal(ACC_SPLIT, name=f"acc{r}_low_done")
-            high = Signal(high_bits, name=f"acc{r}_high")
-            high_in = Signal(high_bits, name=f"acc{r}_high_in")
-            total = row_sums[r].as_signed()
-            with m.If(valid_t):
-                m.d.sync += Cat(low, carry).eq(Mux(first_t, 0, low) + total[:ACC_SPLIT])
-            m.d.sync += [
-                # (the slice is unsigned: re-sign it so the assignment sign-extends)
-                high_in.eq(
-                    total[ACC_SPLIT:].as_signed()
-                    if len(total) > ACC_SPLIT
-                    else total[-1].replicate(high_bits)
-                ),
-                low_done.eq(low),
-            ]
-            with m.If(valid_d):
-                m.d.sync += high.eq(Mux(first_d, 0, high) + high_in + carry)
-            acc.append(Cat(low_done, high))
+        acc = [
+            accumulator(
+                m,
+                row_sums[r].as_signed(),
+                # each row's accumulators get their own copy of the control flags
+                # (512 enables on one net would not reach across the die in a cycle)
+                valid=replica(m, valid_pre, f"acc{r}_valid"),
+                first=replica(m, first_pre, f"acc{r}_first"),
+                width=n.acc_bits,
+                split=target != "ice40",
+                name=f"acc{r}",
+            )
+            for r in range(rows)
+        ]
         finishing = delay(m, valid_all & last_t, 1, "finishing")
 
         # One queue per row, each by its row's accumulators, so no write address
@@ -630,7 +626,8 @@ class ConvEngine(wiring.Component):
             meta_queue.pop.eq(replica(m, pop_next, "pop_meta")),
             res_queue.pop.eq(emit & wants_residual),
             emit_yielding.eq(emit & yields),
-            par_ram.r_addr.eq(param_ptr),
+            gain_ram.r_addr.eq(param_ptr),
+            par_ram.r_addr.eq(delay(m, param_ptr, Multiplier.LATENCY, "param_ptr")),
         ]
         # `pop` is a register, decided a cycle ahead: a vector loads only into an
         # empty register (one idle cycle per vector in the output unit), and the
@@ -699,16 +696,16 @@ class ConvEngine(wiring.Component):
             d1_user.tag.eq(vmeta.tag),
             d1_relu.eq(vmeta.relu),
         ]
-        # residual × gain on a registered DSP; the channel's constants (read from
-        # the parameter buffer, two cycles after d0) and the rest wait alongside
+        # residual × gain on a registered DSP (the gain is read two cycles after
+        # d0); the accumulator and the rest wait alongside, and the requantizer's
+        # constants are read as late as the product is ready
         m.submodules.residual_gain = gain_mul = Multiplier(
             n.act_bits, n.gain_bits + 1, target=self.dsp_target
         )
-        par = data.View(param_shape, par_ram.r_data)
-        m.d.comb += [gain_mul.a.eq(delay(m, d1_res, 1, "d2_res")), gain_mul.b.eq(par.gain)]
+        m.d.comb += [gain_mul.a.eq(delay(m, d1_res, 1, "d2_res")), gain_mul.b.eq(gain_ram.r_data)]
         wait = 1 + gain_mul.LATENCY
         acc_w = delay(m, d2_acc, wait - 1, "out_acc")
-        par_w = data.View(param_shape, delay(m, par.as_value(), gain_mul.LATENCY, "out_par"))
+        par_w = data.View(constants, par_ram.r_data)
         m.d.sync += [
             rq.i.valid.eq(delay(m, d1_valid, wait, "out_valid")),
             rq.i.payload.acc.eq(acc_w + gain_mul.p),
@@ -798,6 +795,55 @@ class ConvEngine(wiring.Component):
             done_queue.pop.eq(self.done.ready),
         ]
         return m
+
+
+def accumulator(
+    m: Module,
+    total: Value,
+    *,
+    valid: Signal,
+    first: Signal,
+    width: int,
+    split: bool,
+    name: str,
+) -> Value:
+    """Σ `total` over the beats of a pixel (`first` restarts it), two edges late.
+
+    With `split`, the sum adds in two halves, the high half one edge later with
+    the low half's carry, so no carry chain is longer than ACC_SPLIT bits (ECP5
+    at 150 MHz). Without, one `width`-bit add and a plain register after it: on
+    iCE40 a 32-bit chain fits a 50 MHz cycle, and the split's carry register was
+    placed far from its chain (a 4–5.5 ns route that set the clock).
+    """
+    if not split:
+        whole = Signal(width, name=f"{name}_whole")
+        done = Signal(width, name=f"{name}_done")
+        with m.If(valid):
+            m.d.sync += whole.eq(Mux(first, 0, whole) + total)
+        m.d.sync += done.eq(whole)
+        return done
+    high_bits = width - ACC_SPLIT
+    valid_d = replica(m, valid, f"{name}_valid_d")
+    first_d = replica(m, first, f"{name}_first_d")
+    low = Signal(ACC_SPLIT, name=f"{name}_low")
+    carry = Signal(name=f"{name}_carry")
+    low_done = Signal(ACC_SPLIT, name=f"{name}_low_done")
+    high = Signal(high_bits, name=f"{name}_high")
+    high_in = Signal(high_bits, name=f"{name}_high_in")
+    with m.If(valid):
+        m.d.sync += Cat(low, carry).eq(Mux(first, 0, low) + total[:ACC_SPLIT])
+    m.d.sync += [
+        # (the slice is unsigned: re-sign it so the assignment sign-extends)
+        high_in.eq(
+            total[ACC_SPLIT:].as_signed()
+            if len(total) > ACC_SPLIT
+            else total[-1].replicate(high_bits)
+        ),
+        low_done.eq(low),
+    ]
+    with m.If(valid_d):
+        m.d.sync += high.eq(Mux(first_d, 0, high) + high_in + carry)
+    return Cat(low_done, high)
 
 
 def credit_counter(

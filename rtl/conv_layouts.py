@@ -102,17 +102,22 @@ def weight_write_layout(p: GraceParams) -> data.StructLayout:
     )
 
 
-def channel_param_layout(p: GraceParams) -> data.StructLayout:
-    """Per output channel: the output unit's constants and the residual gain."""
+def requant_param_layout(p: GraceParams) -> data.StructLayout:
+    """Per output channel: the requantizer's constants (the engine's parameter buffer)."""
     n = p.numeric
     return data.StructLayout(
         {
             "bias": signed(n.bias_bits),
             "multiplier": unsigned(n.mult_bits),
             "shift": unsigned(n.shift_bits),
-            "gain": unsigned(n.gain_bits),
         }
     )
+
+
+def channel_param_layout(p: GraceParams) -> data.StructLayout:
+    """Per output channel: the output unit's constants and the residual gain."""
+    n = p.numeric
+    return data.StructLayout({**requant_param_layout(p).members, "gain": unsigned(n.gain_bits)})
 
 
 def param_write_layout(p: GraceParams) -> data.StructLayout:

@@ -347,14 +347,16 @@ def simulate_amaranth(
     residual_prob: float = 1.0,
     seed: int = 0,
     stall_limit: int = 5000,
+    dsp_target: str | None = None,
 ) -> ConvRun:
     """Load every program's buffers, issue their commands back to back, collect outputs.
 
     Outputs leave under random back-pressure (`ready_prob`) and residual values
     arrive with random gaps (`residual_prob`); cycles are counted from the
-    first command's transfer to the last done token's.
+    first command's transfer to the last done token's. `dsp_target` elaborates
+    a board's form of the engine (e.g. "ice40") instead of the twin.
     """
-    dut = ConvEngine(params)
+    dut = ConvEngine(params, dsp_target=dsp_target)
     rng = random.Random(seed)
     outputs: list[int] = []
     tokens: list[int] = []

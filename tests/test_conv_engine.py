@@ -71,6 +71,17 @@ def test_other_array_shapes(name: str) -> None:
         np.testing.assert_array_equal(run.outputs, prog.expected, err_msg=case.describe())
 
 
+@pytest.mark.parametrize("index", range(0, len(SWEEP), 4))
+def test_ice40_form_matches_l2_and_the_cycle_model(index: int) -> None:
+    """The iCE40 elaboration (one-step accumulators, inferred requantizer products,
+    a tail register) computes the same values in the same cycles."""
+    case = SWEEP[index]
+    prog = program(case, PARAMS)
+    run = simulate_amaranth([prog], PARAMS, dsp_target="ice40")
+    np.testing.assert_array_equal(run.outputs, prog.expected)
+    assert run.cycles == tile_cycles(PARAMS, case.shape).cycles
+
+
 @pytest.mark.parametrize("index", range(0, len(SWEEP), 2))
 def test_cycle_model_is_exact_without_back_pressure(index: int) -> None:
     case = SWEEP[index]
