@@ -72,8 +72,8 @@ ACC_SPLIT = 16
 
 #: Edges from an element taking a result slot (emit) to giving it back (output
 #: pop), besides the requantizer: lane select and residual × gain (4), pooling (2),
-#: result queues (1), as the cycle-model tests measure it.
-_RESULT_ROUND_TRIP = 7
+#: result queues (2), as the cycle-model tests measure it.
+_RESULT_ROUND_TRIP = 8
 
 #: Results in flight between the vector register and the output stream: at least
 #: the round trip, or the output unit waits for credits at full rate (the cycle

@@ -11,9 +11,11 @@ read pointer, each advanced by the row's own copy of the enable, and a memory
 read through a transparent synchronous port (LUT RAM and an address register on
 ECP5, block RAM on iCE40).
 
-`head` is the oldest entry not yet popped, a cycle after it was written. The
-user guarantees never to push into a full queue nor pop an empty one; the
-queue does not check (it has no flags to check with).
+`head` is the oldest entry not yet popped, a cycle after it was written (two
+with `transparent=False`, which spares iCE40 the bypass logic Yosys builds
+around block RAM for a read of the address being written). The user
+guarantees never to push into a full queue nor pop an empty one; the queue
+does not check (it has no flags to check with).
 """
 
 from __future__ import annotations
@@ -27,15 +29,15 @@ from amaranth.lib.wiring import In, Out
 class RowQueue(wiring.Component):
     """`depth` entries of `width` bits; `push` writes `data`, `pop` drops `head`."""
 
-    def __init__(self, width: int, depth: int) -> None:
-        self.width, self.depth = width, depth
+    def __init__(self, width: int, depth: int, *, transparent: bool = True) -> None:
+        self.width, self.depth, self.transparent = width, depth, transparent
         super().__init__({"data": In(width), "push": In(1), "pop": In(1), "head": Out(width)})
 
     def elaborate(self, platform: object) -> Module:
         m = Module()
         m.submodules.storage = mem = Memory(shape=unsigned(self.width), depth=self.depth, init=[])
         wp = mem.write_port()
-        rp = mem.read_port(transparent_for=(wp,))
+        rp = mem.read_port(transparent_for=(wp,) if self.transparent else ())
         write_at = Signal(range(self.depth))
         read_at = Signal(range(self.depth))
         read_next = Signal.like(read_at)

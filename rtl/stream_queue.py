@@ -4,8 +4,11 @@ Why not `lib.fifo.SyncFIFOBuffered`: its level is a binary count, and the next
 level (an adder after the read and write enables) fed its flags in the same
 cycle; on ECP5 the conv engine's result FIFO took 7.0 ns there. Here the level
 is in thermometer code (rtl/thermometer.py), so every next flag is one LUT of
-registers and the two enables. Storage is a `RowQueue` (LUT RAM read through a
-registered address on ECP5, block RAM on iCE40).
+registers and the two enables. Storage is a `RowQueue` without read-write
+bypass (LUT RAM on ECP5, block RAM on iCE40, where Yosys's bypass logic for a
+transparent read set the clock): an entry becomes `o.valid` two edges after
+its push when it goes straight to the head, one edge otherwise. From three
+entries deep it passes one element per cycle.
 """
 
 from __future__ import annotations
@@ -34,13 +37,16 @@ class StreamQueue(wiring.Component):
 
     def elaborate(self, platform: object) -> Module:
         m = Module()
-        m.submodules.storage = storage = RowQueue(self.width, self.depth)
+        m.submodules.storage = storage = RowQueue(self.width, self.depth, transparent=False)
         level = Signal(self.depth, name="level")
+        # the head was written at the last edge, which its read did not see yet:
+        # a push into an empty queue, or into one whose only entry left
+        stale = Signal()
         push = Signal()
         pop = Signal()
         m.d.comb += [
             self.i.ready.eq(~level[-1]),
-            self.o.valid.eq(level[0]),
+            self.o.valid.eq(level[0] & ~stale),
             self.o.payload.eq(storage.head),
             push.eq(self.i.valid & self.i.ready),
             pop.eq(self.o.valid & self.o.ready),
@@ -48,5 +54,8 @@ class StreamQueue(wiring.Component):
             storage.push.eq(push),
             storage.pop.eq(pop),
         ]
-        m.d.sync += level.eq(thermometer_next(level, push, pop))
+        m.d.sync += [
+            level.eq(thermometer_next(level, push, pop)),
+            stale.eq(push & ~(level[1] | (level[0] & ~pop)) if self.depth > 1 else push),
+        ]
         return m

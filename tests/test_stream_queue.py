@@ -1,4 +1,8 @@
-"""StreamQueue (rtl/stream_queue.py): order, flags against a model every edge, full rate."""
+"""StreamQueue (rtl/stream_queue.py): order, flags against a model every edge, full rate.
+
+The head is valid exactly when the model holds an entry that was pushed at
+least two edges ago, or one edge ago behind an older entry that has since left
+(its read saw it then)."""
 
 from __future__ import annotations
 
@@ -20,8 +24,9 @@ def run_queue(depth: int, values: list[int], *, push_prob: float, pop_prob: floa
 
     async def bench(ctx: SimulatorContext) -> None:
         nonlocal cycles
-        model: list[int] = []
+        model: list[tuple[int, int]] = []  # (value, cycle it was pushed)
         pending = list(values)
+        readable = False  # the head's read has seen it (not written at the last edge)
         while len(taken) < len(values):
             assert cycles < 20 * len(values) + 20, "the queue stopped moving"
             offer = bool(pending) and rng.random() < push_prob
@@ -30,16 +35,18 @@ def run_queue(depth: int, values: list[int], *, push_prob: float, pop_prob: floa
             ctx.set(dut.i.payload, pending[0] if pending else 0)
             ctx.set(dut.o.ready, want)
             valid, ready, head = ctx.get(dut.o.valid), ctx.get(dut.i.ready), ctx.get(dut.o.payload)
-            assert valid == bool(model), f"cycle {cycles}: valid {valid}, holding {len(model)}"
+            assert valid == (bool(model) and readable), f"cycle {cycles}: valid {valid}"
             assert ready == (len(model) < depth), f"cycle {cycles}: ready {ready}"
             if valid:
-                assert head == model[0], f"cycle {cycles}: head {head}, expected {model[0]}"
+                assert head == model[0][0], f"cycle {cycles}: head {head}, expected {model[0]}"
             await ctx.tick()
             cycles += 1
             if want and valid:
-                taken.append(model.pop(0))
+                taken.append(model.pop(0)[0])
             if offer and ready:
-                model.append(pending.pop(0))
+                model.append((pending.pop(0), cycles))
+            # the head written at this edge is read at the next one
+            readable = bool(model) and model[0][1] < cycles
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
@@ -56,12 +63,14 @@ def test_order_and_registered_flags(depth: int, push_prob: float, pop_prob: floa
     assert taken == values
 
 
-@pytest.mark.parametrize("depth", [2, 16])
+@pytest.mark.parametrize("depth", [3, 16])
 def test_one_per_cycle_when_both_sides_are_willing(depth: int) -> None:
+    """From three entries up (shallower, a push behind a popped last entry waits
+    for its read, and `ready` is low while full)."""
     values = list(range(200))
     taken, cycles = run_queue(depth, values, push_prob=1.0, pop_prob=1.0, seed=1)
     assert taken == values
-    assert cycles == len(values) + 1  # one edge to fill, then one element per edge
+    assert cycles == len(values) + 2  # two edges to fill, then one element per edge
 
 
 def test_bad_depth() -> None:
