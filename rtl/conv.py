@@ -646,13 +646,16 @@ class ConvEngine(wiring.Component):
         # cycles late (its data is at the queues' heads one cycle after the push)
         held = Signal(slots + 1)  # thermometer code (rtl/thermometer.py)
         arrived = delay(m, finishing, 2, "arrived")
-        # `pop_next` feeds per-row copies across the die, so it is a few LUTs of
-        # registers: "some vector is held" and "two are" are bits of `held`
-        held_some, held_two = held[0], held[1]
-        some_next = Mux(pop, Mux(arrived, held_some, held_two), arrived | held_some)
+        # `pop_next` feeds per-row copies across the die, so it is two LUTs of
+        # registers: "a vector is held or arriving, none was just taken" and
+        # "the register is empty or its last lane leaves now" (the same as
+        # `some held next & ~have_next`, written out; "some vector is held" is a
+        # bit of `held`)
         m.d.comb += [
             have_next.eq(pop | (have & ~(emit & lane_last))),
-            pop_next.eq(some_next & ~have_next),
+            pop_next.eq(
+                (~pop & (arrived | held[0])) & (~have | (credit_ok & residual_ok & lane_last))
+            ),
         ]
         m.d.sync += [held.eq(thermometer_next(held, arrived, pop)), pop.eq(pop_next)]
         # the wide vector register loads whenever it is empty (its enables are
