@@ -585,7 +585,11 @@ class ConvEngine(wiring.Component):
         m.submodules.requant = rq = Requantizer(
             n, user_bits, free_running=True, dsp_target=self.dsp_target
         )
-        m.submodules.residual_in = res_fifo = StreamQueue(n.act_bits, OUTPUT_SLOTS)
+        # (StreamQueue's storage reads transparently where that is the cheaper form)
+        lut_ram = target != "ice40"
+        m.submodules.residual_in = res_fifo = StreamQueue(
+            n.act_bits, OUTPUT_SLOTS, transparent_storage=lut_ram
+        )
         wiring.connect(m, wiring.flipped(self.residual), res_fifo.i)
         # the output unit takes residuals from a queue with registered flags, so
         # its late `emit` decision never reaches the FIFO's pointers
@@ -790,7 +794,9 @@ class ConvEngine(wiring.Component):
             result.tag.eq(p1_user.tag),
         ]
         # as deep as the credits: a result always finds room
-        m.submodules.results = out_fifo = StreamQueue(out_entry.size, OUTPUT_SLOTS)
+        m.submodules.results = out_fifo = StreamQueue(
+            out_entry.size, OUTPUT_SLOTS, transparent_storage=lut_ram
+        )
         # the output stream reads a queue with registered flags: `o.ready` and the
         # done FIFO's room reach two registers, not the FIFO's pointers
         m.submodules.results_next = out_queue = PrefetchQueue(out_entry.size)

@@ -4,11 +4,14 @@ Why not `lib.fifo.SyncFIFOBuffered`: its level is a binary count, and the next
 level (an adder after the read and write enables) fed its flags in the same
 cycle; on ECP5 the conv engine's result FIFO took 7.0 ns there. Here the level
 is in thermometer code (rtl/thermometer.py), so every next flag is one LUT of
-registers and the two enables. Storage is a `RowQueue` without read-write
-bypass (LUT RAM on ECP5, block RAM on iCE40, where Yosys's bypass logic for a
-transparent read set the clock): an entry becomes `o.valid` two edges after
-its push when it goes straight to the head, one edge otherwise. From three
-entries deep it passes one element per cycle.
+registers and the two enables. Storage is a `RowQueue`. An entry becomes
+`o.valid` two edges after its push when it goes straight to the head, one edge
+otherwise, so its read never needs to see the write of the same edge: the
+storage's read may be transparent or not, as suits the FPGA, with the same
+timing. `transparent_storage=False` suits iCE40 block RAM (Yosys's bypass
+logic for a transparent read set the clock); True suits ECP5 LUT RAM (Yosys
+then registers the read address, not the data after the RAM). From three
+entries deep the queue passes one element per cycle.
 """
 
 from __future__ import annotations
@@ -24,20 +27,23 @@ from rtl.thermometer import thermometer_next
 class StreamQueue(wiring.Component):
     """`depth` entries of `width` bits from `i` to `o`, in order."""
 
-    def __new__(cls, width: int, depth: int) -> StreamQueue:
+    def __new__(cls, width: int, depth: int, *, transparent_storage: bool = True) -> StreamQueue:
         # Validated before the object exists, so a rejected one is not reported by
         # Amaranth as an elaboratable that was created but never used.
         if depth < 1:
             raise ValueError(f"StreamQueue depth must be at least 1, not {depth}")
         return super().__new__(cls, src_loc_at=1)
 
-    def __init__(self, width: int, depth: int) -> None:
+    def __init__(self, width: int, depth: int, *, transparent_storage: bool = True) -> None:
         self.width, self.depth = width, depth
+        self.transparent_storage = transparent_storage
         super().__init__({"i": In(stream.Signature(width)), "o": Out(stream.Signature(width))})
 
     def elaborate(self, platform: object) -> Module:
         m = Module()
-        m.submodules.storage = storage = RowQueue(self.width, self.depth, transparent=False)
+        m.submodules.storage = storage = RowQueue(
+            self.width, self.depth, transparent=self.transparent_storage
+        )
         level = Signal(self.depth, name="level")
         # the head was written at the last edge, which its read did not see yet:
         # a push into an empty queue, or into one whose only entry left

@@ -14,10 +14,10 @@ from amaranth.sim import Simulator, SimulatorContext
 from rtl.stream_queue import StreamQueue
 
 
-def run_queue(depth: int, values: list[int], *, push_prob: float, pop_prob: float, seed: int
-              ) -> tuple[list[int], int]:  # fmt: skip
+def run_queue(depth: int, values: list[int], *, push_prob: float, pop_prob: float, seed: int,
+              transparent: bool = True) -> tuple[list[int], int]:  # fmt: skip
     """Offer `values` and take them at random; return (taken, cycles), checking every edge."""
-    dut = StreamQueue(12, depth)
+    dut = StreamQueue(12, depth, transparent_storage=transparent)
     rng = random.Random(seed)
     taken: list[int] = []
     cycles = 0
@@ -55,11 +55,17 @@ def run_queue(depth: int, values: list[int], *, push_prob: float, pop_prob: floa
     return taken, cycles
 
 
+@pytest.mark.parametrize("transparent", [True, False])
 @pytest.mark.parametrize("depth", [1, 2, 5, 16, 21])
 @pytest.mark.parametrize(("push_prob", "pop_prob"), [(0.6, 0.5), (0.9, 0.3), (0.3, 0.9)])
-def test_order_and_registered_flags(depth: int, push_prob: float, pop_prob: float) -> None:
+def test_order_and_registered_flags(
+    depth: int, push_prob: float, pop_prob: float, transparent: bool
+) -> None:
+    """Both storage forms: the same flags on the same edges."""
     values = [random.Random(depth).getrandbits(12) for _ in range(300)]
-    taken, _ = run_queue(depth, values, push_prob=push_prob, pop_prob=pop_prob, seed=depth)
+    taken, _ = run_queue(
+        depth, values, push_prob=push_prob, pop_prob=pop_prob, seed=depth, transparent=transparent
+    )
     assert taken == values
 
 
