@@ -186,6 +186,10 @@ class ConvEngine(wiring.Component):
         rows, cols = p.array.rows, p.array.cols
         n = p.numeric
         target = self.dsp_target if self.dsp_target is not None else platform_target(platform)
+        # iCE40's die is small and nearly full: the copies and stages that carry
+        # signals across an ECP5-85F only give its placer more to spread there,
+        # and its block RAM pays for a transparent read with bypass logic
+        big_die = target != "ice40"
 
         # -- buffers: block RAM with registered outputs (rtl/bram.py) ----------
         # the per-channel constants in two buffers: the gain, read first for
@@ -199,7 +203,7 @@ class ConvEngine(wiring.Component):
             p.buffers.input_depth,
             target=self.dsp_target,
             address_stages=INPUT_ADDRESS_STAGES,
-            write_stages=1,
+            write_stages=int(big_die),
         )
         # one weight buffer per row, so each sits by its row's DSPs with its own
         # copy of the read address
@@ -209,7 +213,7 @@ class ConvEngine(wiring.Component):
                 cols * n.weight_bits,
                 p.buffers.weight_depth,
                 target=self.dsp_target,
-                write_stages=1,
+                write_stages=int(big_die),
             )
             m.submodules[f"weight_buffer{r}"] = ram
             w_rams.append(ram)
@@ -286,10 +290,9 @@ class ConvEngine(wiring.Component):
         beat_last = Signal()  # v, u and g all at their limits
         # `issuing` and `beat_last` enable every counter (one beat_last register
         # drove ~200 loads, 2.6 ns to its nearest on ECP5): each counter, and the
-        # weight pointers, read copies of their own. Not on iCE40, whose die is
-        # small: there the copies only gave the placer more to spread.
+        # weight pointers, read copies of their own (on a big die).
         issuing_keys, beat_last_keys = (*counter_names, "ptr"), (*counter_names[3:], "ptr")
-        if target == "ice40":
+        if not big_die:
             issuing_for = dict.fromkeys(issuing_keys, issuing)
             beat_last_for = dict.fromkeys(beat_last_keys, beat_last)
             issuing_regs, beat_last_regs = [issuing], [beat_last]
@@ -434,7 +437,11 @@ class ConvEngine(wiring.Component):
         # it never overflows, and a flagless queue keeps the FIFO level logic out
         # of both ends) instead of riding a register through the MAC pipeline
         meta = Signal(pixel_meta_layout(p))
-        m.submodules.pixel_meta = meta_queue = RowQueue(meta.shape().size, slots)
+        # (an entry is read long after its push, so the read need not see the
+        # write of the same edge: transparent only where that is the cheap form)
+        m.submodules.pixel_meta = meta_queue = RowQueue(
+            meta.shape().size, slots, transparent=big_die
+        )
         m.d.comb += [meta_queue.data.eq(meta), meta_queue.push.eq(take)]
         m.d.comb += [
             meta.lanes.eq(Mux(at_limit["og"], cmd.last_lanes, rows)),
@@ -553,7 +560,7 @@ class ConvEngine(wiring.Component):
                 valid=replica(m, valid_pre, f"acc{r}_valid"),
                 first=replica(m, first_pre, f"acc{r}_first"),
                 width=n.acc_bits,
-                split=target != "ice40",
+                split=big_die,
                 name=f"acc{r}",
             )
             for r in range(rows)
@@ -585,10 +592,9 @@ class ConvEngine(wiring.Component):
         m.submodules.requant = rq = Requantizer(
             n, user_bits, free_running=True, dsp_target=self.dsp_target
         )
-        # (StreamQueue's storage reads transparently where that is the cheaper form)
-        lut_ram = target != "ice40"
+        # (StreamQueue's storage reads transparently where that is the cheap form)
         m.submodules.residual_in = res_fifo = StreamQueue(
-            n.act_bits, OUTPUT_SLOTS, transparent_storage=lut_ram
+            n.act_bits, OUTPUT_SLOTS, transparent_storage=big_die
         )
         wiring.connect(m, wiring.flipped(self.residual), res_fifo.i)
         # the output unit takes residuals from a queue with registered flags, so
@@ -795,7 +801,7 @@ class ConvEngine(wiring.Component):
         ]
         # as deep as the credits: a result always finds room
         m.submodules.results = out_fifo = StreamQueue(
-            out_entry.size, OUTPUT_SLOTS, transparent_storage=lut_ram
+            out_entry.size, OUTPUT_SLOTS, transparent_storage=big_die
         )
         # the output stream reads a queue with registered flags: `o.ready` and the
         # done FIFO's room reach two registers, not the FIFO's pointers
