@@ -11,13 +11,11 @@ read pointer, each advanced by the row's own copy of the enable, and a memory
 read through a transparent synchronous port (LUT RAM and an address register on
 ECP5, block RAM on iCE40).
 
-`head` is the oldest entry not yet popped, a cycle after it was written. With
-`transparent=False` it is two cycles, and `head` is undefined in the cycle
-after an entry is written to the slot it shows: the user must not use it then
-(the memory is marked `no_rw_check`, so Yosys builds no collision logic around
-iCE40 block RAM: 41 flip-flops and 25 LUTs for a 17-bit, 20-entry queue). The
-user guarantees never to push into a full queue nor pop an empty one; the
-queue does not check (it has no flags to check with).
+`head` is the oldest entry not yet popped, a cycle after it was written (two
+with `transparent=False`, which spares iCE40 the bypass logic Yosys builds
+around block RAM for a read of the address being written). The user
+guarantees never to push into a full queue nor pop an empty one; the queue
+does not check (it has no flags to check with).
 """
 
 from __future__ import annotations
@@ -37,12 +35,7 @@ class RowQueue(wiring.Component):
 
     def elaborate(self, platform: object) -> Module:
         m = Module()
-        m.submodules.storage = mem = Memory(
-            shape=unsigned(self.width),
-            depth=self.depth,
-            init=[],
-            attrs={} if self.transparent else {"no_rw_check": 1},
-        )
+        m.submodules.storage = mem = Memory(shape=unsigned(self.width), depth=self.depth, init=[])
         wp = mem.write_port()
         rp = mem.read_port(transparent_for=(wp,) if self.transparent else ())
         write_at = Signal(range(self.depth))

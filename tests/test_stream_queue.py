@@ -7,13 +7,11 @@ least two edges ago, or one edge ago behind an older entry that has since left
 from __future__ import annotations
 
 import random
-from pathlib import Path
 
 import pytest
 from amaranth.sim import Simulator, SimulatorContext
 
 from rtl.stream_queue import StreamQueue
-from sim.netlist import synthesize
 
 
 def run_queue(depth: int, values: list[int], *, push_prob: float, pop_prob: float, seed: int,
@@ -84,12 +82,3 @@ def test_one_per_cycle_when_both_sides_are_willing(depth: int) -> None:
 def test_bad_depth() -> None:
     with pytest.raises(ValueError, match="depth must be at least 1"):
         StreamQueue(8, 0)
-
-
-def test_block_ram_form_has_no_collision_logic(build_root: Path) -> None:
-    """iCE40: the storage is marked `no_rw_check`, so Yosys adds no bypass
-    registers (41 plain flip-flops for this queue without the mark)."""
-    dut = StreamQueue(17, 20, transparent_storage=False)
-    _, counts = synthesize(dut, "ice40", build_root / "stream_queue" / "ice40")
-    assert counts.get("SB_RAM40_4K", 0) == 2
-    assert counts.get("SB_DFF", 0) == 0
