@@ -11,9 +11,11 @@ read pointer, each advanced by the row's own copy of the enable, and a memory
 read through a transparent synchronous port (LUT RAM and an address register on
 ECP5, block RAM on iCE40).
 
-`head` is the oldest entry not yet popped, a cycle after it was written (two
-with `transparent=False`, which spares iCE40 the bypass logic Yosys builds
-around block RAM for a read of the address being written). The user
+`head` is the oldest entry not yet popped, a cycle after it was written. With
+`transparent=False` a read of the slot written at the same edge returns its
+old contents, so such an entry shows a cycle later; the users that choose it
+never read a slot that soon, and it suits iCE40 block RAM (Yosys builds its
+old-data collision logic instead of a transparent read's bypass). The user
 guarantees never to push into a full queue nor pop an empty one; the queue
 does not check (it has no flags to check with).
 """
