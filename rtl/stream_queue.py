@@ -41,7 +41,7 @@ class StreamQueue(wiring.Component):
 
     def elaborate(self, platform: object) -> Module:
         m = Module()
-        m.submodules.storage = storage = RowQueue(
+        m.submodules.entries = storage = RowQueue(
             self.width, self.depth, transparent=self.transparent_storage
         )
         level = Signal(self.depth, name="level")
