@@ -78,10 +78,12 @@ def _board_name(params: GraceParams, board_name: str | None) -> str:
     return name
 
 
-def plan(block: str, params: GraceParams, board_name: str | None = None) -> BuildPlan:
+def plan(
+    block: str, params: GraceParams, board_name: str | None = None, *, seed: int | None = None
+) -> BuildPlan:
     """Elaborate and write the build plan without running any tool."""
     target = board(_board_name(params, board_name))
-    return _plan(_harnessed(block, params, target), target, params)
+    return _plan(_harnessed(block, params, target), target, params, seed)
 
 
 def _harnessed(block: str, params: GraceParams, target: Board) -> StreamHarness:
@@ -90,14 +92,20 @@ def _harnessed(block: str, params: GraceParams, target: Board) -> StreamHarness:
     return StreamHarness(make_block(block, params, **options))
 
 
-def _plan(top: StreamHarness, target: Board, params: GraceParams) -> BuildPlan:
+def _plan(
+    top: StreamHarness, target: Board, params: GraceParams, seed: int | None = None
+) -> BuildPlan:
     platform = platform_at(target, params.clock_hz)
-    return platform.build(top, name=TOP, do_build=False, **_overrides(target.family))
+    return platform.build(top, name=TOP, do_build=False, **_overrides(target.family, seed))
 
 
-def _overrides(family: str) -> dict[str, str]:
-    # Over-constrained clocks must still produce a bitstream and a report.
+def _overrides(family: str, seed: int | None = None) -> dict[str, str]:
+    # Over-constrained clocks must still produce a bitstream and a report. The
+    # placer's seed moves a dense design's Fmax by ±10 % (docs/conv_engine.md);
+    # without one, nextpnr's own initial state.
     overrides = {"nextpnr_opts": "--timing-allow-fail", "script_after_read": KEEP_REPLICAS}
+    if seed is not None:
+        overrides["nextpnr_opts"] += f" --seed {seed}"
     if family == "ecp5":
         # router2 converges on the conv engine's dense DSP columns where the
         # default router was still resolving congestion after 30 minutes
@@ -129,14 +137,18 @@ def build(
     board_name: str | None = None,
     *,
     program: bool = False,
+    seed: int | None = None,
 ) -> BuildReport:
-    """Synthesise, place and route; optionally flash. Returns the parsed report."""
+    """Synthesise, place and route (placer seed `seed`); optionally flash. Returns the report."""
+    if seed is not None and seed < 1:
+        raise BuildError(f"placer seed must be a positive integer, not {seed}")
     name = _board_name(params, board_name)
     target = board(name)
     prepare_tools(target.tools)
-    build_dir = (Path(build_root) / "boards" / name / block / params.key()).resolve()
+    run = params.key() if seed is None else f"{params.key()}-seed{seed}"
+    build_dir = (Path(build_root) / "boards" / name / block / run).resolve()
     top = _harnessed(block, params, target)
-    _plan(top, target, params).execute_local(str(build_dir))
+    _plan(top, target, params, seed).execute_local(str(build_dir))
     bitstream = build_dir / (f"{TOP}.bit" if target.family == "ecp5" else f"{TOP}.bin")
     report = parse_report(
         target.family,

@@ -262,8 +262,21 @@ def sim(
     help="Parameters (default: the preset named after the board).",
 )
 @click.option("--program", is_flag=True, help="Flash the board after building.")
+@click.option(
+    "--seed",
+    default=None,
+    type=click.IntRange(min=1),
+    help="nextpnr's placer seed (placement, and with it Fmax, varies by seed; "
+    "default: nextpnr's own).",
+)
 @friendly
-def build(board_name: str | None, block: str, params_spec: str | None, program: bool) -> None:
+def build(
+    board_name: str | None,
+    block: str,
+    params_spec: str | None,
+    program: bool,
+    seed: int | None,
+) -> None:
     """Synthesise, place and route a block for a board; report resources and Fmax."""
     from boards.build import build as run_build
     from grace.summary import render_build
@@ -275,7 +288,7 @@ def build(board_name: str | None, block: str, params_spec: str | None, program: 
         raise GraceError("no board given: pass --board ulx3s-85f or --board icebreaker")
     with console.status(f"yosys + nextpnr for {board_name or chosen.board} (about a minute)…"):
         start = time.monotonic()
-        report = run_build(block, chosen, BUILD_ROOT, board_name, program=program)
+        report = run_build(block, chosen, BUILD_ROOT, board_name, program=program, seed=seed)
     console.print(render_build(report, time.monotonic() - start))
 
 

@@ -24,6 +24,16 @@ def test_build_plan(board_name: str, block: str) -> None:
     assert (f"{hz:.0f}" in constraints) or (f"{hz / 1e6:g}" in constraints), constraints
 
 
+def test_placer_seed_reaches_nextpnr_only_when_given() -> None:
+    assert "--seed" not in plan("requant", preset("icebreaker")).files["build_top.sh"]
+    assert "--seed 3" in plan("requant", preset("icebreaker"), seed=3).files["build_top.sh"]
+
+
+def test_bad_seed_is_one_clear_error(tmp_path) -> None:
+    with pytest.raises(BuildError, match="placer seed must be a positive integer, not 0"):
+        build("requant", preset("icebreaker"), tmp_path, seed=0)
+
+
 def test_ice40_build_uses_dsps() -> None:
     assert "-dsp" in plan("requant", preset("icebreaker")).files["top.ys"]
 
