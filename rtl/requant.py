@@ -85,8 +85,9 @@ class Requantizer(wiring.Component):
     with its registers inside the DSP, which has no enable (on ECP5, a
     MULT18X18D between fabric registers took 3.9 ns and set a build's clock), at
     two more cycles of latency (the product then lands in a fabric register).
-    iCE40 keeps the inferred products (two more fabric registers), which
-    ``synth_ice40 -dsp`` already packs with their registers.
+    iCE40 keeps the inferred products (the MAC16's output register, which
+    ``synth_ice40 -dsp`` packs, and one fabric register), and its result waits
+    one more edge at the end, so every target has the same latency.
     """
 
     #: Clock edges from an input transfer to the transfer of its output, without stalls.

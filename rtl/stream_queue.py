@@ -8,10 +8,11 @@ registers and the two enables. Storage is a `RowQueue`. An entry becomes
 `o.valid` two edges after its push when it goes straight to the head, one edge
 otherwise, so its read never needs to see the write of the same edge: the
 storage's read may be transparent or not, as suits the FPGA, with the same
-timing. `transparent_storage=False` suits iCE40 block RAM (Yosys's bypass
-logic for a transparent read set the clock); True suits ECP5 LUT RAM (Yosys
-then registers the read address, not the data after the RAM). From three
-entries deep the queue passes one element per cycle.
+timing. `transparent_storage=False` spares iCE40 block RAM the bypass
+multiplexer of a transparent read, which set the clock there (Yosys still adds
+its old-data collision logic); True suits ECP5 LUT RAM (Yosys then registers
+the read address, not the data after the RAM). From three entries deep the
+queue passes one element per cycle.
 """
 
 from __future__ import annotations
