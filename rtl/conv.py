@@ -288,19 +288,19 @@ class ConvEngine(wiring.Component):
         # The AND of the inner counters' flags is a register too, so every
         # counter's enable is a 3-6 input AND of registers.
         beat_last = Signal()  # v, u and g all at their limits
+
         # `issuing` and `beat_last` enable every counter (one beat_last register
         # drove ~200 loads, 2.6 ns to its nearest on ECP5): each counter, and the
         # weight pointers, read copies of their own (on a big die).
-        issuing_keys, beat_last_keys = (*counter_names, "ptr"), (*counter_names[3:], "ptr")
-        if not big_die:
-            issuing_for = dict.fromkeys(issuing_keys, issuing)
-            beat_last_for = dict.fromkeys(beat_last_keys, beat_last)
-            issuing_regs, beat_last_regs = [issuing], [beat_last]
-        else:
-            issuing_for = register_copies("issuing", issuing_keys)
-            beat_last_for = register_copies("beat_last", beat_last_keys)
-            issuing_regs = [issuing, *issuing_for.values()]
-            beat_last_regs = [beat_last, *beat_last_for.values()]
+        def copies_of(flag: Signal, keys: tuple[str, ...]) -> tuple[dict, list[Signal]]:
+            """(key → the register its loads read, every register to assign)."""
+            if not big_die:
+                return dict.fromkeys(keys, flag), [flag]
+            copies = register_copies(flag.name, keys)
+            return copies, [flag, *copies.values()]
+
+        issuing_for, issuing_regs = copies_of(issuing, (*counter_names, "ptr"))
+        beat_last_for, beat_last_regs = copies_of(beat_last, (*counter_names[3:], "ptr"))
         # wraps_inside[k]: every pixel counter inside k is at its limit (a register)
         wraps_inside = {k: Signal(name=f"inside_wraps_{k}") for k in counter_names[3:]}
         og_last_pixel = wraps_inside["og"]  # dx, dy, px and py all at their limits
