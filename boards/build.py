@@ -23,6 +23,7 @@ from boards.harness import StreamHarness
 from boards.targets import Board, board, platform_at, run_programmer
 from rtl.blocks import make_block
 from rtl.replica import KEEP_REPLICAS
+from rtl.row_queue import UNCHECKED_COLLISIONS
 
 if TYPE_CHECKING:
     from grace.params import GraceParams
@@ -99,11 +100,16 @@ def _plan(
     return platform.build(top, name=TOP, do_build=False, **_overrides(target.family, seed))
 
 
+#: Yosys commands between reading the design and synthesis (rtl/replica.py,
+#: rtl/row_queue.py).
+AFTER_READ = f"{KEEP_REPLICAS}; {UNCHECKED_COLLISIONS}"
+
+
 def _overrides(family: str, seed: int | None = None) -> dict[str, str]:
     # Over-constrained clocks must still produce a bitstream and a report. The
     # placer's seed moves a dense design's Fmax by ±10 % (docs/conv_engine.md);
     # without one, nextpnr's own initial state.
-    overrides = {"nextpnr_opts": "--timing-allow-fail", "script_after_read": KEEP_REPLICAS}
+    overrides = {"nextpnr_opts": "--timing-allow-fail", "script_after_read": AFTER_READ}
     if seed is not None:
         overrides["nextpnr_opts"] += f" --seed {seed}"
     if family == "ecp5":

@@ -12,12 +12,17 @@ read through a transparent synchronous port (LUT RAM and an address register on
 ECP5, block RAM on iCE40).
 
 `head` is the oldest entry not yet popped, a cycle after it was written. With
-`transparent=False` a read of the slot written at the same edge returns its
-old contents, so such an entry shows a cycle later; the users that choose it
-never read a slot that soon, and it suits iCE40 block RAM (Yosys builds its
-old-data collision logic instead of a transparent read's bypass). The user
-guarantees never to push into a full queue nor pop an empty one; the queue
-does not check (it has no flags to check with).
+`transparent=False` it shows two cycles after, and in the cycle after an entry
+is written to the slot `head` shows, `head` is undefined: the users that choose
+this form never look at a slot that soon. It suits iCE40 block RAM, which has
+no defined read of the address being written: the memory is marked
+`no_rw_check`, and board builds run `UNCHECKED_COLLISIONS`, so Yosys builds
+neither a transparent read's bypass nor old-data collision logic around it
+(41 flip-flops and 25 LUTs for a 17-bit, 20-entry queue, and the iCE40 conv
+engine's critical path). The Amaranth simulator returns the old contents
+there, so a user that did look too early would read a stale entry and fail
+its bit-exactness tests. The user guarantees never to push into a full queue
+nor pop an empty one; the queue does not check (it has no flags to check with).
 """
 
 from __future__ import annotations
@@ -26,6 +31,20 @@ from amaranth import Module, Mux, Signal, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
+
+#: Yosys's attribute for "no read of an address in the cycle it is written".
+NO_RW_CHECK = "no_rw_check"
+
+#: Yosys commands, run after reading the RTLIL: the read port of every memory
+#: marked `NO_RW_CHECK` (one read, one write port) may return anything on a
+#: collision. Yosys honours the mark itself only where it folds a register into
+#: an asynchronous read, as from Verilog; Amaranth's RTLIL has synchronous read
+#: ports that promise the old contents.
+UNCHECKED_COLLISIONS = (
+    "proc; memory_collect; "
+    f"setparam -set RD_COLLISION_X_MASK 1'1 t:$mem_v2 a:{NO_RW_CHECK} %i "
+    "r:RD_PORTS=1 %i r:WR_PORTS=1 %i"
+)
 
 
 class RowQueue(wiring.Component):
@@ -37,7 +56,12 @@ class RowQueue(wiring.Component):
 
     def elaborate(self, platform: object) -> Module:
         m = Module()
-        m.submodules.storage = mem = Memory(shape=unsigned(self.width), depth=self.depth, init=[])
+        m.submodules.storage = mem = Memory(
+            shape=unsigned(self.width),
+            depth=self.depth,
+            init=[],
+            attrs={} if self.transparent else {NO_RW_CHECK: 1},
+        )
         wp = mem.write_port()
         rp = mem.read_port(transparent_for=(wp,) if self.transparent else ())
         write_at = Signal(range(self.depth))

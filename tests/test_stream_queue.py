@@ -7,11 +7,14 @@ least two edges ago, or one edge ago behind an older entry that has since left
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import pytest
 from amaranth.sim import Simulator, SimulatorContext
 
+from boards.build import AFTER_READ
 from rtl.stream_queue import StreamQueue
+from sim.netlist import synthesize
 
 
 def run_queue(depth: int, values: list[int], *, push_prob: float, pop_prob: float, seed: int,
@@ -82,3 +85,22 @@ def test_one_per_cycle_when_both_sides_are_willing(depth: int) -> None:
 def test_bad_depth() -> None:
     with pytest.raises(ValueError, match="depth must be at least 1"):
         StreamQueue(8, 0)
+
+
+def test_block_ram_form_has_no_collision_logic(build_root: Path) -> None:
+    """iCE40, read as board builds read it: the non-transparent storage carries
+    `no_rw_check`, so Yosys adds no collision registers around the block RAM
+    (41 plain flip-flops for this queue without it); the transparent form keeps
+    its bypass (the commands touch only marked memories)."""
+    counts = {
+        transparent: synthesize(
+            StreamQueue(17, 20, transparent_storage=transparent),
+            "ice40",
+            build_root / "stream_queue" / f"transparent{int(transparent)}",
+            after_read=AFTER_READ,
+        )[1]
+        for transparent in (False, True)
+    }
+    assert counts[False].get("SB_RAM40_4K", 0) == 2
+    assert counts[False].get("SB_DFF", 0) == 0
+    assert counts[True].get("SB_DFF", 0) > 17
