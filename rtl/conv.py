@@ -263,13 +263,25 @@ class ConvEngine(wiring.Component):
         busy = Signal()
         slots = p.buffers.accumulator_slots
         counter_names = ("v", "u", "g", "dx", "dy", "px", "py", "og")
-        count = {k: Signal(DIM_BITS, name=f"count_{k}") for k in counter_names}
+        # each counter as wide as its command field (kernel taps 3 bits, the pool
+        # quadrant 1): narrower registers and carry chains on a full UP5K
+        counter_bits = {
+            "v": len(cmd.kernel_w),
+            "u": len(cmd.kernel_h),
+            "g": len(cmd.in_groups),
+            "dx": len(cmd.pool),
+            "dy": len(cmd.pool),
+            "px": DIM_BITS,
+            "py": DIM_BITS,
+            "og": len(cmd.out_groups),
+        }
+        count = {k: Signal(counter_bits[k], name=f"count_{k}") for k in counter_names}
         # Each counter also counts down what is left to its limit and carries
         # registered "at its limit", "limit is zero" and "at most one left" flags:
         # the next "at its limit" is then one LUT after the late `moves` signal.
         at_limit = {k: Signal(name=f"last_{k}") for k in counter_names}
         limit_zero = {k: Signal(name=f"limit_zero_{k}") for k in counter_names}
-        left = {k: Signal(DIM_BITS, name=f"left_{k}") for k in counter_names}
+        left = {k: Signal(counter_bits[k], name=f"left_{k}") for k in counter_names}
         few_left = {k: Signal(name=f"few_left_{k}") for k in counter_names}  # left <= 1
         g_off = Signal(input_addr_bits(p))
         w_ptr = Signal.like(self.weight_write.payload.addr)
@@ -307,18 +319,27 @@ class ConvEngine(wiring.Component):
         tile_end = beat_last & og_last_pixel & at_limit["og"]
         inner_names, pixel_names = counter_names[:3], counter_names[3:7]
 
-        # A command is set up in three steps, each a few gates deep: latch it,
-        # derive the loop limits, derive their flags; then the loop nest runs.
-        # The steps are one-hot flags (a 2-bit state's enable was four LUTs deep).
+        # A command is set up in four steps, each a few gates deep: latch it,
+        # derive the loop limits, test them, derive the loop's flags; then the
+        # loop nest runs. The steps are one-hot flags (a 2-bit state's enable was
+        # four LUTs deep).
         deriving_limits = Signal()  # the command was latched on the last edge
-        deriving_flags = Signal()  # the limits were derived on the last edge
+        testing_limits = Signal()  # the limits were derived on the last edge
+        deriving_flags = Signal()  # the limits were tested on the last edge
         accepting = Signal(init=1)  # cmd.ready, registered
-        limit = {k: Signal(DIM_BITS, name=f"limit_{k}") for k in counter_names}
-        limit_small = {k: limit[k] <= 1 for k in counter_names}
+        limit = {k: Signal(counter_bits[k], name=f"limit_{k}") for k in counter_names}
+        limit_small = {k: Signal(name=f"limit_small_{k}") for k in counter_names}  # limit <= 1
         accept = Signal()
         m.d.comb += [self.cmd.ready.eq(accepting), accept.eq(self.cmd.valid & accepting)]
-        m.d.sync += [deriving_limits.eq(accept), deriving_flags.eq(deriving_limits)]
-        with m.If(accept):
+        m.d.sync += [
+            deriving_limits.eq(accept),
+            testing_limits.eq(deriving_limits),
+            deriving_flags.eq(testing_limits),
+        ]
+        # The command register loads whenever the engine is ready for one, so its
+        # ~150 enables are the register `accepting`, not the AND with `valid`
+        # (5.9 ns of routing on ECP5); what it loads without a transfer is never read.
+        with m.If(accepting):
             m.d.sync += cmd.eq(self.cmd.payload)
         with m.If(deriving_limits):
             limits = {
@@ -337,22 +358,38 @@ class ConvEngine(wiring.Component):
                 w_ptr.eq(cmd.weight_base),
                 og_wbase.eq(cmd.weight_base),
                 og_pbase.eq(cmd.param_base),
+            ]
+        with m.If(testing_limits):
+            # from here on the limits' tests are registers (a compare on a limit
+            # fed the loop's first flags: 6.8 ns on ECP5)
+            for k in counter_names:
+                m.d.sync += [
+                    limit_zero[k].eq(~limit[k].any()),
+                    limit_small[k].eq(~limit[k][1:].any()),
+                ]
+        # The next command is latched while this tile's last beats are still in
+        # A1..A3, so what those stages read of the tile is copied as its loop starts.
+        in_base = Signal.like(cmd.in_base)
+        in_row = Signal.like(cmd.in_row)
+        upsample = Signal()
+        with m.If(deriving_flags):
+            m.d.sync += [
+                in_base.eq(cmd.in_base),
+                in_row.eq(cmd.in_row),
+                upsample.eq(cmd.upsample),
                 h_up.eq(cmd.in_height << cmd.upsample),
                 w_up.eq(cmd.in_width << cmd.upsample),
             ]
         with m.If(deriving_flags):
-            zeros = {k: ~limit[k].any() for k in counter_names}
             for k in counter_names:
                 m.d.sync += [
                     count[k].eq(0),
-                    at_limit[k].eq(zeros[k]),
-                    limit_zero[k].eq(zeros[k]),
+                    at_limit[k].eq(limit_zero[k]),
                     left[k].eq(limit[k]),
                     few_left[k].eq(limit_small[k]),
                 ]
-            m.d.sync += [
-                *[flag.eq(Cat(*[zeros[k] for k in inner_names]).all()) for flag in beat_last_regs],
-            ]
+            inner_zero = Cat(*[limit_zero[k] for k in inner_names]).all()
+            m.d.sync += [flag.eq(inner_zero) for flag in beat_last_regs]
 
         # Counter k moves when every counter inside it wraps on this beat. For the
         # pixel-level counters the AND of the pixel counters inside is kept as a
@@ -403,7 +440,7 @@ class ConvEngine(wiring.Component):
                 m.d.sync += wraps_inside[k].eq(Cat(*inside, 1).all())
         with m.If(deriving_flags):
             for depth, k in enumerate(counter_names[3:], start=3):
-                inside = [~limit[j].any() for j in counter_names[3:depth]]
+                inside = [limit_zero[j] for j in counter_names[3:depth]]
                 m.d.sync += wraps_inside[k].eq(Cat(*inside, 1).all())
 
         with m.If(issuing_for["ptr"]):
@@ -426,7 +463,7 @@ class ConvEngine(wiring.Component):
         ]
         m.d.sync += [
             busy.eq(busy_next),
-            accepting.eq(~busy_next & ~accept & ~deriving_limits),
+            accepting.eq(~busy_next & ~accept & ~deriving_limits & ~testing_limits),
             pixel_start.eq(pixel_start_next),
             *[flag.eq(busy_next & (~pixel_start_next | have_credit_next)) for flag in issuing_regs],
         ]
@@ -442,7 +479,14 @@ class ConvEngine(wiring.Component):
         m.submodules.pixel_meta = meta_queue = RowQueue(
             meta.shape().size, slots, transparent=big_die
         )
-        m.d.comb += [meta_queue.data.eq(meta), meta_queue.push.eq(take)]
+        # On a big die the push waits a cycle in registers (the queue sat 6.6 ns
+        # of routing from the issue loop on ECP5); the entry is still read long
+        # after it is written.
+        push_delay = 1 if big_die else 0
+        m.d.comb += [
+            meta_queue.data.eq(delay(m, meta.as_value(), push_delay, "meta_in")),
+            meta_queue.push.eq(delay(m, take, push_delay, "meta_push")),
+        ]
         m.d.comb += [
             meta.lanes.eq(Mux(at_limit["og"], cmd.last_lanes, rows)),
             meta.param_addr.eq(og_pbase),
@@ -486,7 +530,7 @@ class ConvEngine(wiring.Component):
             a1_last.eq(a0_last),
             a1_iy.eq(a0_y + a0_u),
             a1_ix.eq(a0_x + a0_v),
-            a1_base.eq(cmd.in_base + a0_goff),
+            a1_base.eq(in_base + a0_goff),
             a1_waddr.eq(a0_waddr),
         ]
 
@@ -494,16 +538,16 @@ class ConvEngine(wiring.Component):
         a2_inside = Signal()
         a2_row = Signal(signed(DIM_BITS + 2))
         a2_part = Signal(input_addr_bits(p))
-        col = a1_ix >> cmd.upsample
+        col = a1_ix >> upsample
         m.d.sync += [
             a2_inside.eq((a1_iy >= 0) & (a1_iy < h_up) & (a1_ix >= 0) & (a1_ix < w_up)),
-            a2_row.eq(a1_iy >> cmd.upsample),
+            a2_row.eq(a1_iy >> upsample),
             a2_part.eq(a1_base + col),
         ]
         m.submodules.row_times_width = row_mul = Multiplier(
             DIM_BITS + 2, DIM_BITS + 1, target=self.dsp_target
         )
-        m.d.comb += [row_mul.a.eq(a2_row), row_mul.b.eq(cmd.in_row)]
+        m.d.comb += [row_mul.a.eq(a2_row), row_mul.b.eq(in_row)]
         a5_addr = Signal(input_addr_bits(p))
         m.d.sync += a5_addr.eq(delay(m, a2_part, row_mul.LATENCY, "part") + row_mul.p)
         m.d.comb += [

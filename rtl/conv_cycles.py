@@ -24,9 +24,9 @@ if TYPE_CHECKING:
     from grace.params import GraceParams
     from model.conv_shape import ConvShape
 
-#: Edges outside the issue loop: command latch and set-up (3), two-step accumulate and
+#: Edges outside the issue loop: command latch and set-up (4), two-step accumulate and
 #: FIFO write (3).
-_ISSUE_SIDE = 6
+_ISSUE_SIDE = 7
 #: Edges of the output unit besides the Requantizer: accumulator FIFO read (2),
 #: vector register (1), lane select (1), parameter read (1 more, RegisteredRAM),
 #: residual × gain on a DSP (Multiplier.LATENCY = 2), then 2 × 2 pooling (2),

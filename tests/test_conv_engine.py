@@ -159,6 +159,33 @@ def test_back_to_back_tiles_overlap() -> None:
     assert quiet.cycles < sum(alone)  # the second tile issues while the first drains
 
 
+def test_back_to_back_tiles_of_different_layers() -> None:
+    """Tiles whose upsampling, stored row length, stride and kernel differ, with
+    their commands waiting: the next command is latched while the last beats of
+    a tile are still in the address stages (which once read it there)."""
+    rng = np.random.default_rng(3)
+    shapes = [
+        {"channels": 3, "out_channels": 5, "size": (3, 5), "kernel": 3, "upsample": True},
+        {"channels": 6, "out_channels": 4, "size": (6, 7), "kernel": 1, "stride": 2, "padding": 0},
+        {"channels": 2, "out_channels": 3, "size": (5, 3), "kernel": 3, "relu": True},
+        {"channels": 4, "out_channels": 2, "size": (4, 6), "kernel": 3, "pool": True},
+    ]
+    progs = [
+        program(
+            random_case(rng, PARAMS, **shape),
+            PARAMS,
+            tag=k,
+            in_base=200 * k,
+            weight_base=100 * k,
+            param_base=16 * k,
+        )
+        for k, shape in enumerate(shapes)
+    ]
+    run = simulate_amaranth(progs, PARAMS, ready_prob=0.8, seed=3)
+    np.testing.assert_array_equal(run.outputs, np.concatenate([p.expected for p in progs]))
+    assert run.tokens == [0, 1, 2, 3]
+
+
 def test_folding_taps_onto_lanes_is_exact_and_faster() -> None:
     """A 3-channel 7×7 layer, laid out with its horizontal taps as channels."""
     params = GraceParams(array=ArrayParams(rows=4, cols=8))
