@@ -12,6 +12,8 @@ import os
 import re
 import shutil
 import sys
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -173,6 +175,41 @@ def build(
     if program:
         run_programmer(target, str(bitstream))
     return result
+
+
+def sweep(
+    block: str,
+    params: GraceParams,
+    build_root: Path,
+    board_name: str | None = None,
+    *,
+    seeds: Sequence[int],
+    jobs: int | None = None,
+    on_report: Callable[[int, BuildReport], None] | None = None,
+) -> dict[int, BuildReport]:
+    """One build per placer seed, `jobs` at a time (default: a core each); the
+    reports by seed. nextpnr's placement moves a dense design's Fmax by ±10 %,
+    so a sweep is how a build that meets the clock is found."""
+    repeated = sorted({s for s in seeds if list(seeds).count(s) > 1})
+    if repeated:
+        raise BuildError(f"placer seed {repeated[0]} given twice; give each seed once")
+    for seed in seeds:
+        if seed < 1:
+            raise BuildError(f"placer seed must be a positive integer, not {seed}")
+    workers = max(1, min(len(seeds), jobs or os.cpu_count() or 1))
+    reports: dict[int, BuildReport] = {}
+    # separate processes: each nextpnr is one thread, and each build its own directory
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        futures = {
+            pool.submit(build, block, params, build_root, board_name, seed=seed): seed
+            for seed in seeds
+        }
+        for done in as_completed(futures):
+            seed = futures[done]
+            reports[seed] = done.result()
+            if on_report is not None:
+                on_report(seed, reports[seed])
+    return dict(sorted(reports.items()))
 
 
 _UTIL = re.compile(r"^Info:\s+(\w+):\s+(\d+)/\s*(\d+)\s", re.MULTILINE)

@@ -264,10 +264,12 @@ def sim(
 @click.option("--program", is_flag=True, help="Flash the board after building.")
 @click.option(
     "--seed",
-    default=None,
+    "seeds",
+    multiple=True,
     type=click.IntRange(min=1),
     help="nextpnr's placer seed (placement, and with it Fmax, varies by seed; "
-    "default: nextpnr's own).",
+    "default: nextpnr's own). Repeat it to sweep: one build per seed, a core "
+    "each, and the fastest is reported (and flashed with --program).",
 )
 @friendly
 def build(
@@ -275,21 +277,39 @@ def build(
     block: str,
     params_spec: str | None,
     program: bool,
-    seed: int | None,
+    seeds: tuple[int, ...],
 ) -> None:
     """Synthesise, place and route a block for a board; report resources and Fmax."""
+    from boards.build import BuildReport, sweep
     from boards.build import build as run_build
-    from grace.summary import render_build
+    from boards.targets import board as board_target
+    from boards.targets import run_programmer
+    from grace.summary import render_build, render_sweep
 
     if params_spec is None:
         params_spec = board_name if board_name in PRESETS else "tiny"
     chosen = _params(params_spec)
     if board_name is None and chosen.board is None:
         raise GraceError("no board given: pass --board ulx3s-85f or --board icebreaker")
-    with console.status(f"yosys + nextpnr for {board_name or chosen.board} (about a minute)…"):
-        start = time.monotonic()
-        report = run_build(block, chosen, BUILD_ROOT, board_name, program=program, seed=seed)
-    console.print(render_build(report, time.monotonic() - start))
+    name = board_name or chosen.board
+    start = time.monotonic()
+    if len(seeds) <= 1:
+        seed = seeds[0] if seeds else None
+        with console.status(f"yosys + nextpnr for {name} (a few minutes)…"):
+            report = run_build(block, chosen, BUILD_ROOT, board_name, program=program, seed=seed)
+        console.print(render_build(report, time.monotonic() - start))
+        return
+
+    def progress(seed: int, report: BuildReport) -> None:
+        console.print(f"seed {seed}: {report.fmax_mhz:.1f} MHz")
+
+    with console.status(f"yosys + nextpnr for {name}, seeds {', '.join(map(str, seeds))}…"):
+        reports = sweep(block, chosen, BUILD_ROOT, board_name, seeds=seeds, on_report=progress)
+    best = max(reports, key=lambda s: reports[s].fmax_mhz)
+    console.print(render_sweep(reports, best))
+    console.print(render_build(reports[best], time.monotonic() - start))
+    if program:
+        run_programmer(board_target(name), str(reports[best].bitstream))
 
 
 @main.command()

@@ -192,3 +192,17 @@ def render_build(report: BuildReport, seconds: float) -> Table:
     for k, v in rows:
         table.add_row(k, v)
     return table
+
+
+def render_sweep(reports: dict[int, BuildReport], best: int) -> Table:
+    """Fmax per placer seed; the fastest marked."""
+    table = Table(title="placer seeds", box=None)
+    for column in ("seed", "Fmax (post-route)", "target", "build"):
+        table.add_column(column)
+    for seed, report in reports.items():
+        met = "[green]met[/]" if report.timing_met else "[yellow]not met[/]"
+        mark = " ← fastest" if seed == best else ""
+        table.add_row(
+            str(seed), f"{report.fmax_mhz:.1f} MHz{mark}", met, str(report.build_dir.name)
+        )
+    return table

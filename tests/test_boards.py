@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from boards.build import BuildError, build, parse_report, plan, prepare_tools
+from boards.build import BuildError, build, parse_report, plan, prepare_tools, sweep
 from boards.targets import BOARDS, UnknownBoard, board
 from grace.params import preset
 from rtl.blocks import BLOCKS
@@ -95,6 +95,32 @@ def test_parse_report_ice40_splits_luts_and_ffs() -> None:
     report = parse_report("ice40", yosys_log=YOSYS_LOG, nextpnr_log=log)
     assert (report["luts"], report["ffs"], report["dsps"]) == (2035, 11 + 254 + 128, 2)
     assert report["fmax_mhz"] == 53.22
+
+
+def test_sweep_rejects_bad_seeds_before_building(tmp_path) -> None:
+    with pytest.raises(BuildError, match="placer seed 2 given twice"):
+        sweep("requant", preset("icebreaker"), tmp_path, seeds=(2, 3, 2))
+    with pytest.raises(BuildError, match="placer seed must be a positive integer, not 0"):
+        sweep("requant", preset("icebreaker"), tmp_path, seeds=(1, 0))
+    assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.pnr
+def test_real_seed_sweep_icebreaker(build_root) -> None:
+    """Two seeds, two processes: a report and a bitstream per seed, in seed order."""
+    seen = []
+    reports = sweep(
+        "requant",
+        preset("icebreaker"),
+        build_root,
+        seeds=(2, 1),
+        on_report=lambda seed, _: seen.append(seed),
+    )
+    assert list(reports) == [1, 2] and sorted(seen) == [1, 2]
+    assert reports[1].build_dir != reports[2].build_dir
+    for seed, report in reports.items():
+        assert report.build_dir.name.endswith(f"-seed{seed}")
+        assert report.bitstream.exists() and 10 < report.fmax_mhz < 300
 
 
 def test_parse_report_unfinished_build() -> None:

@@ -40,6 +40,7 @@ def test_params_prints_round_trippable_json(tmp_path) -> None:
         (["elaborate", "--params", "huge"], "unknown preset 'huge'; known presets:"),
         (["build", "--board", "de10"], "unknown board 'de10'; supported boards:"),
         (["build"], "no board given"),
+        (["build", "--board", "icebreaker", "--seed", "2", "--seed", "2"], "seed 2 given twice"),
         (["sim", "--vectors", "0"], "--vectors 0: must be at least 1"),
         (["sim", "--ready-prob", "0"], "--ready-prob 0.0: must be in (0, 1]"),
         (["params", "missing.json"], "cannot read parameters file missing.json"),
