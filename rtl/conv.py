@@ -380,6 +380,7 @@ class ConvEngine(wiring.Component):
                 h_up.eq(cmd.in_height << cmd.upsample),
                 w_up.eq(cmd.in_width << cmd.upsample),
             ]
+        with m.If(deriving_flags):
             for k in counter_names:
                 m.d.sync += [
                     count[k].eq(0),
@@ -852,24 +853,18 @@ class ConvEngine(wiring.Component):
         wiring.connect(m, out_fifo.o, out_queue.i)
         head = data.View(out_entry, out_queue.head)
         # done tokens wait in a queue whose room is a register, so the last
-        # element's handshake does not loop through a FIFO's level; the token
-        # enters it a cycle after its element leaves, from registers (the
-        # handshake through the queue's next state took 7.9 ns on ECP5)
+        # element's handshake does not loop through a FIFO's level
         m.submodules.done_tokens = done_queue = PrefetchQueue(TAG_BITS)
-        done_push = Signal()
-        done_tag = Signal(TAG_BITS)
-        m.d.sync += [done_push.eq(out_pop & head.end), done_tag.eq(head.tag)]
         m.d.comb += [
             out_fifo.i.payload.eq(result),
             out_fifo.i.valid.eq(result_valid),
-            # the last element of a tile leaves only when its token has room to
-            # follow (room now, and no token on its way in)
-            self.o.valid.eq(out_queue.head_valid & (~head.end | (done_queue.i.ready & ~done_push))),
+            # the last element of a tile leaves only when its token has room to follow
+            self.o.valid.eq(out_queue.head_valid & (~head.end | done_queue.i.ready)),
             self.o.payload.eq(head.value),
             out_pop.eq(self.o.valid & self.o.ready),
             out_queue.pop.eq(out_pop),
-            done_queue.i.valid.eq(done_push),
-            done_queue.i.payload.eq(done_tag),
+            done_queue.i.valid.eq(out_pop & head.end),
+            done_queue.i.payload.eq(head.tag),
             self.done.valid.eq(done_queue.head_valid),
             self.done.payload.eq(done_queue.head),
             done_queue.pop.eq(self.done.ready),

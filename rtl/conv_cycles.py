@@ -30,9 +30,9 @@ _ISSUE_SIDE = 7
 #: Edges of the output unit besides the Requantizer: accumulator FIFO read (2),
 #: vector register (1), lane select (1), parameter read (1 more, RegisteredRAM),
 #: residual × gain on a DSP (Multiplier.LATENCY = 2), then 2 × 2 pooling (2),
-#: result queue, output queue, the done token's register and queue (3 in all, as
-#: simulation counts them; tests compare the model with it cycle for cycle).
-_OUTPUT_SIDE = 12
+#: result queue, output queue and done-token queue (2 in all, as simulation counts
+#: them; tests compare the model with it cycle for cycle).
+_OUTPUT_SIDE = 11
 #: Cycles a FIFO slot stays reserved beyond the pixel's own beats and the MAC
 #: pipeline (issue → pop): accumulate, FIFO write and read, slot return.
 _SLOT_RETURN = 5
