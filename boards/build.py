@@ -15,6 +15,7 @@ import sys
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
+from multiprocessing import get_context
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -198,8 +199,9 @@ def sweep(
             raise BuildError(f"placer seed must be a positive integer, not {seed}")
     workers = max(1, min(len(seeds), jobs or os.cpu_count() or 1))
     reports: dict[int, BuildReport] = {}
-    # separate processes: each nextpnr is one thread, and each build its own directory
-    with ProcessPoolExecutor(max_workers=workers) as pool:
+    # separate processes: each nextpnr is one thread, and each build its own
+    # directory; spawned, not forked from a process whose console runs a thread
+    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
         futures = {
             pool.submit(build, block, params, build_root, board_name, seed=seed): seed
             for seed in seeds

@@ -20,9 +20,11 @@ no defined read of the address being written: the memory is marked
 neither a transparent read's bypass nor old-data collision logic around it
 (41 flip-flops and 25 LUTs for a 17-bit, 20-entry queue, and the iCE40 conv
 engine's critical path). The Amaranth simulator returns the old contents
-there, so a user that did look too early would read a stale entry and fail
-its bit-exactness tests. The user guarantees never to push into a full queue
-nor pop an empty one; the queue does not check (it has no flags to check with).
+there instead, so the users' timing is checked by construction: the
+StreamQueue's tests assert on every edge that `valid` never shows such a slot,
+and the conv engine's metadata queue is read a MAC pipeline after its push.
+The user guarantees never to push into a full queue nor pop an empty one; the
+queue does not check (it has no flags to check with).
 """
 
 from __future__ import annotations
