@@ -380,7 +380,6 @@ class ConvEngine(wiring.Component):
                 h_up.eq(cmd.in_height << cmd.upsample),
                 w_up.eq(cmd.in_width << cmd.upsample),
             ]
-        with m.If(deriving_flags):
             for k in counter_names:
                 m.d.sync += [
                     count[k].eq(0),
