@@ -186,6 +186,39 @@ def test_back_to_back_tiles_of_different_layers() -> None:
     assert run.tokens == [0, 1, 2, 3]
 
 
+def _resident_groups(cases: list, params: GraceParams) -> list[list]:
+    """The cases in order, as programs packed into the buffers side by side, a
+    new group whenever the next one does not fit beside the others."""
+    groups: list[list] = [[]]
+    bases = [0, 0, 0]  # input, weight, parameter words used
+    for case in cases:
+        try:
+            prog = program(case, params, tag=len(groups[-1]), in_base=bases[0],
+                           weight_base=bases[1], param_base=bases[2])  # fmt: skip
+        except ConvProgramError:
+            groups.append([])
+            bases = [0, 0, 0]
+            prog = program(case, params, tag=0)
+        groups[-1].append(prog)
+        bases[0] += len(prog.input_writes)
+        bases[1] += len(prog.weight_writes) // params.array.rows
+        bases[2] += len(prog.param_writes)
+    return groups
+
+
+def test_the_sweep_back_to_back() -> None:
+    """Every layer of the sweep as a tile in a stream of commands (as many as the
+    buffers hold at once), under back-pressure: each tile is exact whatever
+    layer comes before or after it."""
+    groups = _resident_groups(SWEEP, PARAMS)
+    assert sum(len(g) for g in groups) == len(SWEEP) and len(groups) <= len(SWEEP) // 3
+    for k, progs in enumerate(groups):
+        run = simulate_amaranth(progs, PARAMS, ready_prob=0.7, residual_prob=0.8, seed=k)
+        expected = np.concatenate([p.expected for p in progs])
+        np.testing.assert_array_equal(run.outputs, expected)
+        assert run.tokens == list(range(len(progs)))
+
+
 def test_folding_taps_onto_lanes_is_exact_and_faster() -> None:
     """A 3-channel 7×7 layer, laid out with its horizontal taps as channels."""
     params = GraceParams(array=ArrayParams(rows=4, cols=8))
