@@ -149,8 +149,8 @@ def build(
     seed: int | None = None,
 ) -> BuildReport:
     """Synthesise, place and route (placer seed `seed`); optionally flash. Returns the report."""
-    if seed is not None and seed < 1:
-        raise BuildError(f"placer seed must be a positive integer, not {seed}")
+    if seed is not None:
+        _check_seed(seed)
     name = _board_name(params, board_name)
     target = board(name)
     prepare_tools(target.tools)
@@ -178,6 +178,11 @@ def build(
     return result
 
 
+def _check_seed(seed: int) -> None:
+    if seed < 1:
+        raise BuildError(f"placer seed must be a positive integer, not {seed}")
+
+
 def sweep(
     block: str,
     params: GraceParams,
@@ -194,9 +199,8 @@ def sweep(
     repeated = sorted({s for s in seeds if list(seeds).count(s) > 1})
     if repeated:
         raise BuildError(f"placer seed {repeated[0]} given twice; give each seed once")
-    for seed in seeds:
-        if seed < 1:
-            raise BuildError(f"placer seed must be a positive integer, not {seed}")
+    for seed in seeds:  # all checked before any build starts
+        _check_seed(seed)
     workers = max(1, min(len(seeds), jobs or os.cpu_count() or 1))
     reports: dict[int, BuildReport] = {}
     # separate processes: each nextpnr is one thread, and each build its own

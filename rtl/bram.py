@@ -121,7 +121,7 @@ class RegisteredRAM(wiring.Component):
         )
 
     def elaborate(self, platform: object) -> Module:
-        target = self.target if self.target is not None else platform_target(platform)
+        target = platform_target(platform, self.target)
         if target == "ecp5" and dp16kd_mode(self.depth) is not None:
             return self._ecp5()
         return self._twin()

@@ -185,7 +185,7 @@ class ConvEngine(wiring.Component):
         p = self.params
         rows, cols = p.array.rows, p.array.cols
         n = p.numeric
-        target = self.dsp_target if self.dsp_target is not None else platform_target(platform)
+        target = platform_target(platform, self.dsp_target)
         # iCE40's die is small and nearly full: the copies and stages that carry
         # signals across an ECP5-85F only give its placer more to spread there,
         # and its block RAM pays for a transparent read with bypass logic

@@ -52,8 +52,9 @@ MAX_OPERAND_BITS = {"ecp5": 18, "ice40": 16}
 _ICE40_DSP_DEVICES = ("iCE40UP", "iCE5LP")
 
 
-def platform_target(platform: object) -> str:
-    """The implementation `target=None` selects for `platform`.
+def platform_target(platform: object, chosen: str | None = None) -> str:
+    """The implementation `target=None` selects for `platform` (`chosen`, a
+    component's explicit target, wins when given).
 
     ECP5 platforms (``amaranth.vendor.LatticePlatform`` with family ``"ecp5"``, e.g.
     amaranth-boards' ULX3S) get ``"ecp5"``; iCE40 platforms
@@ -61,6 +62,8 @@ def platform_target(platform: object) -> str:
     ``"ice40"``; everything else, including no platform (simulation, plain Verilog
     export) and DSP-less iCE40 HX/LP parts, gets ``"twin"``.
     """
+    if chosen is not None:
+        return chosen
     if platform is None:
         return "twin"
     # Imported here: amaranth.vendor loads its platform modules lazily.
@@ -115,7 +118,7 @@ class Multiplier(wiring.Component):
         )
 
     def elaborate(self, platform: object) -> Module:
-        target = self.target if self.target is not None else platform_target(platform)
+        target = platform_target(platform, self.target)
         _check_widths(target, self.a_bits, self.b_bits)
         if target == "ecp5":
             return self._ecp5()

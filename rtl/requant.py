@@ -126,7 +126,7 @@ class Requantizer(wiring.Component):
         advance = Signal()
         ready = 1 if self.free_running else ~self.o.valid | self.o.ready
         m.d.comb += [advance.eq(ready), self.i.ready.eq(advance)]
-        target = self.dsp_target if self.dsp_target is not None else platform_target(platform)
+        target = platform_target(platform, self.dsp_target)
         # Registers the partial products take: one, or free-running two in the DSP
         # and a fabric register to land in. On iCE40 (inferred products) the
         # MAC16's output register and one fabric register, and the result waits

@@ -291,6 +291,7 @@ def test_platform_target() -> None:
     assert platform_target(ICEBreakerPlatform()) == "ice40"  # iCE40UP5K
     assert platform_target(ICEStickPlatform()) == "twin"  # iCE40HX1K: no DSP blocks
     assert platform_target(object()) == "twin"
+    assert platform_target(ICEBreakerPlatform(), "twin") == "twin"  # an explicit choice wins
 
 
 def test_target_none_follows_the_platform() -> None:
