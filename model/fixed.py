@@ -29,22 +29,26 @@ def int_range(bits: int) -> tuple[int, int]:
     return -(1 << (bits - 1)), (1 << (bits - 1)) - 1
 
 
-def saturate(x: npt.ArrayLike, bits: int) -> IntArray:
-    """Clamp to the signed `bits`-bit range."""
+def saturate(x: npt.ArrayLike, bits: int, out: IntArray | None = None) -> IntArray:
+    """Clamp to the signed `bits`-bit range (into `out`, which may be x itself)."""
     lo, hi = int_range(bits)
-    return np.clip(np.asarray(x, dtype=np.int64), lo, hi)
+    return np.clip(np.asarray(x, dtype=np.int64), lo, hi, out=out)
 
 
-def round_shift(x: npt.ArrayLike, shift: npt.ArrayLike) -> IntArray:
+def round_shift(x: npt.ArrayLike, shift: npt.ArrayLike, out: IntArray | None = None) -> IntArray:
     """Divide by 2**shift, rounding half up (towards +inf).
 
     floor((x + 2**(shift-1)) / 2**shift) for shift > 0, and x itself for shift = 0.
     In hardware: add a one-hot rounding constant, then an arithmetic right shift.
+    `out` (int64, the broadcast shape; may be x itself) saves a large temporary.
     """
     x = np.asarray(x, dtype=np.int64)
     shift = np.asarray(shift, dtype=np.int64)
     half = np.where(shift > 0, np.left_shift(np.int64(1), np.maximum(shift - 1, 0)), 0)
-    return np.right_shift(x + half, shift)
+    if out is None:
+        out = np.empty(np.broadcast_shapes(x.shape, shift.shape), dtype=np.int64)
+    np.add(x, half, out=out)
+    return np.right_shift(out, shift, out=out)
 
 
 def requantize(
@@ -77,9 +81,15 @@ def requantize(
     multiplier = checked_ints(multiplier, "requantize: multiplier", 0, numeric.mult_max)
     shift = checked_ints(shift, "requantize: shift", 0, numeric.max_shift)
     relu = checked_ints(relu, "requantize: relu", 0, 1)
-    product = (acc + bias) * multiplier
-    y = saturate(round_shift(product, shift), numeric.act_bits)
-    return np.where(relu != 0, np.maximum(y, 0), y)
+    # One temporary, updated in place: these tensors are the decoder's largest.
+    shape = np.broadcast_shapes(acc.shape, bias.shape, multiplier.shape, shift.shape, relu.shape)
+    y = np.empty(shape, dtype=np.int64)
+    np.add(acc, bias, out=y)
+    np.multiply(y, multiplier, out=y)  # the product
+    round_shift(y, shift, out=y)
+    saturate(y, numeric.act_bits, out=y)
+    floor = np.where(relu != 0, 0, int_range(numeric.act_bits)[0])  # 0 where ReLU, else a no-op
+    return np.maximum(y, floor, out=y)
 
 
 def checked_ints(x: npt.ArrayLike, name: str, lo: int, hi: int) -> IntArray:
@@ -91,7 +101,7 @@ def checked_ints(x: npt.ArrayLike, name: str, lo: int, hi: int) -> IntArray:
         raise ValueError(f"{name} must be integers, got dtype {a.dtype}")
     if a.size and (int(a.min()) < lo or int(a.max()) > hi):
         raise ValueError(f"{name} out of range {lo}..{hi} (got {a.min()}..{a.max()})")
-    return a.astype(np.int64)
+    return a.astype(np.int64, copy=False)
 
 
 def scale_to_multiplier(scale: npt.ArrayLike, numeric: NumericParams) -> tuple[IntArray, IntArray]:

@@ -10,11 +10,12 @@ Jacobians, composed with an integer 2×2 inverse) are supported.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import numpy.typing as npt
 
-from model.fixed_conv import affine_int, conv2d_int
+from model.fixed_conv import ConvWeights, affine_int, conv2d_int
 from model.fixed_motion import (
     COORD_FRAC_BITS,
     affine_motions,
@@ -53,6 +54,11 @@ class QConv:
     stride: int = 1
     groups: int = 1  # 1, or C for a depthwise conv (the anti-alias blur)
     residual_gain: IntArray | None = None
+
+    @cached_property
+    def prepared(self) -> ConvWeights:
+        """The weights cast and bounded once, for every frame's products."""
+        return ConvWeights(self.weight)
 
 
 @dataclass
@@ -93,7 +99,7 @@ def run_conv(
     if q.groups == 1:
         return conv2d_int(
             x,
-            q.weight,
+            q.prepared,
             q.bias,
             q.multiplier,
             q.shift,

@@ -12,7 +12,14 @@ from hypothesis import strategies as st
 
 from grace.params import NumericParams, preset
 from model.fixed import requantize, scale_to_multiplier
-from model.fixed_conv import affine_int, avg_pool2, conv2d_int, conv_accumulate, upsample_nearest2
+from model.fixed_conv import (
+    ConvWeights,
+    affine_int,
+    avg_pool2,
+    conv2d_int,
+    conv_accumulate,
+    upsample_nearest2,
+)
 
 NUMERIC = preset("tiny").numeric
 
@@ -219,6 +226,70 @@ def test_affine_int_tracks_float(scales: list[float], seed: int) -> None:
     y = affine_int(x, negate, bias, mult, shift, NUMERIC)
     bias_step = np.abs(a) * s_x / s_y / 2  # half an input step, in output LSBs
     assert (np.abs(y - np.minimum(ref / s_y, 127)) <= 0.5 + bias_step[:, None, None] + 0.01).all()
+
+
+def tap_sum_oracle(x: np.ndarray, w: np.ndarray, stride: int, pad: int) -> np.ndarray:
+    """int64 oracle: Σ over taps of W_uv · (strided window), one tensordot per tap."""
+    _, h, wd = x.shape
+    o, _, kh, kw = w.shape
+    padded = np.pad(x, ((0, 0), (pad, pad), (pad, pad)))
+    ho, wo = (h + 2 * pad - kh) // stride + 1, (wd + 2 * pad - kw) // stride + 1
+    want = np.zeros((o, ho, wo), dtype=np.int64)
+    for u, v in itertools.product(range(kh), range(kw)):
+        window = padded[:, u : u + stride * ho : stride, v : v + stride * wo : stride]
+        want += np.tensordot(w[:, :, u, v], window, axes=(1, 0))  # int64: exact
+    return want
+
+
+def _shift_add_shapes(count: int) -> list[tuple[int, ...]]:
+    """Random (C, O, H, W, kh, kw, stride, pad, upsample) on the shift-and-add path."""
+    rng = np.random.default_rng(2026)
+    shapes: list[tuple[int, ...]] = []
+    while len(shapes) < count:
+        c, o = int(rng.integers(32, 90)), int(rng.integers(1, 20))
+        h, w = (int(v) for v in rng.integers(1, 12, 2))
+        kh, kw = (int(v) for v in rng.choice([1, 2, 3, 4, 5, 7], 2))
+        stride, pad, up = int(rng.integers(1, 4)), int(rng.integers(0, 4)), int(rng.integers(0, 2))
+        if (h << up) + 2 * pad >= kh and (w << up) + 2 * pad >= kw:
+            shapes.append((c, o, h, w, kh, kw, stride, pad, up))
+    return shapes
+
+
+@pytest.mark.parametrize(
+    "shape", _shift_add_shapes(36), ids=lambda s: "c{}o{}h{}w{}k{}x{}s{}p{}u{}".format(*s)
+)
+def test_shift_add_phases_are_exact(shape: tuple[int, ...]) -> None:
+    """Strides 1-3 (phases), non-square and even kernels, upsample written into the pad."""
+    c, o, h, w, kh, kw, stride, pad, up = shape
+    rng = np.random.default_rng(list(shape))
+    x = rng.integers(-128, 128, (c, h, w))
+    wt = rng.integers(-128, 128, (o, c, kh, kw))
+    want = tap_sum_oracle(upsample_nearest2(x) if up else x, wt, stride, pad)
+    got = conv_accumulate(x, wt, stride=stride, padding=pad, upsample=bool(up))
+    np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("c", [256, 700, 2100])
+def test_float32_groups_flush_exactly(c: int) -> None:
+    """Extreme ±128 terms: sums far past 2^24 split into exact float32 groups (and chunks)."""
+    rng = np.random.default_rng(c)
+    x = rng.choice([-127, -127, -127, 125], (c, 6, 7))  # odd: float32 rounding would show
+    w = rng.choice([-128, 127], (2, c, 3, 3))
+    w[1] = -127  # one channel's sums far past 2^24
+    weights = ConvWeights(w)
+    want = tap_sum_oracle(x, w, 1, 1)
+    assert np.abs(want).max() > 1 << 24
+    np.testing.assert_array_equal(conv_accumulate(x, weights, padding=1), want)
+    # The same prepared weights, now with a smaller input range: still exact.
+    np.testing.assert_array_equal(
+        conv_accumulate(x // 3, weights, padding=1), tap_sum_oracle(x // 3, w, 1, 1)
+    )
+
+
+def test_sums_beyond_float64_are_refused() -> None:
+    x = np.full((1, 3, 3), -(1 << 30))
+    with pytest.raises(ValueError, match="reaches 2\\^53"):
+        conv_accumulate(x, np.full((1, 1, 3, 3), 1 << 20), padding=1)
 
 
 @pytest.mark.parametrize(
