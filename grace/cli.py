@@ -580,6 +580,13 @@ def _engine_report(spec: str) -> None:
         f"per GOP (key frame): {summary.gop_cycles:,} cycles, utilisation "
         f"{summary.gop_utilisation:.1%}"
     )
+    if summary.frame_layers_over_buffer:
+        console.print(
+            f"{summary.frame_layers_over_buffer} per-frame layers "
+            f"({summary.frame_macs_over_buffer:.1%} of the MACs) need more weight words than "
+            f"the {params.buffers.weight_depth:,}-word buffer holds: priced as if they fitted "
+            "(input-channel splitting is not built)"
+        )
     console.print(f"wrote {BUILD_ROOT / 'bench' / f'engine-{params.name}.png'} (and .json)")
 
 

@@ -7,6 +7,11 @@ about three cycles per extra tile, since tiles issue back to back. Layers with
 fewer input channels than the array has lanes are also priced with their
 horizontal taps folded onto the lanes (`ConvShape.fold_taps`, a layout the host
 writes while loading), and the cheaper mapping is reported.
+
+A tile computes whole sums, so one output group's weights (G·k_h·k_w words,
+the beats per pixel) must fit the weight buffer. Layers that need more are
+flagged and priced as if they fitted: input-channel splitting with int32
+partial sums is not built (docs/conv_engine.md, Limits).
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from PIL import Image, ImageDraw
 from grace.params import GraceParams
 from model.conv_shape import ConvShape
 from model.fusion import fusion_plan
-from rtl.conv_cycles import tile_cycles
+from rtl.conv_cycles import TileCost, tile_cycles
 
 
 @dataclass(frozen=True)
@@ -31,16 +36,18 @@ class LayerCost:
     mapping: str  # "direct", "taps folded", or why the engine does not run it
     macs: int
     cycles: int  # 0 when the layer is not a conv-engine op
+    weight_words: int = 0  # per output group; above the buffer's depth it needs a split
+    fits: bool = True  # one output group's weights fit the weight buffer
 
     def utilisation(self, array_macs: int) -> float:
         return self.macs / (array_macs * self.cycles) if self.cycles else 0.0
 
 
-def _best_mapping(params: GraceParams, shape: ConvShape) -> tuple[str, int]:
-    direct = tile_cycles(params, shape).cycles
+def _best_mapping(params: GraceParams, shape: ConvShape) -> tuple[str, TileCost]:
+    direct = tile_cycles(params, shape)
     if shape.channels < params.array.cols and shape.stride == 1 and not shape.upsample:
-        folded = tile_cycles(params, shape.fold_taps()).cycles
-        if folded < direct:
+        folded = tile_cycles(params, shape.fold_taps())
+        if folded.cycles < direct.cycles:
             return "taps folded", folded
     return "direct", direct
 
@@ -54,8 +61,15 @@ def layer_costs(params: GraceParams) -> list[LayerCost]:
             costs.append(LayerCost(op.phase, op.name, op.shape, "depthwise: not on this engine",
                                    op.macs, 0))  # fmt: skip
             continue
-        mapping, cycles = _best_mapping(params, op.conv)
-        costs.append(LayerCost(op.phase, op.name, op.conv.describe(), mapping, op.macs, cycles))
+        mapping, tile = _best_mapping(params, op.conv)
+        words = tile.beats_per_pixel  # one weight word per beat
+        fits = words <= params.buffers.weight_depth
+        if not fits:
+            mapping += f", weights {words:,} > {params.buffers.weight_depth:,} words"
+        costs.append(
+            LayerCost(op.phase, op.name, op.conv.describe(), mapping, op.macs, tile.cycles,
+                      words, fits)
+        )  # fmt: skip
     return costs
 
 
@@ -70,6 +84,8 @@ class EngineSummary:
     gop_utilisation: float
     frame_ms: float  # conv layers only, at clock_mhz
     effective_gmac_per_s: float  # array MACs × clock × frame utilisation
+    frame_layers_over_buffer: int  # per-frame layers priced as if their weights fitted
+    frame_macs_over_buffer: float  # their share of the frame's conv MACs
 
 
 def summarise(params: GraceParams, costs: list[LayerCost]) -> EngineSummary:
@@ -82,6 +98,8 @@ def summarise(params: GraceParams, costs: list[LayerCost]) -> EngineSummary:
 
     frame_cycles, frame_util = phase("per frame")
     gop_cycles, gop_util = phase("per GOP")
+    frame = [c for c in costs if c.phase == "per frame" and c.cycles]
+    over = [c for c in frame if not c.fits]
     clock = params.clock_hz
     return EngineSummary(
         preset=params.name,
@@ -93,6 +111,8 @@ def summarise(params: GraceParams, costs: list[LayerCost]) -> EngineSummary:
         gop_utilisation=gop_util,
         frame_ms=frame_cycles / clock * 1e3,
         effective_gmac_per_s=array * clock * frame_util / 1e9,
+        frame_layers_over_buffer=len(over),
+        frame_macs_over_buffer=sum(c.macs for c in over) / max(sum(c.macs for c in frame), 1),
     )
 
 

@@ -39,3 +39,22 @@ def test_report_files(tmp_path) -> None:
     assert data["summary"]["frame_cycles"] == summary.frame_cycles
     assert len(data["layers"]) == len(costs)
     assert (tmp_path / "engine-ulx3s-85f.png").stat().st_size > 1000
+
+
+def test_layers_whose_weights_overflow_the_buffer_are_flagged() -> None:
+    """Whole sums need G·k² weight words per output group: the 1024/2048-channel
+    hourglass layers exceed the ULX3S preset's 1,024 words (2,048 on fomm-256)."""
+    flagged = [c for c in layer_costs(ULX3S_ON_FOMM) if not c.fits]
+    assert [c.name.split("hourglass.")[-1] for c in flagged] == [
+        "encoder.down_blocks.4",
+        "decoder.up_blocks.0",
+        "decoder.up_blocks.1",
+        "decoder.up_blocks.2",
+    ]
+    assert [c.weight_words for c in flagged] == [1152, 1152, 2304, 1152]
+    assert all(c.weight_words > 1024 and "weights" in c.mapping for c in flagged)
+    wide = [c.weight_words for c in layer_costs(PRESETS["fomm-256"]) if not c.fits]
+    assert wide == [2304]
+    summary = summarise(ULX3S_ON_FOMM, layer_costs(ULX3S_ON_FOMM))
+    assert summary.frame_layers_over_buffer == 4
+    assert 0.03 < summary.frame_macs_over_buffer < 0.04
