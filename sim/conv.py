@@ -348,6 +348,7 @@ def simulate_amaranth(
     seed: int = 0,
     stall_limit: int = 5000,
     dsp_target: str | None = None,
+    overlap_loads: bool = False,
 ) -> ConvRun:
     """Load every program's buffers, issue their commands back to back, collect outputs.
 
@@ -355,6 +356,11 @@ def simulate_amaranth(
     arrive with random gaps (`residual_prob`); cycles are counted from the
     first command's transfer to the last done token's. `dsp_target` elaborates
     a board's form of the engine (e.g. "ice40") instead of the twin.
+
+    `overlap_loads` runs a ping-pong controller instead of loading everything
+    first: tile k's words are written while tile k-1 computes, as soon as tile
+    k-2 (whose buffer half it reuses) has returned its token, then its command
+    follows. The caller places alternate tiles in two halves of the buffers.
     """
     dut = ConvEngine(params, dsp_target=dsp_target)
     rng = random.Random(seed)
@@ -377,17 +383,28 @@ def simulate_amaranth(
         ctx.set(port.valid, 0)
         return edges
 
+    async def load(ctx: SimulatorContext, prog: ConvProgram) -> int:
+        edges = 0
+        for port, words in (
+            (dut.input_write, prog.input_writes),
+            (dut.weight_write, prog.weight_writes),
+            (dut.param_write, prog.param_writes),
+        ):
+            for word in words:
+                edges += await send(ctx, port, word)
+        return edges
+
     async def loader(ctx: SimulatorContext) -> None:
         edge = 0
-        for prog in progs:
-            for port, words in (
-                (dut.input_write, prog.input_writes),
-                (dut.weight_write, prog.weight_writes),
-                (dut.param_write, prog.param_writes),
-            ):
-                for word in words:
-                    edge += await send(ctx, port, word)
-        for prog in progs:
+        if not overlap_loads:
+            for prog in progs:
+                edge += await load(ctx, prog)
+        for k, prog in enumerate(progs):
+            if overlap_loads:
+                while len(tokens) < k - 1:  # tile k-2 still reads this half
+                    await ctx.tick()
+                    edge += 1
+                edge += await load(ctx, prog)
             edge += await send(ctx, dut.cmd, prog.command)
             marks.setdefault("start", edge)
 
