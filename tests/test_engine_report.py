@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import json
+from functools import cache
 
-from grace.engine_report import layer_costs, summarise, write_report
-from grace.params import PRESETS
+from grace.engine_report import LayerCost, summarise, write_report
+from grace.engine_report import layer_costs as price_layers
+from grace.params import PRESETS, GraceParams
 
 ULX3S_ON_FOMM = PRESETS["ulx3s-85f"].replace(model=PRESETS["fomm-256"].model)
+
+
+@cache
+def layer_costs(params: GraceParams) -> list[LayerCost]:
+    """Priced once per module (building the fomm-256 graph takes seconds)."""
+    return price_layers(params)
 
 
 def test_every_conv_of_the_decoder_is_priced() -> None:
