@@ -457,6 +457,7 @@ def simulate_cocotb(
     residual_prob: float = 1.0,
     seed: int = 0,
     waves: bool = False,
+    overlap_loads: bool = False,
 ) -> tuple[ConvRun, SimResult]:
     """The same as `simulate_amaranth`, on the elaborated Verilog under cocotb."""
     from rtl.blocks import to_verilog, toplevel_name
@@ -473,6 +474,11 @@ def simulate_cocotb(
     }
     for name, words in files.items():
         (work / f"{name}.hex").write_text("".join(f"{w:x}\n" for w in words))
+    (work / "loads.txt").write_text(
+        "".join(
+            f"{len(p.input_writes)} {len(p.weight_writes)} {len(p.param_writes)}\n" for p in progs
+        )
+    )
     expected = np.concatenate([p.expected for p in progs])
     (work / "expected.txt").write_text("".join(f"{v}\n" for v in expected.tolist()))
     for stale in ("out.txt", "tokens.txt", "cycles.txt"):
@@ -489,6 +495,7 @@ def simulate_cocotb(
             "GRACE_READY_PROB": repr(ready_prob),
             "GRACE_RESIDUAL_PROB": repr(residual_prob),
             "GRACE_SEED": str(seed),
+            "GRACE_OVERLAP": str(int(overlap_loads)),
         },
         waves=waves,
         seed=seed,

@@ -11,6 +11,9 @@ environment so one compiled model serves every run:
     GRACE_READY_PROB  probability the output sink accepts on a given cycle
     GRACE_RESIDUAL_PROB  probability the residual source offers a value
     GRACE_SEED        seed of the stall pattern
+    GRACE_OVERLAP     "1": a ping-pong controller (tile k loads while tile k-1
+                      computes, once tile k-2's token is back); loads.txt then
+                      gives each tile's input, weight and parameter word counts
 
 It writes out.txt (signed outputs), tokens.txt (done tags) and cycles.txt
 (edges from the first command's transfer to the last token's).
@@ -29,9 +32,13 @@ from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge
 STALL_LIMIT = 20_000
 
 
+def _lines(folder: Path, name: str) -> list[str]:
+    path = folder / name
+    return path.read_text().splitlines() if path.exists() else []
+
+
 def _words(folder: Path, name: str) -> list[int]:
-    path = folder / f"{name}.hex"
-    return [int(w, 16) for w in path.read_text().split()] if path.exists() else []
+    return [int(w, 16) for line in _lines(folder, f"{name}.hex") for w in line.split()]
 
 
 @cocotb.test()
@@ -54,14 +61,21 @@ async def conv_tiles(dut: object) -> None:
     await FallingEdge(dut.clk)
     dut.rst.value = 0
 
-    # Buffer loads: the write streams are always ready, one word per cycle.
-    for port in ("input_write", "weight_write", "param_write"):
-        words = _words(folder, port.split("_")[0])
-        getattr(dut, f"{port}__valid").value = 1
-        for word in words:
-            getattr(dut, f"{port}__payload").value = word
-            await FallingEdge(dut.clk)
-        getattr(dut, f"{port}__valid").value = 0
+    ports = ("input_write", "weight_write", "param_write")
+    words = {port: _words(folder, port.split("_")[0]) for port in ports}
+    overlap = os.environ.get("GRACE_OVERLAP") == "1"
+    if not overlap:  # everything first: the write streams are always ready
+        for port in ports:
+            getattr(dut, f"{port}__valid").value = 1
+            for word in words[port]:
+                getattr(dut, f"{port}__payload").value = word
+                await FallingEdge(dut.clk)
+            getattr(dut, f"{port}__valid").value = 0
+    # per tile, where its words end in each port's list
+    counts = [[int(v) for v in line.split()] for line in _lines(folder, "loads.txt")]
+    ends = [[sum(c[i] for c in counts[: k + 1]) for i in range(3)] for k in range(len(counts))]
+    position = dict.fromkeys(ports, 0)
+    loaded = len(commands) if not overlap else 0  # tiles whose words are all written
 
     outputs: list[int] = []
     tokens: list[int] = []
@@ -69,9 +83,17 @@ async def conv_tiles(dut: object) -> None:
     res_offering = False
     cycle = first_edge = last_edge = idle = 0
     while len(tokens) < len(commands):
-        if sent < len(commands):
+        # tile `loaded` may overwrite its half once tile loaded-2 is done with it
+        loading = loaded < len(commands) and len(tokens) >= loaded - 1
+        for i, port in enumerate(ports):
+            driving = loading and position[port] < ends[loaded][i]
+            if driving:
+                getattr(dut, f"{port}__payload").value = words[port][position[port]]
+            getattr(dut, f"{port}__valid").value = int(driving)
+        offering = sent < loaded  # a command goes only after its tile's words
+        if offering:
             dut.cmd__payload.value = commands[sent]
-        dut.cmd__valid.value = int(sent < len(commands))
+        dut.cmd__valid.value = int(offering)
         if not res_offering and res_sent < len(residual) and rng.random() < residual_prob:
             dut.residual__payload.value = residual[res_sent]
             res_offering = True
@@ -79,7 +101,14 @@ async def conv_tiles(dut: object) -> None:
         dut.o__ready.value = int(rng.random() < ready_prob)
         await ReadOnly()
         moved = False
-        if sent < len(commands) and dut.cmd__ready.value == 1:
+        for port in ports:
+            handshake = (getattr(dut, f"{port}__{end}").value == 1 for end in ("valid", "ready"))
+            if all(handshake):
+                position[port] += 1
+                moved = True
+        if loading and all(position[p] == ends[loaded][i] for i, p in enumerate(ports)):
+            loaded += 1
+        if offering and dut.cmd__ready.value == 1:
             first_edge = cycle if sent == 0 else first_edge
             sent += 1
             moved = True
@@ -95,7 +124,10 @@ async def conv_tiles(dut: object) -> None:
             last_edge = cycle
             moved = True
         idle = 0 if moved else idle + 1
-        assert idle < STALL_LIMIT, f"engine stalled after {len(outputs)} outputs"
+        assert idle < STALL_LIMIT, (
+            f"engine stalled after {len(outputs)} outputs, {len(tokens)} tokens, "
+            f"{sent} commands sent, {loaded} tiles loaded, write positions {position}"
+        )
         await FallingEdge(dut.clk)
         cycle += 1
 

@@ -159,24 +159,30 @@ def test_back_to_back_tiles_overlap() -> None:
     assert quiet.cycles < sum(alone)  # the second tile issues while the first drains
 
 
+def _ping_pong_tiles(params: GraceParams) -> list:
+    """Six tiles of different layers, alternate ones in the two halves of each buffer."""
+    rng = np.random.default_rng(11)
+    buffers = params.buffers
+    halves = (buffers.input_depth // 2, buffers.weight_depth // 2, buffers.param_depth // 2)
+    options = [{}, {"upsample": True}, {"relu": True}, {"residual": True}, {"pool": True}, {}]
+    progs = []
+    for k, extra in enumerate(options):
+        case = random_case(rng, params, channels=int(rng.integers(2, 7)),
+                           out_channels=int(rng.integers(2, 9)), size=(6, 5), kernel=3,
+                           **extra)  # fmt: skip
+        in_base, weight_base, param_base = (h * (k % 2) for h in halves)
+        progs.append(program(case, params, tag=k, in_base=in_base, weight_base=weight_base,
+                             param_base=param_base))  # fmt: skip
+    return progs
+
+
 def test_loads_overlap_compute_in_two_buffer_halves() -> None:
     """Double buffering: a ping-pong controller writes tile k's data into one half
     of each buffer while tile k-1 computes from the other. Exact under
     back-pressure. Without it the loads hide completely (cycles as if every
     tile's data had been resident before the first command), as each tile
     computes for longer than the next one takes to load."""
-    rng = np.random.default_rng(11)
-    buffers = PARAMS.buffers
-    halves = (buffers.input_depth // 2, buffers.weight_depth // 2, buffers.param_depth // 2)
-    options = [{}, {"upsample": True}, {"relu": True}, {"residual": True}, {"pool": True}, {}]
-    progs = []
-    for k, extra in enumerate(options):
-        case = random_case(rng, PARAMS, channels=int(rng.integers(2, 7)),
-                           out_channels=int(rng.integers(2, 9)), size=(6, 5), kernel=3,
-                           **extra)  # fmt: skip
-        in_base, weight_base, param_base = (h * (k % 2) for h in halves)
-        progs.append(program(case, PARAMS, tag=k, in_base=in_base, weight_base=weight_base,
-                             param_base=param_base))  # fmt: skip
+    progs = _ping_pong_tiles(PARAMS)
     expected = np.concatenate([p.expected for p in progs])
     run = simulate_amaranth(
         progs, PARAMS, ready_prob=0.7, residual_prob=0.8, seed=4, overlap_loads=True
@@ -309,6 +315,19 @@ def test_verilog_matches_l2(simulator: str, build_root) -> None:
     result.check()
     np.testing.assert_array_equal(run.outputs, expected)
     assert run.cycles == simulate_amaranth(progs, PARAMS).cycles
+    # double buffering on the Verilog: tiles load while the previous one computes
+    progs = _ping_pong_tiles(PARAMS)
+    expected = np.concatenate([p.expected for p in progs])
+    run, result = simulate_cocotb(progs, PARAMS, simulator=simulator, build_dir=build_dir,
+                                  ready_prob=0.7, residual_prob=0.8, seed=5,
+                                  overlap_loads=True)  # fmt: skip
+    result.check()
+    np.testing.assert_array_equal(run.outputs, expected)
+    assert run.tokens == list(range(len(progs)))
+    run, result = simulate_cocotb(progs, PARAMS, simulator=simulator, build_dir=build_dir,
+                                  overlap_loads=True)  # fmt: skip
+    result.check()
+    assert run.cycles == simulate_amaranth(progs, PARAMS).cycles  # the loads hide
 
 
 def test_cocotb_reports_a_wrong_expectation(build_root) -> None:
