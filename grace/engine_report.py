@@ -6,7 +6,9 @@ covers the layer; a compiler that splits a layer into buffer-sized tiles adds
 about three cycles per extra tile, since tiles issue back to back. Layers with
 fewer input channels than the array has lanes are also priced with their
 horizontal taps folded onto the lanes (`ConvShape.fold_taps`, a layout the host
-writes while loading), and the cheaper mapping is reported.
+writes while loading); layers with fewer output channels than the array has
+rows, with output rows folded onto its rows (`ConvShape.fold_rows`). The
+cheapest mapping whose weights fit is reported.
 
 A tile computes whole sums, so one output group's weights (G·k_h·k_w words,
 the beats per pixel) must fit the weight buffer. Layers that need more are
@@ -43,13 +45,26 @@ class LayerCost:
         return self.macs / (array_macs * self.cycles) if self.cycles else 0.0
 
 
+def _candidates(params: GraceParams, shape: ConvShape) -> list[tuple[str, TileCost]]:
+    """Every mapping the host can lay out for this layer, with its tile cost."""
+    found = [("direct", tile_cycles(params, shape))]
+    plain = shape.stride == 1 and not shape.upsample
+    if plain and shape.channels < params.array.cols:
+        found.append(("taps folded", tile_cycles(params, shape.fold_taps())))
+    if plain and not shape.pool and not shape.residual:
+        for fold in range(2, params.array.rows // shape.out_channels + 1):
+            found.append((f"rows folded ×{fold}", tile_cycles(params, shape.fold_rows(fold))))
+    return found
+
+
 def _best_mapping(params: GraceParams, shape: ConvShape) -> tuple[str, TileCost]:
-    direct = tile_cycles(params, shape)
-    if shape.channels < params.array.cols and shape.stride == 1 and not shape.upsample:
-        folded = tile_cycles(params, shape.fold_taps())
-        if folded.cycles < direct.cycles:
-            return "taps folded", folded
-    return "direct", direct
+    """The fastest mapping whose weights fit the buffer (else the fastest), fewest
+    weight words on a tie."""
+    depth = params.buffers.weight_depth
+    return min(
+        _candidates(params, shape),
+        key=lambda c: (c[1].beats_per_pixel > depth, c[1].cycles, c[1].beats_per_pixel),
+    )
 
 
 def layer_costs(params: GraceParams) -> list[LayerCost]:

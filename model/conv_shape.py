@@ -25,6 +25,7 @@ class ConvShape:
     upsample: bool = False
     pool: bool = False
     groups: int = 1  # C for a depthwise conv
+    residual: bool = False  # a residual enters the accumulator (the cycles do not change)
 
     @property
     def pad_left(self) -> int:
@@ -82,4 +83,40 @@ class ConvShape:
             padding=self.padding,
             padding_w=0,
             pool=self.pool,
+            residual=self.residual,
+        )
+
+    def fold_rows(self, fold: int) -> ConvShape:
+        """The same layer with `fold` output rows moved onto output channels.
+
+        Output row y = fold·Y + p of channel o becomes row Y of channel o·fold + p.
+        It reads x'[c·fold + r, Y', j] = x[c, fold·Y' + r, j] (rows of x stacked
+        `fold` deep as channels, zero beyond x; at least ⌈H/fold⌉ rows) through a kernel of
+        `above + below + 1` rows, where above = ⌈pad/fold⌉ and
+        below = ⌊(fold + k_h − 2 − pad)/fold⌋, whose weights the host spreads
+        so that each output row meets its own k_h of them. That fills the
+        array's idle rows when O is below them (the 3-channel 7×7 final layer).
+        Stride 1; no upsampling, pooling or residual (they mix output rows).
+        """
+        if fold < 1:
+            raise ValueError(f"fold_rows: fold {fold} must be at least 1")
+        if self.stride != 1 or self.upsample or self.pool or self.residual or self.groups != 1:
+            raise ValueError(
+                "fold_rows: stride 1, no upsampling, pooling or residual, dense conv only"
+            )
+        out_h, _ = self.conv_size
+        above = -(-self.padding // fold)
+        below = (fold + self.kernel_h - 2 - self.padding) // fold
+        # enough rows to yield ⌈Ho/F⌉ output rows, and to hold every row of x
+        # (uneven padding can add a discarded row)
+        height = max(-(-out_h // fold) + below - above, -(-self.height // fold))
+        return ConvShape(
+            channels=self.channels * fold,
+            out_channels=self.out_channels * fold,
+            height=height,
+            width=self.width,
+            kernel_h=above + below + 1,
+            kernel_w=self.kernel_w,
+            padding=above,
+            padding_w=self.pad_left,
         )

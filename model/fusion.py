@@ -86,6 +86,7 @@ def fusion_plan(m: ModelParams) -> list[PlannedOp]:
             padding=conv.padding[0],
             upsample=upsample,
             pool="avg pool" in became,
+            residual="residual add" in became,
         )
         ops.append(
             PlannedOp(

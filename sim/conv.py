@@ -10,6 +10,7 @@ output order. Both simulators (Amaranth here, cocotb in `sim.conv_tb`) share it.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import os
 import random
 from dataclasses import dataclass, field
@@ -67,8 +68,9 @@ class ConvCase:
         c, h, w = self.x.shape
         o, _, kh, kw = self.weight.shape
         return ConvShape(
-            c, o, h, w, kh, kw, self.stride, self.padding, self.padding_w, self.upsample, self.pool
-        )
+            c, o, h, w, kh, kw, self.stride, self.padding, self.padding_w, self.upsample, self.pool,
+            residual=self.residual is not None,
+        )  # fmt: skip
 
     @property
     def conv_size(self) -> tuple[int, int]:
@@ -96,6 +98,48 @@ def fold_taps(case: ConvCase) -> ConvCase:
     x = np.stack([padded[:, :, v : v + wo] for v in range(kw)], axis=1).reshape(c * kw, h, wo)
     weight = case.weight.transpose(0, 1, 3, 2).reshape(o, c * kw, kh, 1)
     return dataclasses.replace(case, x=x, weight=weight, padding_w=0)
+
+
+def fold_rows(case: ConvCase, fold: int) -> ConvCase:
+    """The host-side layout of `ConvShape.fold_rows`: output rows become output channels.
+
+    x'[c·F + r, Y', j] = x[c, F·Y' + r, j] (zero past x) and
+    w'[o·F + p, c·F + r, u' + above, v] = w[o, c, F·u' + r − p + pad, v] where
+    that row exists (zero elsewhere); the constants repeat per p. Then the
+    engine's output channel o·F + p, row Y, is the layer's channel o, row
+    F·Y + p (`unfold_rows` puts them back).
+    """
+    folded = case.shape.fold_rows(fold)  # refuses what the fold cannot do
+    c, h, w = case.x.shape
+    o, _, kh, kw = case.weight.shape
+    above = folded.padding
+    x = np.zeros((c, folded.height * fold, w), dtype=np.int64)
+    kept = min(h, x.shape[1])
+    x[:, :kept] = case.x[:, :kept]
+    x = x.reshape(c, folded.height, fold, w).transpose(0, 2, 1, 3).reshape(c * fold, -1, w)
+    weight = np.zeros((o, fold, c, fold, folded.kernel_h, kw), dtype=np.int64)
+    for p, r, tap in itertools.product(range(fold), range(fold), range(folded.kernel_h)):
+        u = fold * (tap - above) + r - p + case.padding
+        if 0 <= u < kh:
+            weight[:, p, :, r, tap] = case.weight[:, :, u]
+    return dataclasses.replace(
+        case,
+        x=x,
+        weight=weight.reshape(o * fold, c * fold, folded.kernel_h, kw),
+        bias=np.repeat(case.bias, fold),
+        multiplier=np.repeat(case.multiplier, fold),
+        shift=np.repeat(case.shift, fold),
+        gain=None if case.gain is None else np.repeat(case.gain, fold),
+        padding=above,
+        padding_w=case.shape.pad_left,
+    )
+
+
+def unfold_rows(y: IntArray, fold: int, height: int) -> IntArray:
+    """The folded layer's output (O·F, Y, W) as the layer's own (O, height, W)."""
+    channels, rows, width = y.shape
+    out = y.reshape(channels // fold, fold, rows, width).transpose(0, 2, 1, 3)
+    return out.reshape(channels // fold, rows * fold, width)[:, :height]
 
 
 def random_case(

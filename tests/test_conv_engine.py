@@ -16,12 +16,15 @@ from model.conv_shape import ConvShape
 from rtl.conv_cycles import tile_cycles
 from sim.conv import (
     ConvProgramError,
+    fold_rows,
     fold_taps,
     program,
     random_case,
+    reference,
     simulate_amaranth,
     simulate_cocotb,
     sweep_cases,
+    unfold_rows,
 )
 
 #: A small array whose sides divide none of the sweep's channel counts evenly
@@ -270,6 +273,53 @@ def test_folding_taps_onto_lanes_is_exact_and_faster() -> None:
     assert tile_cycles(params, folded.shape).cycles < tile_cycles(params, case.shape).cycles / 2
 
 
+def _row_fold_cases(count: int) -> list[tuple[int, ...]]:
+    """Random (C, O, H, W, kernel, pad, fold, relu) the row fold accepts."""
+    rng = np.random.default_rng(77)
+    cases: list[tuple[int, ...]] = []
+    while len(cases) < count:
+        k = int(rng.choice([1, 2, 3, 4, 5, 7]))
+        c, o, h, w = (
+            int(v) for v in (rng.integers(1, 7), rng.integers(1, 4), *rng.integers(1, 13, 2))
+        )
+        pad, fold = int(rng.integers(0, k + 1)), int(rng.integers(1, 9))
+        if h + 2 * pad >= k and w + 2 * pad >= k and pad <= 7:
+            cases.append((c, o, h, w, k, pad, fold, int(rng.integers(0, 2))))
+    return cases
+
+
+def test_folding_rows_is_the_same_layer() -> None:
+    """L2 on the folded layout, unfolded, equals L2 on the layer: 150 random shapes
+    (even kernels, uneven and oversized padding, folds beyond the height)."""
+    for c, o, h, w, k, pad, fold, relu in _row_fold_cases(150):
+        rng = np.random.default_rng([c, o, h, w, k, pad, fold])
+        case = random_case(rng, PARAMS, channels=c, out_channels=o, size=(h, w), kernel=k,
+                           padding=pad, relu=bool(relu))  # fmt: skip
+        want = reference(case, PARAMS)
+        got = unfold_rows(reference(fold_rows(case, fold), PARAMS), fold, want.shape[1])
+        np.testing.assert_array_equal(got, want, err_msg=str((c, o, h, w, k, pad, fold)))
+
+
+@pytest.mark.parametrize(("out_channels", "fold"), [(1, 4), (2, 2), (1, 6)])
+def test_folding_rows_onto_idle_rows_is_exact_and_faster(out_channels: int, fold: int) -> None:
+    """A 7×7 layer with fewer output channels than the array has rows, run with
+    its output rows folded onto the idle rows: exact under back-pressure, and
+    fewer cycles where the fold fits one output group (the final 64→3 layer's
+    mapping); a fold past the rows spans two groups and stays exact."""
+    case = random_case(np.random.default_rng(fold), PARAMS, channels=4,
+                       out_channels=out_channels, size=(7, 5), kernel=7, relu=True)  # fmt: skip
+    folded = fold_rows(case, fold)
+    prog = program(folded, PARAMS)
+    run = simulate_amaranth([prog], PARAMS, ready_prob=0.7, seed=fold)
+    np.testing.assert_array_equal(run.outputs, prog.expected)
+    want = reference(case, PARAMS)
+    np.testing.assert_array_equal(unfold_rows(reference(folded, PARAMS), fold, 7), want)
+    cycles = tile_cycles(PARAMS, folded.shape).cycles
+    assert simulate_amaranth([prog], PARAMS).cycles == cycles  # the model holds here too
+    if out_channels * fold <= PARAMS.array.rows:
+        assert cycles < tile_cycles(PARAMS, case.shape).cycles
+
+
 @pytest.mark.parametrize(
     "change, message",
     [
@@ -376,3 +426,21 @@ def test_fold_taps_shape() -> None:
     assert folded.conv_size == shape.conv_size and folded.macs == shape.macs
     with pytest.raises(ValueError, match="stride 1"):
         ConvShape(3, 8, 8, 8, 3, 3, stride=2).fold_taps()
+
+
+def test_fold_rows_shape() -> None:
+    final = ConvShape(64, 3, 256, 256, 7, 7, padding=3)
+    folded = final.fold_rows(4)
+    assert (folded.channels, folded.out_channels, folded.height) == (256, 12, 64)
+    assert (folded.kernel_h, folded.kernel_w, folded.padding) == (3, 7, 1)
+    assert folded.conv_size == (64, 256)
+    for refused in (
+        ConvShape(4, 2, 8, 8, 3, 3, stride=2),
+        ConvShape(4, 2, 8, 8, 3, 3, upsample=True),
+        ConvShape(4, 2, 8, 8, 3, 3, pool=True),
+        ConvShape(4, 2, 8, 8, 3, 3, residual=True),
+    ):
+        with pytest.raises(ValueError, match="fold_rows: stride 1"):
+            refused.fold_rows(2)
+    with pytest.raises(ValueError, match="at least 1"):
+        final.fold_rows(0)

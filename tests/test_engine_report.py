@@ -66,3 +66,15 @@ def test_layers_whose_weights_overflow_the_buffer_are_flagged() -> None:
     summary = summarise(ULX3S_ON_FOMM, layer_costs(ULX3S_ON_FOMM))
     assert summary.frame_layers_over_buffer == 4
     assert 0.03 < summary.frame_macs_over_buffer < 0.04
+
+
+def test_narrow_layers_fold_onto_idle_lanes_and_rows() -> None:
+    """The 3-channel input layer folds its taps onto lanes; the 1- and 3-channel
+    outputs fold their rows onto the array's idle rows, within the weight buffer."""
+    mapping = {c.name: c.mapping for c in layer_costs(ULX3S_ON_FOMM)}
+    assert mapping["first"] == "taps folded"
+    assert mapping["final"] == "rows folded ×4"
+    assert mapping["dense_motion_network.occlusion"] == "rows folded ×3"
+    assert mapping["dense_motion_network.mask"] == "direct"  # 11 outputs: no second fold
+    summary = summarise(ULX3S_ON_FOMM, layer_costs(ULX3S_ON_FOMM))
+    assert summary.frame_utilisation > 0.97
