@@ -58,13 +58,13 @@ def _candidates(params: GraceParams, shape: ConvShape) -> list[tuple[str, TileCo
 
 
 def _best_mapping(params: GraceParams, shape: ConvShape) -> tuple[str, TileCost]:
-    """The fastest mapping whose weights fit the buffer (else the fastest), fewest
-    weight words on a tie."""
-    depth = params.buffers.weight_depth
-    return min(
-        _candidates(params, shape),
-        key=lambda c: (c[1].beats_per_pixel > depth, c[1].cycles, c[1].beats_per_pixel),
-    )
+    """The fastest mapping whose weights fit the buffer, fewest weight words on a
+    tie; the direct one when none fits (the layer then needs a split)."""
+    candidates = _candidates(params, shape)
+    fitting = [c for c in candidates if c[1].beats_per_pixel <= params.buffers.weight_depth]
+    if not fitting:
+        return candidates[0]
+    return min(fitting, key=lambda c: (c[1].cycles, c[1].beats_per_pixel))
 
 
 def layer_costs(params: GraceParams) -> list[LayerCost]:

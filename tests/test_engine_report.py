@@ -78,3 +78,13 @@ def test_narrow_layers_fold_onto_idle_lanes_and_rows() -> None:
     assert mapping["dense_motion_network.mask"] == "direct"  # 11 outputs: no second fold
     summary = summarise(ULX3S_ON_FOMM, layer_costs(ULX3S_ON_FOMM))
     assert summary.frame_utilisation > 0.97
+
+
+def test_a_layer_that_fits_no_mapping_is_reported_direct() -> None:
+    """tiny on the iCEBreaker's 512-word buffer: the 7×7 heads fit neither direct
+    nor folded, so they are flagged with their direct mapping."""
+    over = {c.name: c.mapping for c in layer_costs(PRESETS["icebreaker"]) if not c.fits}
+    assert over == {
+        "dense_motion_network.mask": "direct, weights 1,274 > 512 words",
+        "dense_motion_network.occlusion": "direct, weights 1,274 > 512 words",
+    }
