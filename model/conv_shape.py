@@ -91,12 +91,13 @@ class ConvShape:
 
         Output row y = fold·Y + p of channel o becomes row Y of channel o·fold + p.
         It reads x'[c·fold + r, Y', j] = x[c, fold·Y' + r, j] (rows of x stacked
-        `fold` deep as channels, zero beyond x; at least ⌈H/fold⌉ rows) through a kernel of
-        `above + below + 1` rows, where above = ⌈pad/fold⌉ and
+        `fold` deep as channels, zero beyond x; at least ⌈H/fold⌉ rows) through
+        a kernel of `above + below + 1` rows, where above = ⌈pad/fold⌉ and
         below = ⌊(fold + k_h − 2 − pad)/fold⌋, whose weights the host spreads
         so that each output row meets its own k_h of them. That fills the
         array's idle rows when O is below them (the 3-channel 7×7 final layer).
-        Stride 1; no upsampling, pooling or residual (they mix output rows).
+        Stride 1 and no pooling (it mixes output rows); no upsampling or residual
+        either (they would need folded layouts of their own, not built).
         """
         if fold < 1:
             raise ValueError(f"fold_rows: fold {fold} must be at least 1")

@@ -113,9 +113,8 @@ def fold_rows(case: ConvCase, fold: int) -> ConvCase:
     c, h, w = case.x.shape
     o, _, kh, kw = case.weight.shape
     above = folded.padding
-    x = np.zeros((c, folded.height * fold, w), dtype=np.int64)
-    kept = min(h, x.shape[1])
-    x[:, :kept] = case.x[:, :kept]
+    x = np.zeros((c, folded.height * fold, w), dtype=np.int64)  # ≥ h rows
+    x[:, :h] = case.x
     x = x.reshape(c, folded.height, fold, w).transpose(0, 2, 1, 3).reshape(c * fold, -1, w)
     weight = np.zeros((o, fold, c, fold, folded.kernel_h, kw), dtype=np.int64)
     for p, r, tap in itertools.product(range(fold), range(fold), range(folded.kernel_h)):
