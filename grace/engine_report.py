@@ -165,10 +165,16 @@ def _chart(costs: list[LayerCost], array: int, summary: EngineSummary, path: Pat
         draw.text((10, y + 2), name.replace("hourglass.", "")[-48:], fill="black")
         draw.rectangle((label_w, y + 3, label_w + bar_w, y + row_h - 3), outline="#bbbbbb")
         colour = "#2b7bba" if c.phase == "per frame" else "#8c8c8c"
+        colour = colour if c.fits else "#e08a2b"
         if c.cycles:
             draw.rectangle(
                 (label_w, y + 3, label_w + int(bar_w * util), y + row_h - 3), fill=colour
             )
         draw.text((label_w + bar_w + 8, y + 2), f"{util:.0%}" if c.cycles else "n/a", fill="black")
-    draw.text((10, height - 22), "blue: per inter frame, grey: per GOP", fill="black")
+    draw.text(
+        (10, height - 22),
+        "blue: per inter frame, grey: per GOP, orange: weights exceed the buffer "
+        "(priced as if they fitted)",
+        fill="black",
+    )
     image.save(path)
