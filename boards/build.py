@@ -12,6 +12,7 @@ import os
 import re
 import shutil
 import sys
+from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -196,7 +197,7 @@ def sweep(
     """One build per placer seed, `jobs` at a time (default: a core each); the
     reports by seed. nextpnr's placement moves a dense design's Fmax by ±10 %,
     so a sweep is how a build that meets the clock is found."""
-    repeated = sorted({s for s in seeds if list(seeds).count(s) > 1})
+    repeated = sorted(s for s, count in Counter(seeds).items() if count > 1)
     if repeated:
         raise BuildError(f"placer seed {repeated[0]} given twice; give each seed once")
     for seed in seeds:  # all checked before any build starts

@@ -31,10 +31,18 @@ _MIN_FLOAT32_CHUNK = 64  # below this many terms per chunk, float64 is simpler a
 _SHIFT_ADD_MIN_CHANNELS = 32  # narrower inputs use one im2col product instead
 
 
-def upsample_nearest2(x: npt.ArrayLike) -> IntArray:
-    """(C, H, W) → (C, 2H, 2W), each value repeated in a 2×2 block."""
+def upsample_nearest2(x: npt.ArrayLike, out: np.ndarray | None = None) -> np.ndarray:
+    """(C, H, W) → (C, 2H, 2W), each value repeated in a 2×2 block.
+
+    Into `out` when given (any dtype, e.g. a view inside a padded buffer).
+    """
     a = np.asarray(x, dtype=np.int64)
-    return a.repeat(2, axis=1).repeat(2, axis=2)
+    c, h, w = a.shape
+    if out is None:
+        out = np.empty((c, 2 * h, 2 * w), dtype=np.int64)
+    for dy, dx in ((0, 0), (0, 1), (1, 0), (1, 1)):
+        out[:, dy::2, dx::2] = a
+    return out
 
 
 def avg_pool2(x: npt.ArrayLike) -> IntArray:
@@ -131,8 +139,7 @@ def conv_accumulate(
     padded = np.zeros((c, h + 2 * padding + 1, w + 2 * padding), dtype)
     inner = padded[:, padding : padding + h, padding : padding + w]
     if upsample:
-        for dy, dx in ((0, 0), (0, 1), (1, 0), (1, 1)):
-            inner[:, dy::2, dx::2] = xi
+        upsample_nearest2(xi, out=inner)
     else:
         inner[...] = xi
     if c >= _SHIFT_ADD_MIN_CHANNELS:

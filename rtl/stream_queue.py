@@ -9,10 +9,10 @@ registers and the two enables. Storage is a `RowQueue`. An entry becomes
 otherwise, so its read never needs to see the write of the same edge: the
 storage's read may be transparent or not, as suits the FPGA, with the same
 timing. `transparent_storage=False` spares iCE40 block RAM the bypass
-multiplexer of a transparent read, which set the clock there (Yosys still adds
-its old-data collision logic); True suits ECP5 LUT RAM (Yosys then registers
-the read address, not the data after the RAM). From three entries deep the
-queue passes one element per cycle.
+multiplexer of a transparent read, which set the clock there (and, in board
+builds, Yosys's old-data collision logic: see `RowQueue`); True suits ECP5 LUT
+RAM (Yosys then registers the read address, not the data after the RAM). From
+three entries deep the queue passes one element per cycle.
 """
 
 from __future__ import annotations
