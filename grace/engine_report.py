@@ -24,7 +24,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-from grace.params import GraceParams
+from defs.params import GraceParams
 from model.conv_shape import ConvShape
 from model.fusion import fusion_plan
 from rtl.conv_cycles import TileCost, tile_cycles

@@ -9,7 +9,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from grace.params import GraceParams
+from defs.params import GraceParams
 
 
 def run_quantize(

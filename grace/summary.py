@@ -10,7 +10,7 @@ from amaranth.lib.wiring import Flow
 from rich.table import Table
 
 from boards.build import BuildReport
-from grace.params import GraceParams
+from defs.params import GraceParams
 from rtl.blocks import check_block, component_verilog, make_block, toplevel_name
 
 

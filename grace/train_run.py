@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from grace.params import GraceParams
+from defs.params import GraceParams
 
 HELDOUT_SEED = 1_000_003
 

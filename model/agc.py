@@ -8,7 +8,7 @@ from model.generator import OcclusionAwareGenerator
 from model.keypoints import KPDetector
 
 if TYPE_CHECKING:
-    from grace.params import ModelParams
+    from defs.params import ModelParams
 
 
 def build_kp_detector(m: ModelParams) -> KPDetector:

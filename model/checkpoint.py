@@ -19,7 +19,7 @@ from model.generator import OcclusionAwareGenerator
 from model.keypoints import KPDetector
 
 if TYPE_CHECKING:
-    from grace.params import ModelParams
+    from defs.params import ModelParams
 
 
 class CheckpointError(ValueError):

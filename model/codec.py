@@ -37,7 +37,7 @@ from model.evaluate import to_uint8
 from model.keypoints import KPDetector
 
 if TYPE_CHECKING:
-    from grace.params import ModelParams
+    from defs.params import ModelParams
 
 KEY_CODECS = {"jpeg": CODEC_JPEG, "webp": CODEC_WEBP, "png": CODEC_PNG}
 _PIL_FORMATS = {CODEC_JPEG: "JPEG", CODEC_WEBP: "WEBP", CODEC_PNG: "PNG"}

@@ -46,7 +46,7 @@ from model.fixed_motion import (
 from model.fixed_ops import exp_lut
 
 if TYPE_CHECKING:
-    from grace.params import NumericParams
+    from defs.params import NumericParams
 
 DTYPE = torch.float64
 #: Softmax widths (the defaults `decode_int` uses): exp table fraction bits, reciprocal bits.

@@ -19,7 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 if TYPE_CHECKING:
-    from grace.params import NumericParams
+    from defs.params import NumericParams
 
 IntArray = npt.NDArray[np.int64]
 

@@ -21,7 +21,7 @@ import numpy.typing as npt
 from model.fixed import int_range, requantize, round_shift
 
 if TYPE_CHECKING:
-    from grace.params import NumericParams
+    from defs.params import NumericParams
 
 IntArray = npt.NDArray[np.int64]
 

@@ -73,7 +73,7 @@ class QAffine:
 
 @dataclass
 class QuantizedDecoder:
-    numeric: object  # grace.params.NumericParams
+    numeric: object  # defs.params.NumericParams
     antialias: QConv | None  # key frame → motion-network resolution
     first: QConv
     down_blocks: list[QConv]

@@ -23,7 +23,7 @@ from model.conv_shape import ConvShape
 from model.macs import count_macs
 
 if TYPE_CHECKING:
-    from grace.params import ModelParams
+    from defs.params import ModelParams
 
 
 @torch.no_grad()

@@ -24,7 +24,7 @@ from model.ptq import build_quantized, calibrate
 from model.synthetic import ClipSpec, synthesize_clip
 
 if TYPE_CHECKING:
-    from grace.params import GraceParams
+    from defs.params import GraceParams
 
 KP_STEP = 2.0**-KP_FRAC_BITS
 JAC_STEP = 2.0**-JAC_IN_FRAC_BITS

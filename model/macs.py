@@ -18,7 +18,7 @@ from torch import nn
 from model.agc import build_generator
 
 if TYPE_CHECKING:
-    from grace.params import ModelParams
+    from defs.params import ModelParams
 
 
 @dataclass

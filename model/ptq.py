@@ -32,7 +32,7 @@ from model.fusion import batchnorm_affine, fold_batchnorm
 from model.generator import OcclusionAwareGenerator
 
 if TYPE_CHECKING:
-    from grace.params import NumericParams
+    from defs.params import NumericParams
 
 
 class QuantizationError(ValueError):

@@ -28,7 +28,7 @@ from model.checkpoint import save_checkpoint
 from model.synthetic import ClipSpec, num_faces, synthesize_clip
 
 if TYPE_CHECKING:
-    from grace.params import ModelParams
+    from defs.params import ModelParams
 
 #: lfw identities never used in training: the held-out set.
 HELDOUT_FACES = tuple(range(81, 101))

@@ -12,7 +12,7 @@ from rtl.conv import ConvEngine
 from rtl.requant import Requantizer
 
 if TYPE_CHECKING:
-    from grace.params import GraceParams
+    from defs.params import GraceParams
 
 #: Each block from the parameters and block-specific options (e.g. a floorplan).
 BLOCKS: dict[str, Callable[..., wiring.Component]] = {

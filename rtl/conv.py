@@ -40,11 +40,9 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from defs.limits import DIM_BITS, TAG_BITS, bits_for
 from rtl.bram import RegisteredRAM
 from rtl.conv_layouts import (
-    DIM_BITS,
-    TAG_BITS,
-    bits_for,
     command_layout,
     input_addr_bits,
     input_write_layout,
@@ -65,7 +63,7 @@ from rtl.thermometer import thermometer_next
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from grace.params import GraceParams
+    from defs.params import GraceParams
 
 #: Low bits of the two-step accumulator add (a short carry chain at full clock).
 ACC_SPLIT = 16

@@ -21,7 +21,7 @@ from rtl.conv import ISSUE_TO_TREE, tree_levels
 from rtl.requant import Requantizer
 
 if TYPE_CHECKING:
-    from grace.params import GraceParams
+    from defs.params import GraceParams
     from model.conv_shape import ConvShape
 
 #: Edges outside the issue loop: command latch and set-up (4), two-step accumulate and

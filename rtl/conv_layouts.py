@@ -2,7 +2,8 @@
 
 The command is the contract between a controller (or a test) and the engine; its
 fields are documented in docs/conv_engine.md. Widths follow the parameters
-object, so one `GraceParams` fixes every port of a build.
+object and the hardware limits (defs/limits.py), so one `GraceParams` fixes
+every port of a build.
 """
 
 from __future__ import annotations
@@ -12,22 +13,10 @@ from typing import TYPE_CHECKING
 from amaranth import signed, unsigned
 from amaranth.lib import data
 
+from defs.limits import DIM_BITS, GROUP_BITS, TAG_BITS, bits_for
+
 if TYPE_CHECKING:
-    from grace.params import GraceParams
-
-#: Spatial sizes (heights, widths, row and plane strides are separate fields).
-DIM_BITS = 12
-#: Largest kernel side the engine iterates (FOMM uses 1, 3, 7).
-MAX_KERNEL = 7
-#: Largest zero padding on the top or left edge (bottom/right follow from the output size).
-MAX_PAD = 7
-#: Completion tags: the controller's name for a tile.
-TAG_BITS = 8
-
-
-def bits_for(count: int) -> int:
-    """Bits of an unsigned counter that holds 0 .. count - 1."""
-    return max(1, (count - 1).bit_length())
+    from defs.params import GraceParams
 
 
 def input_addr_bits(p: GraceParams) -> int:
@@ -40,11 +29,6 @@ def weight_addr_bits(p: GraceParams) -> int:
 
 def param_addr_bits(p: GraceParams) -> int:
     return bits_for(p.buffers.param_depth)
-
-
-def group_bits(p: GraceParams) -> int:
-    """Input/output channel-group counters (1 .. 2^k groups)."""
-    return 10
 
 
 def lane_bits(p: GraceParams) -> int:
@@ -63,7 +47,7 @@ def command_layout(p: GraceParams) -> data.StructLayout:
             "in_row": unsigned(DIM_BITS),
             "in_height": unsigned(DIM_BITS),
             "in_width": unsigned(DIM_BITS),
-            "in_groups": unsigned(group_bits(p)),
+            "in_groups": unsigned(GROUP_BITS),
             "upsample": unsigned(1),  # nearest ×2 on read: the conv sees 2H × 2W
             "kernel_h": unsigned(3),
             "kernel_w": unsigned(3),
@@ -73,7 +57,7 @@ def command_layout(p: GraceParams) -> data.StructLayout:
             # conv output size (before pooling); bottom/right padding is implied by it
             "out_height": unsigned(DIM_BITS),
             "out_width": unsigned(DIM_BITS),
-            "out_groups": unsigned(group_bits(p)),
+            "out_groups": unsigned(GROUP_BITS),
             "last_lanes": unsigned(lane_bits(p)),  # real channels in the last output group
             "weight_base": unsigned(weight_addr_bits(p)),
             "param_base": unsigned(param_addr_bits(p)),

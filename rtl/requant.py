@@ -39,7 +39,7 @@ from model.fixed import int_range
 from rtl.dsp import MAX_OPERAND_BITS, Multiplier, platform_target
 
 if TYPE_CHECKING:
-    from grace.params import NumericParams
+    from defs.params import NumericParams
 
 #: Width of the slices of (acc + bias) multiplied separately: one 16×16 DSP
 #: (iCE40 SB_MAC16) or one 18×18 (ECP5 MULT18X18D) each.

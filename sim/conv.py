@@ -21,15 +21,13 @@ import numpy.typing as npt
 from amaranth import Value
 from amaranth.sim import Simulator, SimulatorContext
 
-from grace.params import GraceParams
+from defs.limits import DIM_BITS, MAX_KERNEL, MAX_PAD
+from defs.params import GraceParams
 from model.conv_shape import ConvShape
 from model.fixed import int_range
 from model.fixed_conv import conv2d_int
 from rtl.conv import ConvEngine
 from rtl.conv_layouts import (
-    DIM_BITS,
-    MAX_KERNEL,
-    MAX_PAD,
     command_layout,
     input_write_layout,
     param_write_layout,

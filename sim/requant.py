@@ -15,7 +15,7 @@ from rtl.requant import requant_input_layout
 from sim.stream_function import StreamRun, pack, run_stream_function
 
 if TYPE_CHECKING:
-    from grace.params import GraceParams, NumericParams
+    from defs.params import GraceParams, NumericParams
 
 Vectors = dict[str, npt.NDArray[np.int64]]
 

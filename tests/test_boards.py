@@ -6,7 +6,7 @@ import pytest
 
 from boards.build import BuildError, build, parse_report, plan, prepare_tools, sweep
 from boards.targets import BOARDS, UnknownBoard, board
-from grace.params import preset
+from defs.params import preset
 from rtl.blocks import BLOCKS
 
 

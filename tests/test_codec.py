@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from grace.params import preset
+from defs.params import preset
 from model.agc import build_generator, build_kp_detector
 from model.bitstream import BitstreamError, quantize, read_stream
 from model.codec import CodecError, CodecSettings, bitrate, decode_stream, encode_clip

@@ -6,8 +6,8 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from defs.params import preset
 from grace.cli import main
-from grace.params import preset
 from model.agc import build_generator, build_kp_detector
 from model.checkpoint import save_checkpoint
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from grace.params import ArrayParams, BufferParams, GraceParams, preset
+from defs.params import ArrayParams, BufferParams, GraceParams, preset
 from model.conv_shape import ConvShape
 from rtl.conv_cycles import tile_cycles
 from sim.conv import (

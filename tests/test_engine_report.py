@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from functools import cache
 
+from defs.params import PRESETS, GraceParams
 from grace.engine_report import LayerCost, summarise, write_report
 from grace.engine_report import layer_costs as price_layers
-from grace.params import PRESETS, GraceParams
 
 ULX3S_ON_FOMM = PRESETS["ulx3s-85f"].replace(model=PRESETS["fomm-256"].model)
 

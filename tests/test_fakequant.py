@@ -16,8 +16,8 @@ import torch
 from torch import nn
 
 import model.fakequant as fq
+from defs.params import GraceParams, ModelParams, preset
 from grace.codec_run import load_models
-from grace.params import GraceParams, ModelParams, preset
 from model.agc import build_generator, build_kp_detector
 from model.fakequant import FakeQuantDecoder, int_views
 from model.fixed import requantize

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from grace.params import NumericParams, preset
+from defs.params import NumericParams, preset
 from model.fixed import int_range, requantize, round_shift, saturate
 
 NUMERIC = preset("tiny").numeric

@@ -10,7 +10,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from grace.params import NumericParams, preset
+from defs.params import NumericParams, preset
 from model.fixed import requantize, scale_to_multiplier
 from model.fixed_conv import (
     ConvWeights,

@@ -8,7 +8,7 @@ import pytest
 
 from boards.build import plan
 from boards.floorplan import block_options, ecp5_85f_dsp_row, ecp5_85f_mac_sites
-from grace.params import ArrayParams, GraceParams, preset
+from defs.params import ArrayParams, GraceParams, preset
 from rtl.conv import ConvEngine
 
 _SITE = re.compile(r"X(\d+)/Y(\d+)/MULT18_[0145]$")

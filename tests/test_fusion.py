@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from grace.params import preset
+from defs.params import preset
 from model.agc import build_generator
 from model.fusion import batchnorm_affine, fold_batchnorm, fusion_plan, plan_markdown
 from model.macs import count_macs

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
+from defs.params import preset
 from grace.codec_run import load_models
-from grace.params import preset
 from model.agc import build_generator, build_kp_detector
 from model.codec import CodecSettings, decode_stream, encode_clip
 from model.fixed_decoder import decode_int, encode_source_int

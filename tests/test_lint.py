@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from grace.params import NumericParams, preset
+from defs.params import NumericParams, preset
 from grace.summary import elaborate_block
 from sim.lint import WAIVERS, lint_verilog
 

@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 import torch
 
-from grace.params import preset
+from defs.params import preset
 from model.agc import build_generator, build_kp_detector
 from model.checkpoint import CheckpointError, load_checkpoint
 from model.macs import count_macs

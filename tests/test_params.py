@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from grace.params import (
+from defs.params import (
     PRESETS,
     ArrayParams,
     GraceParams,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from grace.params import NumericParams, preset
+from defs.params import NumericParams, preset
 from rtl.requant import Requantizer
 from sim.requant import concat, extreme_vectors, random_vectors, simulate_requant
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from grace.params import NumericParams, preset
+from defs.params import NumericParams, preset
 from rtl.requant import SLICE_BITS, Requantizer, requant_input_layout
 from sim.amaranth_stream import run_stream_component
 from sim.netlist import cells_of, synthesize

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from grace.params import preset
+from defs.params import preset
 from model.baselines import fit_affine, global_affine_warp
 from model.blocks import make_coordinate_grid
 from model.train import (

@@ -6,8 +6,8 @@ pure function of it; `key()` names per-parameter build directories. Invalid
 values fail in `__post_init__` naming the field and the allowed range, so a
 mistake surfaces where it was made rather than as a Yosys error an hour later.
 
-This module imports only the standard library: every other package may import
-it without pulling in torch or amaranth.
+This module imports only the standard library and its neighbours in `defs/`:
+every other package may import it without pulling in torch, amaranth or the CLI.
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Self
+
+from defs.boards import BOARD_SPECS
 
 
 class ParamsError(ValueError):
@@ -183,8 +185,8 @@ class ModelParams:
             )
 
 
-#: Boards that `boards/` knows how to build for.
-BOARDS = ("ulx3s-85f", "icebreaker")
+#: Boards that `boards/` knows how to build for (defs/boards.py has their dies).
+BOARDS = tuple(BOARD_SPECS)
 
 
 @dataclass(frozen=True)
@@ -294,7 +296,7 @@ PRESETS: dict[str, GraceParams] = {
         model=_FOMM_256,
         clock_hz=150e6,
     ),
-    # ECP5-85F: 156 MULT18X18D, 208 DP16KD (DESIGN.md §5). 16×8 = 128 MACs: every
+    # ECP5-85F (its capacities: defs/boards.py). 16×8 = 128 MACs: every
     # FOMM width (64 … 1024) is a multiple of both sides; 4 more DSPs serve the
     # address multiply, the residual gain and the requantizer.
     "ulx3s-85f": GraceParams(
@@ -304,10 +306,10 @@ PRESETS: dict[str, GraceParams] = {
         buffers=BufferParams(
             input_depth=8192, weight_depth=1024, param_depth=1024, accumulator_slots=15
         ),
-        clock_hz=150e6,
+        clock_hz=BOARD_SPECS["ulx3s-85f"].clock_hz,
         board="ulx3s-85f",
     ),
-    # iCE40 UP5K: 8 SB_MAC16, 30 EBR, 4 SPRAM. 2×2 MACs + the address multiply,
+    # iCE40 UP5K (defs/boards.py). 2×2 MACs + the address multiply,
     # the residual gain and the requantizer's two slices = all 8 DSPs.
     "icebreaker": GraceParams(
         name="icebreaker",
@@ -315,7 +317,7 @@ PRESETS: dict[str, GraceParams] = {
         buffers=BufferParams(
             input_depth=1024, weight_depth=512, param_depth=256, accumulator_slots=16
         ),
-        clock_hz=50e6,
+        clock_hz=BOARD_SPECS["icebreaker"].clock_hz,
         board="icebreaker",
     ),
 }
