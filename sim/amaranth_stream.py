@@ -3,6 +3,8 @@
 The same contract as `sim.stream_tb` (cocotb), without elaborating to Verilog:
 packed input words go in with random valid gaps, outputs come out under random
 back-pressure, and the edge count from first input to last output is returned.
+The output stream is checked against the stream rules (`sim.stream_rules`) on
+every edge.
 """
 
 from __future__ import annotations
@@ -11,8 +13,11 @@ import random
 
 import numpy as np
 import numpy.typing as npt
+from amaranth import Value
 from amaranth.lib import wiring
 from amaranth.sim import Simulator, SimulatorContext
+
+from sim.stream_rules import watch_amaranth
 
 
 def run_stream_component(
@@ -24,7 +29,10 @@ def run_stream_component(
     seed: int = 0,
     stall_limit: int = 2000,
 ) -> tuple[npt.NDArray[np.int64], int]:
-    """Return (outputs as signed ints, edges from first input transfer to last output transfer)."""
+    """Return (outputs as signed ints, edges from first input transfer to last output transfer).
+
+    Raises `StreamRuleViolation` as soon as `o` breaks a stream rule.
+    """
     source_rng = random.Random(seed)
     sink_rng = random.Random(seed + 1)
     outputs: list[int] = []
@@ -37,7 +45,7 @@ def run_stream_component(
                 await ctx.tick()
                 edge += 1
             ctx.set(dut.i.valid, 1)
-            ctx.set(dut.i.payload.as_value(), word)
+            ctx.set(Value.cast(dut.i.payload), word)  # a struct (View) or a plain shape
             while True:
                 _, _, ready = await ctx.tick().sample(dut.i.ready)
                 edge += 1
@@ -68,5 +76,9 @@ def run_stream_component(
     sim.add_clock(1e-8)
     sim.add_testbench(source)
     sim.add_testbench(sink)
+    rules = watch_amaranth(sim, dut.o, f"{type(dut).__name__}.o")
     sim.run()
+    rules.check()
+    # the checker saw every handshake the sink counted (it did watch this stream)
+    assert rules.transfers == len(outputs), (rules.transfers, len(outputs))
     return np.array(outputs, dtype=np.int64), edges["last"] - edges["first"] + 1

@@ -3,8 +3,9 @@
 The host side (`sim.stream_function`) writes packed input payloads, one hex word
 per line, and optionally the expected outputs; this bench drives them with
 random valid gaps and random output back-pressure, records every output and the
-cycle count, and fails on any mismatch. Configuration comes from environment
-variables so one compiled model serves every run:
+cycle count, and fails on any mismatch or on a broken stream rule on `o`
+(`sim.stream_rules`). Configuration comes from environment variables so one
+compiled model serves every run:
 
     GRACE_STIM        input payloads (hex, one per line)
     GRACE_EXPECT      expected outputs (signed decimal, one per line; optional)
@@ -25,6 +26,8 @@ import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge
 
+from sim.stream_rules import watch_cocotb
+
 # Cycles without any transfer after which the bench declares the design hung.
 STALL_LIMIT = 2000
 
@@ -44,6 +47,7 @@ async def stream_function(dut: object) -> None:
     rng = random.Random(int(os.environ.get("GRACE_SEED", "0")))
 
     Clock(dut.clk, 10, unit="ns").start()
+    rules = watch_cocotb(dut, "o")
     dut.rst.value = 1
     dut.i__valid.value = 0
     dut.o__ready.value = 0
@@ -87,6 +91,8 @@ async def stream_function(dut: object) -> None:
 
     Path(os.environ["GRACE_OUT"]).write_text("\n".join(map(str, outputs)) + "\n")
     Path(os.environ["GRACE_CYCLES"]).write_text(f"{last_edge - first_edge + 1}\n")
+    rules.check()
+    assert rules.transfers == len(outputs), f"{rules.name}: {rules.transfers} ≠ {len(outputs)}"
     if expected is not None:
         mismatches = [i for i, (a, b) in enumerate(zip(outputs, expected, strict=True)) if a != b]
         assert not mismatches, (
