@@ -69,6 +69,10 @@ def dp16kd_tiles(width: int, depth: int, granularity: int) -> int:
 class RegisteredRAM(wiring.Component):
     """Write port (lanes of `granularity` bits) and a two-cycle read port."""
 
+    #: Edges from a read address to its data without address stages: the RAM's
+    #: own read register and its output register.
+    READ_LATENCY = 2
+
     def __new__(
         cls,
         width: int,
@@ -107,7 +111,7 @@ class RegisteredRAM(wiring.Component):
         self.address_stages = address_stages
         self.write_stages = write_stages
         #: Cycles from presenting an address to its data on `r_data`.
-        self.latency = 2 + address_stages
+        self.latency = self.READ_LATENCY + address_stages
         addr = max(1, (depth - 1).bit_length())
         super().__init__(
             {

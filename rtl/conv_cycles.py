@@ -1,4 +1,4 @@
-"""Cycle model of the convolution engine (rtl/conv.py), and its MAC utilisation.
+"""Cycle model of the convolution engine (rtl/conv/), and its MAC utilisation.
 
 The engine is a two-stage pipeline joined by the accumulator FIFO. The issue
 stage spends T = G·k_h·k_w beats on each output pixel vector (G input-channel
@@ -6,8 +6,8 @@ groups of `cols`); the output unit spends n cycles on it (n = real channels of
 the output group, one element per cycle). Without back-pressure a vector
 therefore costs max(T, n) cycles, or more when the FIFO's slots cannot cover
 the round trip from issue to output unit. The first vector also pays the issue
-beats T and the pipeline's fill and drain, a constant set by the RTL's stage
-counts. `tile_cycles` is exact for the RTL without back-pressure: tests compare
+beats T and the pipeline's fill and drain: the sum of the latencies the RTL's
+parts declare. `tile_cycles` is exact for the RTL without back-pressure: tests compare
 it cycle for cycle with simulation (tests/test_conv_engine.py).
 """
 
@@ -17,35 +17,35 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from rtl.conv import ISSUE_TO_TREE, tree_levels
-from rtl.requant import Requantizer
+from rtl.conv.engine import ISSUE_TO_TREE
+from rtl.conv.issue import IssueLoop
+from rtl.conv.mac_array import MacArray
+from rtl.conv.output import ConvOutputUnit
+from rtl.output_path import OutputPath
+from rtl.pipeline import CREDIT_RETURN_LATENCY, tree_levels
 
 if TYPE_CHECKING:
     from defs.params import GraceParams
     from model.conv_shape import ConvShape
 
-#: Edges outside the issue loop: command latch and set-up (4), two-step accumulate and
-#: FIFO write (3).
-_ISSUE_SIDE = 7
-#: Edges of the output unit besides the Requantizer: accumulator FIFO read (2),
-#: vector register (1), lane select (1), parameter read (1 more, RegisteredRAM),
-#: residual × gain on a DSP (Multiplier.LATENCY = 2), then 2 × 2 pooling (2),
-#: result queue, output queue and done-token queue (2 in all, as simulation counts
-#: them; tests compare the model with it cycle for cycle).
-_OUTPUT_SIDE = 11
-#: Cycles a FIFO slot stays reserved beyond the pixel's own beats and the MAC
-#: pipeline (issue → pop): accumulate, FIFO write and read, slot return.
-_SLOT_RETURN = 5
+# Every figure below is a sum of the latencies the engine's parts declare
+# (rtl/conv/*.py, rtl/output_path.py); none is counted here.
+
+#: Cycles a row-queue slot stays reserved beyond the pixel's own beats and the
+#: MAC pipeline (issue → products): accumulate and queue write, the output
+#: unit's `pop`, and the credit's return to the issue loop.
+_SLOT_RETURN = MacArray.ACCUMULATE_LATENCY + ConvOutputUnit.POP_LATENCY + CREDIT_RETURN_LATENCY
 
 
 def fill_cycles(params: GraceParams) -> int:
     """Constant part of a tile: pipeline fill and drain around the beats."""
     return (
-        _ISSUE_SIDE
+        IssueLoop.SETUP_LATENCY
         + ISSUE_TO_TREE
         + tree_levels(params.array.cols)
-        + _OUTPUT_SIDE
-        + Requantizer.FREE_RUNNING_LATENCY
+        + MacArray.ACCUMULATE_LATENCY
+        + ConvOutputUnit.LATENCY
+        + OutputPath.LATENCY
     )
 
 

@@ -69,6 +69,22 @@ def command_layout(p: GraceParams) -> data.StructLayout:
     )
 
 
+def pixel_meta_layout(p: GraceParams) -> data.StructLayout:
+    """Per output pixel vector, what the output unit needs besides its sums."""
+    return data.StructLayout(
+        {
+            "lanes": unsigned(lane_bits(p)),
+            "param_addr": unsigned(param_addr_bits(p)),
+            "relu": unsigned(1),
+            "pool": unsigned(1),
+            "residual": unsigned(1),
+            "quad": unsigned(2),  # position in the 2×2 pooling window, (dy, dx)
+            "end": unsigned(1),  # the tile's last pixel
+            "tag": unsigned(TAG_BITS),
+        }
+    )
+
+
 def input_write_layout(p: GraceParams) -> data.StructLayout:
     return data.StructLayout(
         {"addr": unsigned(input_addr_bits(p)), "data": unsigned(p.array.cols * p.numeric.act_bits)}
