@@ -1,4 +1,4 @@
-"""The convolution engine (rtl/conv.py) against the L2 conv, and its cycle model.
+"""The convolution engine (rtl/conv/) against the L2 conv, and its cycle model.
 
 Tier 1 (Amaranth's simulator) runs the whole random-shape sweep under output
 back-pressure and residual gaps; tier 2 (cocotb on the elaborated Verilog,
