@@ -9,8 +9,11 @@ STAMP  := $(VENV)/.grace-installed
 
 .PHONY: setup demo test test-long lint clean
 
+# Then compile each YoWASP tool once (about a minute on a fresh machine), so the
+# parallel test suite never compiles one twice at a time; instant when done.
 setup: $(STAMP)
 	@./scripts/system-tools.sh
+	@$(BIN)/python scripts/warm_yowasp.py --stamp $(VENV)/.yowasp-warm
 
 # Re-installs only when pyproject.toml changes (or the venv is missing).
 $(STAMP): pyproject.toml

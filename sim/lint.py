@@ -12,6 +12,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from defs.tool_errors import failure_message
 from sim.runner import SimulationError, prepare_environment
 
 WAIVERS = {
@@ -52,4 +53,10 @@ def lint_verilog(path: Path) -> LintResult:
     classes: dict[str, int] = {}
     for name in _WARNING.findall(output):
         classes[name] = classes.get(name, 0) + 1
+    # Warnings and errors about the Verilog are the lint's answer; anything else
+    # (a signal, a status with no diagnostic) means verilator itself failed.
+    if run.returncode < 0 or (run.returncode and not classes and "%Error" not in output):
+        raise SimulationError(
+            failure_message("verilator --lint-only", run.returncode, where=path, output=output)
+        )
     return LintResult(run.returncode == 0 and not classes, classes, output)

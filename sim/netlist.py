@@ -10,12 +10,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 from amaranth.back import rtlil, verilog
 from amaranth.lib import wiring
+
+from defs.tool_errors import run_tool as _run
 
 
 def tool(env_var: str, default: str) -> str:
@@ -27,9 +28,12 @@ def tool(env_var: str, default: str) -> str:
 
 
 def run_tool(cmd: list[str], cwd: Path) -> str:
-    done = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, check=False)
-    assert done.returncode == 0, f"{cmd[0]} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
-    return done.stdout
+    """Run a YoWASP tool in `cwd`; its stdout, or `ToolFailed` naming its status or signal."""
+    advice = (
+        "if it printed nothing, run `make setup` (it compiles each YoWASP tool once, "
+        "so parallel tests never meet a half-written cache) and retry"
+    )
+    return _run(cmd, cwd=cwd, advice=advice).stdout
 
 
 def synthesize(

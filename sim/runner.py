@@ -6,24 +6,35 @@ and the wheel's PCH make flag; `runner.test` does not raise on a failing test,
 so the results XML is always read back and turned into `SimulationFailed`.
 Each parameter set gets its own build directory; builds into one directory are
 serialised with a file lock (pytest-xdist runs tests in parallel), and every run
-gets its own directory for its inputs, outputs and results XML.
+gets its own directory for its inputs, outputs and results XML. The runner's own
+messages ("Running command …", "Skipping compilation of …") go to a `runner.log`
+beside each build and run log; inside `quiet()` they stay off the terminal.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
 import os
+import re
 import shutil
 import sys
 from collections.abc import Iterator, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from defs.tool_errors import failure_message
 
 SIMULATORS = ("icarus", "verilator")
 
 # The executable each simulator's cocotb runner calls while building.
 _SIMULATOR_BINARY = {"icarus": "iverilog", "verilator": "verilator"}
+
+# Inside `quiet()`: the runner's messages go to its log files only.
+_QUIET: ContextVar[bool] = ContextVar("grace_sim_quiet", default=False)
 
 
 class SimulationError(RuntimeError):
@@ -77,6 +88,78 @@ def require_simulator(simulator: str) -> None:
 
 
 @contextlib.contextmanager
+def quiet() -> Iterator[None]:
+    """Keep the cocotb runner's messages off the terminal (`grace demo`: one screen).
+
+    They still go to `runner.log` beside each build and run log, and a failure
+    quotes them, so nothing is lost.
+    """
+    token = _QUIET.set(True)
+    try:
+        yield
+    finally:
+        _QUIET.reset(token)
+
+
+@contextlib.contextmanager
+def _runner_messages(runner: Any, log_file: Path) -> Iterator[list[str]]:
+    """Send the runner's logger to `log_file` (and, unless quiet, warnings to stderr).
+
+    Yields the messages as they arrive: the last "Running command" names the
+    command that failed, which the runner's own exception does not.
+    """
+    messages: list[str] = []
+
+    class _Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            messages.append(record.getMessage())
+
+    logger: logging.Logger = runner.log
+    handlers: list[logging.Handler] = [logging.FileHandler(log_file, mode="w"), _Keep()]
+    if not _QUIET.get():
+        terminal = logging.StreamHandler(sys.stderr)  # as before: warnings and errors only
+        terminal.setLevel(logging.WARNING)
+        handlers.append(terminal)
+    for handler in handlers:
+        logger.addHandler(handler)
+    propagate, logger.propagate = logger.propagate, False
+    try:
+        yield messages
+    finally:
+        logger.propagate = propagate
+        for handler in handlers:
+            logger.removeHandler(handler)
+            handler.close()
+
+
+_RETURN_CODE = re.compile(r"return code:\s*(-?\d+)")
+_RUNNING = re.compile(r"^Running command (.*) in directory ")
+
+
+def _command_failure(
+    exc: BaseException, messages: list[str], *, what: str, where: Path, log: Path
+) -> str:
+    """The runner's "Command failed with return code: N" as status or signal, command named."""
+    found = _RETURN_CODE.search(str(exc))
+    ran = [m.group(1) for m in map(_RUNNING.match, messages) if m]
+    command = ran[-1] if ran else what
+    if found is None:  # not a command's exit (a missing executable, a bad argument)
+        return f"{what} failed ({exc}); log {log}:\n{_tail(log)}"
+    try:
+        output = log.read_text(errors="replace")
+    except OSError:
+        output = ""
+    return failure_message(
+        f"{what} ({command[:200]})",
+        int(found.group(1)),
+        where=where,
+        output=output,
+        log=log,
+        advice="the log shows the simulator's own messages; rerun to reproduce",
+    )
+
+
+@contextlib.contextmanager
 def _exclusive(lock_file: Path) -> Iterator[None]:
     lock_file.parent.mkdir(parents=True, exist_ok=True)
     with lock_file.open("w") as handle:
@@ -113,42 +196,57 @@ def run_cocotb(
         # Rewrite only on change, so Verilator's make sees an up-to-date build.
         if not source.exists() or source.read_text() != verilog:
             source.write_text(verilog)
-        try:
-            runner.build(
-                sources=[source],
-                hdl_toplevel=toplevel,
-                build_dir=work,
-                build_args=["-Wno-fatal"] if simulator == "verilator" else [],
-                timescale=("1ns", "1ps"),
-                waves=waves,
-                log_file=build_log,
-            )
-        except (SystemExit, Exception) as exc:
-            raise SimulationError(
-                f"{simulator} build of {toplevel} failed ({exc}); "
-                f"log {build_log}:\n{_tail(build_log)}"
-            ) from None
+        with _runner_messages(runner, work / "runner.log") as messages:
+            try:
+                runner.build(
+                    sources=[source],
+                    hdl_toplevel=toplevel,
+                    build_dir=work,
+                    build_args=["-Wno-fatal"] if simulator == "verilator" else [],
+                    timescale=("1ns", "1ps"),
+                    waves=waves,
+                    log_file=build_log,
+                )
+            except (SystemExit, Exception) as exc:
+                raise SimulationError(
+                    _command_failure(
+                        exc,
+                        messages,
+                        what=f"{simulator} build of {toplevel}",
+                        where=work,
+                        log=build_log,
+                    )
+                ) from None
 
     results_xml = run_dir / "results.xml"
     results_xml.unlink(missing_ok=True)
     test_log = run_dir / "test.log"
-    # Under pytest the runner exits on a failing test; the XML below says why.
-    with contextlib.suppress(SystemExit):
-        runner.test(
-            test_module=test_module,
-            hdl_toplevel=toplevel,
-            build_dir=work,
-            test_dir=run_dir,
-            results_xml=str(results_xml),
-            extra_env=dict(env or {}),
-            waves=waves,
-            seed=seed,
-            timescale=("1ns", "1ps"),
-            log_file=test_log,
-        )
+    crash: RuntimeError | None = None
+    with _runner_messages(runner, run_dir / "runner.log") as messages:
+        try:
+            runner.test(
+                test_module=test_module,
+                hdl_toplevel=toplevel,
+                build_dir=work,
+                test_dir=run_dir,
+                results_xml=str(results_xml),
+                extra_env=dict(env or {}),
+                waves=waves,
+                seed=seed,
+                timescale=("1ns", "1ps"),
+                log_file=test_log,
+            )
+        except SystemExit:
+            pass  # under pytest the runner exits on a failing test; the XML below says why
+        except RuntimeError as exc:  # the simulator exited non-zero or was killed
+            crash = exc
     try:
         tests, failed = get_results(results_xml)
     except (RuntimeError, OSError):
+        if crash is not None:
+            what = f"{simulator} run of {test_module} on {toplevel}"
+            message = _command_failure(crash, messages, what=what, where=run_dir, log=test_log)
+            raise SimulationError(message) from None
         raise SimulationError(
             f"{simulator} produced no results for {toplevel}; log {test_log}:\n{_tail(test_log)}"
         ) from None
