@@ -38,9 +38,14 @@ gets its own input register, and registers inside a ``MULT18X18D`` are never mer
 
 from __future__ import annotations
 
-from amaranth import Cat, ClockSignal, Const, Instance, Module, Signal, signed
+from dataclasses import dataclass
+
+from amaranth import Cat, ClockSignal, Const, Instance, Module, Signal, Value, signed
+from amaranth.hdl._ast import Operator
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
+
+from rtl.hierarchy import fragments, multiplications
 
 #: Implementations `Multiplier(target=...)` accepts.
 TARGETS = ("twin", "ecp5", "ice40")
@@ -213,3 +218,88 @@ def _check_widths(target: str, a_bits: int, b_bits: int) -> None:
             f"a {a_bits}-bit × {b_bits}-bit multiplier does not fit target {target!r}: "
             f"its DSP takes signed operands of at most {limit} bits"
         )
+
+
+# --------------------------------------------------------------------------- counting
+
+
+@dataclass(frozen=True)
+class DSPRules:
+    """How Yosys maps one family's multiplications onto its DSP cell.
+
+    The widths are the ``-D`` options synth_<family> passes to ``mul2dsp.v``
+    (``help synth_ice40``; ``synth_lattice`` for ECP5): smaller products stay in
+    logic, wider ones are split into partial products, one DSP each."""
+
+    cell: str  # the primitive's cell type, as nextpnr counts it
+    max_width: int  # widest operand one DSP takes
+    min_width: int = 2  # narrower operands stay in logic
+    min_product: int = 0  # narrower products stay in logic
+
+
+#: Per FPGA family (`defs.boards.BoardSpec.family`).
+DSP_RULES = {
+    "ecp5": DSPRules("MULT18X18D", max_width=18),
+    "ice40": DSPRules("SB_MAC16", max_width=16, min_product=11),
+}
+
+
+def dsp_usage(design: object, family: str, platform: object = None) -> dict[str, int]:
+    """DSP cells the elaborated `design` takes on `family`, by hierarchy path.
+
+    Why by walking the hierarchy rather than by knowing the design: whatever a
+    design instantiates or infers is counted, so a budget check cannot go stale
+    when the design changes. Counted per fragment: instances of the family's DSP
+    cell, and every multiplication of two non-constant operands, split as
+    Yosys's ``mul2dsp`` splits it (`mul_dsp_cells`). Build the design for the
+    family first (e.g. ``Multiplier(target=family)``, or the `platform`): the
+    walk counts what this elaboration produces.
+    """
+    rules = DSP_RULES[family]
+    usage: dict[str, int] = {}
+    for path, fragment in fragments(design, platform):
+        if isinstance(fragment, Instance):
+            count = int(fragment.type == rules.cell)
+        else:
+            count = sum(
+                mul_dsp_cells(*_product_widths(op), rules) for op in multiplications(fragment)
+            )
+        if count:
+            usage[path] = count
+    return usage
+
+
+def dsp_count(design: object, family: str, platform: object = None) -> int:
+    """The total of `dsp_usage`: DSP cells `design` takes on `family`."""
+    return sum(dsp_usage(design, family, platform).values())
+
+
+def mul_dsp_cells(a_bits: int, b_bits: int, y_bits: int, rules: DSPRules) -> int:
+    """DSP cells Yosys's ``mul2dsp`` uses for one a_bits × b_bits → y_bits product.
+
+    A mirror of ``mul2dsp.v`` without ``DSP_SIGNEDONLY``: the wider operand goes
+    to A; below the minimum widths the product stays in logic; an operand wider
+    than a DSP is cut into DSP-wide pieces (the last one narrower), each piece a
+    product of its own."""
+    if a_bits < b_bits:
+        a_bits, b_bits = b_bits, a_bits
+    if b_bits < rules.min_width or y_bits < rules.min_product:
+        return 0
+    if a_bits > rules.max_width:
+        pieces = -(-(a_bits - rules.max_width) // rules.max_width)
+        full = mul_dsp_cells(rules.max_width, b_bits, min(y_bits, b_bits + rules.max_width), rules)
+        last = a_bits - pieces * rules.max_width
+        return pieces * full + mul_dsp_cells(last, b_bits, b_bits + last, rules)
+    return 1
+
+
+def _product_widths(op: Operator) -> tuple[int, int, int]:
+    """(a, b, y) widths of a multiplication as Yosys sees it after ``wreduce``: an
+    unsigned operand of a signed product takes one more bit."""
+    a, b = op.operands
+    signed = a.shape().signed or b.shape().signed
+
+    def width(v: Value) -> int:
+        return len(v) + (signed and not v.shape().signed)
+
+    return width(a), width(b), len(op)
