@@ -51,6 +51,28 @@ def round_shift(x: npt.ArrayLike, shift: npt.ArrayLike, out: IntArray | None = N
     return np.right_shift(out, shift, out=out)
 
 
+def round_float(x: npt.ArrayLike, lo: int | None = None, hi: int | None = None) -> IntArray:
+    """float64 → int64, round half up (towards +inf) exactly; clamped to [lo, hi] first
+    when given. The one rule for turning real numbers into the integers the
+    hardware stores (weights, biases, gains, multipliers, tables).
+
+    floor(x) + [x - floor(x) ≥ 1/2]: the subtraction is exact in float64, so this
+    rounds the float64 value itself. floor(x + 0.5) agrees on every half-way case
+    (-2.5 → -2 too) but misrounds where x + 0.5 is itself rounded: 0.5 - 2^-54
+    (→ 1) and |x| ≥ 2^52 (docs/numerics.md). Clamping first keeps ±inf harmless.
+    Raises ValueError for NaN, and for a value no int64 holds.
+    """
+    y = np.asarray(x, dtype=np.float64)
+    if np.isnan(y).any():
+        raise ValueError("round_float: NaN has no integer")
+    if lo is not None or hi is not None:
+        y = np.clip(y, lo, hi)
+    if y.size and not (np.abs(y) < 2.0**63).all():
+        raise ValueError(f"round_float: {np.abs(y).max():.3g} is beyond int64")
+    fl = np.floor(y)
+    return (fl + (y - fl >= 0.5)).astype(np.int64)
+
+
 def requantize(
     acc: npt.ArrayLike,
     bias: npt.ArrayLike,
@@ -119,10 +141,11 @@ def scale_to_multiplier(scale: npt.ArrayLike, numeric: NumericParams) -> tuple[I
     positive = s > 0
     exponent = np.floor(np.log2(np.where(positive, s, 1.0))).astype(np.int64)
     shift = np.clip(numeric.mult_bits - 1 - exponent, 0, numeric.max_shift)
-    mult = np.floor(s * np.exp2(shift) + 0.5).astype(np.int64)
+    top = numeric.mult_max + 1  # clamped there: any larger multiplier is refused below
+    mult = round_float(s * np.exp2(shift), hi=top)
     overflow = mult > numeric.mult_max  # rounding reached 2^mult_bits: one bit less
     shift = np.where(overflow & (shift > 0), shift - 1, shift)
-    mult = np.floor(s * np.exp2(shift) + 0.5).astype(np.int64)
+    mult = round_float(s * np.exp2(shift), hi=top)
     if (mult > numeric.mult_max).any():
         raise ValueError(
             f"scale_to_multiplier: scale {s.max():.6g} needs a multiplier above "

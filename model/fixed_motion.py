@@ -18,7 +18,7 @@ import math
 import numpy as np
 import numpy.typing as npt
 
-from model.fixed import round_shift, saturate
+from model.fixed import round_float, round_shift, saturate
 
 IntArray = npt.NDArray[np.int64]
 
@@ -54,7 +54,7 @@ def gaussian_table(variance: float) -> IntArray:
     length = math.ceil(limit * 2**DIST_FRAC_BITS) + 1
     d2 = np.arange(length, dtype=np.float64) / 2**DIST_FRAC_BITS
     values = np.exp(-0.5 * d2 / variance) * 2**HEAT_FRAC_BITS
-    table = np.floor(values + 0.5).astype(np.int64)
+    table = round_float(values)
     return table[: int(np.flatnonzero(table).max()) + 1]
 
 

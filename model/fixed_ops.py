@@ -23,7 +23,7 @@ from collections.abc import Callable
 import numpy as np
 import numpy.typing as npt
 
-from model.fixed import checked_ints, int_range, round_shift, saturate
+from model.fixed import checked_ints, int_range, round_float, round_shift, saturate
 
 IntArray = npt.NDArray[np.int64]
 
@@ -174,22 +174,6 @@ def grid_sample_fixed_mul(
 # --------------------------------------------------------------------------- tables
 
 
-def _quantize_float(y: npt.ArrayLike, lo: int, hi: int) -> IntArray:
-    """Round float64 values half up, exactly, and clamp to [lo, hi] (table building only).
-
-    floor(y) + [y - floor(y) ≥ 1/2]: the subtraction is exact in float64, so this
-    is round half up of the float64 value itself (unlike floor(y + 0.5), which
-    misrounds 0.49999999999999994). Clamping before or after rounding is the same
-    for integer bounds; it is done first so that ±inf are harmless.
-    """
-    y = np.asarray(y, dtype=np.float64)
-    if np.isnan(y).any():
-        raise ValueError("table function returned NaN")
-    y = np.clip(y, lo, hi)
-    fl = np.floor(y)
-    return (fl + (y - fl >= 0.5)).astype(np.int64)
-
-
 def make_lut(
     fn: Callable[[npt.NDArray[np.float64]], npt.ArrayLike],
     in_scale: float,
@@ -212,7 +196,9 @@ def make_lut(
     y = np.asarray(fn(q * np.float64(in_scale)), dtype=np.float64)
     if y.shape != q.shape:
         raise ValueError(f"fn must be elementwise: got shape {y.shape} for {q.shape}")
-    return _quantize_float(y / np.float64(out_scale), lo, hi)
+    if np.isnan(y).any():
+        raise ValueError("table function returned NaN")
+    return round_float(y / np.float64(out_scale), lo, hi)
 
 
 def apply_lut(x: npt.ArrayLike, lut: npt.ArrayLike) -> IntArray:
@@ -247,7 +233,7 @@ def exp_lut(in_scale: float, exp_frac_bits: int = 15) -> IntArray:
         raise ValueError(f"in_scale must be positive, got {in_scale}")
     e = _in(exp_frac_bits, "exp_frac_bits", 1, 24)
     k = np.arange(LUT_SIZE, dtype=np.float64)
-    return _quantize_float(np.exp(-k * np.float64(in_scale)) * np.float64(1 << e), 0, 1 << e)
+    return round_float(np.exp(-k * np.float64(in_scale)) * np.float64(1 << e), 0, 1 << e)
 
 
 def softmax_widths(

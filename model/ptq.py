@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from model.blocks import warp
-from model.fixed import scale_to_multiplier
+from model.fixed import round_float, scale_to_multiplier
 from model.fixed_decoder import IMAGE_SCALE, QAffine, QConv, QuantizedDecoder
 from model.fixed_motion import HEAT_FRAC_BITS, gaussian_table
 from model.fixed_ops import make_lut, sigmoid_lut
@@ -113,10 +113,6 @@ def calibrate(
     return scales
 
 
-def _round(v: np.ndarray) -> np.ndarray:
-    return np.floor(v + 0.5).astype(np.int64)  # round half up, as everywhere in GRACE
-
-
 def quantize_conv(
     weight: Tensor,
     bias: Tensor | None,
@@ -134,15 +130,16 @@ def quantize_conv(
     w = w * np.asarray(in_scales)[None, :, None, None]
     w_scale = np.abs(w).reshape(w.shape[0], -1).max(axis=1) / 127
     w_scale = np.where(w_scale > 0, w_scale, 1.0)
-    qw = np.clip(_round(w / w_scale[:, None, None, None]), -127, 127)
+    qw = round_float(w / w_scale[:, None, None, None], -127, 127)
     b = np.zeros(w.shape[0]) if bias is None else bias.detach().double().numpy()
-    qb = _round(b / w_scale)
     limit = 1 << (numeric.bias_bits - 1)
+    qb = round_float(b / w_scale, -limit, limit)  # clamped only where it is refused
     if np.abs(qb).max() >= limit:
         raise QuantizationError(f"bias needs more than {numeric.bias_bits} bits")
     mult, shift = scale_to_multiplier(w_scale / out_scale, numeric)
-    gain = None if residual_scale is None else _round(residual_scale / w_scale)
-    if gain is not None and gain.max() >= 1 << numeric.gain_bits:
+    gain_top = 1 << numeric.gain_bits
+    gain = None if residual_scale is None else round_float(residual_scale / w_scale, hi=gain_top)
+    if gain is not None and gain.max() >= gain_top:
         raise QuantizationError(
             f"residual gain {gain.max()} needs more than {numeric.gain_bits} bits "
             f"(NumericParams.gain_bits)"
@@ -156,8 +153,9 @@ def quantize_affine(
     a, b = (v.detach().double().numpy() for v in batchnorm_affine(bn))
     a = np.where(np.abs(a) > 1e-12, a, 1e-12)
     step = np.abs(a) * in_scale  # one input LSB, in real units
-    bias = _round(b / step)
-    if np.abs(bias).max() >= 1 << (numeric.bias_bits - 1):
+    limit = 1 << (numeric.bias_bits - 1)
+    bias = round_float(b / step, -limit, limit)  # clamped only where it is refused
+    if np.abs(bias).max() >= limit:
         raise QuantizationError(f"BatchNorm offset needs more than {numeric.bias_bits} bits")
     mult, shift = scale_to_multiplier(step / out_scale, numeric)
     return QAffine((a < 0).astype(np.int64), bias, mult, shift)

@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from defs.params import NumericParams, preset
-from model.fixed import int_range, requantize, round_shift, saturate
+from model.fixed import int_range, requantize, round_float, round_shift, saturate
 
 NUMERIC = preset("tiny").numeric
 ACC_LO, ACC_HI = int_range(NUMERIC.acc_bits)
@@ -24,6 +24,20 @@ def oracle(acc: int, bias: int, mult: int, shift: int, relu: int, n: NumericPara
     lo, hi = int_range(n.act_bits)
     y = min(max(rounded, lo), hi)
     return max(y, 0) if relu else y
+
+
+@given(st.floats(-(2.0**62), 2.0**62) | st.sampled_from([0.5 - 2**-54, 2.0**52 + 1, -2.5]))
+def test_round_float_is_round_half_up_of_the_float(x: float) -> None:
+    """The exact rational rule, where floor(x + 0.5) is not (0.5 - 2^-54, 2^52 + 1)."""
+    assert int(round_float(x)) == floor(Fraction(x) + Fraction(1, 2))
+
+
+def test_round_float_clamps_first_and_refuses_what_int64_cannot_hold() -> None:
+    assert round_float([-np.inf, 3.5, np.inf], -8, 7).tolist() == [-8, 4, 7]
+    with pytest.raises(ValueError, match="NaN"):
+        round_float([1.0, np.nan])
+    with pytest.raises(ValueError, match="beyond int64"):
+        round_float(2.0**63)
 
 
 @given(st.integers(-(2**61), 2**61), st.integers(0, 62))
