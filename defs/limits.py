@@ -2,6 +2,7 @@
 
 They bound what one engine command can describe; a layer beyond them is split
 or refused by whoever lays it out (sim/conv.py today), never silently clamped.
+`MAX_PRODUCT_BITS` bounds the datapath widths the NumPy reference can check.
 """
 
 from __future__ import annotations
@@ -16,6 +17,13 @@ MAX_PAD = 7
 TAG_BITS = 8
 #: Input/output channel-group counters (1 .. 2^GROUP_BITS groups).
 GROUP_BITS = 10
+
+#: Widest requantize product, (accumulator + bias) × multiplier, signed, so that
+#: the NumPy reference (model.fixed.requantize) stays exact in int64: the
+#: product's magnitude is below 2^62 and its rounding constant 2^(shift-1) at
+#: most 2^61 (shift < product width), so their sum stays below 2^63. At 64 bits
+#: that sum would wrap. NumericParams refuses wider widths; requantize checks again.
+MAX_PRODUCT_BITS = 63
 
 
 def bits_for(count: int) -> int:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Self
 
 from defs.boards import BOARD_SPECS
+from defs.limits import MAX_PRODUCT_BITS
 
 
 class ParamsError(ValueError):
@@ -65,11 +66,12 @@ class NumericParams:
         _check_int_range(self, "bias_bits", 8, 48)
         _check_int_range(self, "mult_bits", 1, 32)
         _check_int_range(self, "gain_bits", 1, 24)
-        if self.product_bits > 62:
+        if self.product_bits > MAX_PRODUCT_BITS:
             raise ParamsError(
                 f"NumericParams: product width {self.product_bits} "
-                f"(max(acc_bits, bias_bits) + 1 + mult_bits) must be at most 62 so the "
-                f"NumPy reference stays exact in int64; narrow acc_bits, bias_bits or mult_bits"
+                f"(max(acc_bits, bias_bits) + 1 + mult_bits) must be at most "
+                f"{MAX_PRODUCT_BITS} so the NumPy reference stays exact in int64; "
+                "narrow acc_bits, bias_bits or mult_bits"
             )
         _check_int_range(self, "max_shift", 1, self.product_bits - 1)
 

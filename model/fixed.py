@@ -5,10 +5,10 @@ defined here, in NumPy only (no torch), and stated in docs/numerics.md. The RTL
 either derives its constants from these helpers or is tested bit-exact against
 them; nothing else in the project re-implements them.
 
-All helpers take and return int64 arrays. Widths up to 48 + 32 bits would
-overflow int64, so the requantize product is formed with Python integers'
-semantics where needed: `requantize` checks that the configured widths fit in
-int64 (they do for every preset; `NumericParams` bounds them).
+All helpers take and return int64 arrays. The requantize product is formed in
+int64 too, exact up to `defs.limits.MAX_PRODUCT_BITS` (63) bits with its
+rounding constant: `NumericParams` refuses wider datapaths, and `requantize`
+checks again.
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
+
+from defs.limits import MAX_PRODUCT_BITS
 
 if TYPE_CHECKING:
     from defs.params import NumericParams
@@ -93,10 +95,10 @@ def requantize(
     Raises ValueError when an input lies outside the width `numeric` declares:
     the hardware would silently wrap it, so the reference refuses it.
     """
-    if numeric.product_bits > 63:
+    if numeric.product_bits > MAX_PRODUCT_BITS:
         raise ValueError(
-            f"requantize: product width {numeric.product_bits} exceeds int64; "
-            "narrow acc_bits, bias_bits or mult_bits"
+            f"requantize: product width {numeric.product_bits} is above {MAX_PRODUCT_BITS}, "
+            "where int64 stops holding it exactly; narrow acc_bits, bias_bits or mult_bits"
         )
     acc = checked_ints(acc, "requantize: acc", *int_range(numeric.acc_bits))
     bias = checked_ints(bias, "requantize: bias", *int_range(numeric.bias_bits))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from fractions import Fraction
 from math import floor
 
@@ -10,7 +11,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from defs.params import NumericParams, preset
+from defs.limits import MAX_PRODUCT_BITS
+from defs.params import NumericParams, ParamsError, preset
 from model.fixed import int_range, requantize, round_float, round_shift, saturate
 
 NUMERIC = preset("tiny").numeric
@@ -99,6 +101,31 @@ def test_requantize_other_widths(data: st.DataObject) -> None:
     assert int(requantize(acc, bias, mult, shift, relu, n)) == oracle(
         acc, bias, mult, shift, relu, n
     )
+
+
+@pytest.mark.parametrize("mult_bits", [14, 16, 32])  # acc_bits 48 … 30
+def test_requantize_is_exact_at_the_widest_product(mult_bits: int) -> None:
+    """At MAX_PRODUCT_BITS the largest products, with the largest rounding constants,
+    still match the rational oracle (a wider limit would let int64 wrap here); one
+    bit more is refused."""
+    sum_bits = MAX_PRODUCT_BITS - mult_bits
+    n = NumericParams(
+        acc_bits=sum_bits - 1, bias_bits=sum_bits - 1, mult_bits=mult_bits,
+        max_shift=MAX_PRODUCT_BITS - 1,
+    )  # fmt: skip
+    assert n.product_bits == MAX_PRODUCT_BITS
+    lo, hi = int_range(n.acc_bits)
+    for acc, shift in itertools.product((lo, hi), (0, 1, n.max_shift - 1, n.max_shift)):
+        for mult in (n.mult_max, 1):
+            got = int(requantize(acc, acc, mult, shift, 0, n))
+            assert got == oracle(acc, acc, mult, shift, 0, n), (acc, mult, shift)
+    # the limit is tight: the largest positive product plus the largest rounding
+    # constant stays in int64 at MAX_PRODUCT_BITS, and not one bit wider
+    worst = {b: (1 << (b - 1)) - 1 + (1 << (b - 2)) for b in (n.product_bits, n.product_bits + 1)}
+    assert worst[MAX_PRODUCT_BITS] <= np.iinfo(np.int64).max < worst[MAX_PRODUCT_BITS + 1]
+    wider = MAX_PRODUCT_BITS - 16  # sum_bits one above the limit with 16-bit multipliers
+    with pytest.raises(ParamsError, match=f"must be at most {MAX_PRODUCT_BITS}"):
+        NumericParams(acc_bits=wider, bias_bits=wider, mult_bits=16)
 
 
 def test_requantize_extremes() -> None:
