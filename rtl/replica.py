@@ -29,10 +29,15 @@ def replica(m: Module, value: Value, name: str) -> Signal:
     return copy
 
 
-def register_copies(name: str, keys: tuple[object, ...], width: int = 1) -> dict[object, Signal]:
+def register_copies(
+    name: str, keys: tuple[object, ...], width: int = 1, *, init: int = 0
+) -> dict[object, Signal]:
     """Registers, one per key, that synthesis does not merge.
 
     For a flag with hundreds of loads: the caller gives every copy the same
     next value and hands each group of loads its own copy.
     """
-    return {key: Signal(width, name=f"{name}_for_{key}", attrs={REPLICA_ATTR: 1}) for key in keys}
+    return {
+        key: Signal(width, init=init, name=f"{name}_for_{key}", attrs={REPLICA_ATTR: 1})
+        for key in keys
+    }

@@ -182,12 +182,15 @@ class ConvEngine(wiring.Component):
             )
             m.submodules[f"weight_buffer{r}"] = ram
             w_rams.append(ram)
+        # The write streams are always ready (one word per cycle; their `ready`
+        # is a real port held at 1, since Amaranth 0.5 cannot make the constant
+        # `ready` of an `always_ready` stream a port of a top-level block).
+        m.d.comb += [self.input_write.ready.eq(1), self.weight_write.ready.eq(1)]
         # Writes pass through registers (a copy per group of rows for the weights,
         # then the buffers' own copies per group of tiles) before they fan out to
         # the block RAM tiles spread over the die: a write lands at most two edges
         # later than its transfer, and a command reads its data at least six edges
         # after its own transfer, so write-then-command holds.
-        m.d.comb += [self.input_write.ready.eq(1), self.weight_write.ready.eq(1)]
         m.d.sync += [
             in_ram.w_addr.eq(self.input_write.payload.addr),
             in_ram.w_data.eq(self.input_write.payload.data),

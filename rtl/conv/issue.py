@@ -41,6 +41,35 @@ if TYPE_CHECKING:
 COORD = signed(DIM_BITS + 3)
 
 
+#: The command's fields by where the loop uses them: each group's register loads
+#: from its own copy of `accepting` (on a big die).
+_COMMAND_GROUPS = {
+    "loop": (
+        "kernel_w",
+        "kernel_h",
+        "in_groups",
+        "pool",
+        "out_width",
+        "out_height",
+        "out_groups",
+        "weight_base",
+        "param_base",
+        "in_plane",
+    ),
+    "map": (
+        "in_base",
+        "in_row",
+        "in_height",
+        "in_width",
+        "upsample",
+        "stride2",
+        "pad_top",
+        "pad_left",
+    ),
+    "pixel": ("last_lanes", "relu", "residual", "tag"),
+}
+
+
 def beat_layout(p: GraceParams) -> data.StructLayout:
     """One beat: the tap's virtual input coordinates, the group's plane, the weight word."""
     return data.StructLayout(
@@ -64,10 +93,6 @@ class IssueLoop(wiring.Component):
     #: Edges from a beat issuing to `beat.valid` (A0: the pixel's first input
     #: row/column; A1: plus the tap).
     LATENCY = 2
-    #: Beats after a tile's last one during which `geometry` still holds that
-    #: tile's values: the next command's loop cannot start sooner (accept, then
-    #: SETUP_LATENCY), so stages up to that many beats behind may read it.
-    GEOMETRY_HOLD = 1 + SETUP_LATENCY
 
     def __init__(self, params: GraceParams, *, dsp_target: str | None = None) -> None:
         self.params = params
@@ -92,6 +117,9 @@ class IssueLoop(wiring.Component):
         big_die = platform_target(platform, self.dsp_target) != "ice40"
 
         cmd = Signal(command_layout(p))
+        grouped = {f for fields in _COMMAND_GROUPS.values() for f in fields}
+        if grouped != set(cmd.shape().members):
+            raise ValueError(f"_COMMAND_GROUPS must name every command field once: {grouped}")
         busy = Signal()
         slots = p.buffers.accumulator_slots
         counter_names = ("v", "u", "g", "dx", "dy", "px", "py", "og")
@@ -136,11 +164,13 @@ class IssueLoop(wiring.Component):
         # `issuing` and `beat_last` enable every counter (one beat_last register
         # drove ~200 loads, 2.6 ns to its nearest on ECP5): each counter, and the
         # weight pointers, read copies of their own (on a big die).
-        def copies_of(flag: Signal, keys: tuple[str, ...]) -> tuple[dict, list[Signal]]:
+        def copies_of(
+            flag: Signal, keys: tuple[str, ...], *, init: int = 0
+        ) -> tuple[dict, list[Signal]]:
             """(key → the register its loads read, every register to assign)."""
             if not big_die:
                 return dict.fromkeys(keys, flag), [flag]
-            copies = register_copies(flag.name, keys)
+            copies = register_copies(flag.name, keys, init=init)
             return copies, [flag, *copies.values()]
 
         issuing_for, issuing_regs = copies_of(issuing, (*counter_names, "ptr"))
@@ -169,10 +199,15 @@ class IssueLoop(wiring.Component):
             deriving_flags.eq(testing_limits),
         ]
         # The command register loads whenever the loop is ready for one, so its
-        # ~150 enables are the register `accepting`, not the AND with `valid`
-        # (5.9 ns of routing on ECP5); what it loads without a transfer is never read.
-        with m.If(accepting):
-            m.d.sync += cmd.eq(self.cmd.payload)
+        # ~150 enables are registers, not the AND with `valid` (5.9 ns of routing
+        # on ECP5); what it loads without a transfer is never read. On a big die
+        # each group of fields, which feed different parts of the loop, loads
+        # from a copy of `accepting` of its own (one register drove all ~150
+        # enables and the port: 7.7 ns of routing on ECP5).
+        accepting_for, accepting_regs = copies_of(accepting, tuple(_COMMAND_GROUPS), init=1)
+        for group, fields in _COMMAND_GROUPS.items():
+            with m.If(accepting_for[group]):
+                m.d.sync += [getattr(cmd, f).eq(getattr(self.cmd.payload, f)) for f in fields]
         with m.If(deriving_limits):
             limits = {
                 "v": cmd.kernel_w - 1,
@@ -201,7 +236,9 @@ class IssueLoop(wiring.Component):
                 ]
         # The next command is latched while this tile's last beats are still in
         # the stages behind, so what those stages read of the tile is copied as
-        # its loop starts (GEOMETRY_HOLD).
+        # its loop starts: `geometry` then holds until the next loop starts, at
+        # least SETUP_LATENCY + 1 edges after this tile's last beat, by when the
+        # address generator (which samples it at its first stage) has taken it.
         in_base = Signal.like(cmd.in_base)
         with m.If(deriving_flags):
             m.d.sync += [
@@ -293,7 +330,10 @@ class IssueLoop(wiring.Component):
         ]
         m.d.sync += [
             busy.eq(busy_next),
-            accepting.eq(~busy_next & ~accept & ~deriving_limits & ~testing_limits),
+            *[
+                flag.eq(~busy_next & ~accept & ~deriving_limits & ~testing_limits)
+                for flag in accepting_regs
+            ],
             pixel_start.eq(pixel_start_next),
             *[flag.eq(busy_next & (~pixel_start_next | have_credit_next)) for flag in issuing_regs],
         ]

@@ -74,7 +74,7 @@ class ConvOutputUnit(wiring.Component):
                 "finished": In(1),  # MacArray.finished
                 "pop_next": Out(1),  # the row queues drop their heads after this edge
                 "pop": Out(1),  # a vector was taken on the last edge: its slot is free
-                "param_write": In(stream.Signature(param_write_layout(params))),
+                "param_write": In(stream.Signature(param_write_layout(params), always_ready=True)),
                 "residual": In(stream.Signature(signed(n.act_bits))),
                 "o": Out(stream.Signature(signed(n.act_bits))),
                 "done": Out(stream.Signature(unsigned(TAG_BITS))),
@@ -105,7 +105,6 @@ class ConvOutputUnit(wiring.Component):
             constants.size, p.buffers.param_depth, target=self.dsp_target
         )
         pw = self.param_write.payload.data
-        m.d.comb += self.param_write.ready.eq(1)
         for ram, word in (
             (gain_ram, pw.gain),
             (par_ram, Cat(*(getattr(pw, f) for f in constants.members))),
