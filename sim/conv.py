@@ -21,7 +21,7 @@ import numpy.typing as npt
 from amaranth import Value
 from amaranth.sim import Simulator, SimulatorContext
 
-from defs.limits import DIM_BITS, MAX_KERNEL, MAX_PAD
+from defs.limits import DIM_BITS, MAX_KERNEL, MAX_PAD, TAG_BITS
 from defs.params import GraceParams
 from model.conv_shape import ConvShape
 from model.fixed import int_range
@@ -35,6 +35,7 @@ from rtl.conv_layouts import (
 )
 from sim.runner import SimResult, run_cocotb
 from sim.stream_function import pack
+from sim.stream_rules import watch_amaranth
 
 IntArray = npt.NDArray[np.int64]
 
@@ -373,11 +374,18 @@ def _pack_lanes(values: IntArray, bits: int) -> list[int]:
     return words
 
 
+def tags(progs: list[ConvProgram]) -> list[int]:
+    """The done tokens the programs' commands return, in order (tags as the field holds them)."""
+    return [p.command_fields["tag"] & ((1 << TAG_BITS) - 1) for p in progs]
+
+
 @dataclass(frozen=True)
 class ConvRun:
     outputs: IntArray
     tokens: list[int]  # done tags, in arrival order
     cycles: int  # from the first command's transfer to the last done token's
+    # per output stream ("o", "done"): edges it offered a value that was not taken
+    stalls: dict[str, int] = field(default_factory=dict)
 
 
 def simulate_amaranth(
@@ -390,13 +398,18 @@ def simulate_amaranth(
     stall_limit: int = 5000,
     dsp_target: str | None = None,
     overlap_loads: bool = False,
+    done_ready_prob: float | None = None,
 ) -> ConvRun:
     """Load every program's buffers, issue their commands back to back, collect outputs.
 
-    Outputs leave under random back-pressure (`ready_prob`) and residual values
-    arrive with random gaps (`residual_prob`); cycles are counted from the
-    first command's transfer to the last done token's. `dsp_target` elaborates
-    a board's form of the engine (e.g. "ice40") instead of the twin.
+    Outputs and done tokens leave under random back-pressure (`ready_prob`;
+    `done_ready_prob` for the tokens, the same by default, drawn from a stream
+    of its own) and residual values arrive with random gaps (`residual_prob`);
+    cycles are counted from the first command's transfer to the last done
+    token's. Both output streams are checked against the stream rules
+    (`sim.stream_rules`, raising `StreamRuleViolation`), and the tokens must be
+    the commands' tags in order. `dsp_target` elaborates a board's form of the
+    engine (e.g. "ice40") instead of the twin.
 
     `overlap_loads` runs a ping-pong controller instead of loading everything
     first: tile k's words are written while tile k-1 computes, as soon as tile
@@ -460,19 +473,26 @@ def simulate_amaranth(
     async def sink(ctx: SimulatorContext) -> None:
         edge = idle = 0
         sink_rng = random.Random(seed + 1)
-        ctx.set(dut.done.ready, 1)
+        done_rng = random.Random(f"{seed}:done")  # o's stall pattern stays what it was
+        done_prob = ready_prob if done_ready_prob is None else done_ready_prob
         loads = sum(len(p.input_writes) + len(p.weight_writes) + len(p.param_writes) for p in progs)
         while len(tokens) < len(progs):
             ctx.set(dut.o.ready, sink_rng.random() < ready_prob)
-            _, _, o_valid, o_ready, payload, d_valid, tag = await ctx.tick().sample(
-                dut.o.valid, dut.o.ready, dut.o.payload, dut.done.valid, dut.done.payload
+            ctx.set(dut.done.ready, done_rng.random() < done_prob)
+            _, _, o_valid, o_ready, payload, d_valid, d_ready, tag = await ctx.tick().sample(
+                dut.o.valid,
+                dut.o.ready,
+                dut.o.payload,
+                dut.done.valid,
+                dut.done.ready,
+                dut.done.payload,
             )
             edge += 1
             idle += 1
             if o_valid and o_ready:
                 outputs.append(int(payload))
                 idle = 0
-            if d_valid:
+            if d_valid and d_ready:
                 tokens.append(int(tag))
                 marks["done"] = edge
             assert idle < stall_limit + loads, (
@@ -484,8 +504,15 @@ def simulate_amaranth(
     sim.add_testbench(loader)
     sim.add_testbench(residual_source)
     sim.add_testbench(sink)
+    streams = {n: watch_amaranth(sim, getattr(dut, n), f"ConvEngine.{n}") for n in ("o", "done")}
     sim.run()
-    return ConvRun(np.array(outputs, dtype=np.int64), tokens, marks["done"] - marks["start"])
+    for rules, seen in ((streams["o"], outputs), (streams["done"], tokens)):
+        rules.check()
+        assert rules.transfers == len(seen), f"{rules.name}: {rules.transfers} ≠ {len(seen)}"
+    assert tokens == tags(progs), f"done tokens {tokens}, the commands' tags {tags(progs)}"
+    stalls = {name: rules.stalls for name, rules in streams.items()}
+    cycles = marks["done"] - marks["start"]
+    return ConvRun(np.array(outputs, dtype=np.int64), tokens, cycles, stalls)
 
 
 def simulate_cocotb(
@@ -499,8 +526,13 @@ def simulate_cocotb(
     seed: int = 0,
     waves: bool = False,
     overlap_loads: bool = False,
+    done_ready_prob: float | None = None,
 ) -> tuple[ConvRun, SimResult]:
-    """The same as `simulate_amaranth`, on the elaborated Verilog under cocotb."""
+    """The same as `simulate_amaranth`, on the elaborated Verilog under cocotb.
+
+    The bench fails the cocotb test (see `SimResult.check`) on a broken stream
+    rule, a wrong output or a done token that is not its command's tag.
+    """
     from rtl.blocks import to_verilog, toplevel_name
 
     work = Path(build_dir).resolve() / simulator / f"run-{seed}-{os.getpid()}"
@@ -522,7 +554,9 @@ def simulate_cocotb(
     )
     expected = np.concatenate([p.expected for p in progs])
     (work / "expected.txt").write_text("".join(f"{v}\n" for v in expected.tolist()))
-    for stale in ("out.txt", "tokens.txt", "cycles.txt"):
+    (work / "tags.txt").write_text("".join(f"{t}\n" for t in tags(progs)))
+    done_prob = ready_prob if done_ready_prob is None else done_ready_prob
+    for stale in ("out.txt", "tokens.txt", "cycles.txt", "stalls.txt"):
         (work / stale).unlink(missing_ok=True)
     result = run_cocotb(
         verilog=to_verilog("conv", params),
@@ -534,6 +568,7 @@ def simulate_cocotb(
         env={
             "GRACE_CONV_DIR": str(work),
             "GRACE_READY_PROB": repr(ready_prob),
+            "GRACE_DONE_READY_PROB": repr(done_prob),
             "GRACE_RESIDUAL_PROB": repr(residual_prob),
             "GRACE_SEED": str(seed),
             "GRACE_OVERLAP": str(int(overlap_loads)),
@@ -548,7 +583,10 @@ def simulate_cocotb(
 
     cycles = read("cycles.txt")
     run = ConvRun(
-        np.array(read("out.txt"), dtype=np.int64), read("tokens.txt"), cycles[0] if cycles else 0
+        np.array(read("out.txt"), dtype=np.int64),
+        read("tokens.txt"),
+        cycles[0] if cycles else 0,
+        dict(zip(("o", "done"), read("stalls.txt"), strict=False)),
     )
     return run, result
 

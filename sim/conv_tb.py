@@ -2,21 +2,25 @@
 
 The host side (`sim.conv.simulate_cocotb`) writes one folder per run; this bench
 loads the buffers through the write streams, issues the tile commands back to
-back, feeds the residual stream with random gaps, takes outputs under random
-back-pressure, and writes what it saw. Configuration comes from the
-environment so one compiled model serves every run:
+back, feeds the residual stream with random gaps, takes outputs and done
+tokens under random back-pressure, checks both output streams against the
+stream rules (`sim.stream_rules`), and writes what it saw. Configuration comes
+from the environment so one compiled model serves every run:
 
     GRACE_CONV_DIR    folder with input/weight/param/command/residual .hex files
-                      (one hex word per line) and expected.txt (optional)
+                      (one hex word per line), expected.txt and tags.txt
+                      (the done tokens expected, in order; both optional)
     GRACE_READY_PROB  probability the output sink accepts on a given cycle
+    GRACE_DONE_READY_PROB  the same for done tokens (default: GRACE_READY_PROB)
     GRACE_RESIDUAL_PROB  probability the residual source offers a value
     GRACE_SEED        seed of the stall pattern
     GRACE_OVERLAP     "1": a ping-pong controller (tile k loads while tile k-1
                       computes, once tile k-2's token is back); loads.txt then
                       gives each tile's input, weight and parameter word counts
 
-It writes out.txt (signed outputs), tokens.txt (done tags) and cycles.txt
-(edges from the first command's transfer to the last token's).
+It writes out.txt (signed outputs), tokens.txt (done tags), cycles.txt
+(edges from the first command's transfer to the last token's) and stalls.txt
+(the edges `o`, then `done`, offered a value that was not taken).
 """
 
 from __future__ import annotations
@@ -28,6 +32,8 @@ from pathlib import Path
 import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge
+
+from sim.stream_rules import watch_cocotb
 
 STALL_LIMIT = 20_000
 
@@ -46,11 +52,15 @@ async def conv_tiles(dut: object) -> None:
     folder = Path(os.environ["GRACE_CONV_DIR"])
     ready_prob = float(os.environ.get("GRACE_READY_PROB", "1"))
     residual_prob = float(os.environ.get("GRACE_RESIDUAL_PROB", "1"))
-    rng = random.Random(int(os.environ.get("GRACE_SEED", "0")))
+    done_ready_prob = float(os.environ.get("GRACE_DONE_READY_PROB", ready_prob))
+    seed = int(os.environ.get("GRACE_SEED", "0"))
+    rng = random.Random(seed)
+    done_rng = random.Random(f"{seed}:done")  # o's stall pattern stays what it was
     commands = _words(folder, "command")
     residual = _words(folder, "residual")
 
     Clock(dut.clk, 10, unit="ns").start()
+    streams = {"o": watch_cocotb(dut, "o"), "done": watch_cocotb(dut, "done")}
     dut.rst.value = 1
     for port in ("cmd", "input_write", "weight_write", "param_write", "residual"):
         getattr(dut, f"{port}__valid").value = 0
@@ -99,6 +109,7 @@ async def conv_tiles(dut: object) -> None:
             res_offering = True
         dut.residual__valid.value = int(res_offering)
         dut.o__ready.value = int(rng.random() < ready_prob)
+        dut.done__ready.value = int(done_rng.random() < done_ready_prob)
         await ReadOnly()
         moved = False
         for port in ports:
@@ -119,7 +130,7 @@ async def conv_tiles(dut: object) -> None:
         if dut.o__valid.value == 1 and dut.o__ready.value == 1:
             outputs.append(dut.o__payload.value.to_signed())
             moved = True
-        if dut.done__valid.value == 1:
+        if dut.done__valid.value == 1 and dut.done__ready.value == 1:
             tokens.append(int(dut.done__payload.value))
             last_edge = cycle
             moved = True
@@ -134,6 +145,12 @@ async def conv_tiles(dut: object) -> None:
     (folder / "out.txt").write_text("".join(f"{v}\n" for v in outputs))
     (folder / "tokens.txt").write_text("".join(f"{t}\n" for t in tokens))
     (folder / "cycles.txt").write_text(f"{last_edge - first_edge}\n")
+    (folder / "stalls.txt").write_text(f"{streams['o'].stalls}\n{streams['done'].stalls}\n")
+    for rules, seen in ((streams["o"], outputs), (streams["done"], tokens)):
+        rules.check()
+        assert rules.transfers == len(seen), f"{rules.name}: {rules.transfers} ≠ {len(seen)}"
+    tags = [int(v) for v in _lines(folder, "tags.txt")]
+    assert not tags or tokens == tags, f"done tokens {tokens}, the commands' tags {tags}"
     expected_file = folder / "expected.txt"
     if expected_file.exists():
         expected = [int(v) for v in expected_file.read_text().split()]
