@@ -79,6 +79,8 @@ def pixel_meta_layout(p: GraceParams) -> data.StructLayout:
             "pool": unsigned(1),
             "residual": unsigned(1),
             "quad": unsigned(2),  # position in the 2×2 pooling window, (dy, dx)
+            # its elements yield results (not absorbed by pooling: quads 0..2 are)
+            "yields": unsigned(1),
             "end": unsigned(1),  # the tile's last pixel
             "tag": unsigned(TAG_BITS),
         }

@@ -8,7 +8,11 @@ and each tile's tag on `done` after its last element has left `o`.
 Like the engines in front of it, it never stalls: `i` is always ready, and a
 producer sends an element that yields a result only after reserving a result
 slot (`reserve`, granted by `room_next` a cycle ahead), so back-pressure on `o`
-reaches the producer as "no room" and never runs through a pipeline. The
+reaches the producer as "no room" and never runs through a pipeline. Done
+tokens, too, have reserved room: whoever accepts tiles holds at most
+`token_slots` of them between acceptance and their token's transfer on `done`
+(a credit per tile), so a tile's last element never waits for the token queue
+and `o.valid` is a register. The
 constants travel with each element, so the path is the same whether they come
 from a per-channel buffer (convolution) or from a layer's one scale (warping).
 """
@@ -52,8 +56,9 @@ class OutputPath(wiring.Component):
     #: Edges of the 2×2 pool: P1 registers the lane's partial sum, P2 adds.
     POOL_LATENCY = 2
     #: Edges from a pooled result to `o.valid` through the result queues, and the
-    #: done token after it, as simulation counts them.
-    QUEUE_LATENCY = 2
+    #: done token after it (a StreamQueue: two edges when empty), as simulation
+    #: counts them.
+    QUEUE_LATENCY = 3
     #: Edges from `i` to `o` without back-pressure.
     LATENCY = Requantizer.FREE_RUNNING_LATENCY + POOL_LATENCY + QUEUE_LATENCY
     #: Result slots beyond the round trip's edges.
@@ -65,9 +70,12 @@ class OutputPath(wiring.Component):
         lanes: int,
         *,
         producer_latency: int,
+        token_slots: int,
         dsp_target: str | None = None,
     ) -> None:
         self.numeric, self.lanes, self.dsp_target = numeric, lanes, dsp_target
+        #: Done tokens the queue holds: the tiles in flight its user allows.
+        self.token_slots = token_slots
         #: Results in flight between a reservation and the output stream: the
         #: producer's edges to `i`, the requantizer, the pool, the slot's return,
         #: and spares; fewer and the producer waits for room at full rate.
@@ -164,26 +172,25 @@ class OutputPath(wiring.Component):
         m.submodules.results = out_fifo = StreamQueue(
             out_entry.size, self.slots, transparent_storage=big_die
         )
-        # the output stream reads a queue with registered flags: `o.ready` and the
-        # done queue's room reach two registers, not the FIFO's pointers
+        # the output stream reads a queue with registered flags: `o.ready` reaches
+        # two registers, not the FIFO's pointers
         m.submodules.results_next = out_queue = PrefetchQueue(out_entry.size)
         wiring.connect(m, out_fifo.o, out_queue.i)
         head = data.View(out_entry, out_queue.head)
-        # done tokens wait in a queue whose room is a register, so the last
-        # element's handshake does not loop through a FIFO's level
-        m.submodules.done_tokens = done_queue = PrefetchQueue(TAG_BITS)
+        # a tile's token follows its last element; the queue always has room for
+        # it (the tiles in flight hold token credits), so its `i.ready` is unused
+        m.submodules.done_tokens = done_queue = StreamQueue(
+            TAG_BITS, self.token_slots, transparent_storage=big_die
+        )
+        wiring.connect(m, wiring.flipped(self.done), done_queue.o)
         m.d.comb += [
             out_fifo.i.payload.eq(result),
             out_fifo.i.valid.eq(result_valid),
-            # the last element of a tile leaves only when its token has room to follow
-            self.o.valid.eq(out_queue.head_valid & (~head.end | done_queue.i.ready)),
+            self.o.valid.eq(out_queue.head_valid),
             self.o.payload.eq(head.value),
             out_pop.eq(self.o.valid & self.o.ready),
             out_queue.pop.eq(out_pop),
             done_queue.i.valid.eq(out_pop & head.end),
             done_queue.i.payload.eq(head.tag),
-            self.done.valid.eq(done_queue.head_valid),
-            self.done.payload.eq(done_queue.head),
-            done_queue.pop.eq(self.done.ready),
         ]
         return m

@@ -75,6 +75,11 @@ def input_buffer_latency() -> int:
     return RegisteredRAM.READ_LATENCY + INPUT_ADDRESS_STAGES
 
 
+#: Tiles in flight (accepted, done token not yet taken) at most. Tiles shorter
+#: than the pipeline overlap; with one-beat tiles about eight fit in its fill,
+#: so sixteen never bind unless `done` is back-pressured.
+TOKEN_SLOTS = 16
+
 #: Edges from a beat issuing to its products leaving the DSPs: the issue loop's
 #: A0/A1, the address generator, the input buffer read, operand fan-out and multiply.
 ISSUE_TO_TREE = (
@@ -140,12 +145,16 @@ class ConvEngine(wiring.Component):
         # signals across an ECP5-85F only give its placer more to spread there
         big_die = target != "ice40"
 
-        m.submodules.issue = issue = IssueLoop(p, dsp_target=self.dsp_target)
+        m.submodules.issue = issue = IssueLoop(
+            p, token_slots=TOKEN_SLOTS, dsp_target=self.dsp_target
+        )
         m.submodules.address = address = AddressGenerator(
             input_addr_bits(p), user_bits=2, dsp_target=self.dsp_target
         )
         m.submodules.macs = macs = MacArray(p, dsp_target=self.dsp_target, mac_sites=self.mac_sites)
-        m.submodules.output = output = ConvOutputUnit(p, dsp_target=self.dsp_target)
+        m.submodules.output = output = ConvOutputUnit(
+            p, token_slots=TOKEN_SLOTS, dsp_target=self.dsp_target
+        )
         wiring.connect(m, wiring.flipped(self.cmd), issue.cmd)
         wiring.connect(m, wiring.flipped(self.param_write), output.param_write)
         wiring.connect(m, wiring.flipped(self.residual), output.residual)
@@ -158,6 +167,7 @@ class ConvEngine(wiring.Component):
             output.heads.eq(macs.heads),
             output.finished.eq(macs.finished),
             issue.slot_return.eq(output.pop),
+            issue.token_return.eq(self.done.valid & self.done.ready),
         ]
 
         # -- buffers: block RAM with registered outputs (rtl/bram.py) ----------

@@ -3,7 +3,8 @@
 A beat is (output pixel, input-channel group g, kernel tap u, v); the loop nest
 is og ▸ (py, px, dy, dx) ▸ g ▸ u ▸ v. A pixel starts only when the accumulator
 FIFO has a slot reserved for it (credits: `slot_return` gives one back), so the
-MAC pipeline behind never stalls. Each beat leaves as the virtual input
+MAC pipeline behind never stalls; a tile is accepted only when its done token
+has a slot reserved (`token_return`). Each beat leaves as the virtual input
 coordinates of its tap (in the upsampled frame), the address of its channel
 group's plane and its weight word; each pixel's first beat also sends what
 the output unit needs of it on `pixel`.
@@ -94,9 +95,13 @@ class IssueLoop(wiring.Component):
     #: row/column; A1: plus the tap).
     LATENCY = 2
 
-    def __init__(self, params: GraceParams, *, dsp_target: str | None = None) -> None:
+    def __init__(
+        self, params: GraceParams, *, token_slots: int, dsp_target: str | None = None
+    ) -> None:
         self.params = params
         self.dsp_target = dsp_target
+        #: Tiles accepted whose done token has not been taken yet, at most.
+        self.token_slots = token_slots
         super().__init__(
             {
                 "cmd": In(stream.Signature(command_layout(params))),
@@ -105,6 +110,8 @@ class IssueLoop(wiring.Component):
                 "geometry": Out(geometry_layout()),
                 # the output unit took a pixel vector: its accumulator slot is free
                 "slot_return": In(1),
+                # a done token was taken: the tile's token slot is free
+                "token_return": In(1),
             }
         )
 
@@ -193,6 +200,10 @@ class IssueLoop(wiring.Component):
         limit_small = {k: Signal(name=f"limit_small_{k}") for k in counter_names}  # limit <= 1
         accept = Signal()
         m.d.comb += [self.cmd.ready.eq(accepting), accept.eq(self.cmd.valid & accepting)]
+        # a tile is accepted only with a slot reserved for its done token
+        have_token_next = credit_counter(
+            m, self.token_slots, give_back=self.token_return, take=accept, name="tokens"
+        )[1]
         m.d.sync += [
             deriving_limits.eq(accept),
             testing_limits.eq(deriving_limits),
@@ -331,7 +342,7 @@ class IssueLoop(wiring.Component):
         m.d.sync += [
             busy.eq(busy_next),
             *[
-                flag.eq(~busy_next & ~accept & ~deriving_limits & ~testing_limits)
+                flag.eq(~busy_next & ~accept & ~deriving_limits & ~testing_limits & have_token_next)
                 for flag in accepting_regs
             ],
             pixel_start.eq(pixel_start_next),
@@ -348,6 +359,8 @@ class IssueLoop(wiring.Component):
             meta.pool.eq(cmd.pool),
             meta.residual.eq(cmd.residual),
             meta.quad.eq(Cat(count["dx"][0], count["dy"][0])),
+            # (decided here, where it is a few registers, not behind the queue's read)
+            meta.yields.eq(~cmd.pool | (count["dx"][0] & count["dy"][0])),
             # the tile's last pixel: every pixel counter and og at its limit
             meta.end.eq(og_last_pixel & at_limit["og"]),
             meta.tag.eq(cmd.tag),

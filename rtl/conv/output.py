@@ -63,9 +63,12 @@ class ConvOutputUnit(wiring.Component):
     #: the output path: `pop`, the vector register, then EMIT_LATENCY.
     LATENCY = POP_LATENCY + 1 + EMIT_LATENCY
 
-    def __init__(self, params: GraceParams, *, dsp_target: str | None = None) -> None:
+    def __init__(
+        self, params: GraceParams, *, token_slots: int, dsp_target: str | None = None
+    ) -> None:
         self.params = params
         self.dsp_target = dsp_target
+        self.token_slots = token_slots
         n, rows = params.numeric, params.array.rows
         super().__init__(
             {
@@ -89,7 +92,11 @@ class ConvOutputUnit(wiring.Component):
         slots = p.buffers.accumulator_slots
 
         m.submodules.path = path = OutputPath(
-            n, rows, producer_latency=self.EMIT_LATENCY, dsp_target=self.dsp_target
+            n,
+            rows,
+            producer_latency=self.EMIT_LATENCY,
+            token_slots=self.token_slots,
+            dsp_target=self.dsp_target,
         )
         wiring.connect(m, wiring.flipped(self.o), path.o)
         wiring.connect(m, wiring.flipped(self.done), path.done)
@@ -172,7 +179,7 @@ class ConvOutputUnit(wiring.Component):
         # next-state values, as `issuing` is in the issue loop
         credit_ok = Signal(init=1)
         residual_ok = Signal(init=1)
-        yields_next = Mux(pop, ~entry_in.meta.pool | (entry_in.meta.quad == 3), yields)
+        yields_next = Mux(pop, entry_in.meta.yields, yields)
         wants_next = Mux(pop, entry_in.meta.residual, wants_residual)
         m.d.sync += [
             credit_ok.eq(~yields_next | path.room_next),
