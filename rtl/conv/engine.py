@@ -180,6 +180,7 @@ class ConvEngine(wiring.Component):
             address_stages=INPUT_ADDRESS_STAGES,
             write_stages=int(big_die),
         )
+        assert in_ram.latency == input_buffer_latency(), "the cycle model's input read"
         # one weight buffer per row, so each sits by its row's DSPs with its own
         # copy of the read address
         w_rams = []
