@@ -20,6 +20,7 @@ from amaranth.lib.wiring import In, Out
 
 from defs.params import ArrayParams, GraceParams
 from rtl.blocks import component_verilog, toplevel_name
+from rtl.conv.engine import TOKEN_SLOTS
 from rtl.stream_queue import StreamQueue
 from sim.amaranth_stream import run_stream_component
 from sim.conv import program, random_case, simulate_amaranth, simulate_cocotb, tags
@@ -201,15 +202,25 @@ def small_tiles(count: int) -> list:
 
 
 def test_done_tokens_survive_heavy_back_pressure() -> None:
-    """Tokens rarely taken (10%) pile up in the engine's two-entry token queue,
-    so a tile's last output can wait for room there; every output and token
-    still arrives, in order, both streams keep their rules, and `done` was
-    really held back."""
+    """Tokens rarely taken (10%) pile up in the engine's token queue; every
+    output and token still arrives, in order, both streams keep their rules,
+    and `done` was really held back."""
     progs = small_tiles(8)
     run = simulate_amaranth(progs, PARAMS, ready_prob=0.7, done_ready_prob=0.1, seed=3)
     np.testing.assert_array_equal(run.outputs, np.concatenate([p.expected for p in progs]))
     assert run.tokens == tags(progs) == list(range(200, 208))
     assert run.stalls["done"] > 8 and run.stalls["o"] > 0
+
+
+def test_more_tiles_than_token_slots_wait_for_their_credits() -> None:
+    """With more short tiles than the engine has done-token slots and tokens
+    taken 0.5% of the time, commands must wait for a slot (the queue has no
+    other protection against overflow): every token still arrives, in order."""
+    count = 2 * TOKEN_SLOTS
+    progs = small_tiles(count)
+    run = simulate_amaranth(progs, PARAMS, done_ready_prob=0.005, seed=4, stall_limit=50000)
+    np.testing.assert_array_equal(run.outputs, np.concatenate([p.expected for p in progs]))
+    assert run.tokens == tags(progs) == list(range(200, 200 + count))
 
 
 @pytest.mark.parametrize("simulator", ["icarus", "verilator"])
