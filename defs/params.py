@@ -129,6 +129,23 @@ class BufferParams:
 
 
 @dataclass(frozen=True)
+class WarpParams:
+    """The warp engine (rtl/warp/): channel lanes per cycle and its banked feature buffer.
+
+    The buffer is four banks (even/odd row × even/odd column) of `depth` words;
+    a word holds `lanes` channels of one pixel, so a tile's planes of H × W take
+    ceil(H/2)·ceil(W/2) words each per bank (docs/warp_engine.md).
+    """
+
+    lanes: int = 1
+    depth: int = 1024  # words per bank
+
+    def __post_init__(self) -> None:
+        _check_int_range(self, "lanes", 1, 16)
+        _check_int_range(self, "depth", 16, 1 << 16)
+
+
+@dataclass(frozen=True)
 class ModelParams:
     """Shape of the FOMM/DAC decoder graph (DESIGN.md §3)."""
 
@@ -200,6 +217,7 @@ class GraceParams:
     array: ArrayParams = field(default_factory=ArrayParams)
     buffers: BufferParams = field(default_factory=BufferParams)
     model: ModelParams = field(default_factory=ModelParams)
+    warp: WarpParams = field(default_factory=WarpParams)
     clock_hz: float = 100e6  # target clock; boards constrain to it
     board: str | None = None
 
@@ -261,6 +279,7 @@ _NESTED: dict[tuple[type, str], type] = {
     (GraceParams, "array"): ArrayParams,
     (GraceParams, "buffers"): BufferParams,
     (GraceParams, "model"): ModelParams,
+    (GraceParams, "warp"): WarpParams,
 }
 
 
@@ -296,6 +315,7 @@ PRESETS: dict[str, GraceParams] = {
             input_depth=16384, weight_depth=2048, param_depth=2048, accumulator_slots=16
         ),
         model=_FOMM_256,
+        warp=WarpParams(depth=8192),  # the ULX3S engine's: 16 DP16KD
         clock_hz=150e6,
     ),
     # ECP5-85F (its capacities: defs/boards.py). 16×8 = 128 MACs: every
@@ -308,6 +328,8 @@ PRESETS: dict[str, GraceParams] = {
         buffers=BufferParams(
             input_depth=8192, weight_depth=1024, param_depth=1024, accumulator_slots=15
         ),
+        # 4 banks × 8,192 words: 16 DP16KD, 8 planes of 64² (docs/warp_engine.md)
+        warp=WarpParams(depth=8192),
         clock_hz=BOARD_SPECS["ulx3s-85f"].clock_hz,
         board="ulx3s-85f",
     ),
@@ -319,6 +341,8 @@ PRESETS: dict[str, GraceParams] = {
         buffers=BufferParams(
             input_depth=1024, weight_depth=512, param_depth=256, accumulator_slots=16
         ),
+        # 4 banks × 512 words: 4 EBR, 8 planes of 16²
+        warp=WarpParams(depth=512),
         clock_hz=BOARD_SPECS["icebreaker"].clock_hz,
         board="icebreaker",
     ),

@@ -164,8 +164,13 @@ def _pixels(coords: IntArray, size: int) -> IntArray:
     return normalized_to_pixels(coords, COORD_FRAC_BITS, size, PIXEL_FRAC_BITS)
 
 
-def _warp(features: IntArray, coords: IntArray, occlusion: IntArray | None = None) -> IntArray:
-    h, w = coords.shape[:2]
+def warp_int(features: IntArray, coords: IntArray, occlusion: IntArray | None = None) -> IntArray:
+    """Bilinear warp of (C, H, W) int8 features at (Ho, Wo, 2) coordinates (x, y).
+
+    Coordinates scale by the feature map's size, as `grid_sample` and L1 do
+    (the warp engine's specification: docs/warp_engine.md).
+    """
+    h, w = features.shape[1:]
     px, py = _pixels(coords[..., 0], w), _pixels(coords[..., 1], h)
     if occlusion is None:
         return grid_sample_fixed(features, px, py, PIXEL_FRAC_BITS)
@@ -202,7 +207,7 @@ def decode_int(
         motions = affine_motions(kp_d, kp_s, jac, size)  # (K+1, S, S, 2)
     else:
         motions = sparse_motions(kp_d, kp_s, size)
-    deformed = np.stack([_warp(cache.small, m) for m in motions])  # (K+1, C, S, S)
+    deformed = np.stack([warp_int(cache.small, m) for m in motions])  # (K+1, C, S, S)
     x = np.concatenate([heat[:, None], deformed], axis=1).reshape(-1, size, size)
     skips = [x]
     for i, block in enumerate(q.hourglass_down):
@@ -216,7 +221,7 @@ def decode_int(
     occ_logits = seen.setdefault("occ_logits", run_conv(q.occlusion, out, q.numeric))
     occlusion = apply_lut(occ_logits, q.occlusion_lut)[0]
     flow = compose_flow(mask, motions)
-    feat = _warp(cache.features, flow, occlusion)
+    feat = warp_int(cache.features, flow, occlusion)
     for i, (affine, conv1, conv2) in enumerate(q.bottleneck):
         act = affine_int(
             feat, affine.negate, affine.bias, affine.multiplier, affine.shift, q.numeric
