@@ -26,6 +26,7 @@ from model.fixed_motion import (
     sparse_motions,
 )
 from model.fixed_ops import (
+    PIXEL_FRAC_BITS,
     apply_lut,
     grid_sample_fixed,
     grid_sample_fixed_mul,
@@ -34,9 +35,6 @@ from model.fixed_ops import (
 )
 
 IntArray = npt.NDArray[np.int64]
-
-#: Fraction bits of warp pixel coordinates (≤ 1 LSB of torch, docs/numerics.md).
-PIXEL_FRAC_BITS = 8
 
 
 @dataclass

@@ -32,6 +32,9 @@ LUT_IN_BITS = 8
 LUT_SIZE = 1 << LUT_IN_BITS
 #: Occlusion maps are unsigned 8-bit.
 OCC_BITS = 8
+#: Fraction bits of the decoder's warp pixel coordinates (≤ 1 LSB of torch,
+#: docs/numerics.md); the warp engine's widths follow from it.
+PIXEL_FRAC_BITS = 8
 #: Softmax outputs are unsigned 8-bit.
 SOFTMAX_OUT_BITS = 8
 

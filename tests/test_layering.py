@@ -20,7 +20,14 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "defs": ("defs",),
     "model": ("defs", "model"),
     # the numeric spec and shape arithmetic of the reference (NumPy only)
-    "rtl": ("defs", "rtl", "model.fixed", "model.fixed_ops", "model.conv_shape"),
+    "rtl": (
+        "defs",
+        "rtl",
+        "model.fixed",
+        "model.fixed_ops",
+        "model.fixed_motion",
+        "model.conv_shape",
+    ),
     "sim": ("defs", "model", "rtl", "sim"),
     "boards": ("defs", "rtl", "boards"),
     "grace": PROJECT,

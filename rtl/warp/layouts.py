@@ -13,6 +13,7 @@ from amaranth import signed, unsigned
 from amaranth.lib import data
 
 from defs.limits import DIM_BITS, GROUP_BITS, TAG_BITS, bits_for
+from model.fixed_ops import OCC_BITS
 
 if TYPE_CHECKING:
     from defs.params import GraceParams
@@ -22,8 +23,6 @@ if TYPE_CHECKING:
 #: saturates wider values to this width; that changes no result (the engine
 #: saturates c + 2^14 to 17 bits, exact for every map size: docs/warp_engine.md §1.9).
 FLOW_BITS = 18
-#: The occlusion map's values, unsigned (model.fixed_ops.OCC_BITS).
-OCC_BITS = 8
 #: Banks of the feature buffer: (row parity, column parity), bank = 2·(y & 1) + (x & 1).
 BANKS = 4
 

@@ -1,0 +1,256 @@
+"""Warp engine: bilinear grid sampling of stored feature planes by a flow, bit-exact with L2.
+
+Per beat (one output pixel × one plane of `lanes` channels) the engine reads
+the four taps of the pixel at once, one from each bank of the feature buffer
+(bank = row parity × column parity, so the taps of any position fall in four
+different banks), interpolates each lane, and rounds (× occlusion, if fused)
+in the shared output path. Nothing stalls behind the issue loop: a beat
+issues only with a result slot reserved. docs/warp_engine.md has the
+specification, the widths and the cycle model::
+
+    cmd ─► WarpIssue (issue.py) ◄─ flow queue (PrefetchQueue) ◄─ flow
+              │ beat: flow (x, y, occ), plane base, sizes, end, tag
+              ▼
+    AxisUnit × 2 (coordinates.py): tap row/column, parity, weight, inside
+              ▼
+    AddressGenerator (rtl/conv/address.py): base + row·in_row + column
+              ▼
+    bank select: four addresses, four clears ─► 4 × RegisteredRAM
+              ▼
+    Lerp per lane (lerp.py) ─► OutputPath per lane (rtl/output_path.py):
+    × (occ or 1), round, saturate ─► o, done
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING
+
+from amaranth import Cat, Module, Mux, Signal, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from defs.limits import TAG_BITS
+from model.fixed_ops import OCC_BITS, PIXEL_FRAC_BITS
+from rtl.bram import RegisteredRAM
+from rtl.conv.address import AddressGenerator
+from rtl.output_path import OutputPath, element_user_layout
+from rtl.pipeline import delay
+from rtl.prefetch import PrefetchQueue
+from rtl.warp.coordinates import HALF_BITS, AxisUnit
+from rtl.warp.issue import WarpIssue
+from rtl.warp.layouts import (
+    BANKS,
+    command_layout,
+    feature_write_layout,
+    flow_layout,
+    warp_addr_bits,
+)
+from rtl.warp.lerp import ACC_BITS, Lerp
+
+if TYPE_CHECKING:
+    from defs.params import GraceParams, NumericParams
+
+#: Tiles in flight (accepted, done token not yet taken) at most.
+TOKEN_SLOTS = 16
+#: Register levels of the banks' read address: a copy per block-RAM tile.
+BANK_ADDRESS_STAGES = 1
+#: Edges of the bank select: four addresses and clears from the odd banks' one.
+BANK_SELECT_LATENCY = 1
+
+
+def bank_read_latency() -> int:
+    """Edges from a bank's read address to its data (RegisteredRAM)."""
+    return RegisteredRAM.READ_LATENCY + BANK_ADDRESS_STAGES
+
+
+#: Edges from a beat issuing to its sum entering the output path.
+ISSUE_TO_OUTPUT = (
+    WarpIssue.LATENCY
+    + AxisUnit.LATENCY
+    + AddressGenerator.LATENCY
+    + BANK_SELECT_LATENCY
+    + bank_read_latency()
+    + Lerp.LATENCY
+)
+
+
+def warp_numeric(numeric: NumericParams) -> NumericParams:
+    """The output path's widths for a warp: L2's rounding is requantize(acc, 0, M, s).
+
+    M = occ and s = 2·8 + 8 with occlusion, M = 1 and s = 16 without
+    (docs/warp_engine.md §4.2); narrower than a convolution's, so fewer registers.
+    """
+    return dataclasses.replace(
+        numeric, acc_bits=ACC_BITS, bias_bits=8, mult_bits=OCC_BITS, max_shift=24
+    )
+
+
+class WarpEngine(wiring.Component):
+    """One warp tile per command: `planes` words of `lanes` channels per output pixel."""
+
+    def __new__(cls, params: GraceParams, *, dsp_target: str | None = None) -> WarpEngine:
+        # Validated before the object exists, so a rejected one is not reported by
+        # Amaranth as an elaboratable that was created but never used.
+        if params.numeric.act_bits != 8:
+            raise ValueError(
+                f"the warp engine's widths are derived for int8 features "
+                f"(act_bits = 8), not act_bits = {params.numeric.act_bits}"
+            )
+        return super().__new__(cls, src_loc_at=1)
+
+    def __init__(self, params: GraceParams, *, dsp_target: str | None = None) -> None:
+        self.params = params
+        self.dsp_target = dsp_target
+        n = params.numeric
+        super().__init__(
+            {
+                "cmd": In(stream.Signature(command_layout(params))),
+                "feature_write": In(stream.Signature(feature_write_layout(params))),
+                "flow": In(stream.Signature(flow_layout())),
+                # lane l in bits [8l, 8l + 8)
+                "o": Out(stream.Signature(unsigned(params.warp.lanes * n.act_bits))),
+                "done": Out(stream.Signature(unsigned(TAG_BITS))),
+            }
+        )
+
+    def elaborate(self, platform: object) -> Module:
+        m = Module()
+        p = self.params
+        lanes, act = p.warp.lanes, p.numeric.act_bits
+        target = self.dsp_target
+
+        m.submodules.issue = issue = WarpIssue(p, token_slots=TOKEN_SLOTS)
+        m.submodules.flow_queue = flow_queue = PrefetchQueue(flow_layout().size)
+        wiring.connect(m, wiring.flipped(self.cmd), issue.cmd)
+        wiring.connect(m, wiring.flipped(self.flow), flow_queue.i)
+        m.d.comb += [
+            issue.flow.eq(flow_queue.head),
+            issue.flow_valid.eq(flow_queue.head_valid),
+            issue.flow_valid_next.eq(flow_queue.head_valid_next),
+            flow_queue.pop.eq(issue.flow_pop),
+            issue.token_return.eq(self.done.valid & self.done.ready),
+        ]
+        beat = issue.beat.payload
+
+        # -- coordinates: both axes at once ------------------------------------
+        axes = {}
+        for name, coord, size in (
+            ("x", beat.flow.x, beat.in_width),
+            ("y", beat.flow.y, beat.in_height),
+        ):
+            m.submodules[f"axis_{name}"] = axis = AxisUnit(dsp_target=target)
+            m.d.comb += [
+                axis.i.valid.eq(issue.beat.valid),
+                axis.i.payload.coord.eq(coord),
+                axis.i.payload.size.eq(size),
+            ]
+            axes[name] = axis.o.payload
+        x, y = axes["x"], axes["y"]
+
+        # -- the odd banks' address, then the four banks' -----------------------
+        m.submodules.address = address = AddressGenerator(
+            warp_addr_bits(p), coord_bits=HALF_BITS, user_bits=2 + BANKS, dsp_target=target
+        )
+        in_row = delay(m, beat.in_row, AxisUnit.LATENCY, "in_row")
+        # inside[2·ry + rx]: the tap read from bank (ry, rx) lies in the map
+        inside = Cat(*[y.inside[ry] & x.inside[rx] for ry in (0, 1) for rx in (0, 1)])
+        m.d.comb += [
+            address.i.valid.eq(delay(m, issue.beat.valid, AxisUnit.LATENCY, "tap_valid")),
+            address.i.payload.y.eq(y.half),
+            address.i.payload.x.eq(x.half),
+            address.i.payload.base.eq(delay(m, beat.base, AxisUnit.LATENCY, "base")),
+            address.i.payload.user.eq(Cat(x.parity, y.parity, inside)),
+            address.geometry.row.eq(in_row),
+        ]
+        odd = address.o.payload.addr  # bank (1, 1)
+        x_parity, y_parity = address.o.payload.user[0], address.o.payload.user[1]
+        bank_inside = address.o.payload.user[2:]
+        row_step = Mux(y_parity, delay(m, in_row, AddressGenerator.LATENCY, "row_step"), 0)
+        # the even-parity bank's tap is one row (column) further when x0 (y0) is odd
+        bank_addr = {
+            3: odd,
+            2: odd + x_parity,
+            1: odd + row_step,
+            0: odd + row_step + x_parity,
+        }
+        banks = []
+        for k in range(BANKS):
+            ram = RegisteredRAM(
+                lanes * act, p.warp.depth, target=target, address_stages=BANK_ADDRESS_STAGES
+            )
+            m.submodules[f"bank{k}"] = ram
+            m.d.sync += [ram.r_addr.eq(bank_addr[k]), ram.r_clear.eq(~bank_inside[k])]
+            banks.append(ram)
+
+        # -- feature writes: a register, then the addressed bank ---------------
+        # (a write lands two edges after its transfer, a command reads a bank
+        # many edges after its own: writes before a command are seen by it)
+        wp = self.feature_write.payload
+        m.d.comb += self.feature_write.ready.eq(1)
+        w_addr, w_data = Signal.like(wp.addr), Signal.like(wp.data)
+        m.d.sync += [w_addr.eq(wp.addr), w_data.eq(wp.data)]
+        for k, ram in enumerate(banks):
+            enable = Signal(name=f"w_en{k}")
+            m.d.sync += enable.eq(self.feature_write.valid & (wp.bank == k))
+            m.d.comb += [ram.w_addr.eq(w_addr), ram.w_data.eq(w_data), ram.w_en.eq(enable)]
+
+        # -- interpolation and the output path, per lane ------------------------
+        to_lerp = AddressGenerator.LATENCY + BANK_SELECT_LATENCY + bank_read_latency()
+        weight_x = delay(m, x.weight, to_lerp, "weight_x")
+        weight_y = delay(m, y.weight, to_lerp, "weight_y")
+        # what the output path needs of the beat, beside the datapath
+        side = delay(
+            m,
+            Cat(issue.beat.valid, beat.flow.occ, beat.occlusion, beat.end, beat.tag),
+            ISSUE_TO_OUTPUT - WarpIssue.LATENCY,
+            "side",
+        )
+        side_valid, occ = side[0], side[1 : 1 + OCC_BITS]
+        occlusion, end, tag = side[1 + OCC_BITS], side[2 + OCC_BITS], side[3 + OCC_BITS :]
+        numeric = warp_numeric(p.numeric)
+        paths = []
+        for lane in range(lanes):
+            m.submodules[f"lerp{lane}"] = lerp = Lerp(act, dsp_target=target)
+            for k, ram in enumerate(banks):
+                m.d.comb += getattr(lerp, f"b{k >> 1}{k & 1}").eq(
+                    ram.r_data[lane * act : (lane + 1) * act]
+                )
+            m.d.comb += [lerp.weight_x.eq(weight_x), lerp.weight_y.eq(weight_y)]
+            m.submodules[f"output{lane}"] = path = OutputPath(
+                numeric,
+                1,
+                producer_latency=ISSUE_TO_OUTPUT,
+                token_slots=TOKEN_SLOTS,
+                dsp_target=target,
+            )
+            element = path.i.payload
+            user = data.View(element_user_layout(1), element.user)
+            m.d.comb += [
+                path.i.valid.eq(side_valid),
+                element.acc.eq(lerp.acc),
+                element.bias.eq(0),
+                element.multiplier.eq(Mux(occlusion, occ, 1)),
+                element.shift.eq(Mux(occlusion, 3 * PIXEL_FRAC_BITS, 2 * PIXEL_FRAC_BITS)),
+                element.relu.eq(0),
+                user.lane.eq(0),
+                user.pool.eq(0),
+                user.quad.eq(0),
+                user.end.eq(end),
+                user.tag.eq(tag),
+                path.reserve.eq(issue.reserve),
+                path.o.ready.eq(self.o.ready),
+            ]
+            paths.append(path)
+        # the lanes' paths see the same elements, reservations and ready: they
+        # move in lockstep, and lane 0 speaks for all
+        first = paths[0]
+        m.d.comb += [
+            issue.room_next.eq(first.room_next),
+            self.o.valid.eq(first.o.valid),
+            self.o.payload.eq(Cat(*[path.o.payload for path in paths])),
+        ]
+        wiring.connect(m, wiring.flipped(self.done), first.done)
+        for path in paths[1:]:
+            m.d.comb += path.done.ready.eq(1)
+        return m
