@@ -10,6 +10,7 @@ from amaranth.lib import wiring
 
 from rtl.conv import ConvEngine
 from rtl.requant import Requantizer
+from rtl.warp import WarpEngine
 
 if TYPE_CHECKING:
     from defs.params import GraceParams
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
 BLOCKS: dict[str, Callable[..., wiring.Component]] = {
     "requant": lambda params: Requantizer(params.numeric),
     "conv": lambda params, **options: ConvEngine(params, **options),
+    "warp": lambda params: WarpEngine(params),
 }
 
 
