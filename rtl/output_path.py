@@ -61,8 +61,12 @@ class OutputPath(wiring.Component):
     QUEUE_LATENCY = 3
     #: Edges from `i` to `o` without back-pressure.
     LATENCY = Requantizer.FREE_RUNNING_LATENCY + POOL_LATENCY + QUEUE_LATENCY
-    #: Result slots beyond the round trip's edges.
-    SPARE_SLOTS = 2
+    #: Edges from a tile's last `o` transfer to its token on `done` (the token
+    #: queue, a StreamQueue, when empty).
+    TOKEN_LATENCY = 2
+    #: Result slots beyond the round trip's edges: the producer decides to issue
+    #: a cycle ahead (a registered issue flag).
+    SPARE_SLOTS = 1
 
     def __init__(
         self,
@@ -77,15 +81,9 @@ class OutputPath(wiring.Component):
         #: Done tokens the queue holds: the tiles in flight its user allows.
         self.token_slots = token_slots
         #: Results in flight between a reservation and the output stream: the
-        #: producer's edges to `i`, the requantizer, the pool, the slot's return,
-        #: and spares; fewer and the producer waits for room at full rate.
-        self.slots = (
-            producer_latency
-            + Requantizer.FREE_RUNNING_LATENCY
-            + self.POOL_LATENCY
-            + CREDIT_RETURN_LATENCY
-            + self.SPARE_SLOTS
-        )
+        #: producer's edges to `i`, this path's to `o`, the slot's return, and
+        #: spares; fewer and a producer of one element per cycle waits for room.
+        self.slots = producer_latency + self.LATENCY + CREDIT_RETURN_LATENCY + self.SPARE_SLOTS
         user = element_user_layout(lanes)
         super().__init__(
             {
