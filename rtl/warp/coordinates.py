@@ -74,19 +74,20 @@ class AxisUnit(wiring.Component):
         m = Module()
         one = 1 << PIXEL_FRAC_BITS
         top = (1 << (SATURATED_BITS - 1)) - 1
-        # K1: c' = saturate(c + 2^Fc) to SATURATED_BITS
+        # K1: c' = saturate(c + 2^Fc) to SATURATED_BITS (an overflow test on the
+        # sum's top bits, not compares: one carry chain), and S − 1
         shifted = Signal(signed(FLOW_BITS + 1))
         m.d.comb += shifted.eq(self.i.payload.coord + (1 << COORD_FRAC_BITS))
+        high = shifted[SATURATED_BITS - 1 :]
+        overflow = ~(high.all() | ~high.any())
         saturated = Signal(signed(SATURATED_BITS))
-        size = Signal(unsigned(DIM_BITS))
+        scale = Signal(unsigned(DIM_BITS))  # S − 1 (S = 0 never comes: the command refuses it)
         m.d.sync += [
-            saturated.eq(Mux(shifted > top, top, Mux(shifted < -top - 1, -top - 1, shifted))),
-            size.eq(self.i.payload.size),
+            saturated.eq(Mux(overflow, Mux(shifted[-1], -top - 1, top), shifted)),
+            scale.eq(self.i.payload.size - 1),
         ]
         # K2, K3: (c' >> 1)·(S − 1) on a DSP; the dropped bit's (S − 1) and the
         # rounding constant travel beside it
-        scale = Signal(unsigned(DIM_BITS))
-        m.d.comb += scale.eq(size - 1)  # S = 0 never comes (the command refuses it)
         m.submodules.scale = product = Multiplier(
             SATURATED_BITS - 1, DIM_BITS + 1, target=self.dsp_target
         )
@@ -95,7 +96,7 @@ class AxisUnit(wiring.Component):
         addend = Signal(unsigned(DIM_BITS + 1))
         m.d.comb += addend.eq(Mux(saturated[0], scale + rounding, rounding))
         addend_late = delay(m, addend, product.LATENCY, "addend")
-        size_late = delay(m, size, product.LATENCY + 1, "size")
+        scale_late = delay(m, scale, product.LATENCY + 1, "scale")
         # K4: the position plus its rounding constant
         position = Signal(signed(_POSITION_BITS))
         m.d.sync += position.eq((product.p << 1) + addend_late)
@@ -112,12 +113,12 @@ class AxisUnit(wiring.Component):
             out.parity.eq(x0[0]),
             out.weight.eq(Mux(x0[0], one - fraction, fraction)),
             # parity bank 0 holds tap x0 when x0 is even, x0 + 1 when odd, and
-            # bank 1 the other: inside[k] tests the tap of bank k
+            # bank 1 the other: inside[k] tests the tap of bank k (0 ≤ tap ≤ S − 1)
             out.inside.eq(
                 Mux(
                     x0[0],
-                    Cat((x0 >= -1) & (x0 < size_late - 1), (x0 >= 0) & (x0 < size_late)),
-                    Cat((x0 >= 0) & (x0 < size_late), (x0 >= -1) & (x0 < size_late - 1)),
+                    Cat((x0 >= -1) & (x0 < scale_late), (x0 >= 0) & (x0 <= scale_late)),
+                    Cat((x0 >= 0) & (x0 <= scale_late), (x0 >= -1) & (x0 < scale_late)),
                 )
             ),
         ]
