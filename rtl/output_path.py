@@ -120,8 +120,9 @@ class OutputPath(wiring.Component):
         # needed from P2's write to P1's read as long as consecutive elements of
         # one lane arrive at least two cycles apart (the conv engine's lanes count
         # up within a vector, and a vector is followed by an idle cycle).
+        # (at least two entries: a one-entry memory has a zero-width address)
         m.submodules.pool_partials = partials = Memory(
-            shape=signed(n.act_bits + 2), depth=self.lanes, init=[]
+            shape=signed(n.act_bits + 2), depth=max(2, self.lanes), init=[]
         )
         partial_write = partials.write_port()
         partial_read = partials.read_port(domain="comb")

@@ -14,7 +14,7 @@ push in the same cycle leave one held and `i.ready` stays high.
 
 from __future__ import annotations
 
-from amaranth import Module, Signal
+from amaranth import Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -54,13 +54,17 @@ class PrefetchQueue(wiring.Component):
         kept_one = Signal()  # an entry is left once the pop is done
         kept_two = Signal()
         m.d.comb += [kept_one.eq(full | (valid & ~pop)), kept_two.eq(full & ~pop)]
-        with m.If(pop):
-            m.d.sync += first.eq(second)
-        with m.If(push):
-            with m.If(kept_one):
-                m.d.sync += second.eq(self.i.payload)
-            with m.Else():
-                m.d.sync += first.eq(self.i.payload)
+        # Each entry is a one-input or two-input multiplexer whose select is a
+        # register, behind an enable: `second` takes the input whenever it is
+        # free (it matters only once the queue is full), `first` takes `second`
+        # or the input whenever the head moves or is empty. What an upstream
+        # queue's storage reads thus reaches a flip-flop through one LUT at most
+        # (ECP5: a priority multiplexer here was two, on a path that set builds'
+        # clocks), and the consumer's late `pop` only drives enables.
+        with m.If(~full):
+            m.d.sync += second.eq(self.i.payload)
+        with m.If(pop | ~valid):
+            m.d.sync += first.eq(Mux(full, second, self.i.payload))
         m.d.comb += self.head_valid_next.eq(kept_one | push)
         m.d.sync += [valid.eq(self.head_valid_next), full.eq(kept_two | (kept_one & push))]
         return m

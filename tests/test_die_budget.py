@@ -22,6 +22,7 @@ from defs.params import PRESETS, preset
 from rtl.conv import ConvEngine
 from rtl.dsp import DSP_RULES, dsp_usage
 from rtl.hierarchy import block_ram_bound
+from rtl.warp import WarpEngine
 from sim.netlist import synthesize
 
 BOARD_PRESETS = [name for name, params in PRESETS.items() if params.board is not None]
@@ -55,6 +56,34 @@ def test_engine_fits_the_dies_block_ram(name: str) -> None:
     design, family = engine(name)
     bound, available = block_ram_bound(design, family), BOARD_SPECS[preset(name).board].block_ram
     assert bound <= available, f"{name}: up to {bound} block RAM tiles of {available}"
+
+
+#: DSPs of the warp engine at one lane (docs/warp_engine.md §2.2): 2 coordinate
+#: products, the address multiply, 3 interpolation products, 2 in the output path.
+WARP_DSPS = 8
+
+
+@pytest.mark.parametrize("name", BOARD_PRESETS)
+def test_warp_engine_takes_its_sized_dsps_and_fits_alone(name: str) -> None:
+    params = preset(name)
+    family = BOARD_SPECS[params.board].family
+    design = WarpEngine(params, dsp_target=family)
+    usage = dsp_usage(design, family)
+    assert sum(usage.values()) == WARP_DSPS * params.warp.lanes, usage
+    ram = block_ram_bound(WarpEngine(params, dsp_target=family), family)  # a design of its own
+    assert ram <= BOARD_SPECS[params.board].block_ram
+
+
+def test_conv_and_warp_share_the_ecp5_85f() -> None:
+    """The die budget (docs/warp_engine.md): both engines on one ECP5-85F, room left."""
+    params, spec = preset("ulx3s-85f"), BOARD_SPECS["ulx3s-85f"]
+    engines = (ConvEngine(params, dsp_target="ecp5"), WarpEngine(params, dsp_target="ecp5"))
+    dsps = sum(sum(dsp_usage(e, "ecp5").values()) for e in engines)
+    # (each walk elaborates a design of its own)
+    engines = (ConvEngine(params, dsp_target="ecp5"), WarpEngine(params, dsp_target="ecp5"))
+    ram = sum(block_ram_bound(e, "ecp5") for e in engines)
+    assert dsps == 132 + WARP_DSPS < spec.dsp
+    assert ram < spec.block_ram
 
 
 #: (a, b, DSPs on ECP5, DSPs on iCE40), measured with Yosys 0.70: an unsigned

@@ -35,7 +35,7 @@ from model.fixed_ops import OCC_BITS, PIXEL_FRAC_BITS
 from rtl.bram import RegisteredRAM
 from rtl.conv.address import AddressGenerator
 from rtl.output_path import OutputPath, element_user_layout
-from rtl.pipeline import delay
+from rtl.pipeline import delay, equals
 from rtl.prefetch import PrefetchQueue
 from rtl.warp.coordinates import HALF_BITS, AxisUnit
 from rtl.warp.issue import WarpIssue
@@ -192,7 +192,7 @@ class WarpEngine(wiring.Component):
         m.d.sync += [w_addr.eq(wp.addr), w_data.eq(wp.data)]
         for k, ram in enumerate(banks):
             enable = Signal(name=f"w_en{k}")
-            m.d.sync += enable.eq(self.feature_write.valid & (wp.bank == k))
+            m.d.sync += enable.eq(self.feature_write.valid & equals(wp.bank, k))
             m.d.comb += [ram.w_addr.eq(w_addr), ram.w_data.eq(w_data), ram.w_en.eq(enable)]
 
         # -- interpolation and the output path, per lane ------------------------
