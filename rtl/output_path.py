@@ -31,6 +31,7 @@ from rtl.dsp import platform_target
 from rtl.pipeline import CREDIT_RETURN_LATENCY, credit_counter
 from rtl.prefetch import PrefetchQueue
 from rtl.requant import Requantizer, requant_input_layout
+from rtl.row_queue import RowQueue
 from rtl.stream_queue import StreamQueue
 
 if TYPE_CHECKING:
@@ -149,16 +150,15 @@ class OutputPath(wiring.Component):
             p1_user.eq(user),
             p1_sum.eq(partial_read.data),
         ]
-        out_entry = data.StructLayout(
-            {"value": signed(n.act_bits), "end": unsigned(1), "tag": unsigned(TAG_BITS)}
-        )
+        out_entry = data.StructLayout({"value": signed(n.act_bits), "end": unsigned(1)})
         result = Signal(out_entry)
         result_valid = Signal()
+        result_tag = Signal(TAG_BITS)
         m.d.sync += [
             result_valid.eq(p1_valid & ~p1_absorb),
             result.value.eq(Mux(p1_user.pool, p1_total >> 2, p1_value)),
             result.end.eq(p1_user.end),
-            result.tag.eq(p1_user.tag),
+            result_tag.eq(p1_user.tag),
         ]
 
         # -- result queue, output stream, done tokens ---------------------------
@@ -176,6 +176,12 @@ class OutputPath(wiring.Component):
         m.submodules.results_next = out_queue = PrefetchQueue(out_entry.size)
         wiring.connect(m, out_fifo.o, out_queue.i)
         head = data.View(out_entry, out_queue.head)
+        # A tile's tag waits beside the results, not in every entry of their
+        # queue (a narrower queue: its read address fans out to fewer LUT RAM
+        # slices, on a path that set ECP5 builds' clocks). It is pushed with the
+        # tile's last result and read as that result leaves, at least three
+        # edges later; the tiles in flight hold token credits, so it never fills.
+        m.submodules.tags = tags = RowQueue(TAG_BITS, self.token_slots, transparent=big_die)
         # a tile's token follows its last element; the queue always has room for
         # it (the tiles in flight hold token credits), so its `i.ready` is unused
         m.submodules.done_tokens = done_queue = StreamQueue(
@@ -189,7 +195,10 @@ class OutputPath(wiring.Component):
             self.o.payload.eq(head.value),
             out_pop.eq(self.o.valid & self.o.ready),
             out_queue.pop.eq(out_pop),
+            tags.data.eq(result_tag),
+            tags.push.eq(result_valid & result.end),
+            tags.pop.eq(out_pop & head.end),
             done_queue.i.valid.eq(out_pop & head.end),
-            done_queue.i.payload.eq(head.tag),
+            done_queue.i.payload.eq(tags.head),
         ]
         return m

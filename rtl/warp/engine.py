@@ -150,7 +150,7 @@ class WarpEngine(wiring.Component):
 
         # -- the odd banks' address, then the four banks' -----------------------
         m.submodules.address = address = AddressGenerator(
-            warp_addr_bits(p), coord_bits=HALF_BITS, user_bits=2 + BANKS, dsp_target=target
+            warp_addr_bits(p), coord_bits=HALF_BITS, user_bits=BANKS, dsp_target=target
         )
         in_row = delay(m, beat.in_row, AxisUnit.LATENCY, "in_row")
         # inside[2·ry + rx]: the tap read from bank (ry, rx) lies in the map
@@ -160,19 +160,25 @@ class WarpEngine(wiring.Component):
             address.i.payload.y.eq(y.half),
             address.i.payload.x.eq(x.half),
             address.i.payload.base.eq(delay(m, beat.base, AxisUnit.LATENCY, "base")),
-            address.i.payload.user.eq(Cat(x.parity, y.parity, inside)),
+            address.i.payload.user.eq(inside),
             address.geometry.row.eq(in_row),
         ]
+        # each bank's offset from the odd banks' address: the even-parity bank's
+        # tap is one row (column) further when y0 (x0) is odd; formed beside the
+        # address generator, so the bank select is one add
+        x_step = x.parity
+        y_step = Signal.like(in_row)
+        both_steps = Signal(len(in_row) + 1)
+        m.d.comb += [
+            y_step.eq(Mux(y.parity, in_row, 0)),
+            both_steps.eq(y_step + x_step),
+        ]
+        offsets = {3: 0, 2: x_step, 1: y_step, 0: both_steps}
         odd = address.o.payload.addr  # bank (1, 1)
-        x_parity, y_parity = address.o.payload.user[0], address.o.payload.user[1]
-        bank_inside = address.o.payload.user[2:]
-        row_step = Mux(y_parity, delay(m, in_row, AddressGenerator.LATENCY, "row_step"), 0)
-        # the even-parity bank's tap is one row (column) further when x0 (y0) is odd
+        bank_inside = address.o.payload.user
         bank_addr = {
-            3: odd,
-            2: odd + x_parity,
-            1: odd + row_step,
-            0: odd + row_step + x_parity,
+            k: odd + delay(m, offset, AddressGenerator.LATENCY, f"offset{k}") if k != 3 else odd
+            for k, offset in offsets.items()
         }
         banks = []
         for k in range(BANKS):
