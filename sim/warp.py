@@ -90,8 +90,8 @@ class WarpCase:
 
     def describe(self) -> str:
         (h, w), (ho, wo) = self.size, self.out_size
-        occ = " occ" if self.occlusion is not None else ""
-        return f"{self.channels}x{h}x{w}->{ho}x{wo} {self.flow}{occ}".replace("  ", " ")
+        occ = "occ" if self.occlusion is not None else ""
+        return " ".join(s for s in (f"{self.channels}x{h}x{w}->{ho}x{wo}", self.flow, occ) if s)
 
 
 def reference(case: WarpCase) -> Int8Array:
@@ -533,6 +533,8 @@ def simulate_amaranth(
     k-2 (whose half of the banks it reuses) has returned its token, then its
     command follows. The caller places alternate tiles at two `in_base` values.
     """
+    if not progs:
+        raise ValueError("simulate_amaranth: no programs to run")
     dut = WarpEngine(params, dsp_target=dsp_target)
     words: list[int] = []
     tokens: list[int] = []
@@ -760,7 +762,7 @@ def sweep_cases(
         other = (int(rng.integers(1, h + 4)), int(rng.integers(1, w + 4)))
         out = other if k % 3 == 2 else (h, w)
         occlusion = k % 2 == 1
-        features = FEATURE_KINDS[(k // 2) % len(FEATURE_KINDS)] if k % 5 == 4 else "random"
+        features = FEATURE_KINDS[1 + (k // 5) % 3] if k % 5 == 4 else "random"
         case = random_case(rng, params, channels, (h, w), out, kind, occlusion, features)
         while max_cycles is not None and case_cost(case, params) > max_cycles:
             (h, w), (ho, wo) = case.size, case.out_size

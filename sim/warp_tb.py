@@ -108,6 +108,7 @@ async def warp_tiles(dut: object) -> None:
     writing = offering = cmd_driven = flow_offering = flow_driven = False
     cycle = first_edge = last_edge = idle = 0
     draw_o, draw_done = ready_prob < 1, done_ready_prob < 1
+    o_take = done_take = True  # what the sinks drive on `ready` this cycle
     o_ready.value = 1
     done_ready.value = 1
     falling, read_only = FallingEdge(dut.clk), ReadOnly()
@@ -139,9 +140,11 @@ async def warp_tiles(dut: object) -> None:
             flow_valid.value = int(flow_offering)
             flow_driven = flow_offering
         if draw_o:
-            o_ready.value = int(o_draw())
+            o_take = o_draw()
+            o_ready.value = int(o_take)
         if draw_done:
-            done_ready.value = int(done_draw())
+            done_take = done_draw()
+            done_ready.value = int(done_take)
         await read_only
         moved = writing
         if offering:
@@ -156,10 +159,10 @@ async def warp_tiles(dut: object) -> None:
             flowed += 1
             flow_offering = False
             moved = True
-        if o_valid.value == 1 and o_ready.value == 1:
+        if o_take and o_valid.value == 1:
             outputs.append(o_payload.value.to_unsigned())
             moved = True
-        if done_valid.value == 1 and done_ready.value == 1:
+        if done_take and done_valid.value == 1:
             tokens.append(done_payload.value.to_unsigned())
             last_edge = cycle
             moved = True
