@@ -12,13 +12,16 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
 from rich.table import Table
 
 from defs.params import PRESETS, GraceParams, ParamsError, load
+
+if TYPE_CHECKING:
+    from grace.warp_report import WarpReport
 
 console = Console()
 BUILD_ROOT = Path("build")
@@ -197,7 +200,8 @@ def elaborate(block: str, params_spec: str, out_dir: Path) -> None:
     "--vectors",
     default=10_000,
     show_default=True,
-    help="Random vectors (+ extremes); for conv, one random layer per 2,500.",
+    help="Random vectors (+ extremes); for conv, one random layer per 2,500; for warp, "
+    "about this many output samples.",
 )
 @click.option("--seed", default=0, show_default=True)
 @click.option(
@@ -514,18 +518,18 @@ def layers(params_spec: str, markdown: bool) -> None:
 @main.command()
 @click.option("--repeats", default=5, show_default=True, help="Timed runs per measurement.")
 @click.option(
-    "--engine-only", is_flag=True, help="Only the conv engine's cycle model (skip CPU timing)."
+    "--engine-only", is_flag=True, help="Only the engines' cycle models (skip CPU timing)."
 )
 @click.option(
     "--engine-params",
     default="ulx3s-85f",
     show_default=True,
     metavar="PRESET|FILE.json",
-    help="Engine (array, clock) priced on the fomm-256 graph.",
+    help="Engine (array, warp buffer, clock) priced on the fomm-256 and tiny graphs.",
 )
 @friendly
 def bench(repeats: int, engine_only: bool, engine_params: str) -> None:
-    """Performance report: the conv engine on fomm-256 (cycle model), then the CPU decoders."""
+    """Performance report: the conv and warp engines (cycle models), then the CPU decoders."""
     from grace.bench import run_bench
 
     if repeats < 1:
@@ -559,10 +563,12 @@ def bench(repeats: int, engine_only: bool, engine_params: str) -> None:
 
 
 def _engine_report(spec: str) -> None:
-    from grace.engine_report import write_report
+    from grace.engine_report import layer_costs, summarise, write_report
+    from grace.warp_report import price_warps
 
-    params = load(spec).replace(model=PRESETS["fomm-256"].model)
-    costs, summary = write_report(params, BUILD_ROOT / "bench")
+    engine = load(spec)
+    params = engine.replace(model=PRESETS["fomm-256"].model)
+    costs, summary, warps = write_report(params, BUILD_ROOT / "bench")
     table = Table(
         "phase", "layer", "shape", "mapping", "MMAC", "cycles", "util.",
         box=None,
@@ -589,7 +595,36 @@ def _engine_report(spec: str) -> None:
             f"the {params.buffers.weight_depth:,}-word buffer holds: priced as if they fitted "
             "(input-channel splitting is not built)"
         )
+    tiny = engine.replace(model=PRESETS["tiny"].model)
+    tiny_warps = price_warps(tiny, summarise(tiny, layer_costs(tiny)).frame_cycles)
+    _warp_lines(engine, {"fomm-256": warps, "tiny": tiny_warps})
     console.print(f"wrote {BUILD_ROOT / 'bench' / f'engine-{params.name}.png'} (and .json)")
+
+
+def _warp_lines(engine: GraceParams, reports: dict[str, WarpReport]) -> None:
+    """Each model's warps on the engine's warp unit: per op, then per inter frame."""
+    w = engine.warp
+    lanes = f"{w.lanes} lane{'s' if w.lanes > 1 else ''}"
+    table = Table(
+        "model", "warp", "shape", "tiles", "channel-samples", "cycles",
+        box=None,
+        title=f"warp engine ({engine.name}: {lanes}, {w.depth:,} words per bank, "
+        "double-buffered), cycle model",
+    )  # fmt: skip
+    for model, report in reports.items():
+        for c in report.costs:
+            table.add_row(model, c.name, c.shape, f"{c.tiles}", f"{c.samples:,}", f"{c.cycles:,}")
+    console.print(table)
+    for model, report in reports.items():
+        s = report.summary
+        if s is None:
+            console.print(f"warps of {model}: do not fit this engine: {report.refused}")
+            continue
+        console.print(
+            f"warps of {model} per inter frame: {s.frame_cycles:,} cycles, "
+            f"{s.samples_per_cycle:.3f} channel-samples per cycle, {s.conv_share:.3%} of the "
+            f"conv engine's {s.conv_frame_cycles:,} cycles"
+        )
 
 
 @main.command("quantize")

@@ -9,15 +9,19 @@ Two halves, as far as GRACE reaches today:
 2. the hardware flow: the requantize unit (parameters → Verilog → cocotb on
    Verilator, bit-exact against the NumPy reference under back-pressure and at
    full rate), the convolution engine (random layers through its Verilog on
-   Icarus, bit-exact against the L2 conv, cycles next to the cycle model; then
-   fomm-256 priced on the ULX3S engine) → board build plans.
+   Icarus, bit-exact against the L2 conv, cycles next to the cycle model), the
+   warp engine (the real warps of one inter frame the int8 decoder decoded in
+   the first half, through its Verilog in one run, against L2's warp), fomm-256's
+   convs and warps priced on the ULX3S engine → board build plans.
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from rich.console import Console
@@ -26,22 +30,59 @@ from rich.table import Table
 from boards.build import plan
 from boards.targets import BOARDS
 from defs.params import GraceParams, preset
-from grace.summary import elaborate_block, simulate_block
+from grace.summary import elaborate_block, run_warps, simulate_block
 from sim.runner import quiet
+
+if TYPE_CHECKING:
+    from grace.warp_report import WarpReport
+    from model.fixed_decoder import IntSourceCache, QuantizedDecoder
+    from model.int_backend import IntBackend
+    from sim.warp import WarpCase
 
 DEMO_VECTORS = 10_000
 DEMO_SEED = 7  # synthetic clip
 DEMO_FACE = 0  # the colour photo; seed 7's motion is not in the training set
 DEMO_FRAMES = 50  # two seconds at 25 fps
 DEMO_GOP = 25
+#: Icarus, not Verilator, for the frame's warps: the demo runs on a clean clone
+#: in CI, and Verilator's first build of the warp engine alone takes about 40 s
+#: on two cores, where Icarus builds and runs the frame's 27 k cycles in about 15 s.
+DEMO_WARP_SIMULATOR = "icarus"
+
+
+@dataclass(frozen=True)
+class InterFrame:
+    """One inter frame as the int8 decoder decoded it: what `decode_int` was given."""
+
+    decoder: QuantizedDecoder
+    cache: IntSourceCache
+    keypoints: dict[str, np.ndarray]  # decode_int's keypoint (and Jacobian) arguments
+
+
+class _KeepFirstInterFrame:
+    """A codec backend that forwards to the integer one and keeps the first inter
+    frame's inputs, so the hardware half warps a frame the codec really decoded."""
+
+    def __init__(self, backend: IntBackend) -> None:
+        self.backend = backend
+        self.first: InterFrame | None = None
+
+    def encode_source(self, source: Any) -> Any:
+        return self.backend.encode_source(source)
+
+    def decode(self, cache: Any, kp_driving: dict, kp_source: dict) -> dict[str, Any]:
+        if self.first is None:
+            keypoints = self.backend.stream_integers(kp_driving, kp_source)
+            self.first = InterFrame(self.backend.decoder, cache, keypoints)
+        return self.backend.decode(cache, kp_driving, kp_source)
 
 
 def run_demo(console: Console, build_root: Path) -> None:
     params = preset("tiny")
     start = time.monotonic()
-    rows = codec_demo(console, params, build_root / "demo")
+    rows, frame = codec_demo(console, params, build_root / "demo")
     with quiet():  # the runner's messages go to runner.log files under build/, not the screen
-        hardware_rows, exact = hardware_demo(console, params, build_root)
+        hardware_rows, exact = hardware_demo(console, params, build_root, frame)
     table = Table(title="summary", box=None, show_header=False)
     for k, v in [*rows, *hardware_rows, ("wall time", f"{time.monotonic() - start:.1f} s")]:
         table.add_row(k, v)
@@ -50,7 +91,11 @@ def run_demo(console: Console, build_root: Path) -> None:
         raise SystemExit(1)
 
 
-def codec_demo(console: Console, params: GraceParams, out: Path) -> list[tuple[str, str]]:
+def codec_demo(
+    console: Console, params: GraceParams, out: Path
+) -> tuple[list[tuple[str, str]], InterFrame]:
+    """Encode, decode (float and int8) and score the clip; return the summary rows
+    and the int8 decoder's first inter frame."""
     from grace.codec_run import load_models
     from model.codec import CodecSettings, bitrate, decode_stream, encode_clip
     from model.int_backend import IntBackend, quantize_decoder
@@ -76,8 +121,10 @@ def codec_demo(console: Console, params: GraceParams, out: Path) -> list[tuple[s
     )
     decoded = decode_stream(encoded.data, generator, preset=params.name, model=m)
     measured = quality(clip, decoded.frames)
-    int_backend = IntBackend(quantize_decoder(kp_detector, generator, params))
+    int_backend = _KeepFirstInterFrame(IntBackend(quantize_decoder(kp_detector, generator, params)))
     decoded_int = decode_stream(encoded.data, int_backend, preset=params.name, model=m)
+    if int_backend.first is None:
+        raise RuntimeError(f"the demo clip decoded no inter frame (GOP {DEMO_GOP})")
     measured_int = quality(clip, decoded_int.frames)
     keys = np.arange(0, DEMO_FRAMES, DEMO_GOP)
     repeated = np.repeat(decoded.frames[keys], DEMO_GOP, axis=0)[:DEMO_FRAMES]
@@ -97,16 +144,53 @@ def codec_demo(console: Console, params: GraceParams, out: Path) -> list[tuple[s
     console.print(f"   decoded, int8 reference (L2): {measured_int.row()}")
     console.print(f"   repeating key frames instead: {baseline.row()}")
     console.print(f"3. wrote {out / 'decoded.mp4'}, {out / 'decoded-int.mp4'}, {out / 'strip.png'}")
-    return [
+    rows = [
         ("bitrate", f"{rate.total_kbps:.1f} kbps at {float(fps):g} fps"),
         ("quality, float decoder", measured.row()),
         ("quality, int8 decoder", measured_int.row()),
         ("key frames only", baseline.row()),
         ("strip", str(out / "strip.png")),
     ]
+    return rows, int_backend.first
 
 
-def hardware_demo(console: Console, params: GraceParams, build_root: Path) -> list[tuple[str, str]]:
+def frame_warps(frame: InterFrame) -> list[WarpCase]:
+    """The frame's warps as `decode_int` runs them: the key frame at the motion
+    resolution by each of the K + 1 motions (recomputed from the keypoints as
+    decode_int does, and checked against the flow it composed from them), then
+    the source features by the dense flow, × occlusion."""
+    from model.fixed_decoder import decode_int
+    from model.fixed_motion import (
+        affine_motions,
+        compose_flow,
+        compose_jacobians,
+        keypoints_to_coords,
+        sparse_motions,
+    )
+    from sim.warp import WarpCase
+
+    kp, cache = frame.keypoints, frame.cache
+    decoded = decode_int(frame.decoder, cache, **kp)
+    kp_d, kp_s = keypoints_to_coords(kp["kp_driving_q"]), keypoints_to_coords(kp["kp_source_q"])
+    size = cache.small.shape[1]
+    if frame.decoder.jacobian:
+        jac = compose_jacobians(kp["jac_source_q"], kp["jac_driving_q"])
+        motions = affine_motions(kp_d, kp_s, jac, size)
+    else:
+        motions = sparse_motions(kp_d, kp_s, size)
+    if not np.array_equal(compose_flow(decoded["mask"], motions), decoded["flow"]):
+        raise RuntimeError("the recomputed motions are not the ones decode_int composed")
+    cases = [WarpCase(cache.small, m, flow=f"motion {k}") for k, m in enumerate(motions)]
+    occlusion = decoded["occlusion"]
+    cases.append(WarpCase(cache.features, decoded["flow"], occlusion, flow="dense flow"))
+    return cases
+
+
+def hardware_demo(
+    console: Console, params: GraceParams, build_root: Path, frame: InterFrame
+) -> tuple[list[tuple[str, str]], bool]:
+    """The hardware half; `frame` is the inter frame whose warps the warp engine runs.
+    Returns the summary rows and whether every simulation was bit-exact."""
     block = "requant"
     console.rule(f"GRACE demo 2/2: hardware, {block} block")
     path, ports = elaborate_block(block, params, build_root / "verilog")
@@ -149,23 +233,42 @@ def hardware_demo(console: Console, params: GraceParams, build_root: Path) -> li
             build_root=build_root,
         )
     console.print(
-        f"4. conv engine ({params.array.rows}×{params.array.cols} MACs): {conv.layers} random "
+        f"4. conv engine ({params.array.rows}×{params.array.cols} MACs): {conv.units} random "
         f"layers, {conv.vectors:,} outputs, {conv.mismatches} mismatches, {conv.cycles:,} "
         f"cycles under stalls (cycle model without stalls: {conv.model_cycles:,})"
+    )
+    warps = frame_warps(frame)
+    with console.status(f"5. warp engine: a frame's real warps, cocotb + {DEMO_WARP_SIMULATOR}…"):
+        warp = run_warps(
+            warps,
+            params,
+            simulator=DEMO_WARP_SIMULATOR,
+            build_dir=build_root / "sim" / "warp" / params.key(),
+            seed=5,
+        )
+    motion, features = warps[0], warps[-1]
+    console.print(
+        f"5. warp engine: frame 1's {len(warps) - 1} motions on the {_map(motion)} key frame "
+        f"and its dense flow on the {_map(features)} features (× occlusion), {warp.tiles} tiles "
+        f"in one run: {warp.samples:,} samples, {warp.mismatches} mismatches vs L2's warp, "
+        f"{warp.cycles:,} cycles at full rate (cycle model, loads hidden: {warp.model_cycles:,})"
     )
     from grace.engine_report import write_report
 
     engine = preset("ulx3s-85f").replace(model=preset("fomm-256").model)
-    _, priced = write_report(engine, build_root / "bench")
+    _, priced, priced_warps = write_report(engine, build_root / "bench")
     for name in BOARDS:
-        for each in (block, "conv"):
+        for each in (block, "conv", "warp"):
             plan(each, preset(name), name)
     console.print(
-        f"5. build plans ready for {', '.join(BOARDS)} (requant, conv; run "
+        f"6. build plans ready for {', '.join(BOARDS)} (requant, conv, warp; run "
         f"`grace build --board NAME --block conv` for resources and Fmax)"
     )
     n = params.numeric
-    exact = stalled.mismatches == 0 and full.mismatches == 0 and conv.mismatches == 0
+    warp_verdict = (
+        "[green]bit-exact[/]" if not warp.mismatches else f"[red]{warp.mismatches} mismatches[/]"
+    )
+    exact = not (stalled.mismatches or full.mismatches or conv.mismatches or warp.mismatches)
     rows = [
         (
             "requant datapath",
@@ -182,8 +285,13 @@ def hardware_demo(console: Console, params: GraceParams, build_root: Path) -> li
         ("with random stalls", f"{stalled.vectors / stalled.cycles:.3f} results/cycle"),
         (
             "conv engine vs L2 conv",
-            f"{conv.layers} layers, {conv.vectors:,} outputs: "
+            f"{conv.units} layers, {conv.vectors:,} outputs: "
             + ("[green]bit-exact[/]" if not conv.mismatches else f"[red]{conv.mismatches}[/]"),
+        ),
+        (
+            "warp engine",
+            f"{warp_verdict} on a frame's real warps ({warp.samples:,} samples, "
+            f"{warp.cycles:,} cycles)",
         ),
         (
             "fomm-256 on the ULX3S engine",
@@ -191,5 +299,22 @@ def hardware_demo(console: Console, params: GraceParams, build_root: Path) -> li
             f"{priced.frame_ms:,.0f} ms per inter frame, MAC utilisation "
             f"{priced.frame_utilisation:.1%}",
         ),
+        ("fomm-256 warps, same engine", _warp_row(priced_warps)),
     ]
     return rows, exact
+
+
+def _map(case: WarpCase) -> str:
+    """'3×16²'-style size of a warp's source map."""
+    (h, w), c = case.size, case.channels
+    return f"{c}×{h}²" if h == w else f"{c}×{h}×{w}"
+
+
+def _warp_row(report: WarpReport) -> str:
+    s = report.summary
+    if s is None:
+        return f"do not fit: {report.refused}"
+    return (
+        f"{s.frame_cycles:,} cycles per inter frame (cycle model), {s.conv_share:.2%} of the "
+        f"conv cycles, {s.samples_per_cycle:.2f} samples/cycle"
+    )

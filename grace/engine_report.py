@@ -14,6 +14,9 @@ A tile computes whole sums, so one output group's weights (G·k_h·k_w words,
 the beats per pixel) must fit the weight buffer. Layers that need more are
 flagged and priced as if they fitted: input-channel splitting with int32
 partial sums is not built (docs/conv_engine.md, Limits).
+
+The report JSON also carries the frame's warps on the same engine
+(`grace.warp_report`), next to the conv layers they sit between.
 """
 
 from __future__ import annotations
@@ -25,8 +28,9 @@ from pathlib import Path
 from PIL import Image, ImageDraw
 
 from defs.params import GraceParams
+from grace.warp_report import WarpReport, price_warps
 from model.conv_shape import ConvShape
-from model.fusion import fusion_plan
+from model.fusion import PlannedOp, fusion_plan
 from rtl.conv_cycles import TileCost, tile_cycles
 
 
@@ -67,9 +71,11 @@ def _best_mapping(params: GraceParams, shape: ConvShape) -> tuple[str, TileCost]
     return min(fitting, key=lambda c: (c[1].cycles, c[1].beats_per_pixel))
 
 
-def layer_costs(params: GraceParams) -> list[LayerCost]:
+def layer_costs(params: GraceParams, ops: list[PlannedOp] | None = None) -> list[LayerCost]:
+    """Every conv of `params.model` on `params`' engine; `ops` is its fusion plan when
+    the caller has it (fomm-256's takes seconds)."""
     costs = []
-    for op in fusion_plan(params.model):
+    for op in fusion_plan(params.model) if ops is None else ops:
         if op.op != "conv":
             continue
         if op.conv is None:
@@ -131,18 +137,28 @@ def summarise(params: GraceParams, costs: list[LayerCost]) -> EngineSummary:
     )
 
 
-def write_report(params: GraceParams, out_dir: Path) -> tuple[list[LayerCost], EngineSummary]:
-    """Per-layer costs and the summary as JSON, and the utilisation chart as a PNG."""
-    costs = layer_costs(params)
+def write_report(
+    params: GraceParams, out_dir: Path
+) -> tuple[list[LayerCost], EngineSummary, WarpReport]:
+    """Per-layer costs, the frame's warps and the summary as JSON, and the
+    utilisation chart as a PNG."""
+    ops = fusion_plan(params.model)
+    costs = layer_costs(params, ops)
     summary = summarise(params, costs)
+    warps = price_warps(params, summary.frame_cycles, ops)
     out_dir.mkdir(parents=True, exist_ok=True)
     array = params.array.macs
     rows = [asdict(c) | {"utilisation": c.utilisation(array)} for c in costs]
+    warp = {
+        "summary": asdict(warps.summary) if warps.summary else None,
+        "ops": [asdict(c) for c in warps.costs],
+        "refused": warps.refused,
+    }
     (out_dir / f"engine-{params.name}.json").write_text(
-        json.dumps({"summary": asdict(summary), "layers": rows}, indent=2)
+        json.dumps({"summary": asdict(summary), "layers": rows, "warp": warp}, indent=2)
     )
     _chart(costs, array, summary, out_dir / f"engine-{params.name}.png")
-    return costs, summary
+    return costs, summary, warps
 
 
 def _chart(costs: list[LayerCost], array: int, summary: EngineSummary, path: Path) -> None:

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from amaranth import Value
 from amaranth.lib.wiring import Flow
 from rich.table import Table
 
 from boards.build import BuildReport
+from defs.limits import TAG_BITS
 from defs.params import GraceParams
 from rtl.blocks import check_block, component_verilog, make_block, toplevel_name
+
+if TYPE_CHECKING:
+    from sim.warp import WarpCase
 
 
 def elaborate_block(
@@ -41,22 +46,21 @@ class SimReport:
     valid_prob: float
     ready_prob: float
     log: Path
-    layers: int = 0  # conv: random layers run
-    model_cycles: int = 0  # conv: the cycle model's prediction without back-pressure
+    units: int = 0  # engines: what ran (random layers, warp cases), counted
+    unit_name: str = ""  # and named, for the report
+    model_cycles: int = 0  # engines: the cycle model's prediction without back-pressure
+    model_label: str = "cycle model (no back-pressure)"
+    reference: str = "model.fixed"  # what the outputs were checked against
 
     def render(self, seconds: float) -> Table:
         table = Table(title=f"{self.block} on {self.simulator}", box=None, show_header=False)
         verdict = "[green]bit-exact[/]" if not self.mismatches else f"[red]{self.mismatches}[/]"
         rows = [
-            *([("random layers", f"{self.layers}")] if self.layers else []),
-            ("outputs" if self.layers else "vectors", f"{self.vectors:,}"),
-            ("mismatches vs model.fixed", verdict),
+            *([(self.unit_name, f"{self.units}")] if self.units else []),
+            ("outputs" if self.units else "vectors", f"{self.vectors:,}"),
+            (f"mismatches vs {self.reference}", verdict),
             ("cycles", f"{self.cycles:,}"),
-            *(
-                [("cycle model (no back-pressure)", f"{self.model_cycles:,}")]
-                if self.layers
-                else []
-            ),
+            *([(self.model_label, f"{self.model_cycles:,}")] if self.units else []),
             ("results per cycle", f"{self.vectors / max(self.cycles, 1):.3f}"),
             ("stall pattern", f"valid {self.valid_prob:.0%}, ready {self.ready_prob:.0%}"),
             ("pipeline latency", f"{self.latency} cycles"),
@@ -89,6 +93,17 @@ def simulate_block(
             params,
             simulator=simulator,
             layers=max(1, vectors // 2500),
+            seed=seed,
+            valid_prob=valid_prob,
+            ready_prob=ready_prob,
+            waves=waves,
+            build_root=build_root,
+        )
+    if block == "warp":
+        return _simulate_warp(
+            params,
+            simulator=simulator,
+            samples=vectors,
             seed=seed,
             valid_prob=valid_prob,
             ready_prob=ready_prob,
@@ -171,8 +186,153 @@ def _simulate_conv(
         valid_prob=valid_prob,
         ready_prob=ready_prob,
         log=log,
-        layers=layers,
+        units=layers,
+        unit_name="random layers",
         model_cycles=predicted,
+    )
+
+
+@dataclass(frozen=True)
+class WarpCheck:
+    """Warps run through the warp engine's Verilog, against L2's warp."""
+
+    cases: int
+    tiles: int
+    samples: int  # channel-samples of the cases (C·Ho·Wo each)
+    mismatches: int  # samples that differ or never came, and done tokens out of order
+    cycles: int  # first command → last done token
+    model_cycles: int  # `rtl.warp_cycles.run_cycles` of the tiles, without back-pressure
+    log: Path
+
+
+def run_warps(
+    cases: list[WarpCase],
+    params: GraceParams,
+    *,
+    simulator: str,
+    build_dir: Path,
+    seed: int,
+    valid_prob: float = 1.0,
+    ready_prob: float = 1.0,
+    waves: bool = False,
+) -> WarpCheck:
+    """Every case in one simulation, double buffered as a controller runs the engine:
+    tiles of half the banks (`split_channels`), alternating halves, each loading
+    while the one before computes. Each case's map, joined from its tiles, is
+    compared with `model.fixed_decoder.warp_int` without asserting, so the count
+    of wrong samples is reported rather than the first one.
+    """
+    import numpy as np
+
+    from model.fixed_decoder import warp_int
+    from rtl.warp_cycles import run_cycles
+    from sim.warp import join_channels, program, simulate_cocotb, split_channels, tags
+
+    half = params.warp.depth // 2
+    split = [split_channels(case, params, words=half) for case in cases]
+    tiles = [t for case_tiles in split for t in case_tiles]
+    progs = [
+        program(t, params, tag=k % (1 << TAG_BITS), in_base=half * (k % 2))
+        for k, t in enumerate(tiles)
+    ]
+    run, result = simulate_cocotb(
+        progs, params, simulator=simulator, build_dir=build_dir, ready_prob=ready_prob,
+        flow_prob=valid_prob, seed=seed, waves=waves, overlap_loads=True,
+    )  # fmt: skip
+    mismatches = samples = start = 0
+    sizes = iter(len(p.expected) for p in progs)  # each tile's share of the outputs
+    for case, case_tiles in zip(cases, split, strict=True):
+        want = warp_int(case.features, case.coords, case.occlusion)
+        samples += want.size
+        chunks = []
+        for _ in case_tiles:
+            n = next(sizes)
+            chunks.append(run.outputs[start : start + n])
+            start += n
+        if start > len(run.outputs):  # the run ended early: this case is incomplete
+            mismatches += want.size
+            continue
+        got = join_channels(chunks, case_tiles, params)
+        mismatches += int(np.count_nonzero(got != want))
+    mismatches += max(len(run.outputs) - start, 0)  # samples nobody asked for
+    expected_tags = tags(progs)
+    mismatches += sum(a != b for a, b in zip(run.tokens, expected_tags, strict=False))
+    mismatches += abs(len(run.tokens) - len(expected_tags))
+    if not mismatches:  # every sample right, yet the bench may have failed a stream rule
+        result.check()
+    return WarpCheck(
+        cases=len(cases),
+        tiles=len(progs),
+        samples=samples,
+        mismatches=mismatches,
+        cycles=run.cycles,
+        model_cycles=run_cycles(params, [(p.pixels, p.planes) for p in progs]),
+        log=result.log,
+    )
+
+
+def _warp_sweep(params: GraceParams, samples: int, seed: int) -> list[WarpCase]:
+    """`sim.warp.sweep_cases` in order until about `samples` channel-samples: none
+    costs more than `samples` cycles, and cases whose plane does not fit half the
+    banks (on a shallow buffer, the 33 × 47 maps) are left out."""
+    from sim.warp import sweep_cases
+
+    half = params.warp.depth // 2
+    count = 12  # one of each map shape in the sweep
+    while True:
+        taken: list[WarpCase] = []
+        total = 0
+        for case in sweep_cases(params, count, seed, max_cycles=max(samples, 16)):
+            h, w = case.size
+            if -(-h // 2) * -(-w // 2) > half:
+                continue
+            taken.append(case)
+            total += case.channels * case.out_size[0] * case.out_size[1]
+            if total >= samples:
+                return taken
+        count *= 2
+
+
+def _simulate_warp(
+    params: GraceParams,
+    *,
+    simulator: str,
+    samples: int,
+    seed: int,
+    valid_prob: float,
+    ready_prob: float,
+    waves: bool,
+    build_root: Path,
+) -> SimReport:
+    """Sweep warps (every flow kind, occlusion on and off) through the warp engine's
+    Verilog, flow entries offered with `valid_prob`, outputs taken with `ready_prob`."""
+    from rtl.warp_cycles import fill_cycles
+
+    check = run_warps(
+        _warp_sweep(params, samples, seed),
+        params,
+        simulator=simulator,
+        build_dir=build_root / "sim" / "warp" / params.key(),
+        seed=seed,
+        valid_prob=valid_prob,
+        ready_prob=ready_prob,
+        waves=waves,
+    )
+    return SimReport(
+        block="warp",
+        simulator=simulator,
+        vectors=check.samples,
+        mismatches=check.mismatches,
+        cycles=check.cycles,
+        latency=fill_cycles(),
+        valid_prob=valid_prob,
+        ready_prob=ready_prob,
+        log=check.log,
+        units=check.cases,
+        unit_name=f"warp cases ({check.tiles} tiles, double-buffered)",
+        model_cycles=check.model_cycles,
+        model_label="cycle model (no back-pressure, loads hidden)",
+        reference="L2's warp_int",
     )
 
 

@@ -93,16 +93,27 @@ def test_sim_runs_the_conv_engine() -> None:
     assert "cycle model" in result.output
 
 
+def test_sim_runs_the_warp_engine() -> None:
+    """`--block warp` runs sweep warps through the engine, checked against L2's warp."""
+    result = run("sim", "--block", "warp", "--sim", "icarus", "--vectors", "1500", "--seed", "2")
+    assert result.exit_code == 0, result.output
+    assert "warp cases" in result.output and "bit-exact" in result.output
+    assert "cycle model" in result.output
+
+
 def test_demo_runs() -> None:
     result = run("demo")
     assert result.exit_code == 0, result.output
     assert "bit-exact vs model.fixed" in result.output and "yes" in result.output
+    assert "warp engine" in result.output and "bit-exact on a frame's real warps" in result.output
 
 
 def test_bench_reports_figures() -> None:
     result = run("bench", "--repeats", "1")
     assert result.exit_code == 0, result.output
     assert "tiny" in result.output and "fomm-256" in result.output and "43.363" in result.output
+    for model in ("fomm-256", "tiny"):
+        assert f"warps of {model} per inter frame" in result.output
     one_line = run("bench", "--repeats", "0")
     assert one_line.exit_code == 2 and "--repeats 0" in one_line.output
 

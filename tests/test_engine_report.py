@@ -9,6 +9,7 @@ from functools import cache
 from defs.params import PRESETS, GraceParams
 from grace.engine_report import LayerCost, summarise, write_report
 from grace.engine_report import layer_costs as price_layers
+from rtl.warp_cycles import run_cycles
 
 ULX3S_ON_FOMM = PRESETS["ulx3s-85f"].replace(model=PRESETS["fomm-256"].model)
 
@@ -87,10 +88,22 @@ def test_exactly_the_layers_whose_weights_exceed_the_buffer_are_flagged() -> Non
 
 
 def test_report_files(tmp_path) -> None:
-    costs, summary = write_report(ULX3S_ON_FOMM, tmp_path)
+    """The JSON holds the conv layers and, next to them, the frame's warps priced
+    on the same engine (8,192-word banks: 4 planes of 64² per half): the 64²
+    source resident for its 11 motions, the 256 feature channels in 64 tiles."""
+    costs, summary, warps = write_report(ULX3S_ON_FOMM, tmp_path)
     data = json.loads((tmp_path / "engine-ulx3s-85f.json").read_text())
     assert data["summary"]["frame_cycles"] == summary.frame_cycles
     assert len(data["layers"]) == len(costs)
+    ops = data["warp"]["ops"]
+    assert [(w["shape"], w["tiles"]) for w in ops] == [("11×3×64²", 11), ("256×64²", 64)]
+    pixels = 64 * 64
+    dense = run_cycles(ULX3S_ON_FOMM, [(pixels, 3)] * 11) + 3 * pixels
+    features = run_cycles(ULX3S_ON_FOMM, [(pixels, 4)] * 64) + 4 * pixels
+    assert [w["cycles"] for w in ops] == [dense, features]
+    assert data["warp"]["summary"]["frame_cycles"] == warps.summary.frame_cycles
+    assert data["warp"]["summary"]["conv_frame_cycles"] == summary.frame_cycles
+    assert data["warp"]["summary"]["samples"] == 1_183_744
     assert (tmp_path / "engine-ulx3s-85f.png").stat().st_size > 1000
 
 
