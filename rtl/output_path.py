@@ -150,10 +150,16 @@ class OutputPath(wiring.Component):
             p1_user.eq(user),
             p1_sum.eq(partial_read.data),
         ]
-        out_entry = data.StructLayout({"value": signed(n.act_bits), "end": unsigned(1)})
+        # A tile's tag rides with its results on iCE40, whose result queue is
+        # block RAM (width is free there, and a queue beside it added logic to the
+        # pop's path, which set the conv engine's clock); on ECP5 it waits in a
+        # small queue beside them (see below).
+        tag_beside = big_die
+        out_fields = {"value": signed(n.act_bits), "end": unsigned(1)}
+        out_entry = data.StructLayout(out_fields | ({} if tag_beside else {"tag": TAG_BITS}))
         result = Signal(out_entry)
         result_valid = Signal()
-        result_tag = Signal(TAG_BITS)
+        result_tag = Signal(TAG_BITS) if tag_beside else result.tag
         m.d.sync += [
             result_valid.eq(p1_valid & ~p1_absorb),
             result.value.eq(Mux(p1_user.pool, p1_total >> 2, p1_value)),
@@ -176,12 +182,21 @@ class OutputPath(wiring.Component):
         m.submodules.results_next = out_queue = PrefetchQueue(out_entry.size)
         wiring.connect(m, out_fifo.o, out_queue.i)
         head = data.View(out_entry, out_queue.head)
-        # A tile's tag waits beside the results, not in every entry of their
-        # queue (a narrower queue: its read address fans out to fewer LUT RAM
-        # slices, on a path that set ECP5 builds' clocks). It is pushed with the
-        # tile's last result and read as that result leaves, at least three
+        # On ECP5 a tile's tag waits beside the results, not in every entry of
+        # their queue (a narrower queue: its read address fans out to fewer LUT
+        # RAM slices, on a path that set ECP5 builds' clocks). It is pushed with
+        # the tile's last result and read as that result leaves, at least three
         # edges later; the tiles in flight hold token credits, so it never fills.
-        m.submodules.tags = tags = RowQueue(TAG_BITS, self.token_slots, transparent=big_die)
+        if tag_beside:
+            m.submodules.tags = tags = RowQueue(TAG_BITS, self.token_slots)
+            m.d.comb += [
+                tags.data.eq(result_tag),
+                tags.push.eq(result_valid & result.end),
+                tags.pop.eq(out_pop & head.end),
+            ]
+            done_tag = tags.head
+        else:
+            done_tag = head.tag
         # a tile's token follows its last element; the queue always has room for
         # it (the tiles in flight hold token credits), so its `i.ready` is unused
         m.submodules.done_tokens = done_queue = StreamQueue(
@@ -195,10 +210,7 @@ class OutputPath(wiring.Component):
             self.o.payload.eq(head.value),
             out_pop.eq(self.o.valid & self.o.ready),
             out_queue.pop.eq(out_pop),
-            tags.data.eq(result_tag),
-            tags.push.eq(result_valid & result.end),
-            tags.pop.eq(out_pop & head.end),
             done_queue.i.valid.eq(out_pop & head.end),
-            done_queue.i.payload.eq(tags.head),
+            done_queue.i.payload.eq(done_tag),
         ]
         return m
