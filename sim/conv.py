@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import os
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +32,8 @@ from rtl.conv_layouts import (
     param_write_layout,
     weight_write_layout,
 )
-from sim.runner import SimResult, run_cocotb
+from sim.engine_bench import read_numbers, run_engine_bench
+from sim.runner import SimResult
 from sim.stream_function import pack
 from sim.stream_rules import watch_amaranth
 
@@ -533,40 +533,31 @@ def simulate_cocotb(
     The bench fails the cocotb test (see `SimResult.check`) on a broken stream
     rule, a wrong output or a done token that is not its command's tag.
     """
-    from rtl.blocks import to_verilog, toplevel_name
-
-    work = Path(build_dir).resolve() / simulator / f"run-{seed}-{os.getpid()}"
-    work.mkdir(parents=True, exist_ok=True)
     act_mask = (1 << params.numeric.act_bits) - 1
-    files = {
-        "input": [w for p in progs for w in p.input_writes],
-        "weight": [w for p in progs for w in p.weight_writes],
-        "param": [w for p in progs for w in p.param_writes],
-        "command": [p.command for p in progs],
-        "residual": [w & act_mask for p in progs for w in p.residual],
-    }
-    for name, words in files.items():
-        (work / f"{name}.hex").write_text("".join(f"{w:x}\n" for w in words))
-    (work / "loads.txt").write_text(
-        "".join(
-            f"{len(p.input_writes)} {len(p.weight_writes)} {len(p.param_writes)}\n" for p in progs
-        )
-    )
     expected = np.concatenate([p.expected for p in progs])
-    (work / "expected.txt").write_text("".join(f"{v}\n" for v in expected.tolist()))
-    (work / "tags.txt").write_text("".join(f"{t}\n" for t in tags(progs)))
     done_prob = ready_prob if done_ready_prob is None else done_ready_prob
-    for stale in ("out.txt", "tokens.txt", "cycles.txt", "stalls.txt"):
-        (work / stale).unlink(missing_ok=True)
-    result = run_cocotb(
-        verilog=to_verilog("conv", params),
-        toplevel=toplevel_name("conv"),
-        test_module="sim.conv_tb",
+    work, result = run_engine_bench(
+        "conv",
+        params,
         simulator=simulator,
         build_dir=build_dir,
-        run_dir=work,
+        seed=seed,
+        words={
+            "input": [w for p in progs for w in p.input_writes],
+            "weight": [w for p in progs for w in p.weight_writes],
+            "param": [w for p in progs for w in p.param_writes],
+            "command": [p.command for p in progs],
+            "residual": [w & act_mask for p in progs for w in p.residual],
+        },
+        texts={
+            "loads.txt": "".join(
+                f"{len(p.input_writes)} {len(p.weight_writes)} {len(p.param_writes)}\n"
+                for p in progs
+            ),
+            "expected.txt": "".join(f"{v}\n" for v in expected.tolist()),
+            "tags.txt": "".join(f"{t}\n" for t in tags(progs)),
+        },
         env={
-            "GRACE_CONV_DIR": str(work),
             "GRACE_READY_PROB": repr(ready_prob),
             "GRACE_DONE_READY_PROB": repr(done_prob),
             "GRACE_RESIDUAL_PROB": repr(residual_prob),
@@ -574,19 +565,13 @@ def simulate_cocotb(
             "GRACE_OVERLAP": str(int(overlap_loads)),
         },
         waves=waves,
-        seed=seed,
     )
-
-    def read(name: str) -> list[int]:
-        path = work / name
-        return [int(v) for v in path.read_text().split()] if path.exists() else []
-
-    cycles = read("cycles.txt")
+    cycles = read_numbers(work, "cycles.txt")
     run = ConvRun(
-        np.array(read("out.txt"), dtype=np.int64),
-        read("tokens.txt"),
+        np.array(read_numbers(work, "out.txt"), dtype=np.int64),
+        read_numbers(work, "tokens.txt"),
         cycles[0] if cycles else 0,
-        dict(zip(("o", "done"), read("stalls.txt"), strict=False)),
+        dict(zip(("o", "done"), read_numbers(work, "stalls.txt"), strict=False)),
     )
     return run, result
 

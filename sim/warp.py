@@ -14,7 +14,6 @@ the case generators, and the place to look at intermediates when debugging.
 from __future__ import annotations
 
 import dataclasses
-import os
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,7 +36,8 @@ from rtl.warp.layouts import (
     feature_write_layout,
     flow_layout,
 )
-from sim.runner import SimResult, run_cocotb
+from sim.engine_bench import read_numbers, run_engine_bench
+from sim.runner import SimResult
 from sim.stream_function import pack
 from sim.stream_rules import watch_amaranth
 
@@ -656,34 +656,26 @@ def simulate_cocotb(
     The bench fails the cocotb test (see `SimResult.check`) on a broken stream
     rule, a wrong output word or a done token that is not its command's tag.
     """
-    from rtl.blocks import to_verilog, toplevel_name
-
-    work = Path(build_dir).resolve() / simulator / f"run-{seed}-{os.getpid()}"
-    work.mkdir(parents=True, exist_ok=True)
     lanes = params.warp.lanes
     expected = np.concatenate([p.expected for p in progs]).reshape(-1, lanes)
-    files = {
-        "feature": [w for p in progs for w in p.feature_writes],
-        "command": [p.command for p in progs],
-        "flow": [w for p in progs for w in p.flow],
-        "expected": pack_lanes(expected),
-    }
-    for name, hex_words in files.items():
-        (work / f"{name}.hex").write_text("".join(f"{w:x}\n" for w in hex_words))
-    (work / "loads.txt").write_text("".join(f"{len(p.feature_writes)}\n" for p in progs))
-    (work / "tags.txt").write_text("".join(f"{t}\n" for t in tags(progs)))
     done_prob = ready_prob if done_ready_prob is None else done_ready_prob
-    for stale in ("out.txt", "tokens.txt", "cycles.txt", "stalls.txt"):
-        (work / stale).unlink(missing_ok=True)
-    result = run_cocotb(
-        verilog=to_verilog("warp", params),
-        toplevel=toplevel_name("warp"),
-        test_module="sim.warp_tb",
+    work, result = run_engine_bench(
+        "warp",
+        params,
         simulator=simulator,
         build_dir=build_dir,
-        run_dir=work,
+        seed=seed,
+        words={
+            "feature": [w for p in progs for w in p.feature_writes],
+            "command": [p.command for p in progs],
+            "flow": [w for p in progs for w in p.flow],
+            "expected": pack_lanes(expected),
+        },
+        texts={
+            "loads.txt": "".join(f"{len(p.feature_writes)}\n" for p in progs),
+            "tags.txt": "".join(f"{t}\n" for t in tags(progs)),
+        },
         env={
-            "GRACE_WARP_DIR": str(work),
             "GRACE_READY_PROB": repr(ready_prob),
             "GRACE_DONE_READY_PROB": repr(done_prob),
             "GRACE_FLOW_PROB": repr(flow_prob),
@@ -691,19 +683,13 @@ def simulate_cocotb(
             "GRACE_OVERLAP": str(int(overlap_loads)),
         },
         waves=waves,
-        seed=seed,
     )
-
-    def read(name: str, base: int = 10) -> list[int]:
-        path = work / name
-        return [int(v, base) for v in path.read_text().split()] if path.exists() else []
-
-    cycles = read("cycles.txt")
+    cycles = read_numbers(work, "cycles.txt")
     run = WarpRun(
-        unpack_words(read("out.txt", 16), lanes),
-        read("tokens.txt"),
+        unpack_words(read_numbers(work, "out.txt", 16), lanes),
+        read_numbers(work, "tokens.txt"),
         cycles[0] if cycles else 0,
-        dict(zip(("o", "done", "cmd"), read("stalls.txt"), strict=False)),
+        dict(zip(("o", "done", "cmd"), read_numbers(work, "stalls.txt"), strict=False)),
     )
     return run, result
 
