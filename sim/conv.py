@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
-from amaranth import Value
 from amaranth.sim import Simulator, SimulatorContext
 
 from defs.limits import DIM_BITS, MAX_KERNEL, MAX_PAD, TAG_BITS
@@ -32,7 +31,7 @@ from rtl.conv_layouts import (
     param_write_layout,
     weight_write_layout,
 )
-from sim.engine_bench import read_numbers, run_engine_bench
+from sim.engine_bench import collect_outputs, read_numbers, run_engine_bench, send
 from sim.runner import SimResult
 from sim.stream_function import pack
 from sim.stream_rules import watch_amaranth
@@ -420,22 +419,10 @@ def simulate_amaranth(
     rng = random.Random(seed)
     outputs: list[int] = []
     tokens: list[int] = []
+    token_edges: list[int] = []
     marks: dict[str, int] = {}
     act_bits = params.numeric.act_bits
     residual = [w for prog in progs for w in prog.residual]
-
-    async def send(ctx: SimulatorContext, port: object, word: int) -> int:
-        """Hold one transfer until it is taken; return the edges it took."""
-        ctx.set(port.valid, 1)
-        ctx.set(Value.cast(port.payload), word)
-        edges = 0
-        while True:
-            _, _, ready = await ctx.tick().sample(port.ready)
-            edges += 1
-            if ready:
-                break
-        ctx.set(port.valid, 0)
-        return edges
 
     async def load(ctx: SimulatorContext, prog: ConvProgram) -> int:
         edges = 0
@@ -471,33 +458,12 @@ def simulate_amaranth(
             )
 
     async def sink(ctx: SimulatorContext) -> None:
-        edge = idle = 0
-        sink_rng = random.Random(seed + 1)
-        done_rng = random.Random(f"{seed}:done")  # o's stall pattern stays what it was
-        done_prob = ready_prob if done_ready_prob is None else done_ready_prob
         loads = sum(len(p.input_writes) + len(p.weight_writes) + len(p.param_writes) for p in progs)
-        while len(tokens) < len(progs):
-            ctx.set(dut.o.ready, sink_rng.random() < ready_prob)
-            ctx.set(dut.done.ready, done_rng.random() < done_prob)
-            _, _, o_valid, o_ready, payload, d_valid, d_ready, tag = await ctx.tick().sample(
-                dut.o.valid,
-                dut.o.ready,
-                dut.o.payload,
-                dut.done.valid,
-                dut.done.ready,
-                dut.done.payload,
-            )
-            edge += 1
-            idle += 1
-            if o_valid and o_ready:
-                outputs.append(int(payload))
-                idle = 0
-            if d_valid and d_ready:
-                tokens.append(int(tag))
-                marks["done"] = edge
-            assert idle < stall_limit + loads, (
-                f"engine stalled after {len(outputs)} outputs and {len(tokens)} tokens"
-            )
+        await collect_outputs(
+            ctx, dut, tiles=len(progs), outputs=outputs, tokens=tokens, token_edges=token_edges,
+            seed=seed, ready_prob=ready_prob, done_ready_prob=done_ready_prob,
+            idle_limit=stall_limit + loads, engine="conv engine",
+        )  # fmt: skip
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
@@ -511,7 +477,7 @@ def simulate_amaranth(
         assert rules.transfers == len(seen), f"{rules.name}: {rules.transfers} ≠ {len(seen)}"
     assert tokens == tags(progs), f"done tokens {tokens}, the commands' tags {tags(progs)}"
     stalls = {name: rules.stalls for name, rules in streams.items()}
-    cycles = marks["done"] - marks["start"]
+    cycles = token_edges[-1] - marks["start"]
     return ConvRun(np.array(outputs, dtype=np.int64), tokens, cycles, stalls)
 
 

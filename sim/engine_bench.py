@@ -1,16 +1,21 @@
-"""Running an engine's cocotb bench on its Verilog: the folder of inputs, the run, the results.
+"""Running an engine's benches: cocotb on its Verilog, and the Amaranth simulator's sink.
 
 The conv and warp benches (`sim/conv_tb.py`, `sim/warp_tb.py`) read their
 stimulus from one folder per run (`<name>.hex`, one hex word per line, and text
 files) and write what they saw into it (`out.txt`, `tokens.txt`, `cycles.txt`,
-`stalls.txt`). This is that convention, once.
+`stalls.txt`). This is that convention, once; and the Amaranth simulator's
+stream driver and output sink, shared by `sim.conv` and `sim.warp`.
 """
 
 from __future__ import annotations
 
 import os
+import random
 from collections.abc import Mapping
 from pathlib import Path
+
+from amaranth import Value
+from amaranth.sim import SimulatorContext
 
 from defs.params import GraceParams
 from sim.runner import SimResult, run_cocotb
@@ -63,3 +68,67 @@ def read_numbers(work: Path, name: str, base: int = 10) -> list[int]:
     """The whitespace-separated integers a bench wrote (none if it wrote no file)."""
     path = work / name
     return [int(v, base) for v in path.read_text().split()] if path.exists() else []
+
+
+# -- the same for the Amaranth simulator ------------------------------------------------
+
+
+async def send(ctx: SimulatorContext, port: object, word: int) -> int:
+    """Hold one transfer on a stream until it is taken; return the edges it took."""
+    ctx.set(port.valid, 1)
+    ctx.set(Value.cast(port.payload), word)
+    edges = 0
+    while True:
+        _, _, ready = await ctx.tick().sample(port.ready)
+        edges += 1
+        if ready:
+            break
+    ctx.set(port.valid, 0)
+    return edges
+
+
+async def collect_outputs(
+    ctx: SimulatorContext,
+    dut: object,
+    *,
+    tiles: int,
+    outputs: list[int],
+    tokens: list[int],
+    token_edges: list[int],
+    seed: int,
+    ready_prob: float,
+    done_ready_prob: float | None,
+    idle_limit: int,
+    engine: str,
+) -> None:
+    """Take an engine's `o` and `done` under random back-pressure until `tiles` tokens.
+
+    Appends to the lists as it goes (a ping-pong loader watches `tokens`), and
+    the edge of each token's transfer to `token_edges`. `o`'s stall pattern
+    comes from `seed + 1`, `done`'s from a stream of its own, so changing one
+    probability leaves the other pattern as it was.
+    """
+    edge = idle = 0
+    sink_rng = random.Random(seed + 1)
+    done_rng = random.Random(f"{seed}:done")
+    done_prob = ready_prob if done_ready_prob is None else done_ready_prob
+    while len(tokens) < tiles:
+        ctx.set(dut.o.ready, sink_rng.random() < ready_prob)
+        ctx.set(dut.done.ready, done_rng.random() < done_prob)
+        o, done = dut.o, dut.done
+        _, _, o_valid, o_ready, payload, d_valid, d_ready, tag = await ctx.tick().sample(
+            o.valid, o.ready, o.payload, done.valid, done.ready, done.payload
+        )
+        edge += 1
+        idle += 1
+        if o_valid and o_ready:
+            outputs.append(int(payload))
+            idle = 0
+        if d_valid and d_ready:
+            tokens.append(int(tag))
+            token_edges.append(edge)
+            idle = 0
+        assert idle < idle_limit, (
+            f"{engine} stalled after {len(outputs)} outputs and {len(tokens)} of {tiles} "
+            f"tokens ({idle} idle edges)"
+        )

@@ -20,7 +20,6 @@ from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
-from amaranth import Value
 from amaranth.sim import Simulator, SimulatorContext
 
 from defs.limits import DIM_BITS, GROUP_BITS, TAG_BITS
@@ -36,7 +35,7 @@ from rtl.warp.layouts import (
     feature_write_layout,
     flow_layout,
 )
-from sim.engine_bench import read_numbers, run_engine_bench
+from sim.engine_bench import collect_outputs, read_numbers, run_engine_bench, send
 from sim.runner import SimResult
 from sim.stream_function import pack
 from sim.stream_rules import watch_amaranth
@@ -543,19 +542,6 @@ def simulate_amaranth(
     cmd_stalls = [0]
     flow = [w for prog in progs for w in prog.flow]
 
-    async def send(ctx: SimulatorContext, port: object, word: int) -> int:
-        """Hold one transfer until it is taken; return the edges it took."""
-        ctx.set(port.valid, 1)
-        ctx.set(Value.cast(port.payload), word)
-        edges = 0
-        while True:
-            _, _, ready = await ctx.tick().sample(port.ready)
-            edges += 1
-            if ready:
-                break
-        ctx.set(port.valid, 0)
-        return edges
-
     async def load(ctx: SimulatorContext, prog: WarpProgram) -> int:
         edges = 0
         for word in prog.feature_writes:
@@ -586,35 +572,12 @@ def simulate_amaranth(
             await send(ctx, dut.flow, word)
 
     async def sink(ctx: SimulatorContext) -> None:
-        edge = idle = 0
-        sink_rng = random.Random(seed + 1)
-        done_rng = random.Random(f"{seed}:done")  # o's stall pattern stays what it was
-        done_prob = ready_prob if done_ready_prob is None else done_ready_prob
-        loads = sum(len(p.feature_writes) for p in progs)
-        while len(tokens) < len(progs):
-            ctx.set(dut.o.ready, sink_rng.random() < ready_prob)
-            ctx.set(dut.done.ready, done_rng.random() < done_prob)
-            _, _, o_valid, o_ready, payload, d_valid, d_ready, tag = await ctx.tick().sample(
-                dut.o.valid,
-                dut.o.ready,
-                dut.o.payload,
-                dut.done.valid,
-                dut.done.ready,
-                dut.done.payload,
-            )
-            edge += 1
-            idle += 1
-            if o_valid and o_ready:
-                words.append(int(payload))
-                idle = 0
-            if d_valid and d_ready:
-                tokens.append(int(tag))
-                returned.append(edge)
-                idle = 0
-            assert idle < stall_limit + loads, (
-                f"warp engine stalled after {len(words)} output words, {len(tokens)} tokens "
-                f"and {len(accepted)} of {len(progs)} commands ({idle} idle edges)"
-            )
+        await collect_outputs(
+            ctx, dut, tiles=len(progs), outputs=words, tokens=tokens, token_edges=returned,
+            seed=seed, ready_prob=ready_prob, done_ready_prob=done_ready_prob,
+            idle_limit=stall_limit + sum(len(p.feature_writes) for p in progs),
+            engine="warp engine",
+        )  # fmt: skip
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
