@@ -536,6 +536,29 @@ def test_verilator_hundred_thousand_samples(build_root: Path) -> None:
     _check_outputs(run.outputs, progs)
 
 
+def test_verilator_fomm_256_warps_on_the_ulx3s_engine(build_root: Path) -> None:
+    """fomm-256's real sizes on the ULX3S engine (8,192 words per bank): the
+    3-channel 64² source by two motions (random and far out of range), then a
+    ping-pong tile of 4 feature planes of 64² × occlusion, as `grace bench`
+    maps them."""
+    params = preset("ulx3s-85f")
+    rng = np.random.default_rng(21)
+    half = params.warp.depth // 2
+    cases = [
+        random_case(rng, params, 3, (64, 64), flow="random"),
+        random_case(rng, params, 3, (64, 64), flow="far"),
+        random_case(rng, params, 4, (64, 64), flow="translation", occlusion=True),
+    ]
+    progs = [program(c, params, tag=k, in_base=half * (k % 2)) for k, c in enumerate(cases)]
+    assert sum(tile_samples(p, params) for p in progs) == (3 + 3 + 4) * 64 * 64
+    run, result = simulate_cocotb(
+        progs, params, simulator="verilator", build_dir=_build_dir(build_root, params),
+        ready_prob=0.9, flow_prob=0.9, seed=21, overlap_loads=True,
+    )  # fmt: skip
+    result.check()
+    _check_outputs(run.outputs, progs)
+
+
 def test_cocotb_reports_a_wrong_expectation(build_root: Path) -> None:
     from sim.runner import SimulationFailed
 
