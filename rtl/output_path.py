@@ -77,8 +77,16 @@ class OutputPath(wiring.Component):
         producer_latency: int,
         token_slots: int,
         dsp_target: str | None = None,
+        tags_beside: bool = False,
     ) -> None:
         self.numeric, self.lanes, self.dsp_target = numeric, lanes, dsp_target
+        #: Keep a tile's tag in a small queue beside the results, not in each
+        #: result entry (ECP5 only; iCE40's result queue is block RAM, where
+        #: width is free). It narrows a deep LUT-RAM result queue, whose read
+        #: address then fans out to fewer slices: the warp engine's 39-entry
+        #: queue set its clock there. The conv engine measured faster without
+        #: (153.7 against 145.7 MHz with the default placer seed).
+        self.tags_beside = tags_beside
         #: Done tokens the queue holds: the tiles in flight its user allows.
         self.token_slots = token_slots
         #: Results in flight between a reservation and the output stream: the
@@ -150,11 +158,7 @@ class OutputPath(wiring.Component):
             p1_user.eq(user),
             p1_sum.eq(partial_read.data),
         ]
-        # A tile's tag rides with its results on iCE40, whose result queue is
-        # block RAM (width is free there, and a queue beside it added logic to the
-        # pop's path, which set the conv engine's clock); on ECP5 it waits in a
-        # small queue beside them (see below).
-        tag_beside = big_die
+        tag_beside = self.tags_beside and big_die
         out_fields = {"value": signed(n.act_bits), "end": unsigned(1)}
         out_entry = data.StructLayout(out_fields | ({} if tag_beside else {"tag": TAG_BITS}))
         result = Signal(out_entry)
@@ -182,11 +186,9 @@ class OutputPath(wiring.Component):
         m.submodules.results_next = out_queue = PrefetchQueue(out_entry.size)
         wiring.connect(m, out_fifo.o, out_queue.i)
         head = data.View(out_entry, out_queue.head)
-        # On ECP5 a tile's tag waits beside the results, not in every entry of
-        # their queue (a narrower queue: its read address fans out to fewer LUT
-        # RAM slices, on a path that set ECP5 builds' clocks). It is pushed with
-        # the tile's last result and read as that result leaves, at least three
-        # edges later; the tiles in flight hold token credits, so it never fills.
+        # With `tags_beside`, a tile's tag is pushed with its last result and
+        # read as that result leaves, at least three edges later; the tiles in
+        # flight hold token credits, so the queue never fills.
         if tag_beside:
             m.submodules.tags = tags = RowQueue(TAG_BITS, self.token_slots)
             m.d.comb += [

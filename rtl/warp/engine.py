@@ -239,6 +239,7 @@ class WarpEngine(wiring.Component):
                 producer_latency=ISSUE_TO_OUTPUT,
                 token_slots=TOKEN_SLOTS,
                 dsp_target=target,
+                tags_beside=True,
             )
             element = path.i.payload
             user = data.View(element_user_layout(1), element.user)
