@@ -58,8 +58,9 @@ class AxisUnit(wiring.Component):
     """Coordinates in, one per cycle, never stalling; taps out LATENCY edges later."""
 
     #: Edges: saturate (1), the product (Multiplier.LATENCY), the position (1),
-    #: taps, weight and inside tests (1).
-    LATENCY = 3 + Multiplier.LATENCY
+    #: the tap and its compares with the map's ends (1), bank taps, weight and
+    #: inside flags (1).
+    LATENCY = 4 + Multiplier.LATENCY
 
     def __init__(self, *, dsp_target: str | None = None) -> None:
         self.dsp_target = dsp_target
@@ -100,27 +101,34 @@ class AxisUnit(wiring.Component):
         # K4: the position plus its rounding constant
         position = Signal(signed(_POSITION_BITS))
         m.d.sync += position.eq((product.p << 1) + addend_late)
-        # K5: x0 = position >> (shift + 8), f = the 8 bits below
+        # K5: x0 = position >> (shift + 8), f = the 8 bits below, and x0's place
+        # against the map's ends (the compares alone: on iCE40 the compares and
+        # the bank selection after them took a 20 ns cycle)
         x0 = Signal(signed(HALF_BITS + 1))
         fraction = Signal(unsigned(PIXEL_FRAC_BITS))
-        m.d.comb += [
+        from_first = Signal()  # x0 ≥ 0
+        from_before = Signal()  # x0 ≥ −1
+        to_last = Signal()  # x0 ≤ S − 1
+        before_last = Signal()  # x0 < S − 1
+        m.d.sync += [
             x0.eq(position >> (_ROUND_SHIFT + PIXEL_FRAC_BITS)),
             fraction.eq(position[_ROUND_SHIFT : _ROUND_SHIFT + PIXEL_FRAC_BITS]),
+            from_first.eq(position >= 0),
+            from_before.eq(position >= -(1 << (_ROUND_SHIFT + PIXEL_FRAC_BITS))),
+            to_last.eq((position >> (_ROUND_SHIFT + PIXEL_FRAC_BITS)) <= scale_late),
+            before_last.eq((position >> (_ROUND_SHIFT + PIXEL_FRAC_BITS)) < scale_late),
         ]
+        # K6: the odd bank's row (column), the weight, and each parity bank's tap
+        # inside the map: bank 0 holds tap x0 when x0 is even, x0 + 1 when odd,
+        # and bank 1 the other (0 ≤ tap ≤ S − 1)
+        inside_x0 = from_first & to_last
+        inside_next = from_before & before_last
         out = self.o.payload
         m.d.sync += [
             out.half.eq(x0 >> 1),
             out.parity.eq(x0[0]),
             out.weight.eq(Mux(x0[0], one - fraction, fraction)),
-            # parity bank 0 holds tap x0 when x0 is even, x0 + 1 when odd, and
-            # bank 1 the other: inside[k] tests the tap of bank k (0 ≤ tap ≤ S − 1)
-            out.inside.eq(
-                Mux(
-                    x0[0],
-                    Cat((x0 >= -1) & (x0 < scale_late), (x0 >= 0) & (x0 <= scale_late)),
-                    Cat((x0 >= 0) & (x0 <= scale_late), (x0 >= -1) & (x0 < scale_late)),
-                )
-            ),
+            out.inside.eq(Mux(x0[0], Cat(inside_next, inside_x0), Cat(inside_x0, inside_next))),
         ]
         m.d.comb += self.o.valid.eq(delay(m, self.i.valid, self.LATENCY, "valid"))
         return m
