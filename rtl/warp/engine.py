@@ -76,6 +76,11 @@ ISSUE_TO_OUTPUT = (
 )
 
 
+#: L2's one rounding of a warp fused with occlusion: acc·occ >> (2·8 + 8), where
+#: the weights carry 2·PIXEL_FRAC_BITS fraction bits and occ is occ / 2^OCC_BITS.
+OCCLUDED_SHIFT = 2 * PIXEL_FRAC_BITS + OCC_BITS
+
+
 def warp_numeric(numeric: NumericParams) -> NumericParams:
     """The output path's widths for a warp: L2's rounding is requantize(acc, 0, M, s).
 
@@ -83,7 +88,7 @@ def warp_numeric(numeric: NumericParams) -> NumericParams:
     (docs/warp_engine.md §4.2); narrower than a convolution's, so fewer registers.
     """
     return dataclasses.replace(
-        numeric, acc_bits=ACC_BITS, bias_bits=8, mult_bits=OCC_BITS, max_shift=24
+        numeric, acc_bits=ACC_BITS, bias_bits=8, mult_bits=OCC_BITS, max_shift=OCCLUDED_SHIFT
     )
 
 
@@ -248,7 +253,7 @@ class WarpEngine(wiring.Component):
                 element.acc.eq(lerp.acc),
                 element.bias.eq(0),
                 element.multiplier.eq(Mux(occlusion, occ, 1)),
-                element.shift.eq(Mux(occlusion, 3 * PIXEL_FRAC_BITS, 2 * PIXEL_FRAC_BITS)),
+                element.shift.eq(Mux(occlusion, OCCLUDED_SHIFT, 2 * PIXEL_FRAC_BITS)),
                 element.relu.eq(0),
                 user.lane.eq(0),
                 user.pool.eq(0),
