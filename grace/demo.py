@@ -262,7 +262,7 @@ def hardware_demo(
             plan(each, preset(name), name)
     console.print(
         f"6. build plans ready for {', '.join(BOARDS)} (requant, conv, warp; run "
-        f"`grace build --board NAME --block conv` for resources and Fmax)"
+        f"`grace build --board NAME --block conv` (or `warp`) for resources and Fmax)"
     )
     n = params.numeric
     warp_verdict = (
