@@ -146,6 +146,23 @@ class WarpParams:
 
 
 @dataclass(frozen=True)
+class ActParams:
+    """The element-wise engine (rtl/act/): lanes per cycle and its constant buffers.
+
+    Each lane has its own copy of the runtime-loaded tables (`TABLES` of 256
+    entries) and its own output path; `param_depth` per-channel constant sets
+    (negate, bias, multiplier, shift) serve the affine op.
+    """
+
+    lanes: int = 1
+    param_depth: int = 256
+
+    def __post_init__(self) -> None:
+        _check_int_range(self, "lanes", 1, 16)
+        _check_int_range(self, "param_depth", 16, 1 << 16)
+
+
+@dataclass(frozen=True)
 class ModelParams:
     """Shape of the FOMM/DAC decoder graph (DESIGN.md §3)."""
 
@@ -218,6 +235,7 @@ class GraceParams:
     buffers: BufferParams = field(default_factory=BufferParams)
     model: ModelParams = field(default_factory=ModelParams)
     warp: WarpParams = field(default_factory=WarpParams)
+    act: ActParams = field(default_factory=ActParams)
     clock_hz: float = 100e6  # target clock; boards constrain to it
     board: str | None = None
 
@@ -280,6 +298,7 @@ _NESTED: dict[tuple[type, str], type] = {
     (GraceParams, "buffers"): BufferParams,
     (GraceParams, "model"): ModelParams,
     (GraceParams, "warp"): WarpParams,
+    (GraceParams, "act"): ActParams,
 }
 
 

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from amaranth.back import verilog
 from amaranth.lib import wiring
 
+from rtl.act import ActEngine
 from rtl.conv import ConvEngine
 from rtl.requant import Requantizer
 from rtl.warp import WarpEngine
@@ -20,6 +21,7 @@ BLOCKS: dict[str, Callable[..., wiring.Component]] = {
     "requant": lambda params: Requantizer(params.numeric),
     "conv": lambda params, **options: ConvEngine(params, **options),
     "warp": lambda params: WarpEngine(params),
+    "act": lambda params: ActEngine(params),
 }
 
 

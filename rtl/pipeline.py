@@ -1,4 +1,4 @@
-"""Small pipeline parts every engine builds from: delay lines, credits, adder trees.
+"""Small pipeline parts every engine builds from: delay lines, credits, adder trees, loops.
 
 Each returns registers whose count is stated, so a component that uses them
 can declare its latency as a sum of these counts (and the cycle models add the
@@ -79,3 +79,44 @@ def equals(value: object, constant: int) -> object:
     (`x == 0` becomes a multi-bit `!x` in Verilog, which lint rightly flags.)
     """
     return value == constant if constant else ~value.any()
+
+
+class LoopCounter:
+    """A loop counter that counts down what is left, with registered flags.
+
+    `last` (at its limit) and `one_left` are registers, so the next `last` is
+    one LUT after the late `moves` signal.
+    """
+
+    def __init__(self, m: Module, name: str, bits: int) -> None:
+        self.m = m
+        self.limit = Signal(bits, name=f"{name}_limit")
+        self.left = Signal(bits, name=f"{name}_left")
+        self.last = Signal(name=f"{name}_last")
+        self.one_left = Signal(name=f"{name}_one_left")
+        self.limit_zero = Signal(name=f"{name}_limit_zero")
+        self.limit_one = Signal(name=f"{name}_limit_one")
+
+    def test_limit(self) -> list:
+        """Statements that register the limit's flags (a set-up step of their own)."""
+        return [self.limit_zero.eq(equals(self.limit, 0)), self.limit_one.eq(self.limit == 1)]
+
+    def restart(self) -> list:
+        """Statements that start the count over."""
+        return [
+            self.left.eq(self.limit),
+            self.last.eq(self.limit_zero),
+            self.one_left.eq(self.limit_one),
+        ]
+
+    def step(self, moves: object) -> None:
+        """Count one when `moves`, wrapping at the limit."""
+        with self.m.If(moves):
+            with self.m.If(self.last):
+                self.m.d.sync += self.restart()
+            with self.m.Else():
+                self.m.d.sync += [
+                    self.left.eq(self.left - 1),
+                    self.last.eq(self.one_left),
+                    self.one_left.eq(self.left == 2),
+                ]

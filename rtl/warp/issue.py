@@ -22,7 +22,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from defs.limits import DIM_BITS, TAG_BITS
-from rtl.pipeline import credit_counter, equals
+from rtl.pipeline import LoopCounter, credit_counter
 from rtl.warp.layouts import command_layout, flow_layout, warp_addr_bits
 
 if TYPE_CHECKING:
@@ -42,44 +42,6 @@ def beat_layout(p: GraceParams) -> data.StructLayout:
             "tag": unsigned(TAG_BITS),
         }
     )
-
-
-class _Counter:
-    """A loop counter that counts down what is left, with registered flags.
-
-    `last` (at its limit) and `one_left` are registers, so the next `last` is
-    one LUT after the late `moves` signal.
-    """
-
-    def __init__(self, m: Module, name: str, bits: int) -> None:
-        self.m = m
-        self.limit = Signal(bits, name=f"{name}_limit")
-        self.left = Signal(bits, name=f"{name}_left")
-        self.last = Signal(name=f"{name}_last")
-        self.one_left = Signal(name=f"{name}_one_left")
-        self.limit_zero = Signal(name=f"{name}_limit_zero")
-        self.limit_one = Signal(name=f"{name}_limit_one")
-
-    def test_limit(self) -> list:
-        return [self.limit_zero.eq(equals(self.limit, 0)), self.limit_one.eq(self.limit == 1)]
-
-    def restart(self) -> list:
-        return [
-            self.left.eq(self.limit),
-            self.last.eq(self.limit_zero),
-            self.one_left.eq(self.limit_one),
-        ]
-
-    def step(self, moves: object) -> None:
-        with self.m.If(moves):
-            with self.m.If(self.last):
-                self.m.d.sync += self.restart()
-            with self.m.Else():
-                self.m.d.sync += [
-                    self.left.eq(self.left - 1),
-                    self.last.eq(self.one_left),
-                    self.one_left.eq(self.left == 2),
-                ]
 
 
 class WarpIssue(wiring.Component):
@@ -132,9 +94,9 @@ class WarpIssue(wiring.Component):
         with m.If(accepting):
             m.d.sync += cmd.eq(self.cmd.payload)
 
-        plane = _Counter(m, "plane", len(cmd.planes))
-        column = _Counter(m, "column", DIM_BITS)
-        row = _Counter(m, "row", DIM_BITS)
+        plane = LoopCounter(m, "plane", len(cmd.planes))
+        column = LoopCounter(m, "column", DIM_BITS)
+        row = LoopCounter(m, "row", DIM_BITS)
         counters = (plane, column, row)
         with m.If(deriving_limits):
             m.d.sync += [
