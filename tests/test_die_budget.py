@@ -19,6 +19,7 @@ from amaranth.lib.wiring import In
 
 from defs.boards import BOARD_SPECS
 from defs.params import PRESETS, preset
+from rtl.act import ActEngine
 from rtl.conv import ConvEngine
 from rtl.dsp import DSP_RULES, dsp_usage
 from rtl.hierarchy import block_ram_bound
@@ -74,15 +75,35 @@ def test_warp_engine_takes_its_sized_dsps_and_fits_alone(name: str) -> None:
     assert ram <= BOARD_SPECS[params.board].block_ram
 
 
-def test_conv_and_warp_share_the_ecp5_85f() -> None:
-    """The die budget (docs/warp_engine.md): both engines on one ECP5-85F, room left."""
+#: DSPs of the element-wise engine per lane: the output path's requantizer.
+ACT_DSPS_PER_LANE = 2
+
+
+@pytest.mark.parametrize("name", BOARD_PRESETS)
+def test_act_engine_takes_two_dsps_a_lane_and_fits_alone(name: str) -> None:
+    params = preset(name)
+    family = BOARD_SPECS[params.board].family
+    usage = dsp_usage(ActEngine(params, dsp_target=family), family)
+    assert sum(usage.values()) == ACT_DSPS_PER_LANE * params.act.lanes, usage
+    ram = block_ram_bound(ActEngine(params, dsp_target=family), family)  # a design of its own
+    assert ram <= BOARD_SPECS[params.board].block_ram
+
+
+def test_the_engines_share_the_ecp5_85f() -> None:
+    """The die budget (docs/warp_engine.md §3): conv, warp and element-wise
+    engines on one ECP5-85F, room left for control."""
     params, spec = preset("ulx3s-85f"), BOARD_SPECS["ulx3s-85f"]
-    engines = (ConvEngine(params, dsp_target="ecp5"), WarpEngine(params, dsp_target="ecp5"))
-    dsps = sum(sum(dsp_usage(e, "ecp5").values()) for e in engines)
-    # (each walk elaborates a design of its own)
-    engines = (ConvEngine(params, dsp_target="ecp5"), WarpEngine(params, dsp_target="ecp5"))
-    ram = sum(block_ram_bound(e, "ecp5") for e in engines)
-    assert dsps == 132 + WARP_DSPS < spec.dsp
+
+    def engines() -> tuple:  # each walk elaborates a design of its own
+        return (
+            ConvEngine(params, dsp_target="ecp5"),
+            WarpEngine(params, dsp_target="ecp5"),
+            ActEngine(params, dsp_target="ecp5"),
+        )
+
+    dsps = sum(sum(dsp_usage(e, "ecp5").values()) for e in engines())
+    ram = sum(block_ram_bound(e, "ecp5") for e in engines())
+    assert dsps == 132 + WARP_DSPS + ACT_DSPS_PER_LANE * params.act.lanes < spec.dsp
     assert ram < spec.block_ram
 
 
