@@ -101,6 +101,13 @@ def test_sim_runs_the_warp_engine() -> None:
     assert "cycle model" in result.output
 
 
+def test_sim_runs_the_act_engine() -> None:
+    """`--block act` runs TABLE and AFFINE tiles through the engine, checked against L2."""
+    result = run("sim", "--block", "act", "--sim", "icarus", "--vectors", "1500", "--seed", "2")
+    assert result.exit_code == 0, result.output
+    assert "TABLE and AFFINE" in result.output and "bit-exact" in result.output
+
+
 def test_demo_runs() -> None:
     result = run("demo")
     assert result.exit_code == 0, result.output
