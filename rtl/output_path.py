@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from amaranth import Module, Mux, Signal, signed, unsigned
+from amaranth import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -216,3 +216,23 @@ class OutputPath(wiring.Component):
             done_queue.i.payload.eq(done_tag),
         ]
         return m
+
+
+def lanes_in_lockstep(
+    m: Module, paths: list[OutputPath], *, reserve: object, o: object, done: object
+) -> Signal:
+    """Join one output path per lane into an engine's `o` (a word of the lanes'
+    results, lane 0 in the low bits) and `done`; return their `room_next`.
+
+    The paths see the same elements, reservations and `ready`, so they move in
+    lockstep and lane 0's flags speak for all (the other lanes' tokens are
+    dropped).
+    """
+    first = paths[0]
+    for path in paths:
+        m.d.comb += [path.reserve.eq(reserve), path.o.ready.eq(o.ready)]
+    m.d.comb += [o.valid.eq(first.o.valid), o.payload.eq(Cat(*[p.o.payload for p in paths]))]
+    wiring.connect(m, wiring.flipped(done), first.done)
+    for path in paths[1:]:
+        m.d.comb += path.done.ready.eq(1)
+    return first.room_next

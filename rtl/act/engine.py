@@ -37,7 +37,7 @@ from rtl.act.layouts import (
     table_write_layout,
 )
 from rtl.bram import RegisteredRAM
-from rtl.output_path import OutputPath, element_user_layout
+from rtl.output_path import OutputPath, element_user_layout, lanes_in_lockstep
 from rtl.pipeline import delay, equals
 from rtl.prefetch import PrefetchQueue
 
@@ -166,17 +166,8 @@ class ActEngine(wiring.Component):
                 user.end.eq(end),
                 user.tag.eq(tag),
             ]
-            m.d.comb += [path.reserve.eq(issue.reserve), path.o.ready.eq(self.o.ready)]
             paths.append(path)
-        # the lanes' paths see the same elements, reservations and ready: they
-        # move in lockstep, and lane 0 speaks for all
-        first = paths[0]
-        m.d.comb += [
-            issue.room_next.eq(first.room_next),
-            self.o.valid.eq(first.o.valid),
-            self.o.payload.eq(Cat(*[path.o.payload for path in paths])),
-        ]
-        wiring.connect(m, wiring.flipped(self.done), first.done)
-        for path in paths[1:]:
-            m.d.comb += path.done.ready.eq(1)
+        m.d.comb += issue.room_next.eq(
+            lanes_in_lockstep(m, paths, reserve=issue.reserve, o=self.o, done=self.done)
+        )
         return m

@@ -18,7 +18,8 @@ from amaranth.lib.wiring import In, Out
 
 from defs.limits import TAG_BITS
 from rtl.act.layouts import command_layout, param_addr_bits
-from rtl.pipeline import LoopCounter, credit_counter
+from rtl.pipeline import LoopCounter
+from rtl.tile_control import TileControl
 
 if TYPE_CHECKING:
     from defs.params import GraceParams
@@ -42,9 +43,8 @@ def beat_layout(p: GraceParams) -> data.StructLayout:
 class ActIssue(wiring.Component):
     """Tile commands and the input queue's head in, beats out (one per cycle while allowed)."""
 
-    #: Edges from a command's transfer to its first beat issuing: latch it, derive
-    #: the loop limits, test them, start the loop.
-    SETUP_LATENCY = 4
+    #: Edges from a command's transfer to its first beat issuing.
+    SETUP_LATENCY = TileControl.SETUP_LATENCY
     #: Edges from a beat issuing to `beat.valid`.
     LATENCY = 1
 
@@ -70,33 +70,20 @@ class ActIssue(wiring.Component):
     def elaborate(self, platform: object) -> Module:
         m = Module()
         p = self.params
-        cmd = Signal(command_layout(p))
-        accepting = Signal(init=1)  # cmd.ready, registered
-        accept = Signal()
-        deriving_limits, testing_limits, starting = Signal(), Signal(), Signal()
-        busy, issuing = Signal(), Signal()
-        m.d.comb += [self.cmd.ready.eq(accepting), accept.eq(self.cmd.valid & accepting)]
-        have_token_next = credit_counter(
-            m, self.token_slots, give_back=self.token_return, take=accept, name="tokens"
-        )[1]
-        m.d.sync += [
-            deriving_limits.eq(accept),
-            testing_limits.eq(deriving_limits),
-            starting.eq(testing_limits),
-        ]
-        # the command register loads whenever the loop is ready for one (never
-        # while a tile issues), so its enables are a register
-        with m.If(accepting):
-            m.d.sync += cmd.eq(self.cmd.payload)
+        tile = TileControl(
+            m, self.cmd, command_layout(p), token_slots=self.token_slots,
+            token_return=self.token_return,
+        )  # fmt: skip
+        cmd, issuing = tile.cmd, tile.issuing
 
         group = LoopCounter(m, "group", len(cmd.groups))
         pixel = LoopCounter(m, "pixel", len(cmd.pixels))
-        with m.If(deriving_limits):
+        with m.If(tile.deriving_limits):
             m.d.sync += [group.limit.eq(cmd.groups - 1), pixel.limit.eq(cmd.pixels - 1)]
-        with m.If(testing_limits):
+        with m.If(tile.testing_limits):
             m.d.sync += [*group.test_limit(), *pixel.test_limit()]
         param_addr = Signal(param_addr_bits(p))
-        with m.If(starting):
+        with m.If(tile.starting):
             m.d.sync += [*group.restart(), *pixel.restart(), param_addr.eq(cmd.param_base)]
         tile_end = Signal()
         m.d.comb += tile_end.eq(group.last & pixel.last)
@@ -108,16 +95,7 @@ class ActIssue(wiring.Component):
         # A beat issues when the tile runs, its word is there and a result slot is
         # free: computed a cycle ahead from the next state.
         m.d.comb += [self.reserve.eq(issuing), self.word_pop.eq(issuing)]
-        busy_next = Signal()
-        m.d.comb += busy_next.eq(starting | (busy & ~(issuing & tile_end)))
-        m.d.sync += [
-            busy.eq(busy_next),
-            issuing.eq(busy_next & self.word_valid_next & self.room_next),
-            accepting.eq(
-                ~busy_next & ~accept & ~deriving_limits & ~testing_limits & ~starting
-                & have_token_next
-            ),
-        ]  # fmt: skip
+        tile.run(tile_end, self.word_valid_next, self.room_next)
 
         beat = self.beat.payload
         m.d.sync += [

@@ -35,7 +35,7 @@ from model.fixed_ops import OCC_BITS, PIXEL_FRAC_BITS
 from rtl.bram import RegisteredRAM
 from rtl.conv.address import AddressGenerator
 from rtl.dsp import platform_target
-from rtl.output_path import OutputPath, element_user_layout
+from rtl.output_path import OutputPath, element_user_layout, lanes_in_lockstep
 from rtl.pipeline import delay, equals
 from rtl.prefetch import PrefetchQueue
 from rtl.warp.coordinates import HALF_BITS, AxisUnit
@@ -260,19 +260,9 @@ class WarpEngine(wiring.Component):
                 user.quad.eq(0),
                 user.end.eq(end),
                 user.tag.eq(tag),
-                path.reserve.eq(issue.reserve),
-                path.o.ready.eq(self.o.ready),
             ]
             paths.append(path)
-        # the lanes' paths see the same elements, reservations and ready: they
-        # move in lockstep, and lane 0 speaks for all
-        first = paths[0]
-        m.d.comb += [
-            issue.room_next.eq(first.room_next),
-            self.o.valid.eq(first.o.valid),
-            self.o.payload.eq(Cat(*[path.o.payload for path in paths])),
-        ]
-        wiring.connect(m, wiring.flipped(self.done), first.done)
-        for path in paths[1:]:
-            m.d.comb += path.done.ready.eq(1)
+        m.d.comb += issue.room_next.eq(
+            lanes_in_lockstep(m, paths, reserve=issue.reserve, o=self.o, done=self.done)
+        )
         return m

@@ -22,7 +22,8 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from defs.limits import DIM_BITS, TAG_BITS
-from rtl.pipeline import LoopCounter, credit_counter
+from rtl.pipeline import LoopCounter
+from rtl.tile_control import TileControl
 from rtl.warp.layouts import command_layout, flow_layout, warp_addr_bits
 
 if TYPE_CHECKING:
@@ -47,9 +48,8 @@ def beat_layout(p: GraceParams) -> data.StructLayout:
 class WarpIssue(wiring.Component):
     """Tile commands and the flow queue's head in, beats out (one per cycle while allowed)."""
 
-    #: Edges from a command's transfer to its first beat issuing: latch it, derive
-    #: the loop limits, test them, start the loop.
-    SETUP_LATENCY = 4
+    #: Edges from a command's transfer to its first beat issuing.
+    SETUP_LATENCY = TileControl.SETUP_LATENCY
     #: Edges from a beat issuing to `beat.valid`.
     LATENCY = 1
 
@@ -75,39 +75,26 @@ class WarpIssue(wiring.Component):
     def elaborate(self, platform: object) -> Module:
         m = Module()
         p = self.params
-        cmd = Signal(command_layout(p))
-        accepting = Signal(init=1)  # cmd.ready, registered
-        accept = Signal()
-        deriving_limits, testing_limits, starting = Signal(), Signal(), Signal()
-        busy, issuing = Signal(), Signal()
-        m.d.comb += [self.cmd.ready.eq(accepting), accept.eq(self.cmd.valid & accepting)]
-        have_token_next = credit_counter(
-            m, self.token_slots, give_back=self.token_return, take=accept, name="tokens"
-        )[1]
-        m.d.sync += [
-            deriving_limits.eq(accept),
-            testing_limits.eq(deriving_limits),
-            starting.eq(testing_limits),
-        ]
-        # the command register loads whenever the loop is ready for one (never
-        # while a tile issues), so its enables are a register
-        with m.If(accepting):
-            m.d.sync += cmd.eq(self.cmd.payload)
+        tile = TileControl(
+            m, self.cmd, command_layout(p), token_slots=self.token_slots,
+            token_return=self.token_return,
+        )  # fmt: skip
+        cmd, issuing = tile.cmd, tile.issuing
 
         plane = LoopCounter(m, "plane", len(cmd.planes))
         column = LoopCounter(m, "column", DIM_BITS)
         row = LoopCounter(m, "row", DIM_BITS)
         counters = (plane, column, row)
-        with m.If(deriving_limits):
+        with m.If(tile.deriving_limits):
             m.d.sync += [
                 plane.limit.eq(cmd.planes - 1),
                 column.limit.eq(cmd.out_width - 1),
                 row.limit.eq(cmd.out_height - 1),
             ]
-        with m.If(testing_limits):
+        with m.If(tile.testing_limits):
             m.d.sync += [s for c in counters for s in c.test_limit()]
         plane_offset = Signal(warp_addr_bits(p))
-        with m.If(starting):
+        with m.If(tile.starting):
             m.d.sync += [s for c in counters for s in c.restart()]
             m.d.sync += plane_offset.eq(0)
         pixel_end = Signal()
@@ -125,16 +112,7 @@ class WarpIssue(wiring.Component):
         # A beat issues when the tile runs, its pixel's flow entry is there and a
         # result slot is free: computed a cycle ahead from the next state.
         m.d.comb += [self.reserve.eq(issuing), self.flow_pop.eq(pixel_end)]
-        busy_next = Signal()
-        m.d.comb += busy_next.eq(starting | (busy & ~(issuing & tile_end)))
-        m.d.sync += [
-            busy.eq(busy_next),
-            issuing.eq(busy_next & self.flow_valid_next & self.room_next),
-            accepting.eq(
-                ~busy_next & ~accept & ~deriving_limits & ~testing_limits & ~starting
-                & have_token_next
-            ),
-        ]  # fmt: skip
+        tile.run(tile_end, self.flow_valid_next, self.room_next)
 
         beat = self.beat.payload
         m.d.sync += [
