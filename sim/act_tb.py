@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import os
 import random
-from collections.abc import Callable
 from itertools import accumulate
 from pathlib import Path
 
@@ -43,25 +42,10 @@ import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge
 
+from sim.engine_bench import draws, read_numbers
 from sim.stream_rules import watch_cocotb
 
 STALL_LIMIT = 20_000
-
-
-def _lines(folder: Path, name: str) -> list[str]:
-    path = folder / name
-    return path.read_text().split() if path.exists() else []
-
-
-def _words(folder: Path, name: str) -> list[int]:
-    return [int(w, 16) for w in _lines(folder, f"{name}.hex")]
-
-
-def _draws(rng: random.Random, prob: float) -> Callable[[], bool]:
-    """A callable: True with probability `prob` (no draw at all when it is 1)."""
-    if prob >= 1:
-        return lambda: True
-    return lambda: rng.random() < prob
 
 
 def _batches(
@@ -88,15 +72,16 @@ async def act_tiles(dut: object) -> None:
     in_prob = float(os.environ.get("GRACE_IN_PROB", "1"))
     seed = int(os.environ.get("GRACE_SEED", "0"))
     overlap = os.environ.get("GRACE_OVERLAP") == "1"
-    o_draw = _draws(random.Random(seed), ready_prob)
-    done_draw = _draws(random.Random(f"{seed}:done"), done_ready_prob)
-    in_draw = _draws(random.Random(f"{seed}:in"), in_prob)
-    commands = _words(folder, "command")
-    inputs = _words(folder, "input")
-    numbers = [int(v) for v in _lines(folder, "loads.txt")]
+    o_draw = draws(random.Random(seed), ready_prob)
+    done_draw = draws(random.Random(f"{seed}:done"), done_ready_prob)
+    in_draw = draws(random.Random(f"{seed}:in"), in_prob)
+    commands = read_numbers(folder, "command.hex", 16)
+    inputs = read_numbers(folder, "input.hex", 16)
+    numbers = read_numbers(folder, "loads.txt")
     loads = [numbers[k : k + 4] for k in range(0, len(numbers), 4)]
     ends = list(accumulate(load[3] for load in loads))  # each tile's last word + 1
-    batches = _batches(_words(folder, "table"), _words(folder, "param"), loads, overlap)
+    tables, params = read_numbers(folder, "table.hex", 16), read_numbers(folder, "param.hex", 16)
+    batches = _batches(tables, params, loads, overlap)
     tiles = len(commands)
 
     Clock(dut.clk, 10, unit="ns").start()
@@ -232,11 +217,11 @@ async def act_tiles(dut: object) -> None:
     for rules, seen in ((streams["o"], outputs), (streams["done"], tokens)):
         rules.check()
         assert rules.transfers == len(seen), f"{rules.name}: {rules.transfers} ≠ {len(seen)}"
-    tags = [int(v) for v in _lines(folder, "tags.txt")]
+    tags = read_numbers(folder, "tags.txt")
     assert not tags or tokens == tags, f"done tokens {tokens}, the commands' tags {tags}"
     if (folder / "expected.hex").exists():
-        expected = _words(folder, "expected")
-        masks = _words(folder, "mask") if (folder / "mask.hex").exists() else None
+        expected = read_numbers(folder, "expected.hex", 16)
+        masks = read_numbers(folder, "mask.hex", 16) if (folder / "mask.hex").exists() else None
         assert len(outputs) == len(expected), f"{len(outputs)} words, expected {len(expected)}"
         if masks is None:
             masks = [-1] * len(expected)

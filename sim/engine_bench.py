@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import random
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from amaranth import Value
@@ -65,9 +65,18 @@ def run_engine_bench(
 
 
 def read_numbers(work: Path, name: str, base: int = 10) -> list[int]:
-    """The whitespace-separated integers a bench wrote (none if it wrote no file)."""
+    """The whitespace-separated integers in a run folder's file (none if there is
+    no file): what a bench wrote, or, inside a bench, its stimulus."""
     path = work / name
     return [int(v, base) for v in path.read_text().split()] if path.exists() else []
+
+
+def draws(rng: random.Random, prob: float) -> Callable[[], bool]:
+    """A bench's stall pattern: a callable, True with probability `prob` (no draw at
+    all when it is 1: the cocotb benches call it every cycle)."""
+    if prob >= 1:
+        return lambda: True
+    return lambda: rng.random() < prob
 
 
 # -- the same for the Amaranth simulator ------------------------------------------------

@@ -31,32 +31,16 @@ from __future__ import annotations
 
 import os
 import random
-from collections.abc import Callable
 from pathlib import Path
 
 import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge
 
+from sim.engine_bench import draws, read_numbers
 from sim.stream_rules import watch_cocotb
 
 STALL_LIMIT = 20_000
-
-
-def _lines(folder: Path, name: str) -> list[str]:
-    path = folder / name
-    return path.read_text().split() if path.exists() else []
-
-
-def _words(folder: Path, name: str) -> list[int]:
-    return [int(w, 16) for w in _lines(folder, f"{name}.hex")]
-
-
-def _draws(rng: random.Random, prob: float) -> Callable[[], bool]:
-    """A callable: True with probability `prob` (no draw at all when it is 1)."""
-    if prob >= 1:
-        return lambda: True
-    return lambda: rng.random() < prob
 
 
 @cocotb.test()
@@ -67,13 +51,13 @@ async def warp_tiles(dut: object) -> None:
     flow_prob = float(os.environ.get("GRACE_FLOW_PROB", "1"))
     seed = int(os.environ.get("GRACE_SEED", "0"))
     overlap = os.environ.get("GRACE_OVERLAP") == "1"
-    o_draw = _draws(random.Random(seed), ready_prob)
-    done_draw = _draws(random.Random(f"{seed}:done"), done_ready_prob)
-    flow_draw = _draws(random.Random(f"{seed}:flow"), flow_prob)
-    commands = _words(folder, "command")
-    features = _words(folder, "feature")
-    flow = _words(folder, "flow")
-    counts = [int(v) for v in _lines(folder, "loads.txt")]
+    o_draw = draws(random.Random(seed), ready_prob)
+    done_draw = draws(random.Random(f"{seed}:done"), done_ready_prob)
+    flow_draw = draws(random.Random(f"{seed}:flow"), flow_prob)
+    commands = read_numbers(folder, "command.hex", 16)
+    features = read_numbers(folder, "feature.hex", 16)
+    flow = read_numbers(folder, "flow.hex", 16)
+    counts = read_numbers(folder, "loads.txt")
     ends = [sum(counts[: k + 1]) for k in range(len(counts))]  # each tile's last word + 1
 
     Clock(dut.clk, 10, unit="ns").start()
@@ -183,9 +167,10 @@ async def warp_tiles(dut: object) -> None:
     for rules, seen in ((streams["o"], outputs), (streams["done"], tokens)):
         rules.check()
         assert rules.transfers == len(seen), f"{rules.name}: {rules.transfers} ≠ {len(seen)}"
-    tags = [int(v) for v in _lines(folder, "tags.txt")]
+    tags = read_numbers(folder, "tags.txt")
     assert not tags or tokens == tags, f"done tokens {tokens}, the commands' tags {tags}"
-    expected = _words(folder, "expected") if (folder / "expected.hex").exists() else None
+    has_expected = (folder / "expected.hex").exists()
+    expected = read_numbers(folder, "expected.hex", 16) if has_expected else None
     if expected is not None:
         assert len(outputs) == len(expected), f"{len(outputs)} words, expected {len(expected)}"
         bad = [i for i, (a, b) in enumerate(zip(outputs, expected, strict=True)) if a != b]
