@@ -71,8 +71,9 @@ def requant_output_shape(numeric: NumericParams, user_bits: int = 0) -> object:
     return data.StructLayout({"value": signed(numeric.act_bits), "user": unsigned(user_bits)})
 
 
-#: A slice this narrow (the sign bit of a 33-bit sum, say) is multiplied in logic,
-#: not on a DSP of its own.
+#: A slice this narrow (the sign bit of a 33-bit sum, say), or a multiplier this
+#: narrow (a fixed ×1, as the flow's rounding uses), is multiplied in logic, not
+#: on a DSP of its own.
 _FABRIC_SLICE_BITS = 2
 
 
@@ -170,7 +171,8 @@ class Requantizer(wiring.Component):
             b_bits = n.mult_bits + 1
             limit = MAX_OPERAND_BITS.get(target)  # None: the twin takes any width
             fits = limit is None or max(a_bits, b_bits) <= limit
-            if self.free_running and target != "ice40" and fits and len(piece) > _FABRIC_SLICE_BITS:
+            on_dsp = min(len(piece), n.mult_bits) > _FABRIC_SLICE_BITS
+            if self.free_running and target != "ice40" and fits and on_dsp:
                 dsp = Multiplier(a_bits, b_bits, target=target)
                 m.submodules[f"partial{k}_dsp"] = dsp
                 m.d.comb += [dsp.a.eq(piece), dsp.b.eq(mult)]
