@@ -151,15 +151,26 @@ class ActParams:
 
     Each lane has its own copy of the runtime-loaded tables (`TABLES` of 256
     entries) and its own output path; `param_depth` per-channel constant sets
-    (negate, bias, multiplier, shift) serve the affine op.
+    (negate, bias, multiplier, shift) serve the affine op. The other fields size
+    the softmax and keypoint units' buffers (one lane each).
     """
 
     lanes: int = 1
     param_depth: int = 256
+    # the keypoint units (heatmaps, motions, flow) and the softmax: the largest
+    # frame they take, sized for fomm-256 (10 keypoints + background on a 64² grid)
+    max_keypoints: int = 16  # per-frame keypoint (and Jacobian) registers
+    max_grid: int = 128  # entries of the grid axis table: motion maps up to this side
+    gaussian_depth: int = 2048  # entries of the Gaussian table (fomm-256's has 1,818)
+    softmax_channels: int = 32  # channels of one softmax pixel, at most
 
     def __post_init__(self) -> None:
         _check_int_range(self, "lanes", 1, 16)
         _check_int_range(self, "param_depth", 16, 1 << 16)
+        _check_int_range(self, "max_keypoints", 1, 64)
+        _check_int_range(self, "max_grid", 2, 4096)
+        _check_int_range(self, "gaussian_depth", 16, 1 << 14)
+        _check_int_range(self, "softmax_channels", 1, 64)
 
 
 @dataclass(frozen=True)
