@@ -712,8 +712,8 @@ def simulate_cocotb(
         build_dir=build_dir,
         seed=seed,
         words={
-            "table": [w for t in loads for w in t.table_writes],
-            "param": [w for t in loads for w in t.param_writes],
+            "table_write": [w for t in loads for w in t.table_writes],
+            "param_write": [w for t in loads for w in t.param_writes],
             "command": [p.command for p in progs],
             "input": [w for p in progs for w in p.inputs],
             "expected": pack_bytes(np.concatenate([p.expected for p in progs])),
