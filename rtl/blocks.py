@@ -9,6 +9,7 @@ from amaranth.back import verilog
 from amaranth.lib import wiring
 
 from rtl.act import ActEngine
+from rtl.act.softmax import SoftmaxUnit
 from rtl.conv import ConvEngine
 from rtl.requant import Requantizer
 from rtl.warp import WarpEngine
@@ -22,6 +23,7 @@ BLOCKS: dict[str, Callable[..., wiring.Component]] = {
     "conv": lambda params, **options: ConvEngine(params, **options),
     "warp": lambda params: WarpEngine(params),
     "act": lambda params: ActEngine(params),
+    "softmax": lambda params: SoftmaxUnit(params),
 }
 
 
