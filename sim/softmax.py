@@ -19,7 +19,7 @@ import numpy.typing as npt
 
 from defs.limits import DIM_BITS, TAG_BITS
 from defs.params import GraceParams
-from model.fixed import int_range
+from model.fixed import checked_ints, int_range
 from model.fixed_ops import LUT_IN_BITS, LUT_SIZE, exp_lut, softmax_channels_fixed
 from rtl.act.softmax import EXP_FRAC_BITS, SoftmaxUnit, command_layout, exp_write_layout
 from sim.runner import SimResult
@@ -75,8 +75,7 @@ def program(case: SoftmaxCase, params: GraceParams, *, tag: int = 0) -> tuple[in
         )
     if h * w >= 1 << (2 * DIM_BITS):
         raise ValueError(f"softmax: {h}×{w} pixels exceed a tile's {(1 << 2 * DIM_BITS) - 1}")
-    if logits.min() < lo or logits.max() > hi:
-        raise ValueError(f"softmax: logits must be int8, got {logits.min()} .. {logits.max()}")
+    logits = checked_ints(logits, "softmax: logits (int8)", lo, hi)
     if not 0 <= tag < 1 << TAG_BITS:
         raise ValueError(f"softmax: tag {tag} does not fit {TAG_BITS} bits")
     (command,) = pack(command_layout(params), {"pixels": h * w, "channels": c, "tag": tag})
