@@ -185,8 +185,14 @@ class SoftmaxUnit(wiring.Component):
             logits.r_addr.eq(index),
             logits.r_clear.eq(0),
         ]
-        with m.If(gathering):
-            m.d.sync += top.eq(Mux((index == 0) | (x > top), x, top))
+        # the maximum one edge behind, from registers (the compare and the update's
+        # enable are then no part of the issue decision's path); it is final two
+        # edges after the last GATHER step, and EXP first reads it three edges
+        # after its first step
+        seen, seen_first, seen_x = Signal(), Signal(), Signal(signed(LUT_IN_BITS))
+        m.d.sync += [seen.eq(gathering), seen_first.eq(index == 0), seen_x.eq(x)]
+        with m.If(seen):
+            m.d.sync += top.eq(Mux(seen_first | (seen_x > top), seen_x, top))
 
         # -- EXP: e_c = EXP[m − x_c] and their sum ---------------------------------
         table = RegisteredRAM(EXP_FRAC_BITS + 1, LUT_SIZE, target=target)
