@@ -234,18 +234,26 @@ class SoftmaxUnit(wiring.Component):
         trial = Cat(low[-1], remainder)
         difference = Signal(signed(len(trial) + 1))
         m.d.comb += difference.eq(trial - divisor)
+        # The 16 steps run from a counter of their own, so the subtract's enable
+        # is a register, not the step sequence's decision.
+        iterating = Signal()
+        steps = Signal(range(RECIP_BITS))
         with m.If(dividing & (index == EXP_TO_SUM)):
             m.d.sync += [
                 divisor.eq(total << 1),
                 remainder.eq((1 << EXP_FRAC_BITS) | (total >> RECIP_BITS)),
                 low.eq(total[:RECIP_BITS]),
+                iterating.eq(1),
+                steps.eq(RECIP_BITS - 1),
             ]
-        with m.If(dividing & (index > EXP_TO_SUM)):
+        with m.Elif(iterating):
             fits = ~difference[-1]
             m.d.sync += [
                 remainder.eq(Mux(fits, difference, trial)),
                 low.eq(low << 1),
                 recip.eq(Cat(fits, recip)),
+                steps.eq(steps - 1),
+                iterating.eq(steps != 0),
             ]
 
         # -- NORMALISE: requantize(e_c, 0, r, 22, relu) on the output path ----------
