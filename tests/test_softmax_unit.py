@@ -113,7 +113,7 @@ def test_cycle_model_is_exact_without_back_pressure() -> None:
     run = run_amaranth(cases, ULX3S)
     _check(run.outputs, cases, "cycles")
     assert run.cycles == run_cycles(_shapes(cases))
-    assert pixel_cycles(11) == 33 + DIVIDE_STEPS
+    assert pixel_cycles(11) == 33 + DIVIDE_STEPS == 72
     assert tile_cycles(1, 1) < tile_cycles(1, 2) < tile_cycles(2, 1)
 
 

@@ -7,14 +7,14 @@ pixel of C int8 logits x_c, in four phases the unit steps through one a cycle:
     GATHER     C steps: x_c into the logit buffer, m = max_c x_c
     EXP        C steps: e_c = EXP[m − x_c] (a table loaded at run time) into the
                exp buffer, S = Σ e_c
-    DIVIDE     DIVIDE_STEPS: wait for S, then r = ⌊(2^31 + S) / 2S⌋ by 16 steps of
-               restoring division (no DSP)
+    DIVIDE     DIVIDE_STEPS: wait for S, then r = ⌊(2^31 + S) / 2S⌋ by restoring
+               division, a quotient bit every two cycles (no DSP)
     NORMALISE  C steps: out_c = min(round_shift(e_c · r, 22), 255), which is
                `requantize(e_c, 0, r, 22, relu)` at 9 output bits: the shared
                output path (`rtl/output_path.py`), one DSP
 
-The phases of one pixel run in turn (3C + DIVIDE_STEPS cycles per pixel, 55 for
-the decoder's 11 channels): the whole frame's softmax costs 0.07 % of its
+The phases of one pixel run in turn (3C + DIVIDE_STEPS cycles per pixel, 72 for
+the decoder's 11 channels): the whole frame's softmax costs 0.09 % of its
 convolutions (docs/activation_engine.md), so overlapping pixels would buy
 nothing worth its logic. A step issues only when what it needs is there (a
 logit in GATHER, a reserved result slot in NORMALISE), so the pipelines behind
@@ -49,8 +49,11 @@ TOKEN_SLOTS = 4
 #: Edges from an EXP step to its e_c in the sum: the logit buffer's read, the
 #: index register (m − x_c), the exp table's read, the add.
 EXP_TO_SUM = RegisteredRAM.READ_LATENCY + 1 + RegisteredRAM.READ_LATENCY + 1
-#: DIVIDE steps: wait for the sum, load the divider, one step per quotient bit.
-DIVIDE_STEPS = EXP_TO_SUM + 1 + RECIP_BITS
+#: Cycles of one quotient bit: the trial's difference, then the choice (a register
+#: between them keeps the subtract's carry chain alone in its cycle).
+CYCLES_PER_BIT = 2
+#: DIVIDE steps: wait for the sum, load the divider, the quotient bits.
+DIVIDE_STEPS = EXP_TO_SUM + 1 + CYCLES_PER_BIT * RECIP_BITS
 #: Edges from a NORMALISE step to its element entering the output path: the exp
 #: buffer's read, then the element register.
 NORMALISE_TO_OUTPUT = RegisteredRAM.READ_LATENCY + 1
@@ -231,12 +234,15 @@ class SoftmaxUnit(wiring.Component):
         remainder = Signal(sum_bits(p) + 1)  # < divisor
         low = Signal(RECIP_BITS)  # the numerator's bits not yet brought down
         recip = Signal(RECIP_BITS)
-        trial = Cat(low[-1], remainder)
+        # each bit in two cycles: the trial (remainder, next bit) less the divisor
+        # into registers, then the choice
+        trial = Signal(len(remainder) + 1)
         difference = Signal(signed(len(trial) + 1))
-        m.d.comb += difference.eq(trial - divisor)
-        # The 16 steps run from a counter of their own, so the subtract's enable
-        # is a register, not the step sequence's decision.
-        iterating = Signal()
+        m.d.sync += [
+            trial.eq(Cat(low[-1], remainder)),
+            difference.eq(Cat(low[-1], remainder) - divisor),
+        ]
+        iterating, choosing = Signal(), Signal()
         steps = Signal(range(RECIP_BITS))
         with m.If(dividing & (index == EXP_TO_SUM)):
             m.d.sync += [
@@ -244,17 +250,20 @@ class SoftmaxUnit(wiring.Component):
                 remainder.eq((1 << EXP_FRAC_BITS) | (total >> RECIP_BITS)),
                 low.eq(total[:RECIP_BITS]),
                 iterating.eq(1),
+                choosing.eq(0),
                 steps.eq(RECIP_BITS - 1),
             ]
         with m.Elif(iterating):
-            fits = ~difference[-1]
-            m.d.sync += [
-                remainder.eq(Mux(fits, difference, trial)),
-                low.eq(low << 1),
-                recip.eq(Cat(fits, recip)),
-                steps.eq(steps - 1),
-                iterating.eq(steps != 0),
-            ]
+            m.d.sync += choosing.eq(~choosing)
+            with m.If(choosing):
+                fits = ~difference[-1]
+                m.d.sync += [
+                    remainder.eq(Mux(fits, difference, trial)),
+                    low.eq(low << 1),
+                    recip.eq(Cat(fits, recip)),
+                    steps.eq(steps - 1),
+                    iterating.eq(steps != 0),
+                ]
 
         # -- NORMALISE: requantize(e_c, 0, r, 22, relu) on the output path ----------
         m.submodules.output = path = OutputPath(
