@@ -21,6 +21,7 @@ from rich.table import Table
 from defs.params import PRESETS, GraceParams, ParamsError, load
 
 if TYPE_CHECKING:
+    from grace.elementwise_report import ElementwiseReport
     from grace.warp_report import WarpReport
 
 console = Console()
@@ -563,12 +564,13 @@ def bench(repeats: int, engine_only: bool, engine_params: str) -> None:
 
 
 def _engine_report(spec: str) -> None:
+    from grace.elementwise_report import price_elementwise
     from grace.engine_report import layer_costs, summarise, write_report
     from grace.warp_report import price_warps
 
     engine = load(spec)
     params = engine.replace(model=PRESETS["fomm-256"].model)
-    costs, summary, warps = write_report(params, BUILD_ROOT / "bench")
+    costs, summary, warps, elementwise = write_report(params, BUILD_ROOT / "bench")
     table = Table(
         "phase", "layer", "shape", "mapping", "MMAC", "cycles", "util.",
         box=None,
@@ -598,6 +600,10 @@ def _engine_report(spec: str) -> None:
     tiny = engine.replace(model=PRESETS["tiny"].model)
     tiny_warps = price_warps(tiny, summarise(tiny, layer_costs(tiny)).frame_cycles)
     _warp_lines(engine, {"fomm-256": warps, "tiny": tiny_warps})
+    tiny_conv = summarise(tiny, layer_costs(tiny)).frame_cycles
+    _elementwise_lines(
+        engine, {"fomm-256": elementwise, "tiny": price_elementwise(tiny, tiny_conv)}
+    )
     console.print(f"wrote {BUILD_ROOT / 'bench' / f'engine-{params.name}.png'} (and .json)")
 
 
@@ -624,6 +630,27 @@ def _warp_lines(engine: GraceParams, reports: dict[str, WarpReport]) -> None:
             f"warps of {model} per inter frame: {s.frame_cycles:,} cycles, "
             f"{s.samples_per_cycle:.3f} channel-samples per cycle, {s.conv_share:.3%} of the "
             f"conv engine's {s.conv_frame_cycles:,} cycles"
+        )
+
+
+def _elementwise_lines(engine: GraceParams, reports: dict[str, ElementwiseReport]) -> None:
+    """Each model's element-wise ops on their units: per op, then per inter frame."""
+    table = Table(
+        "model", "op", "runs on", "results", "cycles",
+        box=None,
+        title=f"element-wise ops ({engine.name}), cycle models, each op serial with the convs",
+    )  # fmt: skip
+    for model, report in reports.items():
+        for c in report.costs:
+            cycles = f"{c.cycles:,}" + (" per GOP" if c.per_gop else "")
+            table.add_row(model, c.op, c.unit, f"{c.elements:,}", cycles)
+    console.print(table)
+    for model, report in reports.items():
+        s = report.summary
+        console.print(
+            f"element-wise ops of {model} per inter frame (per-GOP ops over {s.gop} frames): "
+            f"{s.frame_cycles:,} cycles, {s.conv_share:.2%} of the conv engine's "
+            f"{s.conv_frame_cycles:,} cycles"
         )
 
 

@@ -256,7 +256,7 @@ def hardware_demo(
     from grace.engine_report import write_report
 
     engine = preset("ulx3s-85f").replace(model=preset("fomm-256").model)
-    _, priced, priced_warps = write_report(engine, build_root / "bench")
+    _, priced, priced_warps, _ = write_report(engine, build_root / "bench")
     for name in BOARDS:
         for each in (block, "conv", "warp"):
             plan(each, preset(name), name)

@@ -28,6 +28,7 @@ from pathlib import Path
 from PIL import Image, ImageDraw
 
 from defs.params import GraceParams
+from grace.elementwise_report import ElementwiseReport, price_elementwise
 from grace.warp_report import WarpReport, price_warps
 from model.conv_shape import ConvShape
 from model.fusion import PlannedOp, fusion_plan
@@ -139,13 +140,14 @@ def summarise(params: GraceParams, costs: list[LayerCost]) -> EngineSummary:
 
 def write_report(
     params: GraceParams, out_dir: Path
-) -> tuple[list[LayerCost], EngineSummary, WarpReport]:
-    """Per-layer costs, the frame's warps and the summary as JSON, and the
-    utilisation chart as a PNG."""
+) -> tuple[list[LayerCost], EngineSummary, WarpReport, ElementwiseReport]:
+    """Per-layer costs, the frame's warps and element-wise ops and the summary as
+    JSON, and the utilisation chart as a PNG."""
     ops = fusion_plan(params.model)
     costs = layer_costs(params, ops)
     summary = summarise(params, costs)
     warps = price_warps(params, summary.frame_cycles, ops)
+    elementwise = price_elementwise(params, summary.frame_cycles, ops)
     out_dir.mkdir(parents=True, exist_ok=True)
     array = params.array.macs
     rows = [asdict(c) | {"utilisation": c.utilisation(array)} for c in costs]
@@ -155,10 +157,21 @@ def write_report(
         "refused": warps.refused,
     }
     (out_dir / f"engine-{params.name}.json").write_text(
-        json.dumps({"summary": asdict(summary), "layers": rows, "warp": warp}, indent=2)
+        json.dumps(
+            {
+                "summary": asdict(summary),
+                "layers": rows,
+                "warp": warp,
+                "elementwise": {
+                    "summary": asdict(elementwise.summary),
+                    "ops": [asdict(c) for c in elementwise.costs],
+                },
+            },
+            indent=2,
+        )
     )
     _chart(costs, array, summary, out_dir / f"engine-{params.name}.png")
-    return costs, summary, warps
+    return costs, summary, warps, elementwise
 
 
 def _chart(costs: list[LayerCost], array: int, summary: EngineSummary, path: Path) -> None:

@@ -91,7 +91,7 @@ def test_report_files(tmp_path) -> None:
     """The JSON holds the conv layers and, next to them, the frame's warps priced
     on the same engine (8,192-word banks: 4 planes of 64² per half): the 64²
     source resident for its 11 motions, the 256 feature channels in 64 tiles."""
-    costs, summary, warps = write_report(ULX3S_ON_FOMM, tmp_path)
+    costs, summary, warps, elementwise = write_report(ULX3S_ON_FOMM, tmp_path)
     data = json.loads((tmp_path / "engine-ulx3s-85f.json").read_text())
     assert data["summary"]["frame_cycles"] == summary.frame_cycles
     assert len(data["layers"]) == len(costs)
@@ -104,6 +104,8 @@ def test_report_files(tmp_path) -> None:
     assert data["warp"]["summary"]["frame_cycles"] == warps.summary.frame_cycles
     assert data["warp"]["summary"]["conv_frame_cycles"] == summary.frame_cycles
     assert data["warp"]["summary"]["samples"] == 1_183_744
+    assert data["elementwise"]["summary"]["frame_cycles"] == elementwise.summary.frame_cycles
+    assert len(data["elementwise"]["ops"]) == len(elementwise.costs)
     assert (tmp_path / "engine-ulx3s-85f.png").stat().st_size > 1000
 
 
