@@ -52,12 +52,20 @@ COCOTB_PARAMS = GraceParams(name="conv-test", array=ArrayParams(rows=4, cols=3))
 
 @pytest.fixture(scope="module")
 def tiny_blur() -> QConv:
-    """The committed tiny decoder's real blur, quantized as `grace` quantizes it."""
+    """The committed tiny decoder's real blur, quantized as `grace` quantizes it (the
+    calibration on one torch thread: two spin for seconds on a loaded machine)."""
+    import torch
+
     from grace.codec_run import load_models
     from model.int_backend import quantize_decoder
 
     kp_detector, generator = load_models(TINY, None)
-    blur = quantize_decoder(kp_detector, generator, TINY).antialias
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        blur = quantize_decoder(kp_detector, generator, TINY).antialias
+    finally:
+        torch.set_num_threads(threads)
     assert blur is not None
     return blur
 
@@ -188,22 +196,30 @@ def test_other_scales(scale: float, stride: int, kernel: int) -> None:
                 assert_blur_exact(q, frame(kind, size), preset(name), support="full")
 
 
-def asymmetric_blur(seed: int) -> QConv:
-    """A 7 × 7 depthwise kernel whose taps lie off centre (rows 1..5, columns 3..6),
-    different per channel, stride 3, padding 2, ReLU, per-channel constants."""
+def asymmetric_blur(
+    seed: int, *, stride: int = 3, padding: int = 2, rows: slice = slice(1, 6)
+) -> QConv:
+    """A 7 × 7 depthwise kernel whose taps lie off centre (rows 1..5 by default,
+    columns 3..6), different per channel, ReLU, per-channel constants."""
     rng = np.random.default_rng(seed)
     weight = np.zeros((3, 1, 7, 7), dtype=np.int64)
-    weight[:, 0, 1:6, 3:7] = rng.integers(-127, 128, (3, 5, 4))
+    weight[:, 0, rows, 3:7] = rng.integers(-127, 128, (3, rows.stop - rows.start, 4))
     return QConv(
         weight=weight,
         bias=rng.integers(-5000, 5000, 3),
         multiplier=rng.integers(1 << 15, 1 << 16, 3),
         shift=rng.integers(20, 24, 3),
-        padding=2,
-        stride=3,
+        padding=padding,
+        stride=stride,
         groups=3,
         relu=True,
     )
+
+
+def uneven_padding_blur() -> tuple[QConv, np.ndarray]:
+    """Stride 2, padding 3, taps in rows 0..6 and columns 3..6 of a 13 × 15 frame: the
+    engine pads 1 row above and below, no column (`pad_top` ≠ `pad_left`)."""
+    return asymmetric_blur(4, stride=2, padding=3, rows=slice(0, 7)), frame("random", (13, 15))
 
 
 def test_an_asymmetric_per_channel_kernel() -> None:
@@ -343,8 +359,8 @@ def key_frame() -> np.ndarray:
 
 def test_tiny_blur_on_the_engine(tiny_blur: QConv) -> None:
     """tiny's whole key frame through the conv engine's RTL: one tile per colour (each
-    fills the 1,024-word input buffer), two under back-pressure with the stream-rule
-    checker, the third without, in exactly `tile_cycles`."""
+    fills the 1,024-word input buffer), the first under back-pressure with the
+    stream-rule checker, the others without, each in exactly `tile_cycles`."""
     x = key_frame()
     plan = plan_blur(tiny_blur, *x.shape[1:], TINY)
     assert [(t.colours, t.shape) for t in plan.tiles] == [
@@ -354,7 +370,7 @@ def test_tiny_blur_on_the_engine(tiny_blur: QConv) -> None:
     for k, (tile, case) in enumerate(zip(plan.tiles, blur_cases(tiny_blur, x, plan), strict=True)):
         prog = program(case, TINY, tag=k)
         assert len(prog.input_writes) == TINY.buffers.input_depth
-        quiet = k == 2
+        quiet = k > 0
         run = simulate_amaranth([prog], TINY, ready_prob=1.0 if quiet else 0.7, seed=k)
         if quiet:
             assert run.cycles == tile.cycles
@@ -378,24 +394,47 @@ def test_banded_tiles_on_the_engine() -> None:
     np.testing.assert_array_equal(assemble(plan, outputs), run_conv(q, x, params.numeric))
 
 
-def test_a_small_blur_on_verilator(tiny_blur: QConv, build_root) -> None:
-    """tiny's blur on a 13 × 11 frame, all colours in one tile, on the conv engine's
-    Verilog (the engine tests' 4 × 3 array, so the build is shared), under
-    back-pressure; cycles as the model says when nothing stalls."""
-    build_dir = build_root / "sim" / "conv" / COCOTB_PARAMS.key()
-    x = frame("random", (13, 11), seed=3)
-    plan = plan_blur(tiny_blur, 13, 11, COCOTB_PARAMS)
+def test_uneven_padding_on_the_engine() -> None:
+    q, x = uneven_padding_blur()
+    plan = plan_blur(q, *x.shape[1:], COCOTB_PARAMS)
     (tile,) = plan.tiles
-    prog = program(blur_case(tiny_blur, x, plan, tile), COCOTB_PARAMS, tag=5)
-    want = run_conv(tiny_blur, x, TINY.numeric)
-    for ready in (0.6, 1.0):
-        run, result = simulate_cocotb(
-            [prog], COCOTB_PARAMS, simulator="verilator", build_dir=build_dir, ready_prob=ready
-        )
-        result.check()
-        got = from_engine_order(run.outputs, tile.shape, COCOTB_PARAMS.array.rows)
-        np.testing.assert_array_equal(assemble(plan, [got]), want)
-    assert run.cycles == tile.cycles
+    assert (tile.shape.padding, tile.shape.padding_w, tile.shape.out_channels) == (1, 0, 3)
+    prog = program(blur_case(q, x, plan, tile), COCOTB_PARAMS)
+    run = simulate_amaranth([prog], COCOTB_PARAMS, ready_prob=0.6, seed=4)
+    got = from_engine_order(run.outputs, tile.shape, COCOTB_PARAMS.array.rows)
+    np.testing.assert_array_equal(assemble(plan, [got]), run_conv(q, x, TINY.numeric))
+
+
+def test_small_blurs_on_verilator(tiny_blur: QConv, build_root) -> None:
+    """tiny's blur on a 13 × 11 frame (all colours in one tile) and the uneven-padding
+    blur, resident side by side and issued back to back, on the conv engine's Verilog
+    (the engine tests' 4 × 3 array, so the build is shared), under back-pressure; the
+    first alone in the model's cycles when nothing stalls."""
+    build_dir = build_root / "sim" / "conv" / COCOTB_PARAMS.key()
+    blurs = [(tiny_blur, frame("random", (13, 11), seed=3)), uneven_padding_blur()]
+    plans = [plan_blur(q, *x.shape[1:], COCOTB_PARAMS) for q, x in blurs]
+    assert [len(plan.tiles) for plan in plans] == [1, 1]
+    first = program(blur_case(*blurs[0], plans[0], plans[0].tiles[0]), COCOTB_PARAMS, tag=5)
+    second = program(
+        blur_case(*blurs[1], plans[1], plans[1].tiles[0]), COCOTB_PARAMS, tag=6,
+        in_base=len(first.input_writes), weight_base=len(first.weight_writes), param_base=3,
+    )  # fmt: skip
+    run, result = simulate_cocotb(
+        [first, second], COCOTB_PARAMS, simulator="verilator", build_dir=build_dir,
+        ready_prob=0.6, seed=2,
+    )  # fmt: skip
+    result.check()
+    assert run.tokens == [5, 6]
+    split = len(first.expected)
+    for (q, x), plan, values in zip(
+        blurs, plans, (run.outputs[:split], run.outputs[split:]), strict=True
+    ):
+        got = from_engine_order(values, plan.tiles[0].shape, COCOTB_PARAMS.array.rows)
+        np.testing.assert_array_equal(assemble(plan, [got]), run_conv(q, x, TINY.numeric))
+    alone, result = simulate_cocotb([first], COCOTB_PARAMS, simulator="verilator",
+                                    build_dir=build_dir)  # fmt: skip
+    result.check()
+    assert alone.cycles == plans[0].tiles[0].cycles
 
 
 # -- cycles --------------------------------------------------------------------
