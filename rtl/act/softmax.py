@@ -223,8 +223,12 @@ class SoftmaxUnit(wiring.Component):
             exps.r_addr.eq(index),
             exps.r_clear.eq(0),
         ]
-        with m.If(e_valid):
-            m.d.sync += total.eq(Mux(e_index == 0, 0, total) + table.r_data)
+        # the sum starts over as a pixel's EXP phase begins (a reset, not a mux
+        # behind the adder: the iCE40's path ran through one)
+        with m.If(issuing & (phase == Phase.GATHER) & last):
+            m.d.sync += total.eq(0)
+        with m.Elif(e_valid):
+            m.d.sync += total.eq(total + table.r_data)
 
         # -- DIVIDE: r = ⌊(2^31 + S) / 2S⌋, one quotient bit per step ---------------
         # The numerator's top bits, 2^15 + (S >> 16), are below 2S since S ≥ 2^15
