@@ -44,9 +44,9 @@ def test_conv_engine_lints_clean(preset_name: str, build_root) -> None:
     assert result.ok, f"unwaived warnings {result.unwaived}:\n{result.output[:3000]}"
 
 
-@pytest.mark.parametrize("block", ["warp", "act"])
+@pytest.mark.parametrize("block", ["warp", "act", "softmax"])
 @pytest.mark.parametrize("preset_name", ["tiny", "ulx3s-85f", "icebreaker"])
-def test_warp_and_act_engines_lint_clean(block: str, preset_name: str, build_root) -> None:
+def test_streaming_engines_lint_clean(block: str, preset_name: str, build_root) -> None:
     path, _ = elaborate_block(
         block, preset(preset_name), build_root / "lint" / f"{block}-{preset_name}"
     )

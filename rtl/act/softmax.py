@@ -35,7 +35,7 @@ from defs.params import NumericParams
 from model.fixed_ops import LUT_IN_BITS, LUT_SIZE, softmax_widths
 from rtl.bram import RegisteredRAM
 from rtl.output_path import OutputPath, element_user_layout, lanes_in_lockstep
-from rtl.pipeline import LoopCounter, delay
+from rtl.pipeline import LoopCounter, delay, equals
 from rtl.prefetch import PrefetchQueue
 from rtl.tile_control import TileControl
 
@@ -168,10 +168,10 @@ class SoftmaxUnit(wiring.Component):
         room_next = Signal()
         tile.run(
             tile_end,
-            Mux(phase_next == Phase.GATHER, in_queue.head_valid_next, 1),
+            Mux(equals(phase_next, Phase.GATHER), in_queue.head_valid_next, 1),
             Mux(phase_next == Phase.NORMALISE, room_next, 1),
         )
-        gathering = issuing & (phase == Phase.GATHER)
+        gathering = issuing & equals(phase, Phase.GATHER)
         exponentiating = issuing & (phase == Phase.EXP)
         normalising = issuing & (phase == Phase.NORMALISE)
         m.d.comb += in_queue.pop.eq(gathering)
@@ -193,7 +193,7 @@ class SoftmaxUnit(wiring.Component):
         # edges after the last GATHER step, and EXP first reads it three edges
         # after its first step
         seen, seen_first, seen_x = Signal(), Signal(), Signal(signed(LUT_IN_BITS))
-        m.d.sync += [seen.eq(gathering), seen_first.eq(index == 0), seen_x.eq(x)]
+        m.d.sync += [seen.eq(gathering), seen_first.eq(equals(index, 0)), seen_x.eq(x)]
         with m.If(seen):
             m.d.sync += top.eq(Mux(seen_first | (seen_x > top), seen_x, top))
 
@@ -225,7 +225,7 @@ class SoftmaxUnit(wiring.Component):
         ]
         # the sum starts over as a pixel's EXP phase begins (a reset, not a mux
         # behind the adder: the iCE40's path ran through one)
-        with m.If(issuing & (phase == Phase.GATHER) & last):
+        with m.If(gathering & last):
             m.d.sync += total.eq(0)
         with m.Elif(e_valid):
             m.d.sync += total.eq(total + table.r_data)
@@ -266,7 +266,7 @@ class SoftmaxUnit(wiring.Component):
                     low.eq(low << 1),
                     recip.eq(Cat(fits, recip)),
                     steps.eq(steps - 1),
-                    iterating.eq(steps != 0),
+                    iterating.eq(steps.any()),
                 ]
 
         # -- NORMALISE: requantize(e_c, 0, r, 22, relu) on the output path ----------
