@@ -336,9 +336,8 @@ def random_keypoints(
         kd, ks = rng.choice(edge, shape), rng.integers(-KP_LIMIT_Q, KP_LIMIT_Q + 1, shape)
         return kd, np.where(rng.random(shape) < 0.5, rng.choice(edge, shape), ks)
     if kind == "extreme":  # with J = ±2^18 everywhere: m = ±1,605,632 at (S−1, S−1)
-        return np.full(shape, -KP_LIMIT_Q), np.where(
-            (np.arange(keypoints) % 2 == 0)[:, None], KP_LIMIT_Q, -KP_LIMIT_Q
-        )
+        sign = np.where(np.arange(keypoints) % 2 == 0, 1, -1)[:, None]
+        return np.full(shape, -KP_LIMIT_Q), np.broadcast_to(sign * KP_LIMIT_Q, shape).copy()
     raise ValueError(f"unknown keypoint kind {kind!r}; known: {', '.join(KP_KINDS)}")
 
 
