@@ -5,11 +5,13 @@ for both presets) runs on the conv engine unchanged: each colour's 16 phase
 planes through a 3 × 3 kernel. Every check is `assert_array_equal` against
 `run_conv(q.antialias, image)`, the call `encode_source_int` makes:
 - NumPy: every tile through L2's dense conv (`sim.conv.reference`, i.e.
-  `conv2d_int`), assembled, for tiny's real blur and fomm-256's, other scales
-  and a hand-made asymmetric kernel, on random and extreme frames of many sizes;
+  `conv2d_int`), assembled, for tiny's real blur and fomm-256's, other scales,
+  hand-made asymmetric kernels and 300 random ones, on random and extreme
+  frames of many sizes, on every preset's buffers;
 - the engine: tiny's real blur on its real 64² key frame in the Amaranth
-  simulator (three tiles, under back-pressure; the cycle model exact), tiles
-  banded by rows and columns, and a small frame on Verilator;
+  simulator (three tiles, one under back-pressure, the others in exactly the
+  cycle model's cycles), tiles banded by rows and columns, uneven padding, and
+  two small blurs back to back on Verilator;
 - the cycles `grace bench` can print (`blur_cost`, `blur_cycles`).
 """
 
@@ -88,9 +90,8 @@ def frame(kind: str, size: tuple[int, int], seed: int = 0) -> np.ndarray:
     if kind in ("0", "127", "-128"):
         return np.full((3, h, w), int(kind))
     if kind == "checker":
-        return np.where((np.arange(h)[:, None] + np.arange(w)[None, :]) % 2, 127, -128)[
-            None
-        ].repeat(3, 0)
+        board = (np.arange(h)[:, None] + np.arange(w)[None, :]) % 2
+        return np.where(board, 127, -128)[None].repeat(3, 0)
     if kind == "pixels":  # quantize_image's range, 0..127
         return quantize_image(rng.integers(0, 256, (h, w, 3)))
     raise ValueError(kind)
@@ -122,12 +123,8 @@ def test_both_presets_blur_at_stride_4_with_a_13x13_kernel(tiny_blur: QConv) -> 
     fomm = build_quantized(generator, defaultdict(lambda: 0.05), FOMM.numeric, 10).antialias
     for real, built in ((tiny_blur, ours), (fomm, fomm_blur())):
         assert real is not None and built is not None
-        assert (real.stride, real.padding, real.groups, real.weight.shape) == (
-            4,
-            6,
-            3,
-            (3, 1, 13, 13),
-        )
+        shape = (real.stride, real.padding, real.groups, real.weight.shape)
+        assert shape == (4, 6, 3, (3, 1, 13, 13))
         for name in ("weight", "bias", "multiplier", "shift"):
             np.testing.assert_array_equal(getattr(real, name), getattr(built, name))
     assert TINY.model.dense_scale_factor == FOMM.model.dense_scale_factor == 0.25
