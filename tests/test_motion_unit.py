@@ -300,7 +300,7 @@ def test_loads_reload_each_frame_after_the_commands_before() -> None:
 #: Frames of the sweep: (K, S, keypoint kind, Jacobian kind, mask kinds).
 FRAMES = [
     (1, 2, "corners", "translation", ("zero", "full", "one-hot")),
-    (3, 5, "centres", "halves", ("half", "random")),
+    (3, 7, "centres", "halves", ("half", "random")),  # odd grid entries: ties
     (2, 7, "edge", "singular", ("softmax",)),
     (MAX_K, 3, "extreme", "limit", ("full",)),
     (4, 6, "random", "mixed", ("one-hot",)),
@@ -330,6 +330,11 @@ def test_frames_match_l2_under_back_pressure() -> None:
     assert run.stalls["o"] > 0 and run.stalls["done"] > 0
     flows = [p for p in progs if p.case.op == MotionOp.FLOW]
     assert {p.case.kind for p in flows} == set(MASK_KINDS)
+    half = 1 << (JAC_FRAC_BITS - 1)
+    frames = {id(p.case.frame): p.case.frame for p in progs}.values()
+    assert any(((_products(f) & (2 * half - 1)) == half).any() for f in frames)
+    sums = [(p.case.mask[..., None] * p.case.frame.motions()).sum(axis=0) for p in flows]
+    assert any(((total & 0xFF) == 0x80).any() for total in sums)  # ties of round_shift(·, 8)
     assert np.abs(np.concatenate([unsaturated(p.case) for p in progs])).max() >= 1 << FLOW_BITS
 
 
