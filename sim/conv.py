@@ -19,7 +19,7 @@ import numpy as np
 import numpy.typing as npt
 from amaranth.sim import Simulator, SimulatorContext
 
-from defs.limits import DIM_BITS, MAX_KERNEL, MAX_PAD, TAG_BITS
+from defs.limits import DIM_BITS, GROUP_BITS, MAX_KERNEL, MAX_PAD, TAG_BITS
 from defs.params import GraceParams
 from model.conv_shape import ConvShape
 from model.fixed import int_range
@@ -267,6 +267,11 @@ def program(
     if max(h, w, ho, wo) >= 1 << DIM_BITS:
         raise ConvProgramError(f"sizes must stay below {1 << DIM_BITS}")
     groups, out_groups = -(-c // cols), -(-o // rows)
+    if max(groups, out_groups) > (1 << GROUP_BITS) - 1:
+        raise ConvProgramError(
+            f"{groups} input / {out_groups} output channel groups: a command counts at most "
+            f"{(1 << GROUP_BITS) - 1}; split the layer's channels"
+        )
     plane = h * w
     weight_words = out_groups * groups * kh * kw
     for what, end, depth in (

@@ -327,6 +327,7 @@ def test_folding_rows_onto_idle_rows_is_exact_and_faster(out_channels: int, fold
         ({"stride": 3}, "stride 3"),
         ({"size": (200, 200)}, "input buffer holds"),
         ({"out_channels": 300}, "parameter buffer holds"),
+        ({"channels": 3 * 1024, "size": (1, 1), "kernel": 1}, "1024 input / 1 output channel gr"),
     ],
 )
 def test_programs_that_do_not_fit_are_refused(change: dict, message: str) -> None:
