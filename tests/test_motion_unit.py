@@ -20,7 +20,7 @@ import pytest
 from amaranth.lib import data
 
 from defs.limits import TAG_BITS
-from defs.params import preset
+from defs.params import ActParams, preset
 from model.fixed import round_shift, saturate
 from model.fixed_motion import (
     JAC_FRAC_BITS,
@@ -395,6 +395,20 @@ def test_cycle_model_is_exact_without_back_pressure(target: str | None) -> None:
     _check(run.outputs, progs, "frames")
     for a, b in itertools.pairwise(starts):
         assert run.returned[b - 1] - run.accepted[a] == run_cycles(PARAMS, _commands(progs[a:b]))
+
+
+def test_a_smaller_unit_keeps_its_parameters_honest() -> None:
+    """ActParams with 3 keypoints and grids up to 9: narrower counters, memories
+    of 3 words; K = max on S = max, and K = 1 on 2²."""
+    params = PARAMS.replace(name="motion-small", act=ActParams(max_keypoints=3, max_grid=9))
+    rng = np.random.default_rng(13)
+    cases = frame_cases(rng, random_frame(rng, 3, 9, jac="mixed"), ("random",))
+    cases += frame_cases(rng, random_frame(rng, 1, 2, kp="edge"), ("full",))
+    progs = place(cases, params)
+    run = simulate_amaranth(progs, params, ready_prob=0.7, in_prob=0.8, write_prob=0.8, seed=13)
+    _check(run.outputs, progs, "small")
+    with pytest.raises(MotionProgramError, match=r"4 keypoints: the unit takes 1\.\.3"):
+        program(MotionCase(random_frame(rng, 4, 3), MotionOp.MOTION), params)
 
 
 def test_ice40_form_matches_l2_under_back_pressure() -> None:

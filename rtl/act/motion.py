@@ -92,16 +92,6 @@ JACOBIAN_WORD = data.ArrayLayout(signed(JAC_BITS), 4)
 class MotionUnit(wiring.Component):
     """One S × S map of (x, y) per command: a motion map, or the dense flow."""
 
-    def __new__(cls, params: GraceParams, *, dsp_target: str | None = None) -> MotionUnit:
-        # Validated before the object exists, so a rejected one is not reported by
-        # Amaranth as an elaboratable that was created but never used.
-        if flow_pre_shift(params) > MASK_BITS:
-            raise ValueError(
-                f"{params.act.max_keypoints} keypoints make the flow's sum too wide for the "
-                f"output path; take fewer max_keypoints"
-            )
-        return super().__new__(cls, src_loc_at=1)
-
     def __init__(self, params: GraceParams, *, dsp_target: str | None = None) -> None:
         self.params = params
         self.dsp_target = dsp_target
