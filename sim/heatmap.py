@@ -183,7 +183,9 @@ def program(case: HeatmapCase, params: GraceParams, *, tag: int = 1) -> HeatmapP
     return HeatmapProgram(writes, command, reference(case), size, k, tag, locations)
 
 
-def place(cases: list[HeatmapCase], params: GraceParams, *, first_tag: int = 0) -> list:
+def place(
+    cases: list[HeatmapCase], params: GraceParams, *, first_tag: int = 0
+) -> list[HeatmapProgram]:
     """The cases as frames back to back, tags counting up from `first_tag`."""
     return [
         program(case, params, tag=(first_tag + k) % (1 << TAG_BITS)) for k, case in enumerate(cases)
