@@ -9,6 +9,7 @@ from amaranth.back import verilog
 from amaranth.lib import wiring
 
 from rtl.act import ActEngine
+from rtl.act.heatmap import HeatmapUnit
 from rtl.act.softmax import SoftmaxUnit
 from rtl.conv import ConvEngine
 from rtl.requant import Requantizer
@@ -24,6 +25,7 @@ BLOCKS: dict[str, Callable[..., wiring.Component]] = {
     "warp": lambda params: WarpEngine(params),
     "act": lambda params: ActEngine(params),
     "softmax": lambda params: SoftmaxUnit(params),
+    "heatmap": lambda params: HeatmapUnit(params),
 }
 
 

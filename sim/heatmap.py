@@ -15,8 +15,6 @@ share all of it.
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -416,22 +414,6 @@ def _check_token_order(before: list[int], progs: list[HeatmapProgram]) -> None:
     )
 
 
-@contextmanager
-def _heatmap_block() -> Iterator[None]:
-    """`heatmap` among rtl.blocks' blocks while a bench runs, unless it is there already
-    (the bench elaborates its Verilog by block name)."""
-    import rtl.blocks
-
-    added = "heatmap" not in rtl.blocks.BLOCKS
-    if added:
-        rtl.blocks.BLOCKS["heatmap"] = lambda params: HeatmapUnit(params)
-    try:
-        yield
-    finally:
-        if added:
-            del rtl.blocks.BLOCKS["heatmap"]
-
-
 def simulate_cocotb(
     progs: list[HeatmapProgram],
     params: GraceParams,
@@ -453,35 +435,34 @@ def simulate_cocotb(
     """
     loads = schedule_loads(progs, overlap=overlap_loads)
     done_prob = ready_prob if done_ready_prob is None else done_ready_prob
-    with _heatmap_block():
-        work, result = run_engine_bench(
-            "heatmap",
-            params,
-            simulator=simulator,
-            build_dir=build_dir,
-            seed=seed,
-            words={
-                **{n: [w for load in loads for w in load.writes[n]] for n in WRITE_STREAMS},
-                "command": [p.command for p in progs],
-                "expected": [int(v) & 0xFF for p in progs for v in p.expected],
-            },
-            texts={
-                "loads.txt": "".join(
-                    " ".join(str(len(load.writes[n])) for n in WRITE_STREAMS)
-                    + f" {load.wait} {p.outputs}\n"
-                    for load, p in zip(loads, progs, strict=True)
-                ),
-                "tags.txt": "".join(f"{t}\n" for t in tags(progs)),
-            },
-            env={
-                "GRACE_READY_PROB": repr(ready_prob),
-                "GRACE_DONE_READY_PROB": repr(done_prob),
-                "GRACE_WRITE_PROB": repr(write_prob),
-                "GRACE_SEED": str(seed),
-                "GRACE_OVERLAP": str(int(overlap_loads)),
-            },
-            waves=waves,
-        )
+    work, result = run_engine_bench(
+        "heatmap",
+        params,
+        simulator=simulator,
+        build_dir=build_dir,
+        seed=seed,
+        words={
+            **{n: [w for load in loads for w in load.writes[n]] for n in WRITE_STREAMS},
+            "command": [p.command for p in progs],
+            "expected": [int(v) & 0xFF for p in progs for v in p.expected],
+        },
+        texts={
+            "loads.txt": "".join(
+                " ".join(str(len(load.writes[n])) for n in WRITE_STREAMS)
+                + f" {load.wait} {p.outputs}\n"
+                for load, p in zip(loads, progs, strict=True)
+            ),
+            "tags.txt": "".join(f"{t}\n" for t in tags(progs)),
+        },
+        env={
+            "GRACE_READY_PROB": repr(ready_prob),
+            "GRACE_DONE_READY_PROB": repr(done_prob),
+            "GRACE_WRITE_PROB": repr(write_prob),
+            "GRACE_SEED": str(seed),
+            "GRACE_OVERLAP": str(int(overlap_loads)),
+        },
+        waves=waves,
+    )
     cycles = read_numbers(work, "cycles.txt")
     run = HeatmapRun(
         _int8(read_numbers(work, "out.txt", 16)),

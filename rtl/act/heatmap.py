@@ -223,15 +223,16 @@ class HeatmapUnit(wiring.Component):
         for frame, (x, y) in {"d": (pair.x_d, pair.y_d), "s": (pair.x_s, pair.y_s)}.items():
             offset = Signal(signed(KP_BITS + 1), name=f"offset_{frame}")
             saturated = Signal(signed(DELTA_BITS), name=f"saturated_{frame}")
+            # beyond ±DELTA_LIMIT from the offset's bits, not two comparisons in
+            # series (ECP5's critical path): the top bits (from DELTA_BITS − 1 up)
+            # are not all the sign, or the offset is −2^(DELTA_BITS − 1) exactly
+            top, low = offset[DELTA_BITS - 1 : -1], offset[: DELTA_BITS - 1]
+            sign = offset[-1]
+            over = ~sign & top.any()
+            under = sign & ~(top.all() & low.any())
             m.d.sync += [
                 offset.eq(g - Mux(setup_l, y, x)),
-                saturated.eq(
-                    Mux(
-                        offset > DELTA_LIMIT,
-                        DELTA_LIMIT,
-                        Mux(offset < -DELTA_LIMIT, -DELTA_LIMIT, offset),
-                    )
-                ),
+                saturated.eq(Mux(over, DELTA_LIMIT, Mux(under, -DELTA_LIMIT, offset))),
             ]
             offsets.append(saturated)
 
