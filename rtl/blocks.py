@@ -10,6 +10,7 @@ from amaranth.lib import wiring
 
 from rtl.act import ActEngine
 from rtl.act.heatmap import HeatmapUnit
+from rtl.act.motion import MotionUnit
 from rtl.act.softmax import SoftmaxUnit
 from rtl.conv import ConvEngine
 from rtl.requant import Requantizer
@@ -26,6 +27,7 @@ BLOCKS: dict[str, Callable[..., wiring.Component]] = {
     "act": lambda params: ActEngine(params),
     "softmax": lambda params: SoftmaxUnit(params),
     "heatmap": lambda params: HeatmapUnit(params),
+    "motion": lambda params: MotionUnit(params),
 }
 
 

@@ -126,7 +126,7 @@ async def collect_outputs(
         ctx.set(dut.done.ready, done_rng.random() < done_prob)
         o, done = dut.o, dut.done
         _, _, o_valid, o_ready, payload, d_valid, d_ready, tag = await ctx.tick().sample(
-            o.valid, o.ready, o.payload, done.valid, done.ready, done.payload
+            o.valid, o.ready, Value.cast(o.payload), done.valid, done.ready, done.payload
         )
         edge += 1
         idle += 1

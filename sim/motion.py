@@ -14,12 +14,9 @@ cocotb (`sim.motion_tb`) share all of it.
 
 from __future__ import annotations
 
-import contextlib
 import random
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import numpy.typing as npt
@@ -506,13 +503,9 @@ def simulate_amaranth(
                 await ctx.tick()
             await send(ctx, dut.i, byte)
 
-    # the shared sink reads `o` as one word: its payload without the struct view
-    o = SimpleNamespace(valid=dut.o.valid, ready=dut.o.ready, payload=Value.cast(dut.o.payload))
-    ports = SimpleNamespace(o=o, done=dut.done)
-
     async def sink(ctx: SimulatorContext) -> None:
         await collect_outputs(
-            ctx, ports, tiles=len(progs), outputs=words, tokens=tokens, token_edges=returned,
+            ctx, dut, tiles=len(progs), outputs=words, tokens=tokens, token_edges=returned,
             seed=seed, ready_prob=ready_prob, done_ready_prob=done_ready_prob,
             idle_limit=stall_limit + writes, engine="motion unit",
         )  # fmt: skip
@@ -549,24 +542,6 @@ def simulate_amaranth(
     )
 
 
-@contextlib.contextmanager
-def _motion_block() -> Iterator[None]:
-    """`rtl.blocks` knows the unit as block "motion" while a bench builds it.
-
-    (Until the block list names it: then this changes nothing.)
-    """
-    from rtl import blocks
-
-    if "motion" in blocks.BLOCKS:
-        yield
-        return
-    blocks.BLOCKS["motion"] = lambda params: MotionUnit(params)
-    try:
-        yield
-    finally:
-        del blocks.BLOCKS["motion"]
-
-
 def simulate_cocotb(
     progs: list[MotionProgram],
     params: GraceParams,
@@ -588,37 +563,36 @@ def simulate_cocotb(
     loads = schedule(progs, params)
     done_prob = ready_prob if done_ready_prob is None else done_ready_prob
     batches = [load.writes or FrameWrites([], [], []) for load in loads]
-    with _motion_block():
-        work, result = run_engine_bench(
-            "motion",
-            params,
-            simulator=simulator,
-            build_dir=build_dir,
-            seed=seed,
-            words={
-                "grid": [w for b in batches for w in b.grid],
-                "keypoint": [w for b in batches for w in b.keypoints],
-                "jacobian": [w for b in batches for w in b.jacobians],
-                "command": [p.command for p in progs],
-                "input": [b for p in progs for b in p.inputs],
-                "expected": pack_entries(np.concatenate([p.expected for p in progs])),
-            },
-            texts={
-                "loads.txt": "".join(
-                    f"{len(b.grid)} {len(b.keypoints)} {len(b.jacobians)} {load.wait} {p.entries}\n"
-                    for b, load, p in zip(batches, loads, progs, strict=True)
-                ),
-                "tags.txt": "".join(f"{p.tag}\n" for p in progs),
-            },
-            env={
-                "GRACE_READY_PROB": repr(ready_prob),
-                "GRACE_DONE_READY_PROB": repr(done_prob),
-                "GRACE_IN_PROB": repr(in_prob),
-                "GRACE_WRITE_PROB": repr(write_prob),
-                "GRACE_SEED": str(seed),
-            },
-            waves=waves,
-        )
+    work, result = run_engine_bench(
+        "motion",
+        params,
+        simulator=simulator,
+        build_dir=build_dir,
+        seed=seed,
+        words={
+            "grid": [w for b in batches for w in b.grid],
+            "keypoint": [w for b in batches for w in b.keypoints],
+            "jacobian": [w for b in batches for w in b.jacobians],
+            "command": [p.command for p in progs],
+            "input": [b for p in progs for b in p.inputs],
+            "expected": pack_entries(np.concatenate([p.expected for p in progs])),
+        },
+        texts={
+            "loads.txt": "".join(
+                f"{len(b.grid)} {len(b.keypoints)} {len(b.jacobians)} {load.wait} {p.entries}\n"
+                for b, load, p in zip(batches, loads, progs, strict=True)
+            ),
+            "tags.txt": "".join(f"{p.tag}\n" for p in progs),
+        },
+        env={
+            "GRACE_READY_PROB": repr(ready_prob),
+            "GRACE_DONE_READY_PROB": repr(done_prob),
+            "GRACE_IN_PROB": repr(in_prob),
+            "GRACE_WRITE_PROB": repr(write_prob),
+            "GRACE_SEED": str(seed),
+        },
+        waves=waves,
+    )
     cycles = read_numbers(work, "cycles.txt")
     run = MotionRun(
         unpack_entries(read_numbers(work, "out.txt", 16)),

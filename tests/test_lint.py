@@ -44,7 +44,7 @@ def test_conv_engine_lints_clean(preset_name: str, build_root) -> None:
     assert result.ok, f"unwaived warnings {result.unwaived}:\n{result.output[:3000]}"
 
 
-@pytest.mark.parametrize("block", ["warp", "act", "softmax"])
+@pytest.mark.parametrize("block", ["warp", "act", "softmax", "heatmap", "motion"])
 @pytest.mark.parametrize("preset_name", ["tiny", "ulx3s-85f", "icebreaker"])
 def test_streaming_engines_lint_clean(block: str, preset_name: str, build_root) -> None:
     path, _ = elaborate_block(
