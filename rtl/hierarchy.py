@@ -38,9 +38,14 @@ def instance_count(design: object, cell: str, platform: object = None) -> int:
 
 def memories(fragment: Fragment) -> Iterator[tuple[int, int]]:
     """(width, depth) of the `lib.memory.Memory` this fragment elaborates, if any:
-    a memory left for Yosys to map."""
+    a memory left for Yosys to map that may become block RAM. One read only
+    without a clock cannot (the block RAMs of both families read on an edge: it
+    is LUT RAM or flip-flops), nor can one marked `ram_style` distributed."""
     for origin in fragment.origins or ():
-        if isinstance(origin, Memory):
+        if not isinstance(origin, Memory):
+            continue
+        clocked = any(port.domain != "comb" for port in origin.read_ports)
+        if clocked and origin.attrs.get("ram_style") != "distributed":
             yield Shape.cast(origin.shape).width, origin.depth
 
 

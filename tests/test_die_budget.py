@@ -20,6 +20,9 @@ from amaranth.lib.wiring import In
 from defs.boards import BOARD_SPECS
 from defs.params import PRESETS, preset
 from rtl.act import ActEngine
+from rtl.act.heatmap import HeatmapUnit
+from rtl.act.motion import MotionUnit
+from rtl.act.softmax import SoftmaxUnit
 from rtl.conv import ConvEngine
 from rtl.dsp import DSP_RULES, dsp_usage
 from rtl.hierarchy import block_ram_bound
@@ -89,9 +92,29 @@ def test_act_engine_takes_two_dsps_a_lane_and_fits_alone(name: str) -> None:
     assert ram <= BOARD_SPECS[params.board].block_ram
 
 
+#: DSPs of the keypoint and softmax units (docs/activation_engine.md §7): the
+#: heatmap unit's two column squares; the motion unit's two column products and
+#: two mask products; the softmax's normalise in its output path (2 by this
+#: count; the ECP5 build maps 1, the sum's top slice being constant 0).
+UNIT_DSPS = {"softmax": 2, "heatmap": 2, "motion": 4}
+UNITS = {"softmax": SoftmaxUnit, "heatmap": HeatmapUnit, "motion": MotionUnit}
+
+
+@pytest.mark.parametrize("name", BOARD_PRESETS)
+@pytest.mark.parametrize("unit", UNITS)
+def test_element_wise_units_take_their_dsps_and_fit_alone(name: str, unit: str) -> None:
+    params = preset(name)
+    family = BOARD_SPECS[params.board].family
+    usage = dsp_usage(UNITS[unit](params, dsp_target=family), family)
+    assert sum(usage.values()) == UNIT_DSPS[unit], usage
+    ram = block_ram_bound(UNITS[unit](params, dsp_target=family), family)
+    assert ram <= BOARD_SPECS[params.board].block_ram
+
+
 def test_the_engines_share_the_ecp5_85f() -> None:
-    """The die budget (docs/warp_engine.md §3): conv, warp and element-wise
-    engines on one ECP5-85F, room left for control."""
+    """The die budget (docs/activation_engine.md §4): conv, warp, element-wise
+    engine and the softmax and keypoint units on one ECP5-85F, room left for
+    control."""
     params, spec = preset("ulx3s-85f"), BOARD_SPECS["ulx3s-85f"]
 
     def engines() -> tuple:  # each walk elaborates a design of its own
@@ -99,11 +122,13 @@ def test_the_engines_share_the_ecp5_85f() -> None:
             ConvEngine(params, dsp_target="ecp5"),
             WarpEngine(params, dsp_target="ecp5"),
             ActEngine(params, dsp_target="ecp5"),
+            *(unit(params, dsp_target="ecp5") for unit in UNITS.values()),
         )
 
     dsps = sum(sum(dsp_usage(e, "ecp5").values()) for e in engines())
     ram = sum(block_ram_bound(e, "ecp5") for e in engines())
-    assert dsps == 132 + WARP_DSPS + ACT_DSPS_PER_LANE * params.act.lanes < spec.dsp
+    units = sum(UNIT_DSPS.values())
+    assert dsps == 132 + WARP_DSPS + ACT_DSPS_PER_LANE * params.act.lanes + units < spec.dsp
     assert ram < spec.block_ram
 
 
