@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -112,6 +113,18 @@ def simulate_block(
         )
     if block == "act":
         return _simulate_act(
+            params,
+            simulator=simulator,
+            samples=vectors,
+            seed=seed,
+            valid_prob=valid_prob,
+            ready_prob=ready_prob,
+            waves=waves,
+            build_root=build_root,
+        )
+    if block in ("heatmap", "motion"):
+        simulate_unit = _simulate_heatmap if block == "heatmap" else _simulate_motion
+        return simulate_unit(
             params,
             simulator=simulator,
             samples=vectors,
@@ -474,6 +487,153 @@ def _simulate_softmax(
         model_cycles=run_cycles([(c.logits[0].size, c.logits.shape[0]) for c in cases]),
         model_label="cycle model (no back-pressure, no table reloads)",
         reference="L2's softmax_channels_fixed",
+    )
+
+
+def _mismatches(
+    split: Callable[[], list], expected: list, tokens: list[int], tags: list[int]
+) -> int:
+    """Wrong results (each tile's `split()` against `expected`), wrong or missing tags;
+    a run that ended early or sent results nobody asked for counts every result."""
+    import numpy as np
+
+    try:
+        got = split()
+        wrong = sum(
+            int(np.count_nonzero(np.asarray(g) != np.asarray(e)))
+            for g, e in zip(got, expected, strict=True)
+        )
+    except AssertionError:
+        wrong = sum(int(np.size(e)) for e in expected)
+    wrong += sum(a != b for a, b in zip(tokens, tags, strict=False))
+    return wrong + abs(len(tokens) - len(tags))
+
+
+def _simulate_heatmap(
+    params: GraceParams,
+    *,
+    simulator: str,
+    samples: int,
+    seed: int,
+    valid_prob: float,
+    ready_prob: float,
+    waves: bool,
+    build_root: Path,
+) -> SimReport:
+    """Sweep frames (every keypoint and table kind, sizes 2 to the unit's largest)
+    through the heatmap unit's Verilog, each frame's constants written once the
+    frames before it are done, with gaps of `valid_prob` on the write streams;
+    every heatmap value against L2."""
+    from rtl.heatmap_cycles import fill_cycles, run_cycles
+    from sim.heatmap import place, simulate_cocotb, split_outputs, sweep_cases
+
+    count = 4
+    while True:  # enough frames for about `samples` heatmap values
+        progs = place(sweep_cases(params, count, seed), params)
+        total = sum(p.outputs for p in progs)
+        if total >= samples or count >= 1024:
+            break
+        count *= 2
+    run, result = simulate_cocotb(
+        progs, params, simulator=simulator, build_dir=build_root / "sim" / "heatmap" / params.key(),
+        ready_prob=ready_prob, write_prob=valid_prob, seed=seed, waves=waves, overlap_loads=True,
+    )  # fmt: skip
+    mismatches = _mismatches(
+        lambda: split_outputs(run.outputs, progs),
+        [p.expected for p in progs],
+        run.tokens,
+        [p.tag for p in progs],
+    )
+    if not mismatches:  # every value right, yet the bench may have failed a stream rule
+        result.check()
+    return SimReport(
+        block="heatmap",
+        simulator=simulator,
+        vectors=total,
+        mismatches=mismatches,
+        cycles=run.cycles,
+        latency=fill_cycles(),
+        valid_prob=valid_prob,
+        ready_prob=ready_prob,
+        log=result.log,
+        units=len(progs),
+        unit_name="frames (heatmaps)",
+        model_cycles=run_cycles(params, [(p.size, p.keypoints) for p in progs]),
+        model_label="cycle model (no back-pressure, no reloads)",
+        reference="L2's heatmaps",
+    )
+
+
+def _simulate_motion(
+    params: GraceParams,
+    *,
+    simulator: str,
+    samples: int,
+    seed: int,
+    valid_prob: float,
+    ready_prob: float,
+    waves: bool,
+    build_root: Path,
+) -> SimReport:
+    """Frames as the decoder issues them (every motion map, then the flow under a mask),
+    keypoint, Jacobian and mask kinds in turn, through the motion unit's Verilog with
+    masks and constants offered with `valid_prob`; every (x, y) against L2 (saturated
+    to the warp's s18)."""
+    import numpy as np
+
+    from rtl.motion_cycles import DRAIN, run_cycles
+    from rtl.tile_control import TileControl
+    from sim.motion import (
+        JAC_KINDS,
+        KP_KINDS,
+        MASK_KINDS,
+        frame_cases,
+        place,
+        random_frame,
+        simulate_cocotb,
+        split_outputs,
+    )
+
+    rng = np.random.default_rng(seed)
+    cases, total, n = [], 0, 0
+    while total < samples and n < 256:
+        size = int(rng.integers(2, min(params.act.max_grid, 24) + 1))
+        keypoints = int(rng.integers(1, params.act.max_keypoints + 1))
+        kp, jac = KP_KINDS[n % len(KP_KINDS)], JAC_KINDS[n % len(JAC_KINDS)]
+        frame = random_frame(rng, keypoints, size, kp=kp, jac=jac)
+        new = frame_cases(rng, frame, (MASK_KINDS[n % len(MASK_KINDS)],))
+        cases += new
+        total += 2 * size * size * len(new)
+        n += 1
+    progs = place(cases, params)
+    run, result = simulate_cocotb(
+        progs, params, simulator=simulator, build_dir=build_root / "sim" / "motion" / params.key(),
+        ready_prob=ready_prob, in_prob=valid_prob, write_prob=valid_prob, seed=seed, waves=waves,
+    )  # fmt: skip
+    mismatches = _mismatches(
+        lambda: split_outputs(run.outputs, progs),
+        [p.expected for p in progs],
+        run.tokens,
+        [p.tag for p in progs],
+    )
+    if not mismatches:
+        result.check()
+    commands = [(p.case.op, p.case.frame.size, p.case.frame.keypoints) for p in progs]
+    return SimReport(
+        block="motion",
+        simulator=simulator,
+        vectors=total,
+        mismatches=mismatches,
+        cycles=run.cycles,
+        latency=TileControl.SETUP_LATENCY + DRAIN,
+        valid_prob=valid_prob,
+        ready_prob=ready_prob,
+        log=result.log,
+        units=len(progs),
+        unit_name="commands (motion maps, flows)",
+        model_cycles=run_cycles(params, commands),
+        model_label="cycle model (no back-pressure, no reloads)",
+        reference="L2's affine_motions / compose_flow",
     )
 
 

@@ -108,6 +108,18 @@ def test_sim_runs_the_act_engine() -> None:
     assert "TABLE and AFFINE" in result.output and "bit-exact" in result.output
 
 
+@pytest.mark.parametrize(
+    ("block", "units"),
+    [("softmax", "channel softmax"), ("heatmap", "heatmaps"), ("motion", "motion maps, flows")],
+)
+def test_sim_runs_the_element_wise_units(block: str, units: str) -> None:
+    """`--block softmax|heatmap|motion`: sweeps through the unit, checked against L2."""
+    result = run("sim", "--block", block, "--sim", "icarus", "--vectors", "600", "--seed", "3")
+    assert result.exit_code == 0, result.output
+    assert units in result.output and "bit-exact" in result.output
+    assert "cycle model" in result.output
+
+
 def test_demo_runs() -> None:
     result = run("demo")
     assert result.exit_code == 0, result.output
