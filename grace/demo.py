@@ -11,8 +11,10 @@ Two halves, as far as GRACE reaches today:
    full rate), the convolution engine (random layers through its Verilog on
    Icarus, bit-exact against the L2 conv, cycles next to the cycle model), the
    warp engine (the real warps of one inter frame the int8 decoder decoded in
-   the first half, through its Verilog in one run, against L2's warp), fomm-256's
-   convs and warps priced on the ULX3S engine → board build plans.
+   the first half, through its Verilog in one run, against L2's warp), the
+   element-wise units on the same frame's heatmaps, motions, flow and mask
+   softmax (against decode_int), fomm-256's convs, warps and element-wise ops
+   priced on the ULX3S engine → board build plans.
 """
 
 from __future__ import annotations
@@ -253,22 +255,44 @@ def hardware_demo(
         f"in one run: {warp.samples:,} samples, {warp.mismatches} mismatches vs L2's warp, "
         f"{warp.cycles:,} cycles at full rate (cycle model, loads hidden: {warp.model_cycles:,})"
     )
+    from grace.elementwise_demo import run_frame_elementwise
+
+    with console.status(
+        f"6. element-wise units: the frame's own ops, cocotb + {DEMO_WARP_SIMULATOR}…"
+    ):
+        units = run_frame_elementwise(
+            frame, params, simulator=DEMO_WARP_SIMULATOR, build_root=build_root, seed=6
+        )
+    console.print(
+        "6. element-wise units on frame 1's own heatmaps, motion maps and flow (under its "
+        "mask) and mask softmax (its logits): "
+        + "; ".join(
+            f"{u.unit} {u.results:,} values, {u.mismatches} mismatches, {u.cycles:,} cycles"
+            for u in units
+        )
+        + " (vs decode_int)"
+    )
     from grace.engine_report import write_report
 
     engine = preset("ulx3s-85f").replace(model=preset("fomm-256").model)
-    _, priced, priced_warps, _ = write_report(engine, build_root / "bench")
+    _, priced, priced_warps, priced_elementwise = write_report(engine, build_root / "bench")
+    built = (block, "conv", "warp", "act", "softmax", "heatmap", "motion")
     for name in BOARDS:
-        for each in (block, "conv", "warp"):
+        for each in built:
             plan(each, preset(name), name)
     console.print(
-        f"6. build plans ready for {', '.join(BOARDS)} (requant, conv, warp; run "
-        f"`grace build --board NAME --block conv` (or `warp`) for resources and Fmax)"
+        f"7. build plans ready for {', '.join(BOARDS)} ({', '.join(built)}; run "
+        f"`grace build --board NAME --block conv` (or another) for resources and Fmax)"
     )
     n = params.numeric
     warp_verdict = (
         "[green]bit-exact[/]" if not warp.mismatches else f"[red]{warp.mismatches} mismatches[/]"
     )
-    exact = not (stalled.mismatches or full.mismatches or conv.mismatches or warp.mismatches)
+    unit_mismatches = sum(u.mismatches for u in units)
+    exact = not (
+        stalled.mismatches or full.mismatches or conv.mismatches or warp.mismatches
+        or unit_mismatches
+    )  # fmt: skip
     rows = [
         (
             "requant datapath",
@@ -294,12 +318,23 @@ def hardware_demo(
             f"{warp.cycles:,} cycles)",
         ),
         (
+            "element-wise units",
+            ("[green]bit-exact[/]" if not unit_mismatches else f"[red]{unit_mismatches}[/]")
+            + f" on a frame's heatmaps, motions, flow and softmax "
+            f"({sum(u.results for u in units):,} values)",
+        ),
+        (
             "fomm-256 on the ULX3S engine",
             f"{priced.array} MACs at {priced.clock_mhz:.0f} MHz (cycle model): "
             f"{priced.frame_ms:,.0f} ms per inter frame, MAC utilisation "
             f"{priced.frame_utilisation:.1%}",
         ),
         ("fomm-256 warps, same engine", _warp_row(priced_warps)),
+        (
+            "fomm-256 element-wise ops",
+            f"{priced_elementwise.summary.frame_cycles:,} cycles per inter frame (cycle models), "
+            f"{priced_elementwise.summary.conv_share:.2%} of the conv cycles",
+        ),
     ]
     return rows, exact
 

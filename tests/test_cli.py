@@ -125,6 +125,7 @@ def test_demo_runs() -> None:
     assert result.exit_code == 0, result.output
     assert "bit-exact vs model.fixed" in result.output and "yes" in result.output
     assert "warp engine" in result.output and "bit-exact on a frame's real warps" in result.output
+    assert "bit-exact on a frame's heatmaps, motions, flow" in " ".join(result.output.split())
 
 
 def test_bench_reports_figures() -> None:
@@ -133,6 +134,7 @@ def test_bench_reports_figures() -> None:
     assert "tiny" in result.output and "fomm-256" in result.output and "43.363" in result.output
     for model in ("fomm-256", "tiny"):
         assert f"warps of {model} per inter frame" in result.output
+        assert f"element-wise ops of {model} per inter frame" in " ".join(result.output.split())
     one_line = run("bench", "--repeats", "0")
     assert one_line.exit_code == 2 and "--repeats 0" in one_line.output
 
