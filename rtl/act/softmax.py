@@ -225,7 +225,9 @@ class SoftmaxUnit(wiring.Component):
         ]
         # the sum starts over as a pixel's EXP phase begins (a reset, not a mux
         # behind the adder: the iCE40's path ran through one)
-        with m.If(gathering & last):
+        # (one edge after the last GATHER step, from a register; the first e_c
+        # arrives EXP_TO_SUM − 1 edges later)
+        with m.If(delay(m, gathering & last, 1, "sum_clear")):
             m.d.sync += total.eq(0)
         with m.Elif(e_valid):
             m.d.sync += total.eq(total + table.r_data)
@@ -233,7 +235,6 @@ class SoftmaxUnit(wiring.Component):
         # -- DIVIDE: r = ⌊(2^31 + S) / 2S⌋, one quotient bit per step ---------------
         # The numerator's top bits, 2^15 + (S >> 16), are below 2S since S ≥ 2^15
         # (EXP[0] = 2^15 for the maximum), so the quotient has 16 bits.
-        dividing = issuing & (phase == Phase.DIVIDE)
         divisor = Signal(sum_bits(p) + 1)
         remainder = Signal(sum_bits(p) + 1)  # < divisor
         low = Signal(RECIP_BITS)  # the numerator's bits not yet brought down
@@ -248,7 +249,10 @@ class SoftmaxUnit(wiring.Component):
         ]
         iterating, choosing = Signal(), Signal()
         steps = Signal(range(RECIP_BITS))
-        with m.If(dividing & (index == EXP_TO_SUM)):
+        # the load: DIVIDE's step EXP_TO_SUM, the sum complete; a delay of the last
+        # EXP step, so its many enables come from a register, not a compare
+        loading = delay(m, exponentiating & last, 1 + EXP_TO_SUM, "loading")
+        with m.If(loading):
             m.d.sync += [
                 divisor.eq(total << 1),
                 remainder.eq((1 << EXP_FRAC_BITS) | (total >> RECIP_BITS)),
