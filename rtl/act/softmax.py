@@ -32,6 +32,7 @@ from amaranth.lib.wiring import In, Out
 
 from defs.limits import DIM_BITS, TAG_BITS, bits_for
 from defs.params import NumericParams
+from model.fixed import int_range
 from model.fixed_ops import LUT_IN_BITS, LUT_SIZE, softmax_widths
 from rtl.bram import RegisteredRAM
 from rtl.output_path import OutputPath, element_user_layout, lanes_in_lockstep
@@ -188,14 +189,16 @@ class SoftmaxUnit(wiring.Component):
             logits.r_addr.eq(index),
             logits.r_clear.eq(0),
         ]
-        # the maximum one edge behind, from registers (the compare and the update's
-        # enable are then no part of the issue decision's path); it is final two
-        # edges after the last GATHER step, and EXP first reads it three edges
-        # after its first step
-        seen, seen_first, seen_x = Signal(), Signal(), Signal(signed(LUT_IN_BITS))
-        m.d.sync += [seen.eq(gathering), seen_first.eq(equals(index, 0)), seen_x.eq(x)]
-        with m.If(seen):
-            m.d.sync += top.eq(Mux(seen_first | (seen_x > top), seen_x, top))
+        # the maximum one edge behind, from registers: the compare and the choice
+        # are all of the recurrence (a cycle without a logit sees −128, which
+        # leaves it as it is: no enable). It is final two edges after the last
+        # GATHER step, and EXP first reads it three edges after its first step.
+        seen_first, seen_x = Signal(), Signal(signed(LUT_IN_BITS))
+        m.d.sync += [
+            seen_first.eq(gathering & equals(index, 0)),
+            seen_x.eq(Mux(gathering, x, int_range(LUT_IN_BITS)[0])),
+            top.eq(Mux(seen_first | (seen_x > top), seen_x, top)),
+        ]
 
         # -- EXP: e_c = EXP[m − x_c] and their sum ---------------------------------
         table = RegisteredRAM(EXP_FRAC_BITS + 1, LUT_SIZE, target=target)
