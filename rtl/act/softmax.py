@@ -191,14 +191,19 @@ class SoftmaxUnit(wiring.Component):
         ]
         # the maximum one edge behind, from registers: the compare and the choice
         # are all of the recurrence (a cycle without a logit sees −128, which
-        # leaves it as it is: no enable). It is final two edges after the last
-        # GATHER step, and EXP first reads it three edges after its first step.
-        seen_first, seen_x = Signal(), Signal(signed(LUT_IN_BITS))
-        m.d.sync += [
-            seen_first.eq(gathering & equals(index, 0)),
-            seen_x.eq(Mux(gathering, x, int_range(LUT_IN_BITS)[0])),
-            top.eq(Mux(seen_first | (seen_x > top), seen_x, top)),
-        ]
+        # leaves it as it is). It is final two edges after the last GATHER step,
+        # and EXP first reads it three edges after its first step.
+        # A pixel's first logit finds the maximum at −128 (a reset as it is taken),
+        # and the compare is unsigned, on the sign-flipped bytes: one short carry
+        # chain, then the choice.
+        lowest = int_range(LUT_IN_BITS)[0]
+        seen_x = Signal(signed(LUT_IN_BITS))
+        m.d.sync += seen_x.eq(Mux(gathering, x, lowest))
+        greater = Cat(seen_x[:-1], ~seen_x[-1]) > Cat(top[:-1], ~top[-1])
+        with m.If(gathering & equals(index, 0)):
+            m.d.sync += top.eq(lowest)
+        with m.Elif(greater):
+            m.d.sync += top.eq(seen_x)
 
         # -- EXP: e_c = EXP[m − x_c] and their sum ---------------------------------
         table = RegisteredRAM(EXP_FRAC_BITS + 1, LUT_SIZE, target=target)
