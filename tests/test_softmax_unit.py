@@ -15,8 +15,9 @@ import numpy as np
 import pytest
 
 from defs.params import ActParams, preset
-from model.fixed_ops import softmax_channels_fixed
-from rtl.act.softmax import DIVIDE_STEPS, TOKEN_SLOTS
+from model.fixed import round_shift
+from model.fixed_ops import exp_lut, softmax_channels_fixed
+from rtl.act.softmax import DIVIDE_STEPS, EXP_FRAC_BITS, TOKEN_SLOTS
 from rtl.softmax_cycles import pixel_cycles, run_cycles, tile_cycles
 from sim.softmax import (
     LOGIT_KINDS,
@@ -92,6 +93,32 @@ def test_sweep_matches_l2_under_back_pressure(params) -> None:
     assert max(c.logits.shape[0] for c in cases) == params.act.softmax_channels
     run = run_amaranth(cases, params, ready_prob=0.6, in_prob=0.7, done_ready_prob=0.5, seed=8)
     _check(run.outputs, cases, params.name)
+
+
+def _reciprocal_edge_pixels(scale: float, channels: int, count: int) -> np.ndarray:
+    """Pixels whose masks change when the reciprocal drops S's low 16 bits from its
+    numerator (r off by one, and e·r across a rounding step): a divider that loses
+    those bits fails them, where random logits rarely show it (1 output in ~128)."""
+    rng = np.random.default_rng(17)
+    table = exp_lut(scale, EXP_FRAC_BITS)
+    pixels = []
+    while len(pixels) < count:
+        x = rng.integers(-128, 128, size=channels)
+        e = table[x.max() - x]
+        s = int(e.sum())
+        r, r_low_lost = (((1 << 31) + v) // (2 * s) for v in (s, s >> 16 << 16))
+        out = [np.minimum(round_shift(e * v, 22), 255) for v in (r, r_low_lost)]
+        if (out[0] != out[1]).any():
+            pixels.append(x)
+    return np.stack(pixels, axis=1)[:, None, :]  # (C, 1, count)
+
+
+def test_the_reciprocal_keeps_every_numerator_bit() -> None:
+    cases = [
+        SoftmaxCase(_reciprocal_edge_pixels(s, c, 6), s) for s, c in ((0.0116, 3), (0.005, 10))
+    ]
+    run = run_amaranth(cases, ULX3S, ready_prob=0.7, seed=17)
+    _check(run.outputs, cases, "reciprocal edge")
 
 
 def test_more_tiles_than_token_slots_wait_for_their_credits() -> None:
