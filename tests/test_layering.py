@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PROJECT = ("defs", "model", "rtl", "sim", "boards", "grace")
+PROJECT = ("defs", "model", "rtl", "sim", "boards", "compiler", "grace")
 
 #: package → the project packages (or single modules) it may import.
 ALLOWED: dict[str, tuple[str, ...]] = {
@@ -30,6 +30,7 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     ),
     "sim": ("defs", "model", "rtl", "sim"),
     "boards": ("defs", "rtl", "boards"),
+    "compiler": ("defs", "model", "rtl", "sim", "compiler"),
     "grace": PROJECT,
 }
 
