@@ -1,0 +1,1 @@
+"""L3, the instruction-level simulator: the engines' state and what each instruction does to it."""

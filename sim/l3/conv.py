@@ -1,0 +1,177 @@
+"""L3's conv engine: what one CONV command computes from the engine's buffers.
+
+The instruction-level simulator (L3, docs/isa.md) does not model cycles; it
+models state. The conv engine's state is its three buffers — input words of
+`cols` int8 channels, weight words of `rows` × `cols` int8, per-channel
+requantize constants — and a CONV instruction's body is the engine's tile
+command. `ConvBuffers` holds that state (filled word by word, as LOAD
+instructions and the engine's write streams fill it), and `run_command` reads a
+command's operands out of it by the command's own addressing (`in_base`,
+`in_plane`, `in_row`, `weight_base`, `param_base`) and calls L2's
+`conv2d_int` on them: the results, in the engine's output order.
+
+The addressing is the engine's (sim/conv.py `program` lays a layer out the
+same way): input word `in_base + g·in_plane + y·in_row + x` holds channels
+`g·cols …` of pixel (y, x); weight word `weight_base + ((og·G + g)·kh + u)·kw
++ v` holds output channels `og·rows …` (its rows) × input channels `g·cols …`
+(its lanes); channel o's constants sit at `param_base + o`. Padding is
+`pad_top`/`pad_left` zeros before the (upsampled) input and as many after as
+the command's output size needs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from defs.params import GraceParams
+from model.fixed_conv import conv2d_int
+
+IntArray = npt.NDArray[np.int64]
+
+
+class ConvCommandError(ValueError):
+    """A command that reads outside the engine's buffers, or names no output."""
+
+
+def _lanes(word: int, lanes: int, bits: int) -> list[int]:
+    """A packed word's signed lanes, lane 0 in the low bits."""
+    mask, half = (1 << bits) - 1, 1 << (bits - 1)
+    return [
+        ((word >> (k * bits)) & mask) - (((word >> (k * bits)) & half) << 1) for k in range(lanes)
+    ]
+
+
+@dataclass
+class ConvBuffers:
+    """The conv engine's buffers, as words land in them."""
+
+    params: GraceParams
+    inputs: IntArray = field(init=False)  # (input_depth, cols)
+    weights: IntArray = field(init=False)  # (weight_depth, rows, cols)
+    constants: dict[str, IntArray] = field(init=False)  # bias, multiplier, shift, gain
+
+    def __post_init__(self) -> None:
+        a, b = self.params.array, self.params.buffers
+        self.inputs = np.zeros((b.input_depth, a.cols), np.int64)
+        self.weights = np.zeros((b.weight_depth, a.rows, a.cols), np.int64)
+        names = ("bias", "multiplier", "shift", "gain")
+        self.constants = {n: np.zeros(b.param_depth, np.int64) for n in names}
+
+    def write_input(self, addr: int, word: int) -> None:
+        n = self.params
+        self.inputs[addr] = _lanes(word, n.array.cols, n.numeric.act_bits)
+
+    def write_weight(self, addr: int, row: int, word: int) -> None:
+        n = self.params
+        self.weights[addr, row] = _lanes(word, n.array.cols, n.numeric.weight_bits)
+
+    def write_constants(self, addr: int, values: Mapping[str, int]) -> None:
+        for name, value in values.items():
+            self.constants[name][addr] = value
+
+
+def run_command(
+    buffers: ConvBuffers, command: Mapping[str, int], residual: Sequence[int] = ()
+) -> IntArray:
+    """The command's results in the engine's output order (output group ▸ pixel ▸ row),
+    `residual` being the engine's residual stream for the command (int8, that order)."""
+    p = buffers.params
+    rows, cols = p.array.rows, p.array.cols
+    c = command
+    groups, out_groups = c["in_groups"], c["out_groups"]
+    kh, kw, h, w = c["kernel_h"], c["kernel_w"], c["in_height"], c["in_width"]
+    outputs = (out_groups - 1) * rows + c["last_lanes"]
+    if min(groups, out_groups, kh, kw, h, w, c["out_height"], c["out_width"]) < 1:
+        raise ConvCommandError(f"CONV: an empty operand or output in {dict(command)}")
+
+    # operands, read by the command's addressing
+    y, x = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
+    addr = c["in_base"] + np.arange(groups)[:, None, None] * c["in_plane"] + y * c["in_row"] + x
+    _inside("input", addr, len(buffers.inputs))
+    planes = buffers.inputs[addr]  # (G, H, W, cols)
+    inputs = planes.transpose(0, 3, 1, 2).reshape(groups * cols, h, w)
+    words = c["weight_base"] + np.arange(out_groups * groups * kh * kw)
+    _inside("weight", words, len(buffers.weights))
+    weight = buffers.weights[words].reshape(out_groups, groups, kh, kw, rows, cols)
+    weight = weight.transpose(0, 4, 1, 5, 2, 3).reshape(out_groups * rows, groups * cols, kh, kw)
+    channels = c["param_base"] + np.arange(outputs)
+    _inside("parameter", channels, len(buffers.constants["bias"]))
+    k = {name: values[channels] for name, values in buffers.constants.items()}
+
+    # the padded (upsampled) input the kernel slides over
+    up = 2 if c["upsample"] else 1
+    stride = 2 if c["stride2"] else 1
+    ho, wo = c["out_height"], c["out_width"]
+    source = inputs.repeat(up, axis=1).repeat(up, axis=2)
+    need_h, need_w = (ho - 1) * stride + kh, (wo - 1) * stride + kw
+    top, left = c["pad_top"], c["pad_left"]
+    padded = np.zeros((groups * cols, max(need_h, top + h * up), max(need_w, left + w * up)))
+    padded = padded.astype(np.int64)
+    padded[:, top : top + h * up, left : left + w * up] = source
+    padded = padded[:, :need_h, :need_w]
+
+    res = None
+    if c["residual"]:
+        res = _residual_map(residual, outputs, rows, ho, wo, bool(c["pool"]))
+    y = conv2d_int(
+        padded, weight[:outputs], k["bias"], k["multiplier"], k["shift"], p.numeric,
+        stride=stride, relu=bool(c["relu"]), pool=bool(c["pool"]), residual=res,
+        residual_gain=k["gain"] if c["residual"] else None,
+    )  # fmt: skip
+    return _engine_order(y, rows)
+
+
+def _inside(what: str, addresses: IntArray, depth: int) -> None:
+    if addresses.size and (addresses.min() < 0 or addresses.max() >= depth):
+        raise ConvCommandError(
+            f"CONV: {what} words {addresses.min()}..{addresses.max()} leave the "
+            f"{depth}-word {what} buffer"
+        )
+
+
+def _pixels(ho: int, wo: int, pool: bool) -> list[tuple[int, int]]:
+    """Conv output pixels in the engine's issue order (2 × 2 quads when pooling)."""
+    if not pool:
+        return [(y, x) for y in range(ho) for x in range(wo)]
+    return [
+        (2 * py + dy, 2 * px + dx)
+        for py in range(ho // 2)
+        for px in range(wo // 2)
+        for dy in range(2)
+        for dx in range(2)
+    ]
+
+
+def _residual_map(
+    stream: Sequence[int], outputs: int, rows: int, ho: int, wo: int, pool: bool
+) -> IntArray:
+    """The residual stream (output group ▸ pixel ▸ channel) as an (O, Ho, Wo) map;
+    pixels a pooled command never computes stay 0 (pooling drops them)."""
+    pixels = _pixels(ho, wo, pool)
+    res = np.zeros((outputs, ho, wo), np.int64)
+    values = iter(stream)
+    for og in range(-(-outputs // rows)):
+        channels = range(og * rows, min(outputs, og * rows + rows))
+        for yy, xx in pixels:
+            for ch in channels:
+                try:
+                    res[ch, yy, xx] = next(values)
+                except StopIteration:
+                    raise ConvCommandError("CONV: the residual stream ends early") from None
+    return res
+
+
+def _engine_order(y: IntArray, rows: int) -> IntArray:
+    """(O, Ho', Wo') results → output group ▸ pixel (raster) ▸ row."""
+    o = y.shape[0]
+    parts = [
+        y[og * rows : (og + 1) * rows, py, px]
+        for og in range(-(-o // rows))
+        for py in range(y.shape[1])
+        for px in range(y.shape[2])
+    ]
+    return np.concatenate(parts) if parts else np.zeros(0, np.int64)
