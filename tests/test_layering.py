@@ -28,9 +28,11 @@ ALLOWED: dict[str, tuple[str, ...]] = {
         "model.fixed_motion",
         "model.conv_shape",
     ),
-    "sim": ("defs", "model", "rtl", "sim"),
+    # the host side: layouts and programs the benches and L3 run (sim/conv.py's
+    # layer layout moves here, issue 16)
+    "compiler": ("defs", "model", "rtl", "compiler"),
+    "sim": ("defs", "model", "rtl", "compiler", "sim"),
     "boards": ("defs", "rtl", "boards"),
-    "compiler": ("defs", "model", "rtl", "sim", "compiler"),
     "grace": PROJECT,
 }
 

@@ -1,0 +1,135 @@
+"""A conv layer lowered to a program (compiler/conv_layer.py) and run on L3 (sim/l3).
+
+L3 = L2: the program's stores leave in memory exactly L2's `conv2d_int` of the
+layer, whatever the tiling. L3 runs the load queue first whenever it may, so a
+missing or misplaced token lets a load overwrite the half of the input buffer a
+tile still computes from, and the results go wrong: the token scheme is tested
+by the same comparison. L3's refusals name the instruction and the field.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from compiler.conv_layer import ConvLayer, LoweringError, lower_conv, read_output
+from compiler.isa import encode
+from defs.isa import Buffer, Opcode, Queue, Source
+from defs.params import ArrayParams, GraceParams, preset
+from model.fixed_conv import conv2d_int
+from sim.l3.machine import ProgramError, run
+
+SMALL = GraceParams(name="conv-test", array=ArrayParams(rows=4, cols=3))
+#: (C, O, H, W, kernel, stride, padding): odd channel counts, 1 × 1 maps, 7 × 7
+#: heads, stride 2, no padding.
+SHAPES = [
+    (5, 7, 10, 9, 3, 1, 1),
+    (3, 16, 24, 20, 7, 1, 3),
+    (16, 32, 20, 20, 3, 2, 1),
+    (4, 4, 1, 1, 1, 1, 0),
+    (7, 9, 13, 11, 3, 1, 0),
+    (2, 5, 9, 8, 3, 2, 0),
+]
+
+
+def _layer(rng: np.random.Generator, c: int, o: int, k: int, s: int, p: int) -> ConvLayer:
+    return ConvLayer(
+        rng.integers(-128, 128, (o, c, k, k)), rng.integers(-5000, 5000, o),
+        rng.integers(1, 1 << 16, o), rng.integers(16, 24, o), s, p, relu=bool(rng.integers(2)),
+    )  # fmt: skip
+
+
+def _run(layer: ConvLayer, x: np.ndarray, params: GraceParams, **options) -> np.ndarray:
+    lowered = lower_conv(layer, x, params, **options)
+    memory = bytearray(lowered.memory)
+    run(lowered.words, memory, params)
+    return read_output(lowered, memory, params)
+
+
+def _l2(layer: ConvLayer, x: np.ndarray, params: GraceParams) -> np.ndarray:
+    return conv2d_int(
+        x, layer.weight, layer.bias, layer.multiplier, layer.shift, params.numeric,
+        stride=layer.stride, padding=layer.padding, relu=layer.relu,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("params", [SMALL, preset("tiny"), preset("ulx3s-85f")], ids=str)
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
+def test_l3_runs_the_lowered_layer_as_l2_computes_it(params: GraceParams, shape: tuple) -> None:
+    c, o, h, w, k, s, p = shape
+    rng = np.random.default_rng(sum(shape))
+    layer, x = _layer(rng, c, o, k, s, p), rng.integers(-128, 128, (c, h, w))
+    np.testing.assert_array_equal(_run(layer, x, params), _l2(layer, x, params))
+
+
+@pytest.mark.parametrize("tile_rows", [1, 2, 3])
+def test_every_tiling_gives_the_same_layer(tile_rows: int) -> None:
+    """Tiles of 1, 2 and 3 output rows (halos overlapping, the input buffer's halves
+    alternating, the tokens ordering every load after the CONV two tiles back)."""
+    rng = np.random.default_rng(tile_rows)
+    layer, x = _layer(rng, 5, 6, 3, 1, 1), rng.integers(-128, 128, (5, 11, 7))
+    lowered = lower_conv(layer, x, SMALL, tile_rows=tile_rows)
+    assert lowered.tiles == -(-11 // tile_rows)
+    np.testing.assert_array_equal(_run(layer, x, SMALL, tile_rows=tile_rows), _l2(layer, x, SMALL))
+
+
+def test_layers_that_do_not_fit_are_refused() -> None:
+    rng = np.random.default_rng(0)
+    big = _layer(rng, 16, 32, 3, 2, 1)
+    with pytest.raises(LoweringError, match=r"1152 weight words .* hold 512 and 256"):
+        lower_conv(big, rng.integers(-128, 128, (16, 20, 20)), preset("icebreaker"))
+    wide = _layer(rng, 3, 4, 3, 1, 1)
+    with pytest.raises(LoweringError, match="half the input buffer holds 512"):
+        lower_conv(wide, rng.integers(-128, 128, (3, 4, 700)), SMALL)
+
+
+# -- L3's refusals ---------------------------------------------------------------------
+
+
+def _end(*skip: Queue) -> list[int]:
+    return [encode(Opcode.END, SMALL, {"queue": q}) for q in Queue if q not in skip]
+
+
+def _load(**fields: int) -> dict[str, int]:
+    base = {"buffer": Buffer.CONV_INPUT, "buffer_addr": 0, "dram_addr": 0, "stride": 0}
+    return base | {"rows": 1, "row_words": 1} | fields
+
+
+@pytest.mark.parametrize(
+    ("words", "message"),
+    [
+        ([0, *_end()], "instruction 0: opcode 0 is not an instruction"),
+        (_end(Queue.STORE), "the store queue does not end with END"),
+        (
+            [encode(Opcode.LOAD, SMALL, _load(), {"pop_prev": 1}), *_end()],
+            "instruction 0: LOAD.pop_prev on the load queue, which has no such neighbour",
+        ),
+        (
+            [encode(Opcode.SYNC, SMALL, {"queue": 1}, {"pop_prev": 1}), *_end()],
+            r"can never finish: instruction 0 \(SYNC, compute queue\) waits for a token from "
+            "the load queue",
+        ),
+        (
+            [encode(Opcode.LOAD, SMALL, _load(dram_addr=60, row_words=2)), *_end()],
+            r"instruction 0: LOAD.dram_addr: bytes 60..65 leave the 64-byte memory image",
+        ),
+        (
+            [encode(Opcode.LOAD, SMALL, _load(buffer_addr=1023, row_words=2)), *_end()],
+            r"instruction 0: LOAD.buffer_addr: words 1023..1024 overrun the 1024-word CONV_INPUT",
+        ),
+        (
+            [encode(Opcode.LOAD, SMALL, _load(buffer=Buffer.WARP_FLOW)), *_end()],
+            "instruction 0: LOAD.buffer = 5: not a buffer L3 loads yet",
+        ),
+    ],
+)
+def test_l3_refuses_illegal_programs(words: list[int], message: str) -> None:
+    with pytest.raises(ProgramError, match=message):
+        run(words, bytearray(64), SMALL)
+
+
+def test_a_store_of_more_than_was_computed_is_refused() -> None:
+    store = {"source": Source.CONV, "dram_addr": 0, "stride": 0, "rows": 1, "row_words": 4}
+    words = [encode(Opcode.STORE, SMALL, store), *_end()]
+    with pytest.raises(ProgramError, match=r"0: STORE.rows: 4 words to store, the CONV"):
+        run(words, bytearray(64), SMALL)
