@@ -7,17 +7,19 @@ rows loads the input rows it reads (its halo included) into one half of the
 input buffer while the previous tile computes from the other half, runs the
 tile's CONV, and stores its results. Dependency tokens (docs/isa.md) order it:
 a tile's input load waits for the CONV two tiles back to free its half; a CONV
-waits for its load; a store for its CONV.
+waits for its load; a store for its CONV. The engine's fused options follow
+the layer: nearest ×2 upsampling on read, 2 × 2 average pooling, a residual
+entering the accumulator (its stream loaded tile by tile).
 
 Memory layouts (little-endian words of ⌈bits/8⌉ bytes):
 - input: word (g, y, x) = channels g·cols … of pixel (y, x), group-major planes;
 - weights: word (og, g, u, v), its `rows` rows of `cols` weights;
 - constants: one `channel_param_layout` word per output channel;
-- output: output group og's plane of Ho × Wo pixels × its lanes (`rows`, fewer
-  in the last group), one byte per value, group-major.
+- output, and a residual: output group og's plane of pixels × its lanes
+  (`rows`, fewer in the last group), one byte per value, group-major.
 
 Not yet: input-channel splitting (a layer whose weights exceed the weight
-buffer is refused), upsampling, pooling and residuals.
+buffer is refused), pooling with a residual, pooling with upsampling.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ class LoweringError(ValueError):
 
 @dataclass(frozen=True)
 class ConvLayer:
-    """What L2's `conv2d_int` takes for one layer (without upsampling, pooling or residual)."""
+    """What L2's `conv2d_int` takes for one layer."""
 
     weight: IntArray  # (O, C, kh, kw) int8
     bias: IntArray  # (O,)
@@ -50,14 +52,17 @@ class ConvLayer:
     stride: int = 1
     padding: int = 0
     relu: bool = False
+    upsample: bool = False
+    pool: bool = False
+    gain: IntArray | None = None  # (O,): the residual's gain when the layer takes one
 
 
 @dataclass(frozen=True)
 class LoweredConv:
     words: list[int]  # the program
-    memory: bytearray  # the image: weights, constants, input, room for the output
+    memory: bytearray  # the image: weights, constants, input, residual, room for the output
     output_addr: int
-    output_shape: tuple[int, int, int]  # (O, Ho, Wo)
+    output_shape: tuple[int, int, int]  # (O, Ho, Wo), pooled if the layer pools
     tiles: int
 
 
@@ -73,16 +78,77 @@ def _words(values: list[int], bits: int) -> bytes:
     return b"".join(v.to_bytes(size, "little") for v in values)
 
 
-def output_size(layer: ConvLayer, height: int, width: int) -> tuple[int, int]:
+def conv_size(layer: ConvLayer, height: int, width: int) -> tuple[int, int]:
+    """The convolution's output size, before pooling."""
     _, _, kh, kw = layer.weight.shape
+    up = 2 if layer.upsample else 1
     p, s = layer.padding, layer.stride
-    return (height + 2 * p - kh) // s + 1, (width + 2 * p - kw) // s + 1
+    return (height * up + 2 * p - kh) // s + 1, (width * up + 2 * p - kw) // s + 1
+
+
+@dataclass(frozen=True)
+class _Geometry:
+    """Rows: which input rows a tile of output rows reads, and where tiles may start."""
+
+    layer: ConvLayer
+    height: int
+    kh: int
+
+    def reads(self, o0: int, o1: int) -> tuple[int, int, int]:
+        """(first input row, end input row, pad_top) of output rows [o0, o1)."""
+        s, p = self.layer.stride, self.layer.padding
+        first, last = o0 * s - p, (o1 - 1) * s - p + self.kh  # on the (upsampled) input
+        if self.layer.upsample:
+            i0, i1 = max(0, first // 2), min(self.height, -(-last // 2))
+            return i0, i1, 2 * i0 - first
+        i0, i1 = max(0, first), min(self.height, last)
+        return i0, i1, i0 - first
+
+    def may_start(self, o0: int) -> bool:
+        """A tile may start here: on a pooling pair, and (upsampling) on a pixel's first
+        upsampled row, the engine's padding being zeros before the read, never a skip."""
+        first = o0 * self.layer.stride - self.layer.padding
+        if self.layer.pool and o0 % 2:
+            return False
+        return not self.layer.upsample or first <= 0 or first % 2 == 0
+
+
+def _tiles(geo: _Geometry, end: int, fits: int, tile_rows: int | None) -> list[tuple[int, int]]:
+    """Output row ranges: each as long as `tile_rows` (or the input buffer's half, `fits`
+    words per input row…) allows, ending where the next may start."""
+    tiles, o0 = [], 0
+    while o0 < end:
+        o1 = o0 + 1
+        while o1 < end and (tile_rows is None or o1 - o0 < tile_rows):
+            i0, i1, _ = geo.reads(o0, o1 + 1)
+            if i1 - i0 > fits:
+                break
+            o1 += 1
+        while o1 < end and not geo.may_start(o1):
+            o1 -= 1
+        if o1 <= o0:
+            raise LoweringError(f"conv: no tile can start at output row {o0 + 1}")
+        i0, i1, _ = geo.reads(o0, o1)
+        if i1 - i0 > fits:
+            raise LoweringError(
+                f"conv: output rows {o0}..{o1 - 1} read {i1 - i0} input rows; half the input "
+                f"buffer holds {fits} rows of this width (width or channel splitting is not built)"
+            )
+        tiles.append((o0, o1))
+        o0 = o1
+    return tiles
 
 
 def lower_conv(
-    layer: ConvLayer, x: npt.ArrayLike, params: GraceParams, *, tile_rows: int | None = None
+    layer: ConvLayer,
+    x: npt.ArrayLike,
+    params: GraceParams,
+    *,
+    residual: npt.ArrayLike | None = None,
+    tile_rows: int | None = None,
 ) -> LoweredConv:
-    """The layer on input `x` (C, H, W) as a program and memory image."""
+    """The layer on input `x` (C, H, W) (and `residual`, (O, Ho, Wo) before pooling) as
+    a program and memory image; tiles of at most `tile_rows` output rows if given."""
     a, b, n = params.array, params.buffers, params.numeric
     rows, cols = a.rows, a.cols
     x = np.asarray(x, dtype=np.int64)
@@ -90,9 +156,12 @@ def lower_conv(
     o, wc, kh, kw = layer.weight.shape
     if wc != c:
         raise LoweringError(f"conv: weights take {wc} input channels, the input has {c}")
-    s, pad = layer.stride, layer.padding
-    ho, wo = output_size(layer, h, w)
-    if ho < 1 or wo < 1:
+    if layer.pool and (layer.upsample or residual is not None):
+        raise LoweringError("conv: pooling with upsampling or a residual is not built")
+    if (residual is None) != (layer.gain is None):
+        raise LoweringError("conv: a residual and its gain come together")
+    ho, wo = conv_size(layer, h, w)
+    if ho < 1 or wo < 1 or (layer.pool and min(ho, wo) < 2):
         raise LoweringError(f"conv: {h}×{w} input gives an empty output")
     groups, out_groups = -(-c // cols), -(-o // rows)
     weight_words = out_groups * groups * kh * kw
@@ -101,63 +170,50 @@ def lower_conv(
             f"conv: {weight_words} weight words and {o} channel constants; the buffers hold "
             f"{b.weight_depth} and {b.param_depth} (input-channel splitting is not built)"
         )
-
-    def rows_read(o0: int, o1: int) -> tuple[int, int]:
-        """Input rows [i0, i1) that output rows [o0, o1) read."""
-        return max(0, o0 * s - pad), min(h, (o1 - 1) * s - pad + kh)
-
     half = b.input_depth // 2
-
-    def tile_words(t: int) -> int:
-        """Input words a tile of t output rows reads at most (an interior tile)."""
-        return groups * w * min(h, (t - 1) * s + kh)
-
-    if tile_rows is None:
-        tile_rows = max((t for t in range(1, ho + 1) if tile_words(t) <= half), default=0)
-    if tile_rows < 1 or tile_words(tile_rows) > half:
-        least = max(tile_rows, 1)
+    geo = _Geometry(layer, h, kh)
+    end = 2 * (ho // 2) if layer.pool else ho  # pooling drops an odd last row
+    if groups * w > half:
         raise LoweringError(
-            f"conv: a tile of {least} output rows reads {tile_words(least)} input words; half "
-            f"the input buffer holds {half} (width or channel splitting is not built)"
+            f"conv: an input row is {groups} × {w} = {groups * w} words; half the input buffer "
+            f"holds {half} (width splitting is not built)"
         )
+    tiles = _tiles(geo, end, half // (groups * w), tile_rows)
+    lanes_of = [min(rows, o - og * rows) for og in range(out_groups)]
+    pool = 2 if layer.pool else 1
+    out_h, out_w = ho // pool, wo // pool
 
     # -- the memory image ------------------------------------------------------------
-    wbits = rows * cols * n.weight_bits
+    wbits, ibits = rows * cols * n.weight_bits, cols * n.act_bits
     wg = np.zeros((out_groups * rows, groups * cols, kh, kw), np.int64)
     wg[:o, :c] = layer.weight
     wg = wg.reshape(out_groups, rows, groups, cols, kh, kw).transpose(0, 2, 4, 5, 1, 3)
-    weight_image = _words(
-        [_pack(word, n.weight_bits) for word in wg.reshape(-1, rows, cols)], wbits
-    )
     playout = channel_param_layout(params)
+    gain = np.zeros(o, np.int64) if layer.gain is None else np.asarray(layer.gain)
     consts = []
     for ch in range(o):
-        fields = {"bias": layer.bias[ch], "multiplier": layer.multiplier[ch]}
-        fields |= {"shift": layer.shift[ch], "gain": 0}
-        word = 0
-        for name, fld in playout:
-            word |= (int(fields[name]) & ((1 << fld.width) - 1)) << fld.offset
-        consts.append(word)
-    param_image = _words(consts, playout.size)
+        values = {"bias": layer.bias[ch], "multiplier": layer.multiplier[ch]}
+        values |= {"shift": layer.shift[ch], "gain": gain[ch]}
+        consts.append(sum((int(values[f]) & ((1 << d.width) - 1)) << d.offset for f, d in playout))
     xg = np.zeros((groups * cols, h, w), np.int64)
     xg[:c] = x
-    ibits = cols * n.act_bits
     lanes = xg.reshape(groups, cols, h, w).transpose(0, 2, 3, 1).reshape(-1, cols)
-    input_image = _words([_pack(word, n.act_bits) for word in lanes], ibits)
-    lanes_of = [min(rows, o - og * rows) for og in range(out_groups)]
-    out_bytes = sum(ho * wo * lanes for lanes in lanes_of)
-
-    memory = bytearray()
-    places = {}
-    for name, blob in (
-        ("weights", weight_image),
-        ("constants", param_image),
-        ("input", input_image),
-    ):
+    blobs = {
+        "weights": _words([_pack(v, n.weight_bits) for v in wg.reshape(-1, rows, cols)], wbits),
+        "constants": _words(consts, playout.size),
+        "input": _words([_pack(v, n.act_bits) for v in lanes], ibits),
+    }
+    if residual is not None:
+        res = np.asarray(residual, dtype=np.int64)
+        if res.shape != (o, ho, wo):
+            raise LoweringError(f"conv: residual {res.shape}, the output is {(o, ho, wo)}")
+        blobs["residual"] = _plane_bytes(res, rows)
+    memory, places = bytearray(), {}
+    for name, blob in blobs.items():
         places[name] = len(memory)
         memory += blob + bytes(-len(blob) % 64)  # regions 64-byte aligned
     out_addr = len(memory)
-    memory += bytes(out_bytes)
+    memory += bytes(o * out_h * out_w)
 
     # -- the program -----------------------------------------------------------------
     words: list[int] = []
@@ -168,37 +224,53 @@ def lower_conv(
     def transfer(addr: int, stride: int, count: int, row_words: int) -> dict[str, int]:
         return {"dram_addr": addr, "stride": stride, "rows": count, "row_words": row_words}
 
-    wsize, psize, isize = -(-wbits // 8), -(-playout.size // 8), -(-ibits // 8)
+    isize = -(-ibits // 8)
     emit(Opcode.LOAD, {"buffer": Buffer.CONV_WEIGHT, "buffer_addr": 0}
-         | transfer(places["weights"], weight_words * wsize, 1, weight_words))  # fmt: skip
+         | transfer(places["weights"], 0, 1, weight_words))  # fmt: skip
     emit(Opcode.LOAD, {"buffer": Buffer.CONV_PARAM, "buffer_addr": 0}
-         | transfer(places["constants"], o * psize, 1, o))  # fmt: skip
-    starts = list(range(0, ho, tile_rows))
-    for k, o0 in enumerate(starts):
-        o1 = min(ho, o0 + tile_rows)
-        i0, i1 = rows_read(o0, o1)
+         | transfer(places["constants"], 0, 1, o))  # fmt: skip
+    for k, (o0, o1) in enumerate(tiles):
+        i0, i1, pad_top = geo.reads(o0, o1)
         base = half * (k % 2)
+        if residual is not None:  # the tile's residual stream: group ▸ pixel ▸ lane
+            plane = places["residual"]
+            for lanes in lanes_of:
+                count = (o1 - o0) * wo * lanes
+                load = {"buffer": Buffer.CONV_RESIDUAL, "buffer_addr": 0}
+                emit(Opcode.LOAD, load | transfer(plane + o0 * wo * lanes, 0, 1, count))
+                plane += ho * wo * lanes
         load = {"buffer": Buffer.CONV_INPUT, "buffer_addr": base}
         load |= transfer(places["input"] + i0 * w * isize, h * w * isize, groups, (i1 - i0) * w)
         emit(Opcode.LOAD, load, pop_next=int(k >= 2), push_next=1)
         command = {
             "in_base": base, "in_plane": (i1 - i0) * w, "in_row": w, "in_height": i1 - i0,
-            "in_width": w, "in_groups": groups, "upsample": 0, "kernel_h": kh, "kernel_w": kw,
-            "stride2": int(s == 2), "pad_top": i0 - (o0 * s - pad), "pad_left": pad,
-            "out_height": o1 - o0, "out_width": wo, "out_groups": out_groups,
-            "last_lanes": lanes_of[-1], "weight_base": 0, "param_base": 0,
-            "relu": int(layer.relu), "pool": 0, "residual": 0, "tag": k % 256,
+            "in_width": w, "in_groups": groups, "upsample": int(layer.upsample),
+            "kernel_h": kh, "kernel_w": kw, "stride2": int(layer.stride == 2),
+            "pad_top": pad_top, "pad_left": layer.padding, "out_height": o1 - o0,
+            "out_width": wo, "out_groups": out_groups, "last_lanes": lanes_of[-1],
+            "weight_base": 0, "param_base": 0, "relu": int(layer.relu), "pool": int(layer.pool),
+            "residual": int(residual is not None), "tag": k % 256,
         }  # fmt: skip
-        emit(Opcode.CONV, command, pop_prev=1, push_prev=int(k + 2 < len(starts)), push_next=1)
+        emit(Opcode.CONV, command, pop_prev=1, push_prev=int(k + 2 < len(tiles)), push_next=1)
         plane = out_addr
         for og, lanes in enumerate(lanes_of):
-            store = {"source": Source.CONV}
-            store |= transfer(plane + o0 * wo * lanes, 0, 1, (o1 - o0) * wo * lanes)
+            first, count = o0 // pool * out_w * lanes, (o1 - o0) // pool * out_w * lanes
+            store = {"source": Source.CONV} | transfer(plane + first, 0, 1, count)
             emit(Opcode.STORE, store, pop_prev=int(og == 0))
-            plane += ho * wo * lanes
+            plane += out_h * out_w * lanes
     for queue in Queue:
         emit(Opcode.END, {"queue": queue})
-    return LoweredConv(words, memory, out_addr, (o, ho, wo), len(starts))
+    return LoweredConv(words, memory, out_addr, (o, out_h, out_w), len(tiles))
+
+
+def _plane_bytes(values: IntArray, rows: int) -> bytes:
+    """(O, H, W) int8 as the output layout holds it: group planes of pixel × lanes."""
+    o = values.shape[0]
+    parts = [
+        values[og * rows : og * rows + rows].transpose(1, 2, 0).astype(np.int8).tobytes()
+        for og in range(-(-o // rows))
+    ]
+    return b"".join(parts)
 
 
 def read_output(lowered: LoweredConv, memory: bytearray, params: GraceParams) -> IntArray:

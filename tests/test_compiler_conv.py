@@ -30,12 +30,26 @@ SHAPES = [
     (7, 9, 13, 11, 3, 1, 0),
     (2, 5, 9, 8, 3, 2, 0),
 ]
+#: The decoder's fused forms: (C, O, H, W, option) with 3 × 3 kernels, padding 1:
+#: a hourglass down block (pool), an up block (upsample), a bottleneck's second
+#: conv (residual); odd sizes, so pooling drops a row and a column.
+FUSED = [
+    (5, 7, 11, 9, "pool"),
+    (16, 8, 16, 16, "pool"),
+    (6, 5, 9, 7, "upsample"),
+    (16, 16, 12, 10, "upsample"),
+    (7, 7, 10, 9, "residual"),
+    (16, 16, 16, 16, "residual"),
+]
 
 
-def _layer(rng: np.random.Generator, c: int, o: int, k: int, s: int, p: int) -> ConvLayer:
+def _layer(
+    rng: np.random.Generator, c: int, o: int, k: int, s: int, p: int, **options: object
+) -> ConvLayer:
     return ConvLayer(
         rng.integers(-128, 128, (o, c, k, k)), rng.integers(-5000, 5000, o),
         rng.integers(1, 1 << 16, o), rng.integers(16, 24, o), s, p, relu=bool(rng.integers(2)),
+        **options,
     )  # fmt: skip
 
 
@@ -46,10 +60,11 @@ def _run(layer: ConvLayer, x: np.ndarray, params: GraceParams, **options) -> np.
     return read_output(lowered, memory, params)
 
 
-def _l2(layer: ConvLayer, x: np.ndarray, params: GraceParams) -> np.ndarray:
+def _l2(layer: ConvLayer, x: np.ndarray, params: GraceParams, residual=None) -> np.ndarray:
     return conv2d_int(
         x, layer.weight, layer.bias, layer.multiplier, layer.shift, params.numeric,
-        stride=layer.stride, padding=layer.padding, relu=layer.relu,
+        stride=layer.stride, padding=layer.padding, relu=layer.relu, upsample=layer.upsample,
+        pool=layer.pool, residual=residual, residual_gain=layer.gain,
     )  # fmt: skip
 
 
@@ -60,6 +75,23 @@ def test_l3_runs_the_lowered_layer_as_l2_computes_it(params: GraceParams, shape:
     rng = np.random.default_rng(sum(shape))
     layer, x = _layer(rng, c, o, k, s, p), rng.integers(-128, 128, (c, h, w))
     np.testing.assert_array_equal(_run(layer, x, params), _l2(layer, x, params))
+
+
+@pytest.mark.parametrize("params", [SMALL, preset("tiny")], ids=str)
+@pytest.mark.parametrize("shape", FUSED, ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("tile_rows", [None, 2, 3])
+def test_fused_options_tile_as_l2_computes_them(params, shape: tuple, tile_rows) -> None:
+    """Pooling (tiles on pooling pairs), upsampling (tiles starting on a pixel's first
+    upsampled row) and a residual (its stream loaded tile by tile)."""
+    c, o, h, w, option = shape
+    rng = np.random.default_rng(c * o + h)
+    options = {option: True} if option != "residual" else {"gain": rng.integers(0, 3000, o)}
+    layer = _layer(rng, c, o, 3, 1, 1, **options)
+    x = rng.integers(-128, 128, (c, h, w))
+    up = 2 if option == "upsample" else 1
+    residual = rng.integers(-128, 128, (o, h * up, w * up)) if option == "residual" else None
+    got = _run(layer, x, params, residual=residual, tile_rows=tile_rows)
+    np.testing.assert_array_equal(got, _l2(layer, x, params, residual))
 
 
 @pytest.mark.parametrize("tile_rows", [1, 2, 3])
@@ -79,7 +111,7 @@ def test_layers_that_do_not_fit_are_refused() -> None:
     with pytest.raises(LoweringError, match=r"1152 weight words .* hold 512 and 256"):
         lower_conv(big, rng.integers(-128, 128, (16, 20, 20)), preset("icebreaker"))
     wide = _layer(rng, 3, 4, 3, 1, 1)
-    with pytest.raises(LoweringError, match="half the input buffer holds 512"):
+    with pytest.raises(LoweringError, match="input row is 1 × 700 = 700 words; half the input"):
         lower_conv(wide, rng.integers(-128, 128, (3, 4, 700)), SMALL)
 
 
