@@ -29,20 +29,13 @@ import numpy.typing as npt
 
 from defs.params import GraceParams
 from model.fixed_conv import conv2d_int
+from sim.l3.words import lanes
 
 IntArray = npt.NDArray[np.int64]
 
 
 class ConvCommandError(ValueError):
     """A command that reads outside the engine's buffers, or names no output."""
-
-
-def _lanes(word: int, lanes: int, bits: int) -> list[int]:
-    """A packed word's signed lanes, lane 0 in the low bits."""
-    mask, half = (1 << bits) - 1, 1 << (bits - 1)
-    return [
-        ((word >> (k * bits)) & mask) - (((word >> (k * bits)) & half) << 1) for k in range(lanes)
-    ]
 
 
 @dataclass
@@ -63,11 +56,11 @@ class ConvBuffers:
 
     def write_input(self, addr: int, word: int) -> None:
         n = self.params
-        self.inputs[addr] = _lanes(word, n.array.cols, n.numeric.act_bits)
+        self.inputs[addr] = lanes(word, n.array.cols, n.numeric.act_bits)
 
     def write_weight(self, addr: int, row: int, word: int) -> None:
         n = self.params
-        self.weights[addr, row] = _lanes(word, n.array.cols, n.numeric.weight_bits)
+        self.weights[addr, row] = lanes(word, n.array.cols, n.numeric.weight_bits)
 
     def write_constants(self, addr: int, values: Mapping[str, int]) -> None:
         for name, value in values.items():

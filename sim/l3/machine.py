@@ -31,6 +31,7 @@ from defs.isa import QUEUE_OF, Buffer, Opcode, Queue, Source
 from defs.params import GraceParams
 from rtl.conv_layouts import channel_param_layout
 from sim.l3.conv import ConvBuffers, ConvCommandError, run_command
+from sim.l3.words import signed
 
 
 class ProgramError(ValueError):
@@ -56,11 +57,6 @@ def source_bits(source: Source, params: GraceParams) -> int:
     if source != Source.CONV:
         raise KeyError(source)
     return params.numeric.act_bits
-
-
-def _signed(value: int, bits: int) -> int:
-    half = 1 << (bits - 1)
-    return (value ^ half) - half
 
 
 @dataclass
@@ -228,7 +224,7 @@ def _load(machine: Machine, where: str, fields: dict[str, int]) -> None:
         for a in _span(machine, where, fields, width)
     ]
     if buffer == Buffer.CONV_RESIDUAL:
-        machine.residual.extend(_signed(w, p.numeric.act_bits) for w in words)
+        machine.residual.extend(signed(w, p.numeric.act_bits) for w in words)
         return
     depth = {
         Buffer.CONV_INPUT: len(machine.conv.inputs),
