@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -439,17 +440,21 @@ def _coordinate_unit(c: IntArray, size: int) -> tuple[IntArray, IntArray]:
 
 
 def emulate(prog: WarpProgram, params: GraceParams) -> tuple[IntArray, Int8Array]:
-    """The hardware form of docs/warp_engine.md §1.9 on the program's own words.
+    """The hardware form of docs/warp_engine.md §1.9 on the program's own words:
+    `warp_banks` on the banks its feature writes fill and its flow entries. Returns
+    (acc, out); `out` must equal `prog.expected` (L2 on the raw coordinates)."""
+    return warp_banks(decode_features(prog, params), decode_flow(prog), prog.command_fields, params)
 
-    Reads the banks the feature writes fill, at the four bank addresses built
-    from the saturated stream coordinates, clears taps outside the map, and
-    interpolates in bank order. Returns (acc, out) in the engine's output
-    order; `out` must equal `prog.expected` (L2 on the raw coordinates).
-    """
-    f = prog.command_fields
+
+def warp_banks(
+    banks: IntArray, flow: IntArray, f: Mapping[str, int], params: GraceParams
+) -> tuple[IntArray, Int8Array]:
+    """A warp command on the engine's state: `banks` (BANKS, depth, lanes) int8 values,
+    `flow` (pixels, 3) entries (x, y, occ). Reads the banks at the four addresses
+    built from the saturated stream coordinates, clears taps outside the map, and
+    interpolates in bank order. Returns (acc, out) in the engine's output order.
+    (L3's warp engine is this function.)"""
     depth = params.warp.depth
-    banks = decode_features(prog, params)
-    flow = decode_flow(prog)
     h, w, in_row = f["in_height"], f["in_width"], f["in_row"]
     x0, fx = _coordinate_unit(flow[:, 0], w)
     y0, fy = _coordinate_unit(flow[:, 1], h)

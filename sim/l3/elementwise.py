@@ -1,4 +1,4 @@
-"""L3's element-wise engine and softmax unit: their state, and what a command does.
+"""L3's element-wise engine, softmax unit and warp engine: their state, and what a command does.
 
 Both take their tables and constants on write streams whose payloads carry
 their own place (`rtl/act/layouts.py`, `rtl/act/softmax.py`), so a LOAD into
@@ -22,8 +22,10 @@ from model.fixed import requantize, round_shift
 from model.fixed_ops import LUT_SIZE
 from rtl.act.layouts import TABLES, ActOp, param_write_layout, table_write_layout
 from rtl.act.softmax import EXP_FRAC_BITS, RECIP_BITS, exp_write_layout, output_numeric
+from rtl.warp.layouts import BANKS, feature_write_layout, flow_layout
 from sim.l3.words import lanes as lanes_of
 from sim.l3.words import signed
+from sim.warp import warp_banks
 
 IntArray = npt.NDArray[np.int64]
 
@@ -114,3 +116,32 @@ class SoftmaxState:
         r = ((1 << (EXP_FRAC_BITS + RECIP_BITS)) + s) // (2 * s)
         out = np.minimum(round_shift(e * r, output_numeric().max_shift), 255)
         return [int(v) for v in out.ravel()]
+
+
+@dataclass
+class WarpState:
+    """The warp engine: its four feature banks, and the flow entries loaded ahead."""
+
+    params: GraceParams
+    banks: IntArray = field(init=False)  # (BANKS, depth, lanes) int8
+    flow: deque[int] = field(default_factory=deque)
+
+    def __post_init__(self) -> None:
+        w = self.params.warp
+        self.banks = np.zeros((BANKS, w.depth, w.lanes), np.int64)
+
+    def write_feature(self, word: int) -> None:
+        f = feature_write_layout(self.params).from_bits(word)
+        self.banks[int(f.bank), int(f.addr)] = lanes_of(int(f.data), self.params.warp.lanes, 8)
+
+    def run(self, command: Mapping[str, int]) -> list[int]:
+        """The tile's output words (output pixel ▸ plane, `lanes` int8 each)."""
+        entries = _take(self.flow, command["out_height"] * command["out_width"], "WARP")
+        layout = flow_layout()
+        flow = np.array(
+            [[int(getattr(layout.from_bits(e), n)) for n in ("x", "y", "occ")] for e in entries]
+        )
+        _, out = warp_banks(self.banks, flow.reshape(-1, 3), command, self.params)
+        lanes = self.params.warp.lanes
+        flat = (out.astype(np.int64) & 0xFF).reshape(-1, lanes)
+        return [sum(int(v) << (8 * k) for k, v in enumerate(row)) for row in flat]

@@ -13,15 +13,15 @@ the terms the RTL controller (issue 17) checks too.
 
 Memory words: a buffer word of b bits takes ⌈b/8⌉ bytes, little-endian; a
 transfer moves `rows` rows of `row_words` words, the rows `stride` bytes apart.
-Built so far: the conv engine (its input, weight, parameter and residual
-loads, CONV, and stores of its output stream); the other engines' opcodes and
-buffers are refused as not yet in L3.
+Built so far: the conv, warp and element-wise engines and the softmax unit
+(their loads, commands and output streams); the heatmap and motion units'
+opcodes and buffers are refused as not yet in L3.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -29,8 +29,12 @@ import numpy as np
 from compiler.isa import TOKENS, Instruction, InstructionError, decode
 from defs.isa import QUEUE_OF, Buffer, Opcode, Queue, Source
 from defs.params import GraceParams
+from rtl.act.layouts import param_write_layout, table_write_layout
+from rtl.act.softmax import exp_write_layout
 from rtl.conv_layouts import channel_param_layout
+from rtl.warp.layouts import feature_write_layout, flow_layout
 from sim.l3.conv import ConvBuffers, ConvCommandError, run_command
+from sim.l3.elementwise import ActState, SoftmaxState, UnitCommandError, WarpState
 from sim.l3.words import signed
 
 
@@ -39,13 +43,21 @@ class ProgramError(ValueError):
 
 
 def word_bits(buffer: Buffer, params: GraceParams) -> int:
-    """Bits of one word of a LOAD into `buffer` (the engine's word, from its layouts)."""
-    a, n = params.array, params.numeric
+    """Bits of one word of a LOAD into `buffer`: the engine's buffer word, or its write
+    stream's payload (from the layouts the engines define)."""
+    a, n, lanes = params.array, params.numeric, params.act.lanes
     widths = {
         Buffer.CONV_INPUT: a.cols * n.act_bits,
         Buffer.CONV_WEIGHT: a.rows * a.cols * n.weight_bits,
         Buffer.CONV_PARAM: channel_param_layout(params).size,
         Buffer.CONV_RESIDUAL: n.act_bits,
+        Buffer.WARP_FEATURE: feature_write_layout(params).size,
+        Buffer.WARP_FLOW: flow_layout().size,
+        Buffer.ACT_TABLE: table_write_layout().size,
+        Buffer.ACT_PARAM: param_write_layout(params).size,
+        Buffer.ACT_INPUT: lanes * n.act_bits,
+        Buffer.SOFTMAX_EXP: exp_write_layout().size,
+        Buffer.SOFTMAX_INPUT: n.act_bits,
     }
     if buffer not in widths:
         raise KeyError(buffer)
@@ -54,9 +66,16 @@ def word_bits(buffer: Buffer, params: GraceParams) -> int:
 
 def source_bits(source: Source, params: GraceParams) -> int:
     """Bits of one word of an engine's output stream."""
-    if source != Source.CONV:
+    n = params.numeric
+    widths = {
+        Source.CONV: n.act_bits,
+        Source.WARP: params.warp.lanes * n.act_bits,
+        Source.ACT: params.act.lanes * n.act_bits,
+        Source.SOFTMAX: 8,
+    }
+    if source not in widths:
         raise KeyError(source)
-    return params.numeric.act_bits
+    return widths[source]
 
 
 @dataclass
@@ -67,11 +86,30 @@ class Machine:
     memory: bytearray
     conv: ConvBuffers = field(init=False)
     residual: deque[int] = field(default_factory=deque)  # the conv engine's residual stream
+    warp: WarpState = field(init=False)
+    act: ActState = field(init=False)
+    softmax: SoftmaxState = field(default_factory=SoftmaxState)
     outputs: dict[Source, deque[int]] = field(default_factory=dict)  # output streams
 
     def __post_init__(self) -> None:
         self.conv = ConvBuffers(self.params)
+        self.warp = WarpState(self.params)
+        self.act = ActState(self.params)
         self.outputs = {source: deque() for source in Source}
+
+    def stream_writer(self, buffer: Buffer) -> Callable[[int], None] | None:
+        """Where a LOAD's words go when `buffer` is a write stream or an input stream."""
+        residual_bits = self.params.numeric.act_bits
+        return {
+            Buffer.CONV_RESIDUAL: lambda w: self.residual.append(signed(w, residual_bits)),
+            Buffer.WARP_FEATURE: self.warp.write_feature,
+            Buffer.WARP_FLOW: self.warp.flow.append,
+            Buffer.ACT_TABLE: self.act.write_table,
+            Buffer.ACT_PARAM: self.act.write_param,
+            Buffer.ACT_INPUT: self.act.inputs.append,
+            Buffer.SOFTMAX_EXP: self.softmax.write_exp,
+            Buffer.SOFTMAX_INPUT: self.softmax.inputs.append,
+        }.get(buffer)
 
 
 #: The queue an instruction's "previous" and "next" tokens come from and go to.
@@ -179,10 +217,25 @@ def _execute(machine: Machine, index: int, inst: Instruction) -> None:
                 machine.residual.popleft()
         mask = (1 << machine.params.numeric.act_bits) - 1
         machine.outputs[Source.CONV].extend(int(v) & mask for v in out)
+    elif inst.op in _UNITS:
+        source, unit = _UNITS[inst.op]
+        try:
+            out = getattr(machine, unit).run(inst.fields)
+        except UnitCommandError as exc:
+            raise ProgramError(f"{where}: {exc}") from None
+        machine.outputs[source].extend(out)
     elif inst.op in (Opcode.SYNC, Opcode.END):
         return
     else:
         raise ProgramError(f"{where}: this opcode is not in L3 yet")
+
+
+#: The compute opcodes L3 runs besides CONV: the output stream and the state they use.
+_UNITS = {
+    Opcode.WARP: (Source.WARP, "warp"),
+    Opcode.ACT: (Source.ACT, "act"),
+    Opcode.SOFTMAX: (Source.SOFTMAX, "softmax"),
+}
 
 
 def _residual_count(fields: dict[str, int], params: GraceParams) -> int:
@@ -223,8 +276,13 @@ def _load(machine: Machine, where: str, fields: dict[str, int]) -> None:
         int.from_bytes(machine.memory[a : a + size], "little")
         for a in _span(machine, where, fields, width)
     ]
-    if buffer == Buffer.CONV_RESIDUAL:
-        machine.residual.extend(signed(w, p.numeric.act_bits) for w in words)
+    writer = machine.stream_writer(buffer)
+    if writer is not None:
+        try:
+            for word in words:
+                writer(word)
+        except UnitCommandError as exc:
+            raise ProgramError(f"{where}: {exc}") from None
         return
     depth = {
         Buffer.CONV_INPUT: len(machine.conv.inputs),
