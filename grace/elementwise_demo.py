@@ -4,7 +4,10 @@ The inter frame the int8 decoder decoded (`grace.demo.InterFrame`) is decoded
 again with its activations recorded; then its heatmaps (heatmap unit), its
 K + 1 motion maps and dense flow (motion unit, the flow under the frame's own
 mask) and its mask softmax (softmax unit, the mask head's real logits) run
-through cocotb, each compared with what `decode_int` computed, value by value.
+through cocotb. The flow and the mask are compared with what `decode_int`
+returned; the heatmaps and motions, which it does not return, with L2's
+`heatmaps` and `affine_motions` on the frame's keypoints (for a translation
+model, `affine_motions` with J = 2^14·I, which equals `sparse_motions`).
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ def run_frame_elementwise(
     from model.fixed_decoder import decode_int
     from model.fixed_motion import compose_jacobians
     from rtl.act.motion_layouts import MotionOp
+    from rtl.warp.layouts import FLOW_BITS
     from sim import heatmap, motion, softmax
 
     q, kp, cache = frame.decoder, frame.keypoints, frame.cache
@@ -77,8 +81,8 @@ def run_frame_elementwise(
         progs, params, simulator=simulator, build_dir=build_root / "sim" / "motion" / params.key(),
         seed=seed,
     )  # fmt: skip
-    motions = saturate(constants.motions(), 18).reshape(-1, 2)  # the warp's s18 stream
-    want = np.concatenate([motions, saturate(decoded["flow"], 18).reshape(-1, 2)])
+    motions = saturate(constants.motions(), FLOW_BITS).reshape(-1, 2)  # the warp's stream
+    want = np.concatenate([motions, saturate(decoded["flow"], FLOW_BITS).reshape(-1, 2)])
     checks.append(_checked("motion unit", run, result, want))
 
     logits = softmax.SoftmaxCase(record["mask_logits"], q.softmax_in_scale)

@@ -80,7 +80,7 @@ def elementwise_costs(
         ),
         ElementwiseCost(
             "mask softmax", "softmax_channels_fixed", "softmax unit", (kp + 1) * grid,
-            softmax_cycles.tile_cycles(grid, kp + 1),
+            softmax_cycles.tile_cycles(params, grid, kp + 1),
         ),
         ElementwiseCost(
             "occlusion sigmoid", "apply_lut", "element-wise engine, TABLE", grid,
@@ -119,8 +119,9 @@ def elementwise_costs(
             "anti-alias blur", "run_conv(antialias)", "conv engine, polyphase layout",
             m.num_channels * grid, blur_cycles(params), per_gop=True,
         ),
-        ElementwiseCost("compose_jacobians", "compose_jacobians", "host", 4 * kp, 0),
     ]  # fmt: skip
+    if m.estimate_jacobian:  # translation models compose none
+        costs.append(ElementwiseCost("compose_jacobians", "compose_jacobians", "host", 4 * kp, 0))
     return costs
 
 

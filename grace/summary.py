@@ -484,7 +484,7 @@ def _simulate_softmax(
         log=result.log,
         units=len(cases),
         unit_name="tiles (channel softmax)",
-        model_cycles=run_cycles([(c.logits[0].size, c.logits.shape[0]) for c in cases]),
+        model_cycles=run_cycles(params, [(c.logits[0].size, c.logits.shape[0]) for c in cases]),
         model_label="cycle model (no back-pressure, no table reloads)",
         reference="L2's softmax_channels_fixed",
     )

@@ -11,10 +11,14 @@ offered every cycle (tests/test_softmax_unit.py compares it with simulation).
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from rtl.act.softmax import DIVIDE_STEPS, NORMALISE_TO_OUTPUT
 from rtl.output_path import OutputPath
 from rtl.tile_control import TileControl
+
+if TYPE_CHECKING:
+    from defs.params import GraceParams
 
 #: Edges from the last step issuing to its tile's done token being taken.
 DRAIN = NORMALISE_TO_OUTPUT + OutputPath.LATENCY + OutputPath.TOKEN_LATENCY
@@ -27,15 +31,16 @@ def pixel_cycles(channels: int) -> int:
     return 3 * channels + DIVIDE_STEPS
 
 
-def tile_cycles(pixels: int, channels: int) -> int:
+def tile_cycles(params: GraceParams, pixels: int, channels: int) -> int:
     """Cycles from a tile command's transfer to its done token's transfer."""
-    return run_cycles([(pixels, channels)])
+    return run_cycles(params, [(pixels, channels)])
 
 
-def run_cycles(tiles: Iterable[tuple[int, int]]) -> int:
+def run_cycles(params: GraceParams, tiles: Iterable[tuple[int, int]]) -> int:
     """Tiles (pixels, channels) issued back to back: first transfer → last done token."""
     tiles = list(tiles)
-    if not tiles or any(p < 1 for p, _ in tiles):
-        raise ValueError(f"tiles need pixels ≥ 1: {tiles}")
+    limit = params.act.softmax_channels
+    if not tiles or any(p < 1 or not 1 <= c <= limit for p, c in tiles):
+        raise ValueError(f"tiles need pixels ≥ 1 and 1..{limit} channels: {tiles}")
     steps = sum(TileControl.SETUP_LATENCY + p * pixel_cycles(c) for p, c in tiles)
     return steps - 1 + DRAIN

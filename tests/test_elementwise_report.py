@@ -45,7 +45,7 @@ def test_each_op_is_its_units_cycle_model(fomm) -> None:
     motions = motion_cycles.run_cycles(p, [(MotionOp.MOTION, 64, 10)] * 11)
     assert rows["sparse motions (first order)"] == motions
     assert rows["dense flow"] == motion_cycles.command_cycles(p, MotionOp.FLOW, 64, 10)
-    assert rows["mask softmax"] == softmax_cycles.tile_cycles(64 * 64, 11)
+    assert rows["mask softmax"] == softmax_cycles.tile_cycles(p, 64 * 64, 11)
     assert rows["output sigmoid → pixels"] == act_cycles.tile_cycles(p, 256 * 256, 3)
     assert rows["anti-alias blur"] == blur_cycles(p)
 
@@ -62,3 +62,4 @@ def test_fomm_256_meets_the_three_percent_goal(fomm) -> None:
 def test_a_dac_model_prices_translation_motions() -> None:
     costs = elementwise_costs(preset("ulx3s-85f").replace(model=PRESETS["tiny"].model))
     assert any(c.op == "sparse motions (translation)" for c in costs)
+    assert not any(c.op == "compose_jacobians" for c in costs)  # no Jacobians to compose

@@ -51,9 +51,10 @@ def _shapes(cases: list[SoftmaxCase]) -> list[tuple[int, int]]:
 
 def _corner_cases() -> list[SoftmaxCase]:
     """All-equal logits for C = 1, 2, 3, 11 (255; 128/128; 85 × 3; 23 × 11);
-    one-hot and two-hot; every logit saturated at the smallest and the largest
-    scale (EXP entries all near 2^15, so S = C·2^15 and r its smallest; or 0
-    beyond EXP[0], so S = 2^15 and r = 2^15); the widest unit's C = 32."""
+    one-hot and two-hot; every logit at −128 or 127 at the smallest and the
+    largest scale; 32 equal channels at both. The divider's corners: C = 1 and
+    the one-hot pixels at the largest scale give S = 2^15 (r = 2^15), 32 equal
+    channels give S = 2^20 (r its smallest, 2^10)."""
     rng = np.random.default_rng(5)
     cases = []
     for c in (1, 2, 3, 11):
@@ -75,6 +76,15 @@ def test_corner_cases_are_the_values_l2_gives() -> None:
     assert sorted(set(one_hot.ravel().tolist())) == [0, 255]
     flat = reference(cases[-3])  # 32 equal channels at the smallest scale: S = 32·2^15
     assert set(flat.tolist()) == {8}
+    sums = [_sums(case) for case in cases]
+    assert min(s.min() for s in sums) == 1 << 15 and max(s.max() for s in sums) == 1 << 20
+
+
+def _sums(case: SoftmaxCase) -> np.ndarray:
+    """The divider's S per pixel of a case."""
+    e = exp_lut(case.in_scale, EXP_FRAC_BITS)
+    x = case.logits.reshape(case.logits.shape[0], -1)
+    return e[x.max(axis=0) - x].sum(axis=0)
 
 
 def test_corner_cases_match_l2_under_back_pressure() -> None:
@@ -86,10 +96,11 @@ def test_corner_cases_match_l2_under_back_pressure() -> None:
 
 @pytest.mark.parametrize("params", [ULX3S, NARROW], ids=lambda p: p.name)
 def test_sweep_matches_l2_under_back_pressure(params) -> None:
-    """Every logit kind at every scale, C from 1 to the unit's largest, tables
+    """Every logit kind and every scale, C from 1 to the unit's largest, tables
     reloaded when the scale changes (after the tiles that read the old one)."""
     cases = sweep_cases(params, 2 * len(LOGIT_KINDS), seed=7)
     assert {c.kind for c in cases} == set(LOGIT_KINDS)
+    assert {c.in_scale for c in cases} == set(SCALES)
     assert max(c.logits.shape[0] for c in cases) == params.act.softmax_channels
     run = run_amaranth(cases, params, ready_prob=0.6, in_prob=0.7, done_ready_prob=0.5, seed=8)
     _check(run.outputs, cases, params.name)
@@ -139,9 +150,11 @@ def test_cycle_model_is_exact_without_back_pressure() -> None:
     cases = [SoftmaxCase(random_logits(rng, "random", s), 0.05) for s in shapes]
     run = run_amaranth(cases, ULX3S)
     _check(run.outputs, cases, "cycles")
-    assert run.cycles == run_cycles(_shapes(cases))
+    assert run.cycles == run_cycles(ULX3S, _shapes(cases))
     assert pixel_cycles(11) == 33 + DIVIDE_STEPS == 72
-    assert tile_cycles(1, 1) < tile_cycles(1, 2) < tile_cycles(2, 1)
+    assert tile_cycles(ULX3S, 1, 1) < tile_cycles(ULX3S, 1, 2) < tile_cycles(ULX3S, 2, 1)
+    with pytest.raises(ValueError, match=r"1\.\.32 channels"):
+        tile_cycles(ULX3S, 1, 33)
 
 
 def test_ice40_form_matches_l2_and_the_cycle_model() -> None:
@@ -149,7 +162,7 @@ def test_ice40_form_matches_l2_and_the_cycle_model() -> None:
     cases = [SoftmaxCase(random_logits(rng, k, (11, 2, 3)), 0.125, k) for k in LOGIT_KINDS]
     run = run_amaranth(cases, ULX3S, dsp_target="ice40")
     _check(run.outputs, cases, "ice40")
-    assert run.cycles == run_cycles(_shapes(cases))
+    assert run.cycles == run_cycles(ULX3S, _shapes(cases))
 
 
 @pytest.mark.parametrize(
@@ -208,4 +221,4 @@ def test_verilog_matches_l2(simulator: str, build_root: Path) -> None:
         shapes.append((11, 64, 64))
     cases = [SoftmaxCase(random_logits(rng, "random", s), 0.05) for s in shapes]
     run = _cocotb(cases, ULX3S, simulator, build_root, seed=2)
-    assert run.cycles == run_cycles(_shapes(cases))
+    assert run.cycles == run_cycles(ULX3S, _shapes(cases))
