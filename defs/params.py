@@ -195,6 +195,11 @@ class ModelParams:
     kp_scale_factor: float = 0.25
     kp_temperature: float = 0.1
 
+    @property
+    def dense_size(self) -> int:
+        """Side of the dense motion network's grid: heatmaps, motions, mask and flow."""
+        return round(self.image_size * self.dense_scale_factor)
+
     def __post_init__(self) -> None:
         _check_int_range(self, "image_size", 16, 1024)
         _check_int_range(self, "num_channels", 1, 4)
@@ -223,7 +228,7 @@ class ModelParams:
                 f"input ({kp_size}²) must halve cleanly that many times; "
                 f"change image_size or kp_num_blocks"
             )
-        dense_size = round(self.image_size * self.dense_scale_factor)
+        dense_size = self.dense_size
         if dense_size % (1 << self.dense_num_blocks):
             raise ParamsError(
                 f"ModelParams.dense_num_blocks = {self.dense_num_blocks}: the dense-motion "

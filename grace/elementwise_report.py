@@ -55,7 +55,7 @@ def _motion_grid(params: GraceParams) -> tuple[int, int]:
     """(side of the motion grid, keypoints): what model/fusion.py sizes the dense
     motion network by."""
     m = params.model
-    return round(m.image_size * m.dense_scale_factor), m.num_kp
+    return m.dense_size, m.num_kp
 
 
 def elementwise_costs(

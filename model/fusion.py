@@ -61,7 +61,7 @@ def fusion_plan(m: ModelParams) -> list[PlannedOp]:
     macs = count_macs(m).by_layer
     size = m.image_size
     dm = g.dense_motion_network
-    small = round(size * m.dense_scale_factor)
+    small = m.dense_size
     feat = size >> m.num_down_blocks
     k = m.num_kp + 1
     ops: list[PlannedOp] = []

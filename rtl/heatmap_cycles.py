@@ -60,4 +60,4 @@ def model_frame_cycles(params: GraceParams) -> int:
     dense motion network's grid (image_size · dense_scale_factor, as model/fusion.py
     sizes it). fomm-256: 10 keypoints on 64², 45,727 cycles."""
     m = params.model
-    return tile_cycles(params, round(m.image_size * m.dense_scale_factor), m.num_kp)
+    return tile_cycles(params, m.dense_size, m.num_kp)
