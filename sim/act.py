@@ -8,20 +8,18 @@ words, one tile command — in the layout `rtl/act/layouts.py` defines, and the
 L2 reference reordered into the engine's output order, one byte per lane, with
 a mask of the lanes that carry a channel (the rest is padding, ignored only
 when comparing). `schedule_loads` decides which writes each tile still needs and
-which earlier tiles must be done before they may land. Both simulators (Amaranth
-here, cocotb in `sim.act_tb`) share all of it.
+which earlier tiles must be done before they may land, and `unit_tiles` turns
+the programs into the tiles both simulators run (`sim.unit_sim`: Amaranth's,
+and cocotb with `sim.act_tb`).
 """
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
-from amaranth import Value
-from amaranth.sim import Simulator, SimulatorContext
 
 from defs.limits import DIM_BITS, GROUP_BITS, TAG_BITS
 from defs.params import GraceParams
@@ -38,14 +36,17 @@ from rtl.act.layouts import (
     param_write_layout,
     table_write_layout,
 )
-from sim.engine_bench import collect_outputs, read_numbers, run_engine_bench, send
+from sim import unit_sim
 from sim.runner import SimResult
 from sim.stream_function import pack
-from sim.stream_rules import watch_amaranth
+from sim.unit_sim import UnitRun, UnitTile, writes_first
 
 IntArray = npt.NDArray[np.int64]
 ByteArray = npt.NDArray[np.uint8]
 BoolArray = npt.NDArray[np.bool_]
+
+#: The engine's write streams, in the order the cocotb bench counts them.
+WRITE_PORTS = ("table_write", "param_write")
 
 #: The table kinds `random_case` draws: the decoder's two sigmoids (occlusion,
 #: 0..255 pixels), random unsigned entries with 0 and 255 at both ends, a 0/255
@@ -553,6 +554,35 @@ class ActRun:
     returned: list[int] = field(default_factory=list)  # edge of each token's transfer
 
 
+def unit_tiles(progs: list[ActProgram], *, overlap_loads: bool) -> list[UnitTile]:
+    """The programs as the tiles `sim.unit_sim` runs: each with its writes from
+    `schedule_loads`, or, without `overlap_loads`, every write before the first."""
+    loads = schedule_loads(progs, overlap=overlap_loads)
+    tiles = [
+        UnitTile(
+            prog.command,
+            dict(zip(WRITE_PORTS, (load.table_writes, load.param_writes), strict=True)),
+            load.wait,
+            prog.inputs,
+            prog.words,
+            prog.tag,
+        )
+        for prog, load in zip(progs, loads, strict=True)
+    ]
+    return tiles if overlap_loads else writes_first(tiles)
+
+
+def _act_run(run: UnitRun, lanes: int) -> ActRun:
+    return ActRun(
+        unpack_bytes(run.outputs, lanes),
+        run.tokens,
+        run.cycles,
+        run.stalls,
+        run.accepted,
+        run.returned,
+    )
+
+
 def simulate_amaranth(
     progs: list[ActProgram],
     params: GraceParams,
@@ -574,113 +604,17 @@ def simulate_amaranth(
     `done_ready_prob` for the tokens, from a stream of its own), input words
     arrive with random gaps (`in_prob`); cycles are counted from the first
     command's transfer to the last done token's. Both output streams are checked
-    against the stream rules, and the tokens must be the commands' tags in order.
+    against the stream rules, and the tokens must be the commands' tags in order
+    (`sim.unit_sim.simulate_amaranth`).
     """
     if not progs:
         raise ValueError("simulate_amaranth: no programs to run")
-    loads = schedule_loads(progs, overlap=overlap_loads)
-    dut = ActEngine(params, dsp_target=dsp_target)
-    words: list[int] = []
-    tokens: list[int] = []
-    accepted: list[int] = []
-    returned: list[int] = []
-    cmd_stalls = [0]
-    inputs = [w for prog in progs for w in prog.inputs]
-    writes = sum(len(t.table_writes) + len(t.param_writes) for t in loads)
-
-    async def write(ctx: SimulatorContext, table: list[int], param: list[int]) -> int:
-        """Both write streams at once, each word held until taken; the edges it took."""
-        ports = (dut.table_write, dut.param_write)
-        queues, sent, edges = (table, param), [0, 0], 0
-        while any(s < len(q) for s, q in zip(sent, queues, strict=True)):
-            for port, q, s in zip(ports, queues, sent, strict=True):
-                ctx.set(port.valid, s < len(q))
-                if s < len(q):
-                    ctx.set(Value.cast(port.payload), q[s])
-            _, _, *ready = await ctx.tick().sample(*(p.ready for p in ports))
-            edges += 1
-            for k, r in enumerate(ready):
-                sent[k] += int(bool(r) and sent[k] < len(queues[k]))
-        for port in ports:
-            ctx.set(port.valid, 0)
-        return edges
-
-    async def loader(ctx: SimulatorContext) -> None:
-        edge = 0
-        if not overlap_loads:
-            edge += await write(
-                ctx,
-                [w for t in loads for w in t.table_writes],
-                [w for t in loads for w in t.param_writes],
-            )
-        for prog, load in zip(progs, loads, strict=True):
-            if overlap_loads:
-                while len(tokens) < load.wait:
-                    await ctx.tick()
-                    edge += 1
-                edge += await write(ctx, load.table_writes, load.param_writes)
-            took = await send(ctx, dut.cmd, prog.command)
-            edge += took
-            cmd_stalls[0] += took - 1
-            accepted.append(edge)
-
-    async def source(ctx: SimulatorContext) -> None:
-        rng = random.Random(f"{seed}:in")
-        for word in inputs:
-            while in_prob < 1 and rng.random() >= in_prob:
-                await ctx.tick()
-            await send(ctx, dut.i, word)
-
-    async def sink(ctx: SimulatorContext) -> None:
-        await collect_outputs(
-            ctx, dut, tiles=len(progs), outputs=words, tokens=tokens, token_edges=returned,
-            seed=seed, ready_prob=ready_prob, done_ready_prob=done_ready_prob,
-            idle_limit=stall_limit + writes, engine="element-wise engine",
-        )  # fmt: skip
-
-    async def order(ctx: SimulatorContext) -> None:
-        """Each token's edge: how many `o` words transferred at earlier edges."""
-        count = 0
-        async for _, _, o_valid, o_ready, d_valid, d_ready in ctx.tick().sample(
-            dut.o.valid, dut.o.ready, dut.done.valid, dut.done.ready
-        ):
-            if d_valid and d_ready:
-                before.append(count)
-            count += int(bool(o_valid and o_ready))
-
-    before: list[int] = []
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(loader)
-    sim.add_testbench(source)
-    sim.add_testbench(sink)
-    sim.add_process(order)
-    streams = {n: watch_amaranth(sim, getattr(dut, n), f"ActEngine.{n}") for n in ("o", "done")}
-    sim.run()
-    for rules, seen in ((streams["o"], words), (streams["done"], tokens)):
-        rules.check()
-        assert rules.transfers == len(seen), f"{rules.name}: {rules.transfers} ≠ {len(seen)}"
-    assert tokens == tags(progs), f"done tokens {tokens}, the commands' tags {tags(progs)}"
-    _check_token_order(before, progs)
-    stalls = {name: rules.stalls for name, rules in streams.items()} | {"cmd": cmd_stalls[0]}
-    return ActRun(
-        unpack_bytes(words, params.act.lanes),
-        tokens,
-        returned[-1] - accepted[0],
-        stalls,
-        accepted,
-        returned,
-    )
-
-
-def _check_token_order(before: list[int], progs: list[ActProgram]) -> None:
-    """Each done token after its tile's last `o` word: `before[k]` words at earlier edges."""
-    ends = np.cumsum([p.words for p in progs]).tolist()
-    early = [k for k, (seen, end) in enumerate(zip(before, ends, strict=True)) if seen < end]
-    assert not early, (
-        f"tile {early[0]}'s done token (tag {progs[early[0]].tag}) came with "
-        f"{before[early[0]]} output words sent, before its last (word {ends[early[0]]})"
-    )
+    run = unit_sim.simulate_amaranth(
+        ActEngine(params, dsp_target=dsp_target), unit_tiles(progs, overlap_loads=overlap_loads),
+        ready_prob=ready_prob, in_prob=in_prob, done_ready_prob=done_ready_prob, seed=seed,
+        stall_limit=stall_limit,
+    )  # fmt: skip
+    return _act_run(run, params.act.lanes)
 
 
 def simulate_cocotb(
@@ -698,51 +632,18 @@ def simulate_cocotb(
 ) -> tuple[ActRun, SimResult]:
     """The same as `simulate_amaranth`, on the elaborated Verilog under cocotb.
 
-    The bench fails the cocotb test (see `SimResult.check`) on a broken stream
-    rule, a wrong byte on a lane that carries a channel, or a done token that is
-    not its command's tag.
+    The bench (`sim.act_tb`) fails the cocotb test (see `SimResult.check`) on a
+    broken stream rule, a wrong byte on a lane that carries a channel, or a done
+    token that is not its command's tag.
     """
-    lanes = params.act.lanes
-    loads = schedule_loads(progs, overlap=overlap_loads)
-    done_prob = ready_prob if done_ready_prob is None else done_ready_prob
-    work, result = run_engine_bench(
-        "act",
-        params,
-        simulator=simulator,
-        build_dir=build_dir,
-        seed=seed,
-        words={
-            "table_write": [w for t in loads for w in t.table_writes],
-            "param_write": [w for t in loads for w in t.param_writes],
-            "command": [p.command for p in progs],
-            "input": [w for p in progs for w in p.inputs],
-            "expected": pack_bytes(np.concatenate([p.expected for p in progs])),
-            "mask": pack_bytes(np.concatenate([p.mask for p in progs]) * 0xFF),
-        },
-        texts={
-            "loads.txt": "".join(
-                f"{len(t.table_writes)} {len(t.param_writes)} {t.wait} {p.words}\n"
-                for t, p in zip(loads, progs, strict=True)
-            ),
-            "tags.txt": "".join(f"{t}\n" for t in tags(progs)),
-        },
-        env={
-            "GRACE_READY_PROB": repr(ready_prob),
-            "GRACE_DONE_READY_PROB": repr(done_prob),
-            "GRACE_IN_PROB": repr(in_prob),
-            "GRACE_SEED": str(seed),
-            "GRACE_OVERLAP": str(int(overlap_loads)),
-        },
-        waves=waves,
-    )
-    cycles = read_numbers(work, "cycles.txt")
-    run = ActRun(
-        unpack_bytes(read_numbers(work, "out.txt", 16), lanes),
-        read_numbers(work, "tokens.txt"),
-        cycles[0] if cycles else 0,
-        dict(zip(("o", "done", "cmd"), read_numbers(work, "stalls.txt"), strict=False)),
-    )
-    return run, result
+    run, result = unit_sim.simulate_cocotb(
+        "act", params, unit_tiles(progs, overlap_loads=overlap_loads), WRITE_PORTS,
+        expected=pack_bytes(np.concatenate([p.expected for p in progs])),
+        masks=pack_bytes(np.concatenate([p.mask for p in progs]) * 0xFF), simulator=simulator,
+        build_dir=build_dir, ready_prob=ready_prob, in_prob=in_prob,
+        done_ready_prob=done_ready_prob, seed=seed, waves=waves,
+    )  # fmt: skip
+    return _act_run(run, params.act.lanes), result
 
 
 # -- sweeps -----------------------------------------------------------------------------

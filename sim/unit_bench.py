@@ -1,10 +1,12 @@
-"""The cocotb bench the element-wise units share (`sim/act_tb.py`, `sim/softmax_tb.py`).
+"""The cocotb bench the element-wise units share (`sim/act_tb.py`, `sim/softmax_tb.py`,
+`sim/heatmap_tb.py`, `sim/motion_tb.py`).
 
 A unit has write streams for its tables and constants, a `cmd` stream of tile
-commands, an input stream `i`, and `o` and `done`. The host side writes one
-folder per run; `run_tiles` writes the tables and constants, issues each tile
-command after its writes,
-feeds the input words in order with random gaps, takes output words and done
+commands, an input stream `i` (the heatmap unit has none), and `o` and `done`.
+The host side (`sim.unit_sim.simulate_cocotb`) writes one folder per run;
+`run_tiles` writes each tile's tables and constants once the done tokens they
+wait for are back, issues the tile's command after them, feeds the input words
+in order, gaps on the write streams and the input, takes output words and done
 tokens under random back-pressure, checks both output streams against the
 stream rules (`sim.stream_rules`), and writes what it saw. Configuration comes
 from the folder and the environment so one compiled model serves every run:
@@ -20,14 +22,18 @@ from the folder and the environment so one compiled model serves every run:
     GRACE_READY_PROB  probability the output sink accepts on a given cycle
     GRACE_DONE_READY_PROB  the same for done tokens (default: GRACE_READY_PROB)
     GRACE_IN_PROB     probability the input source offers a word on a given cycle
-    GRACE_SEED        seed of the stall pattern
-    GRACE_OVERLAP     "1": each tile's writes just before its command, once the
-                      tokens loads.txt names are back; else every write first
+    GRACE_WRITE_PROB  the same for each write stream (each its own pattern)
+    GRACE_SEED        seed of the stall and gap patterns: `o`'s from the seed,
+                      the others' from "<seed>:done", "<seed>:in" and, for a
+                      write port `<name>_write`, "<seed>:<name>"
 
-The write streams are driven at once. It writes out.txt (the `o` words, hex),
-tokens.txt (done tags), cycles.txt (edges from the first command's transfer to
-the last token's) and stalls.txt (the edges `o`, `done` and `cmd` offered a
-value that was not taken).
+A tile's writes start once the commands before it are sent and its tokens are
+back; its command goes at an edge after its last write's (a run whose writes
+all go first carries them on its first tile). The write streams are driven at
+once, each word held until taken once offered. It writes out.txt (the `o`
+words, hex), tokens.txt (done tags), cycles.txt (edges from the first
+command's transfer to the last token's) and stalls.txt (the edges `o`, `done`
+and `cmd` offered a value that was not taken).
 
 The loop runs once per clock cycle with Python in it, so it does little there:
 handles are looked up once, random draws are skipped when a probability is 1,
@@ -50,15 +56,8 @@ from sim.stream_rules import watch_cocotb
 STALL_LIMIT = 20_000
 
 
-def _batches(
-    writes: list[list[int]], loads: list[list[int]], overlap: bool
-) -> list[tuple[list[list[int]], int]]:
-    """The write batches in order: (words per write stream, tokens to await first).
-
-    One batch per tile when overlapped, else one batch of everything.
-    """
-    if not overlap:
-        return [(writes, 0)]
+def _batches(writes: list[list[int]], loads: list[list[int]]) -> list[tuple[list[list[int]], int]]:
+    """Each tile's write batch: (its words per write stream, tokens to await first)."""
     batches, at = [], [0] * len(writes)
     for load in loads:
         counts, wait = load[: len(writes)], load[len(writes)]
@@ -67,17 +66,24 @@ def _batches(
     return batches
 
 
-async def run_tiles(dut: object, block: str, write_ports: tuple[str, ...], unit: str) -> None:
-    """The bench: `write_ports` name the unit's write streams, in loads.txt's order."""
+async def run_tiles(
+    dut: object, block: str, write_ports: tuple[str, ...], unit: str, *, has_input: bool = True
+) -> None:
+    """The bench: `write_ports` name the unit's write streams, in loads.txt's order;
+    `has_input` says whether it has an input stream `i`."""
     folder = Path(os.environ[f"GRACE_{block.upper()}_DIR"])
     ready_prob = float(os.environ.get("GRACE_READY_PROB", "1"))
     done_ready_prob = float(os.environ.get("GRACE_DONE_READY_PROB", ready_prob))
     in_prob = float(os.environ.get("GRACE_IN_PROB", "1"))
+    write_prob = float(os.environ.get("GRACE_WRITE_PROB", "1"))
     seed = int(os.environ.get("GRACE_SEED", "0"))
-    overlap = os.environ.get("GRACE_OVERLAP") == "1"
     o_draw = draws(random.Random(seed), ready_prob)
     done_draw = draws(random.Random(f"{seed}:done"), done_ready_prob)
     in_draw = draws(random.Random(f"{seed}:in"), in_prob)
+    write_draws = [
+        draws(random.Random(f"{seed}:{port.removesuffix('_write')}"), write_prob)
+        for port in write_ports
+    ]
     commands = read_numbers(folder, "command.hex", 16)
     inputs = read_numbers(folder, "input.hex", 16)
     numbers = read_numbers(folder, "loads.txt")
@@ -85,8 +91,9 @@ async def run_tiles(dut: object, block: str, write_ports: tuple[str, ...], unit:
     loads = [numbers[k : k + width] for k in range(0, len(numbers), width)]
     ends = list(accumulate(load[-1] for load in loads))  # each tile's last word + 1
     writes = [read_numbers(folder, f"{port}.hex", 16) for port in write_ports]
-    batches = _batches(writes, loads, overlap)
+    batches = _batches(writes, loads)
     tiles = len(commands)
+    assert has_input or not inputs, f"{unit}: {len(inputs)} input words, but no input stream"
 
     Clock(dut.clk, 10, unit="ns").start()
     streams = {"o": watch_cocotb(dut, "o"), "done": watch_cocotb(dut, "done")}
@@ -95,11 +102,13 @@ async def run_tiles(dut: object, block: str, write_ports: tuple[str, ...], unit:
         for port in write_ports
     ]
     cmd_valid, cmd_ready, cmd_payload = dut.cmd__valid, dut.cmd__ready, dut.cmd__payload
-    i_valid, i_ready, i_payload = dut.i__valid, dut.i__ready, dut.i__payload
+    if has_input:
+        i_valid, i_ready, i_payload = dut.i__valid, dut.i__ready, dut.i__payload
+        i_valid.value = 0
     o_valid, o_ready, o_payload = dut.o__valid, dut.o__ready, dut.o__payload
     done_valid, done_ready, done_payload = dut.done__valid, dut.done__ready, dut.done__payload
     dut.rst.value = 1
-    for port in (*(w[0] for w in w_ports), cmd_valid, i_valid):
+    for port in (*(w[0] for w in w_ports), cmd_valid):
         port.value = 0
     o_ready.value = 0
     done_ready.value = 1
@@ -113,6 +122,7 @@ async def run_tiles(dut: object, block: str, write_ports: tuple[str, ...], unit:
     batch = 0  # next write batch to start
     writing: list[list[int]] | None = None  # the batch under way, per stream
     at = [0] * len(write_ports)  # its next word per stream
+    offered = [False] * len(write_ports)  # that word offered (held until taken)
     driven = [False] * len(write_ports)
     loaded = 0  # commands whose writes have all transferred (at an earlier edge)
     sent = taken = cmd_stalls = 0
@@ -127,20 +137,20 @@ async def run_tiles(dut: object, block: str, write_ports: tuple[str, ...], unit:
         # a batch starts once the commands before it are sent and its tokens are back
         if writing is None and batch < len(batches):
             words, wait = batches[batch]
-            if (not overlap or sent == batch) and len(tokens) >= wait:
+            if sent == batch and len(tokens) >= wait:
                 writing, at = words, [0] * len(write_ports)
                 batch += 1
                 if not any(words):  # nothing to write: done at once
                     writing = None
-                    loaded = tiles if not overlap else loaded + 1
-        pending = writing or [[]] * len(write_ports)
-        wants = [a < len(w) for w, a in zip(pending, at, strict=True)]
-        for k, ((valid, _, payload), want) in enumerate(zip(w_ports, wants, strict=True)):
-            if want:
+                    loaded += 1
+        for k, (valid, _, payload) in enumerate(w_ports):
+            wants = not offered[k] and writing is not None and at[k] < len(writing[k])
+            if wants and write_draws[k]():
                 payload.value = writing[k][at[k]]
-            if want != driven[k]:
-                valid.value = int(want)
-                driven[k] = want
+                offered[k] = True
+            if offered[k] != driven[k]:
+                valid.value = int(offered[k])
+                driven[k] = offered[k]
         # a command goes once its writes have transferred, at an edge before its own
         offer = sent < loaded
         if offer and not offering:
@@ -163,13 +173,14 @@ async def run_tiles(dut: object, block: str, write_ports: tuple[str, ...], unit:
             done_ready.value = int(done_take)
         await read_only
         moved = False
-        for k, ((_, ready, _), want) in enumerate(zip(w_ports, wants, strict=True)):
-            if want and ready.value == 1:
+        for k, (_, ready, _) in enumerate(w_ports):
+            if offered[k] and ready.value == 1:
                 at[k] += 1
+                offered[k] = False
                 moved = True
         if writing is not None and all(a == len(w) for w, a in zip(writing, at, strict=True)):
             writing = None
-            loaded = tiles if not overlap else loaded + 1
+            loaded += 1
         if offering:
             if cmd_ready.value == 1:
                 first_edge = cycle if sent == 0 else first_edge
