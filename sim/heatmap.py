@@ -8,20 +8,17 @@ the layouts of `rtl/act/keypoints.py` and `rtl/act/heatmap_layouts.py`, with
 L2's result in the unit's order (row ▸ column ▸ channel), after refusing, in
 one line, what the unit is not exact for. `schedule_loads` decides which
 writes each frame still needs and which earlier frames must be done before
-they may land. Both simulators (Amaranth here, cocotb in `sim.heatmap_tb`)
-share all of it.
+they may land, and `unit_tiles` turns the frames into the tiles both
+simulators run (`sim.unit_sim`: Amaranth's, and cocotb with `sim.heatmap_tb`).
 """
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
-from amaranth import Value
-from amaranth.sim import Simulator, SimulatorContext
 
 from defs.limits import TAG_BITS
 from defs.params import GraceParams
@@ -29,15 +26,17 @@ from model.fixed_motion import gaussian_table, grid_axis, heatmaps, keypoints_to
 from rtl.act.heatmap import HeatmapUnit
 from rtl.act.heatmap_layouts import MAX_TABLE, command_layout, gaussian_write_layout
 from rtl.act.keypoints import KP_LIMIT_Q, grid_write_layout, keypoint_write_layout
-from sim.engine_bench import collect_outputs, read_numbers, run_engine_bench, send
+from sim import unit_sim
 from sim.runner import SimResult
 from sim.stream_function import pack
-from sim.stream_rules import watch_amaranth
+from sim.unit_sim import UnitRun, UnitTile, writes_first
 
 IntArray = npt.NDArray[np.int64]
 
 #: The unit's write streams, in the order the benches drive them.
 WRITE_STREAMS = ("grid", "keypoint", "gaussian")
+#: Their ports on the unit, in the same order.
+WRITE_PORTS = tuple(f"{name}_write" for name in WRITE_STREAMS)
 #: A write's place in the unit: (stream, address), the keypoints' with the frame.
 Location = tuple[str, int] | tuple[str, int, int]
 
@@ -290,6 +289,31 @@ def _int8(values: list[int]) -> IntArray:
     )
 
 
+def unit_tiles(progs: list[HeatmapProgram], *, overlap_loads: bool) -> list[UnitTile]:
+    """The frames as the tiles `sim.unit_sim` runs: each with its writes from
+    `schedule_loads`, or, without `overlap_loads`, every write before the first."""
+    loads = schedule_loads(progs, overlap=overlap_loads)
+    ports = dict(zip(WRITE_PORTS, WRITE_STREAMS, strict=True))
+    tiles = [
+        UnitTile(
+            prog.command,
+            {port: load.writes[name] for port, name in ports.items()},
+            load.wait,
+            [],
+            prog.outputs,
+            prog.tag,
+        )
+        for prog, load in zip(progs, loads, strict=True)
+    ]
+    return tiles if overlap_loads else writes_first(tiles)
+
+
+def _heatmap_run(run: UnitRun) -> HeatmapRun:
+    return HeatmapRun(
+        _int8(run.outputs), run.tokens, run.cycles, run.stalls, run.accepted, run.returned
+    )
+
+
 def simulate_amaranth(
     progs: list[HeatmapProgram],
     params: GraceParams,
@@ -311,107 +335,21 @@ def simulate_amaranth(
     outputs and done tokens leave under random back-pressure (`ready_prob`;
     `done_ready_prob` for the tokens). Both output streams are checked against
     the stream rules; the tokens must be the commands' tags in order, each after
-    its frame's last output.
+    its frame's last output (`sim.unit_sim.simulate_amaranth`).
     """
     if not progs:
         raise ValueError("simulate_amaranth: no programs to run")
-    loads = schedule_loads(progs, overlap=overlap_loads)
-    dut = HeatmapUnit(params, dsp_target=dsp_target)
-    values: list[int] = []
-    tokens: list[int] = []
-    accepted: list[int] = []
-    returned: list[int] = []
-    cmd_stalls = [0]
-    writes = sum(len(w) for load in loads for w in load.writes.values())
-    ports = {name: getattr(dut, f"{name}_write") for name in WRITE_STREAMS}
-    gaps = random.Random(f"{seed}:writes")
-
-    async def write(ctx: SimulatorContext, batch: dict[str, list[int]]) -> int:
-        """The three write streams at once, with random gaps; the edges it took."""
-        sent = dict.fromkeys(WRITE_STREAMS, 0)
-        offering = dict.fromkeys(WRITE_STREAMS, False)
-        edges = 0
-        while any(sent[n] < len(batch[n]) for n in WRITE_STREAMS):
-            for name, port in ports.items():
-                if not offering[name] and sent[name] < len(batch[name]):
-                    offering[name] = write_prob >= 1 or gaps.random() < write_prob
-                    if offering[name]:
-                        ctx.set(Value.cast(port.payload), batch[name][sent[name]])
-                ctx.set(port.valid, offering[name])
-            *_, g, k, t = await ctx.tick().sample(*(p.ready for p in ports.values()))
-            edges += 1
-            for name, ready in zip(WRITE_STREAMS, (g, k, t), strict=True):
-                if offering[name] and ready:
-                    sent[name] += 1
-                    offering[name] = False
-        for port in ports.values():
-            ctx.set(port.valid, 0)
-        return edges
-
-    async def loader(ctx: SimulatorContext) -> None:
-        edge = 0
-        if not overlap_loads:
-            edge += await write(
-                ctx, {n: [w for load in loads for w in load.writes[n]] for n in WRITE_STREAMS}
-            )
-        for prog, load in zip(progs, loads, strict=True):
-            if overlap_loads:
-                while len(tokens) < load.wait:
-                    await ctx.tick()
-                    edge += 1
-                edge += await write(ctx, load.writes)
-            took = await send(ctx, dut.cmd, prog.command)
-            edge += took
-            cmd_stalls[0] += took - 1
-            accepted.append(edge)
-
-    async def sink(ctx: SimulatorContext) -> None:
-        await collect_outputs(
-            ctx, dut, tiles=len(progs), outputs=values, tokens=tokens, token_edges=returned,
-            seed=seed, ready_prob=ready_prob, done_ready_prob=done_ready_prob,
-            idle_limit=stall_limit + writes, engine="heatmap unit",
-        )  # fmt: skip
-
-    async def order(ctx: SimulatorContext) -> None:
-        """Each token's edge: how many `o` values transferred at earlier edges."""
-        count = 0
-        async for _, _, o_valid, o_ready, d_valid, d_ready in ctx.tick().sample(
-            dut.o.valid, dut.o.ready, dut.done.valid, dut.done.ready
-        ):
-            if d_valid and d_ready:
-                before.append(count)
-            count += int(bool(o_valid and o_ready))
-
-    before: list[int] = []
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(loader)
-    sim.add_testbench(sink)
-    sim.add_process(order)
-    streams = {n: watch_amaranth(sim, getattr(dut, n), f"HeatmapUnit.{n}") for n in ("o", "done")}
-    sim.run()
-    for rules, seen in ((streams["o"], values), (streams["done"], tokens)):
-        rules.check()
-        assert rules.transfers == len(seen), f"{rules.name}: {rules.transfers} ≠ {len(seen)}"
-    assert tokens == tags(progs), f"done tokens {tokens}, the commands' tags {tags(progs)}"
-    _check_token_order(before, progs)
-    stalls = {name: rules.stalls for name, rules in streams.items()} | {"cmd": cmd_stalls[0]}
-    return HeatmapRun(_int8(values), tokens, returned[-1] - accepted[0], stalls, accepted, returned)
+    run = unit_sim.simulate_amaranth(
+        HeatmapUnit(params, dsp_target=dsp_target), unit_tiles(progs, overlap_loads=overlap_loads),
+        ready_prob=ready_prob, write_prob=write_prob, done_ready_prob=done_ready_prob, seed=seed,
+        stall_limit=stall_limit,
+    )  # fmt: skip
+    return _heatmap_run(run)
 
 
 def tags(progs: list[HeatmapProgram]) -> list[int]:
     """The done tokens the programs' commands return, in order."""
     return [p.tag for p in progs]
-
-
-def _check_token_order(before: list[int], progs: list[HeatmapProgram]) -> None:
-    """Each done token after its frame's last `o` value: `before[k]` values at earlier edges."""
-    ends = np.cumsum([p.outputs for p in progs]).tolist()
-    early = [k for k, (seen, end) in enumerate(zip(before, ends, strict=True)) if seen < end]
-    assert not early, (
-        f"frame {early[0]}'s done token (tag {progs[early[0]].tag}) came with "
-        f"{before[early[0]]} outputs sent, before its last (output {ends[early[0]]})"
-    )
 
 
 def simulate_cocotb(
@@ -429,48 +367,17 @@ def simulate_cocotb(
 ) -> tuple[HeatmapRun, SimResult]:
     """The same as `simulate_amaranth`, on the elaborated Verilog under cocotb.
 
-    The bench fails the cocotb test (see `SimResult.check`) on a broken stream
-    rule, a wrong output, or a done token that is not its command's tag or
-    comes before its frame's last output.
+    The bench (`sim.heatmap_tb`) fails the cocotb test (see `SimResult.check`)
+    on a broken stream rule, a wrong output, or a done token that is not its
+    command's tag or comes before its frame's last output.
     """
-    loads = schedule_loads(progs, overlap=overlap_loads)
-    done_prob = ready_prob if done_ready_prob is None else done_ready_prob
-    work, result = run_engine_bench(
-        "heatmap",
-        params,
-        simulator=simulator,
-        build_dir=build_dir,
-        seed=seed,
-        words={
-            **{n: [w for load in loads for w in load.writes[n]] for n in WRITE_STREAMS},
-            "command": [p.command for p in progs],
-            "expected": [int(v) & 0xFF for p in progs for v in p.expected],
-        },
-        texts={
-            "loads.txt": "".join(
-                " ".join(str(len(load.writes[n])) for n in WRITE_STREAMS)
-                + f" {load.wait} {p.outputs}\n"
-                for load, p in zip(loads, progs, strict=True)
-            ),
-            "tags.txt": "".join(f"{t}\n" for t in tags(progs)),
-        },
-        env={
-            "GRACE_READY_PROB": repr(ready_prob),
-            "GRACE_DONE_READY_PROB": repr(done_prob),
-            "GRACE_WRITE_PROB": repr(write_prob),
-            "GRACE_SEED": str(seed),
-            "GRACE_OVERLAP": str(int(overlap_loads)),
-        },
-        waves=waves,
-    )
-    cycles = read_numbers(work, "cycles.txt")
-    run = HeatmapRun(
-        _int8(read_numbers(work, "out.txt", 16)),
-        read_numbers(work, "tokens.txt"),
-        cycles[0] if cycles else 0,
-        dict(zip(("o", "done", "cmd"), read_numbers(work, "stalls.txt"), strict=False)),
-    )
-    return run, result
+    run, result = unit_sim.simulate_cocotb(
+        "heatmap", params, unit_tiles(progs, overlap_loads=overlap_loads), WRITE_PORTS,
+        expected=[int(v) & 0xFF for p in progs for v in p.expected], simulator=simulator,
+        build_dir=build_dir, ready_prob=ready_prob, write_prob=write_prob,
+        done_ready_prob=done_ready_prob, seed=seed, waves=waves,
+    )  # fmt: skip
+    return _heatmap_run(run), result
 
 
 # -- generators -------------------------------------------------------------------------

@@ -7,9 +7,9 @@ unit's DSPs and block RAM. Then tier 1 (Amaranth's simulator: sweeps under
 back-pressure and write gaps, frames back to back with keypoints, grid and
 table reloaded between them, token credits, K = max, the s14 saturation's edge
 with a table as long as the unit is exact for, the iCE40 form, the cycle
-model) and tier 2 (cocotb on the elaborated Verilog: Icarus on a sweep,
-Verilator on the fomm-256 shape, K = 10 on a 64² grid; many frames in
-`make test-long`).
+model) and tier 2 (cocotb on the elaborated Verilog: Icarus on a sweep and
+on a wrong value the bench must report, Verilator on the fomm-256 shape,
+K = 10 on a 64² grid; many frames in `make test-long`).
 """
 
 from __future__ import annotations
@@ -506,6 +506,19 @@ def test_verilator_fomm_frame_matches_l2(build_root: Path) -> None:
     cases = [HeatmapCase(kd[:k], ks[:k], 9, FOMM_TABLE, f"first {k}") for k in (10, 1, 4)]
     run, _ = _cocotb(cases, FOMM, "verilator", build_root, seed=4)
     assert run.cycles == run_cycles(FOMM, [(c.size, c.keypoints) for c in cases])
+
+
+def test_cocotb_reports_a_wrong_output(build_root: Path) -> None:
+    """The bench's own comparison: one wrong value in a frame fails the cocotb test."""
+    from sim.runner import SimulationFailed
+
+    rng = np.random.default_rng(25)
+    progs = place([random_case(rng, SMALL, 1, 2, kind="centres", table="narrow")], SMALL)
+    progs[0].expected[5] ^= 1
+    build_dir = _build_dir(build_root, SMALL)
+    _, result = simulate_cocotb(progs, SMALL, simulator="icarus", build_dir=build_dir)
+    with pytest.raises(SimulationFailed, match="1 of 8 output words differ; first at #5"):
+        result.check()
 
 
 @pytest.mark.long
