@@ -8,20 +8,18 @@ MOTION k (`affine_motions(...)[k]`) or FLOW (`compose_flow(mask, motions)`).
 into its command, mask bytes and expected entries (L2 saturated to the warp's
 s18, row-major), refusing what the unit is not exact for with a one-line
 `MotionProgramError`. `schedule` decides which commands reload constants and
-how many done tokens they await first. The Amaranth simulator (here) and
-cocotb (`sim.motion_tb`) share all of it.
+how many done tokens they await first, and `unit_tiles` turns the commands into
+the tiles both simulators run (`sim.unit_sim`: Amaranth's, and cocotb with
+`sim.motion_tb`).
 """
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
-from amaranth import Value
-from amaranth.sim import Simulator, SimulatorContext
 
 from defs.limits import TAG_BITS
 from defs.params import GraceParams
@@ -44,10 +42,10 @@ from rtl.act.keypoints import (
 from rtl.act.motion import MotionUnit
 from rtl.act.motion_layouts import JAC_LIMIT, MotionOp, command_layout
 from rtl.warp.layouts import FLOW_BITS
-from sim.engine_bench import collect_outputs, read_numbers, run_engine_bench, send
+from sim import unit_sim
 from sim.runner import SimResult
 from sim.stream_function import pack
-from sim.stream_rules import watch_amaranth
+from sim.unit_sim import UnitRun, UnitTile
 
 IntArray = npt.NDArray[np.int64]
 
@@ -66,6 +64,8 @@ MASK_KINDS = ("random", "zero", "full", "one-hot", "half", "softmax")
 
 #: Bits of each coordinate in an `o` word: x low, y high.
 COORD_MASK = (1 << FLOW_BITS) - 1
+#: The unit's constant write streams, in `FrameWrites`' order.
+WRITE_PORTS = ("grid_write", "keypoint_write", "jacobian_write")
 
 
 class MotionProgramError(ValueError):
@@ -429,6 +429,24 @@ class MotionRun:
     returned: list[int] = field(default_factory=list)  # edge of each token's transfer
 
 
+def unit_tiles(progs: list[MotionProgram], params: GraceParams) -> list[UnitTile]:
+    """The commands as the tiles `sim.unit_sim` runs, each with the constant writes
+    `schedule` gives it."""
+    tiles = []
+    for prog, load in zip(progs, schedule(progs, params), strict=True):
+        writes, w = {}, load.writes  # none while the frame stays
+        if w is not None:
+            writes = dict(zip(WRITE_PORTS, (w.grid, w.keypoints, w.jacobians), strict=True))
+        tiles.append(UnitTile(prog.command, writes, load.wait, prog.inputs, prog.entries, prog.tag))
+    return tiles
+
+
+def _motion_run(run: UnitRun) -> MotionRun:
+    return MotionRun(
+        unpack_entries(run.outputs), run.tokens, run.cycles, run.stalls, run.accepted, run.returned
+    )
+
+
 def simulate_amaranth(
     progs: list[MotionProgram],
     params: GraceParams,
@@ -447,99 +465,17 @@ def simulate_amaranth(
     Constant writes are offered `write_prob` of the cycles on each of the three
     streams, mask bytes `in_prob`; `o` and `done` are taken under random
     back-pressure and checked against the stream rules; the tokens must be the
-    commands' tags in order, each after its command's last entry.
+    commands' tags in order, each after its command's last entry
+    (`sim.unit_sim.simulate_amaranth`).
     """
     if not progs:
         raise ValueError("simulate_amaranth: no programs to run")
-    loads = schedule(progs, params)
-    dut = MotionUnit(params, dsp_target=dsp_target)
-    words: list[int] = []
-    tokens: list[int] = []
-    accepted: list[int] = []
-    returned: list[int] = []
-    cmd_stalls = [0]
-    masks = [b for prog in progs for b in prog.inputs]
-    writes = sum(len(w) for load in loads if load.writes for w in vars(load.writes).values())
-
-    async def write(ctx: SimulatorContext, batch: FrameWrites, rng: random.Random) -> int:
-        """The three write streams at once, each word offered with gaps, held until taken."""
-        ports = (dut.grid_write, dut.keypoint_write, dut.jacobian_write)
-        queues = (batch.grid, batch.keypoints, batch.jacobians)
-        sent, offered, edges = [0, 0, 0], [False] * 3, 0
-        while any(s < len(q) for s, q in zip(sent, queues, strict=True)):
-            for k, (port, q) in enumerate(zip(ports, queues, strict=True)):
-                if not offered[k] and sent[k] < len(q) and rng.random() < write_prob:
-                    offered[k] = True
-                    ctx.set(Value.cast(port.payload), q[sent[k]])
-                ctx.set(port.valid, offered[k])
-            _, _, *ready = await ctx.tick().sample(*(p.ready for p in ports))
-            edges += 1
-            for k, r in enumerate(ready):
-                if offered[k] and r:
-                    sent[k] += 1
-                    offered[k] = False
-        for port in ports:
-            ctx.set(port.valid, 0)
-        return edges
-
-    async def loader(ctx: SimulatorContext) -> None:
-        rng = random.Random(f"{seed}:writes")
-        edge = 0
-        for prog, load in zip(progs, loads, strict=True):
-            if load.writes is not None:
-                while len(tokens) < load.wait:
-                    await ctx.tick()
-                    edge += 1
-                edge += await write(ctx, load.writes, rng)
-            took = await send(ctx, dut.cmd, prog.command)
-            edge += took
-            cmd_stalls[0] += took - 1
-            accepted.append(edge)
-
-    async def source(ctx: SimulatorContext) -> None:
-        rng = random.Random(f"{seed}:in")
-        for byte in masks:
-            while in_prob < 1 and rng.random() >= in_prob:
-                await ctx.tick()
-            await send(ctx, dut.i, byte)
-
-    async def sink(ctx: SimulatorContext) -> None:
-        await collect_outputs(
-            ctx, dut, tiles=len(progs), outputs=words, tokens=tokens, token_edges=returned,
-            seed=seed, ready_prob=ready_prob, done_ready_prob=done_ready_prob,
-            idle_limit=stall_limit + writes, engine="motion unit",
-        )  # fmt: skip
-
-    async def order(ctx: SimulatorContext) -> None:
-        """Each token's edge: how many `o` entries transferred at earlier edges."""
-        count = 0
-        async for _, _, o_valid, o_ready, d_valid, d_ready in ctx.tick().sample(
-            dut.o.valid, dut.o.ready, dut.done.valid, dut.done.ready
-        ):
-            if d_valid and d_ready:
-                before.append(count)
-            count += int(bool(o_valid and o_ready))
-
-    before: list[int] = []
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    for process in (loader, source, sink):
-        sim.add_testbench(process)
-    sim.add_process(order)
-    streams = {n: watch_amaranth(sim, getattr(dut, n), f"MotionUnit.{n}") for n in ("o", "done")}
-    sim.run()
-    for rules, seen in ((streams["o"], words), (streams["done"], tokens)):
-        rules.check()
-        assert rules.transfers == len(seen), f"{rules.name}: {rules.transfers} ≠ {len(seen)}"
-    tags = [p.tag for p in progs]
-    assert tokens == tags, f"done tokens {tokens}, the commands' tags {tags}"
-    ends = np.cumsum([p.entries for p in progs]).tolist()
-    early = [k for k, (seen, end) in enumerate(zip(before, ends, strict=True)) if seen < end]
-    assert not early, f"command {early[0]}'s done token came before its last entry"
-    stalls = {name: rules.stalls for name, rules in streams.items()} | {"cmd": cmd_stalls[0]}
-    return MotionRun(
-        unpack_entries(words), tokens, returned[-1] - accepted[0], stalls, accepted, returned
-    )
+    run = unit_sim.simulate_amaranth(
+        MotionUnit(params, dsp_target=dsp_target), unit_tiles(progs, params),
+        ready_prob=ready_prob, in_prob=in_prob, write_prob=write_prob,
+        done_ready_prob=done_ready_prob, seed=seed, stall_limit=stall_limit,
+    )  # fmt: skip
+    return _motion_run(run)
 
 
 def simulate_cocotb(
@@ -557,47 +493,14 @@ def simulate_cocotb(
 ) -> tuple[MotionRun, SimResult]:
     """The same as `simulate_amaranth`, on the elaborated Verilog under cocotb.
 
-    The bench fails the cocotb test (see `SimResult.check`) on a broken stream
-    rule, a wrong entry, or a done token that is not its command's tag.
+    The bench (`sim.motion_tb`) fails the cocotb test (see `SimResult.check`) on
+    a broken stream rule, a wrong entry, or a done token that is not its
+    command's tag.
     """
-    loads = schedule(progs, params)
-    done_prob = ready_prob if done_ready_prob is None else done_ready_prob
-    batches = [load.writes or FrameWrites([], [], []) for load in loads]
-    work, result = run_engine_bench(
-        "motion",
-        params,
-        simulator=simulator,
-        build_dir=build_dir,
-        seed=seed,
-        words={
-            "grid": [w for b in batches for w in b.grid],
-            "keypoint": [w for b in batches for w in b.keypoints],
-            "jacobian": [w for b in batches for w in b.jacobians],
-            "command": [p.command for p in progs],
-            "input": [b for p in progs for b in p.inputs],
-            "expected": pack_entries(np.concatenate([p.expected for p in progs])),
-        },
-        texts={
-            "loads.txt": "".join(
-                f"{len(b.grid)} {len(b.keypoints)} {len(b.jacobians)} {load.wait} {p.entries}\n"
-                for b, load, p in zip(batches, loads, progs, strict=True)
-            ),
-            "tags.txt": "".join(f"{p.tag}\n" for p in progs),
-        },
-        env={
-            "GRACE_READY_PROB": repr(ready_prob),
-            "GRACE_DONE_READY_PROB": repr(done_prob),
-            "GRACE_IN_PROB": repr(in_prob),
-            "GRACE_WRITE_PROB": repr(write_prob),
-            "GRACE_SEED": str(seed),
-        },
-        waves=waves,
-    )
-    cycles = read_numbers(work, "cycles.txt")
-    run = MotionRun(
-        unpack_entries(read_numbers(work, "out.txt", 16)),
-        read_numbers(work, "tokens.txt"),
-        cycles[0] if cycles else 0,
-        dict(zip(("o", "done", "cmd"), read_numbers(work, "stalls.txt"), strict=False)),
-    )
-    return run, result
+    run, result = unit_sim.simulate_cocotb(
+        "motion", params, unit_tiles(progs, params), WRITE_PORTS,
+        expected=pack_entries(np.concatenate([p.expected for p in progs])), simulator=simulator,
+        build_dir=build_dir, ready_prob=ready_prob, in_prob=in_prob, write_prob=write_prob,
+        done_ready_prob=done_ready_prob, seed=seed, waves=waves,
+    )  # fmt: skip
+    return _motion_run(run), result

@@ -480,7 +480,7 @@ def test_cocotb_reports_a_wrong_entry(build_root: Path) -> None:
     progs = place(frame_cases(rng, random_frame(rng, 1, 2), ()), PARAMS)
     progs[1].expected[3, 1] ^= 1
     _, result = simulate_cocotb(progs, PARAMS, simulator="icarus", build_dir=_build_dir(build_root))
-    with pytest.raises(SimulationFailed, match="1 of 8 entries differ; first at #7"):
+    with pytest.raises(SimulationFailed, match="1 of 8 output words differ; first at #7"):
         result.check()
 
 
