@@ -22,7 +22,7 @@ from amaranth.lib import data
 
 from defs.limits import TAG_BITS
 from defs.params import ActParams, GraceParams, preset
-from model.fixed_motion import gaussian_table, grid_axis, keypoints_to_coords
+from model.fixed_motion import gaussian_table, grid_axis, heatmaps, keypoints_to_coords
 from rtl.act.heatmap import TOKEN_SLOTS, HeatmapUnit
 from rtl.act.heatmap_issue import HeatmapIssue, beats_per_frame
 from rtl.act.heatmap_layouts import MAX_TABLE, command_layout, gaussian_write_layout
@@ -126,7 +126,9 @@ def test_program_layout_reads_back(kind: str) -> None:
     np.testing.assert_array_equal([t["data"] for t in table], filled)
     maps = reference(case).reshape(7, 7, 4).transpose(2, 0, 1)
     assert not maps[0].any() and prog.outputs == 7 * 7 * 4
-    np.testing.assert_array_equal(prog.expected, reference(case))
+    kp_d, kp_s = keypoints_to_coords(case.kp_driving), keypoints_to_coords(case.kp_source)
+    l2 = heatmaps(kp_d, kp_s, case.size, case.table)  # (K + 1, S, S)
+    np.testing.assert_array_equal(prog.expected, l2.transpose(1, 2, 0).ravel())
 
 
 def _refused(change: str) -> tuple[HeatmapCase, GraceParams, dict]:

@@ -21,10 +21,9 @@ from amaranth.lib import data
 
 from defs.limits import TAG_BITS
 from defs.params import ActParams, preset
-from model.fixed import round_shift, saturate
+from model.fixed import saturate
 from model.fixed_motion import (
     JAC_FRAC_BITS,
-    MASK_FRAC_BITS,
     grid_axis,
     keypoints_to_coords,
     sparse_motions,
@@ -54,8 +53,6 @@ from rtl.hierarchy import instance_count
 from rtl.motion_cycles import command_cycles, frame_cycles, run_cycles
 from rtl.warp.layouts import FLOW_BITS
 from sim.motion import (
-    JAC_KINDS,
-    KP_KINDS,
     MASK_KINDS,
     MotionCase,
     MotionFrame,
@@ -271,17 +268,12 @@ def test_generators_reach_the_corners() -> None:
     mask = random_mask(rng, 3, 7, "half")
     total = (mask[..., None] * halves.motions()).sum(axis=0)
     assert ((total & 0xFF) == 0x80).any()
-    np.testing.assert_array_equal(
-        round_shift(total, MASK_FRAC_BITS),
-        unsaturated(MotionCase(halves, 1, mask=mask)).reshape(7, 7, 2),
-    )
     singular = random_frame(rng, 4, 3, jac="singular")
     np.testing.assert_array_equal(singular.jacobians, identity_jacobians(4))
     corners = random_frame(rng, 4, 3, kp="corners")
     assert set(np.abs(corners.kp_driving).ravel()) == {256}
     centres = random_frame(rng, 4, 5, kp="centres")  # S = 5: every centre a multiple of 64
     assert set(keypoints_to_coords(centres.kp_driving).ravel()) <= set(grid_axis(5).tolist())
-    assert set(JAC_KINDS) and set(KP_KINDS) and set(MASK_KINDS)
 
 
 def test_loads_reload_each_frame_after_the_commands_before() -> None:
@@ -366,7 +358,8 @@ def _timed(seed: int) -> list[MotionProgram]:
     cases = []
     for k, s, jac, masks in TIMED:
         frame = random_frame(rng, k, s, jac=jac)
-        cases += frame_cases(rng, frame, masks)[:: max(1, k // 2)]
+        commands = frame_cases(rng, frame, masks)  # K + 1 motion maps, then the flows
+        cases += commands[: k + 1 : max(1, k // 2)] + commands[k + 1 :]
     return place(cases, PARAMS)
 
 
@@ -382,7 +375,8 @@ def test_cycle_model_is_exact_without_back_pressure(target: str | None) -> None:
     its first command); the iCE40 form (16-bit DSP operands, more of each product
     in logic) exact in the same cycles."""
     progs = _timed(7)
-    assert {min(k + 1, MotionIssue.ROW_LEAD) for k, *_ in TIMED} == {2, 4, MotionIssue.ROW_LEAD}
+    flows = {k + 1 for op, _, k in _commands(progs) if op == MotionOp.FLOW}
+    assert min(flows) < MotionIssue.ROW_LEAD < max(flows)  # row phases padded, and not
     for prog in progs[:: 3 if target else 1]:
         run = simulate_amaranth([prog], PARAMS, dsp_target=target)
         _check(run.outputs, [prog], "alone")
