@@ -89,62 +89,21 @@ def simulate_block(
     from sim.requant import concat, extreme_vectors, random_vectors, simulate_requant
 
     check_block(block)
+    options = {
+        "simulator": simulator, "seed": seed, "valid_prob": valid_prob,
+        "ready_prob": ready_prob, "waves": waves, "build_root": build_root,
+    }  # fmt: skip
     if block == "conv":
-        return _simulate_conv(
-            params,
-            simulator=simulator,
-            layers=max(1, vectors // 2500),
-            seed=seed,
-            valid_prob=valid_prob,
-            ready_prob=ready_prob,
-            waves=waves,
-            build_root=build_root,
-        )
-    if block == "warp":
-        return _simulate_warp(
-            params,
-            simulator=simulator,
-            samples=vectors,
-            seed=seed,
-            valid_prob=valid_prob,
-            ready_prob=ready_prob,
-            waves=waves,
-            build_root=build_root,
-        )
-    if block == "act":
-        return _simulate_act(
-            params,
-            simulator=simulator,
-            samples=vectors,
-            seed=seed,
-            valid_prob=valid_prob,
-            ready_prob=ready_prob,
-            waves=waves,
-            build_root=build_root,
-        )
-    if block in ("heatmap", "motion"):
-        simulate_unit = _simulate_heatmap if block == "heatmap" else _simulate_motion
-        return simulate_unit(
-            params,
-            simulator=simulator,
-            samples=vectors,
-            seed=seed,
-            valid_prob=valid_prob,
-            ready_prob=ready_prob,
-            waves=waves,
-            build_root=build_root,
-        )
-    if block == "softmax":
-        return _simulate_softmax(
-            params,
-            simulator=simulator,
-            samples=vectors,
-            seed=seed,
-            valid_prob=valid_prob,
-            ready_prob=ready_prob,
-            waves=waves,
-            build_root=build_root,
-        )
+        return _simulate_conv(params, layers=max(1, vectors // 2500), **options)
+    benches = {
+        "warp": _simulate_warp,
+        "act": _simulate_act,
+        "softmax": _simulate_softmax,
+        "heatmap": _simulate_heatmap,
+        "motion": _simulate_motion,
+    }
+    if block in benches:
+        return benches[block](params, samples=vectors, **options)
     if block != "requant":
         raise ValueError(f"grace sim has no bench for block {block!r}")
     stimulus = concat(
