@@ -114,8 +114,8 @@ class _Geometry:
 
 
 def _tiles(geo: _Geometry, end: int, fits: int, tile_rows: int | None) -> list[tuple[int, int]]:
-    """Output row ranges: each as long as `tile_rows` (or the input buffer's half, `fits`
-    words per input row…) allows, ending where the next may start."""
+    """Output row ranges, each as long as `tile_rows` and the input buffer's half (`fits`
+    input rows) allow, ending where the next tile may start."""
     tiles, o0 = [], 0
     while o0 < end:
         o1 = o0 + 1
