@@ -150,8 +150,8 @@ def _load(**fields: int) -> dict[str, int]:
             r"instruction 0: LOAD.buffer_addr: words 1023..1024 overrun the 1024-word CONV_INPUT",
         ),
         (
-            [encode(Opcode.LOAD, SMALL, _load(buffer=Buffer.HEATMAP_GRID)), *_end()],
-            "instruction 0: LOAD.buffer = 11: not a buffer L3 loads yet",
+            [encode(Opcode.LOAD, SMALL, _load(buffer=20)), *_end()],
+            r"instruction 0: LOAD.buffer = 20: no such buffer \(docs/isa.md\)",
         ),
     ],
 )

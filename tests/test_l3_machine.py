@@ -1,4 +1,4 @@
-"""L3's machine runs the warp, element-wise and softmax engines' instructions.
+"""L3's machine runs the warp and element-wise engines' and the units' instructions.
 
 Each test lays a unit's host words (its write streams, inputs and command, as
 the unit's own tests send them) into a memory image, as a program of LOADs,
@@ -17,7 +17,11 @@ from defs.params import preset
 from rtl.act.softmax import command_layout as softmax_command
 from sim.act import place as place_act
 from sim.act import sweep_cases as act_cases
+from sim.heatmap import place as heatmap_place
+from sim.heatmap import sweep_cases as heatmap_cases
 from sim.l3.machine import ProgramError, run, source_bits, word_bits
+from sim.motion import frame_cases, frame_writes, random_frame, unpack_entries
+from sim.motion import place as motion_place
 from sim.softmax import expected as softmax_expected
 from sim.softmax import place as place_softmax
 from sim.softmax import sweep_cases as softmax_cases
@@ -106,3 +110,37 @@ def test_a_command_without_its_inputs_is_refused() -> None:
     ]
     with pytest.raises(ProgramError, match="instruction 0: SOFTMAX: SOFTMAX: the input stream"):
         run(words, bytearray(16), TINY)
+
+
+def test_heatmap_programs() -> None:
+    for prog in heatmap_place(heatmap_cases(TINY, 6, seed=9), TINY):
+        loads = [
+            (Buffer.HEATMAP_GRID, prog.writes["grid"]),
+            (Buffer.HEATMAP_KEYPOINT, prog.writes["keypoint"]),
+            (Buffer.HEATMAP_GAUSSIAN, prog.writes["gaussian"]),
+        ]
+        command = {"size": prog.size, "keypoints": prog.keypoints, "tag": prog.tag}
+        words, memory, out = _program(loads, Opcode.HEATMAP, command, Source.HEATMAP, prog.outputs)
+        run(words, memory, TINY)
+        got = np.array(_stored(memory, out, prog.outputs, Source.HEATMAP), np.int64)
+        np.testing.assert_array_equal(got.astype(np.uint8).view(np.int8), prog.expected)
+
+
+def test_motion_programs() -> None:
+    """A frame's K + 1 motion maps and its flow, each in a program of its own."""
+    rng = np.random.default_rng(10)
+    for kp, jac in (("corners", "limit"), ("random", "translation"), ("extreme", "random")):
+        frame = random_frame(rng, 4, 6, kp=kp, jac=jac)
+        writes = frame_writes(frame, TINY)
+        for prog in motion_place(frame_cases(rng, frame, ("random", "full")), TINY):
+            loads = [
+                (Buffer.MOTION_GRID, writes.grid),
+                (Buffer.MOTION_KEYPOINT, writes.keypoints),
+                (Buffer.MOTION_JACOBIAN, writes.jacobians),
+                (Buffer.MOTION_MASK, prog.inputs),
+            ]
+            fields = prog.command_fields
+            words, memory, out = _program(loads, Opcode.MOTION, fields, Source.MOTION, prog.entries)
+            run(words, memory, TINY)
+            got = unpack_entries(_stored(memory, out, prog.entries, Source.MOTION))
+            np.testing.assert_array_equal(got, prog.expected, err_msg=prog.case.describe())

@@ -34,7 +34,7 @@ class UnitCommandError(ValueError):
     """A command the unit's state cannot serve (one line)."""
 
 
-def _take(stream: deque[int], count: int, what: str) -> list[int]:
+def take(stream: deque[int], count: int, what: str) -> list[int]:
     if count > len(stream):
         raise UnitCommandError(
             f"{what}: the input stream holds {len(stream)} words, the command needs {count}"
@@ -74,7 +74,7 @@ class ActState:
         """The tile's output words (pixel ▸ group, lane l in bits [8l, 8l + 8))."""
         p = self.params
         lanes, bits = p.act.lanes, p.numeric.act_bits
-        words = _take(self.inputs, command["pixels"] * command["groups"], "ACT")
+        words = take(self.inputs, command["pixels"] * command["groups"], "ACT")
         x = np.array([lanes_of(w, lanes, bits) for w in words])
         x = x.reshape(command["pixels"], command["groups"], lanes)
         if command["op"] == ActOp.TABLE:
@@ -107,7 +107,7 @@ class SoftmaxState:
     def run(self, command: Mapping[str, int]) -> list[int]:
         """The tile's masks (u8), pixel by pixel, channel innermost."""
         c = command["channels"]
-        words = _take(self.inputs, command["pixels"] * c, "SOFTMAX")
+        words = take(self.inputs, command["pixels"] * c, "SOFTMAX")
         x = np.array([signed(w, 8) for w in words], np.int64).reshape(-1, c)
         e = self.exp[x.max(axis=1, keepdims=True) - x]
         s = e.sum(axis=1, keepdims=True)
@@ -136,7 +136,7 @@ class WarpState:
 
     def run(self, command: Mapping[str, int]) -> list[int]:
         """The tile's output words (output pixel ▸ plane, `lanes` int8 each)."""
-        entries = _take(self.flow, command["out_height"] * command["out_width"], "WARP")
+        entries = take(self.flow, command["out_height"] * command["out_width"], "WARP")
         layout = flow_layout()
         flow = np.array(
             [[int(getattr(layout.from_bits(e), n)) for n in ("x", "y", "occ")] for e in entries]

@@ -13,9 +13,8 @@ the terms the RTL controller (issue 17) checks too.
 
 Memory words: a buffer word of b bits takes ⌈b/8⌉ bytes, little-endian; a
 transfer moves `rows` rows of `row_words` words, the rows `stride` bytes apart.
-Built so far: the conv, warp and element-wise engines and the softmax unit
-(their loads, commands and output streams); the heatmap and motion units'
-opcodes and buffers are refused as not yet in L3.
+Every engine is in: the conv, warp and element-wise engines and the softmax,
+heatmap and motion units (their loads, commands and output streams).
 """
 
 from __future__ import annotations
@@ -29,12 +28,16 @@ import numpy as np
 from compiler.isa import TOKENS, Instruction, InstructionError, decode
 from defs.isa import QUEUE_OF, Buffer, Opcode, Queue, Source
 from defs.params import GraceParams
+from rtl.act.heatmap_layouts import gaussian_write_layout
+from rtl.act.keypoints import grid_write_layout, jacobian_write_layout, keypoint_write_layout
 from rtl.act.layouts import param_write_layout, table_write_layout
+from rtl.act.motion_layouts import output_layout
 from rtl.act.softmax import exp_write_layout
 from rtl.conv_layouts import channel_param_layout
 from rtl.warp.layouts import feature_write_layout, flow_layout
 from sim.l3.conv import ConvBuffers, ConvCommandError, run_command
 from sim.l3.elementwise import ActState, SoftmaxState, UnitCommandError, WarpState
+from sim.l3.keypoints import HeatmapState, MotionState
 from sim.l3.words import signed
 
 
@@ -58,6 +61,13 @@ def word_bits(buffer: Buffer, params: GraceParams) -> int:
         Buffer.ACT_INPUT: lanes * n.act_bits,
         Buffer.SOFTMAX_EXP: exp_write_layout().size,
         Buffer.SOFTMAX_INPUT: n.act_bits,
+        Buffer.HEATMAP_GRID: grid_write_layout(params).size,
+        Buffer.HEATMAP_KEYPOINT: keypoint_write_layout(params).size,
+        Buffer.HEATMAP_GAUSSIAN: gaussian_write_layout(params).size,
+        Buffer.MOTION_GRID: grid_write_layout(params).size,
+        Buffer.MOTION_KEYPOINT: keypoint_write_layout(params).size,
+        Buffer.MOTION_JACOBIAN: jacobian_write_layout(params).size,
+        Buffer.MOTION_MASK: 8,
     }
     if buffer not in widths:
         raise KeyError(buffer)
@@ -72,6 +82,8 @@ def source_bits(source: Source, params: GraceParams) -> int:
         Source.WARP: params.warp.lanes * n.act_bits,
         Source.ACT: params.act.lanes * n.act_bits,
         Source.SOFTMAX: 8,
+        Source.HEATMAP: 8,
+        Source.MOTION: output_layout().size,
     }
     if source not in widths:
         raise KeyError(source)
@@ -89,12 +101,16 @@ class Machine:
     warp: WarpState = field(init=False)
     act: ActState = field(init=False)
     softmax: SoftmaxState = field(default_factory=SoftmaxState)
+    heatmap: HeatmapState = field(init=False)
+    motion: MotionState = field(init=False)
     outputs: dict[Source, deque[int]] = field(default_factory=dict)  # output streams
 
     def __post_init__(self) -> None:
         self.conv = ConvBuffers(self.params)
         self.warp = WarpState(self.params)
         self.act = ActState(self.params)
+        self.heatmap = HeatmapState(self.params)
+        self.motion = MotionState(self.params)
         self.outputs = {source: deque() for source in Source}
 
     def stream_writer(self, buffer: Buffer) -> Callable[[int], None] | None:
@@ -109,6 +125,13 @@ class Machine:
             Buffer.ACT_INPUT: self.act.inputs.append,
             Buffer.SOFTMAX_EXP: self.softmax.write_exp,
             Buffer.SOFTMAX_INPUT: self.softmax.inputs.append,
+            Buffer.HEATMAP_GRID: self.heatmap.write_grid,
+            Buffer.HEATMAP_KEYPOINT: self.heatmap.write_keypoint,
+            Buffer.HEATMAP_GAUSSIAN: self.heatmap.write_gaussian,
+            Buffer.MOTION_GRID: self.motion.write_grid,
+            Buffer.MOTION_KEYPOINT: self.motion.write_keypoint,
+            Buffer.MOTION_JACOBIAN: self.motion.write_jacobian,
+            Buffer.MOTION_MASK: self.motion.masks.append,
         }.get(buffer)
 
 
@@ -224,10 +247,7 @@ def _execute(machine: Machine, index: int, inst: Instruction) -> None:
         except UnitCommandError as exc:
             raise ProgramError(f"{where}: {exc}") from None
         machine.outputs[source].extend(out)
-    elif inst.op in (Opcode.SYNC, Opcode.END):
-        return
-    else:
-        raise ProgramError(f"{where}: this opcode is not in L3 yet")
+    # SYNC and END act through their tokens alone; decode refused any other opcode
 
 
 #: The compute opcodes L3 runs besides CONV: the output stream and the state they use.
@@ -235,6 +255,8 @@ _UNITS = {
     Opcode.WARP: (Source.WARP, "warp"),
     Opcode.ACT: (Source.ACT, "act"),
     Opcode.SOFTMAX: (Source.SOFTMAX, "softmax"),
+    Opcode.HEATMAP: (Source.HEATMAP, "heatmap"),
+    Opcode.MOTION: (Source.MOTION, "motion"),
 }
 
 
@@ -269,7 +291,7 @@ def _load(machine: Machine, where: str, fields: dict[str, int]) -> None:
         width = word_bits(buffer, p)
     except (ValueError, KeyError):
         raise ProgramError(
-            f"{where}.buffer = {fields['buffer']}: not a buffer L3 loads yet"
+            f"{where}.buffer = {fields['buffer']}: no such buffer (docs/isa.md)"
         ) from None
     size = -(-width // 8)
     words = [
@@ -318,7 +340,7 @@ def _store(machine: Machine, where: str, fields: dict[str, int]) -> None:
         width = source_bits(source, machine.params)
     except (ValueError, KeyError):
         raise ProgramError(
-            f"{where}.source = {fields['source']}: not a stream L3 stores yet"
+            f"{where}.source = {fields['source']}: no such stream (docs/isa.md)"
         ) from None
     addresses = _span(machine, where, fields, width)
     stream = machine.outputs[source]

@@ -1,0 +1,130 @@
+"""L3's heatmap and motion units: their per-frame constants, and what a command does.
+
+Both units hold a grid axis and the frame's keypoints (and the motion unit its
+Jacobians), loaded on write streams whose payloads carry their own place
+(`rtl/act/keypoints.py`); the heatmap unit also holds the Gaussian table. A
+command computes L2's integer definitions on that state — `heatmaps`,
+`affine_motions` and `compose_flow` of `model.fixed_motion`, written here over
+the loaded grid rather than `grid_axis(S)` — and returns the unit's words: the
+heatmaps' int8, or the warp's {x, y} coordinates saturated to s18.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from defs.params import GraceParams
+from model.fixed import round_shift, saturate
+from model.fixed_motion import COORD_FRAC_BITS, DIST_FRAC_BITS, JAC_FRAC_BITS, MASK_FRAC_BITS
+from rtl.act.heatmap_layouts import gaussian_write_layout
+from rtl.act.keypoints import grid_write_layout, jacobian_write_layout, keypoint_write_layout
+from rtl.act.motion_layouts import MotionOp, output_layout
+from rtl.warp.layouts import FLOW_BITS
+from sim.l3.elementwise import UnitCommandError, take
+
+IntArray = npt.NDArray[np.int64]
+
+
+@dataclass
+class KeypointState:
+    """The grid axis and one frame's keypoints (coordinate format) and Jacobians."""
+
+    params: GraceParams
+    grid: IntArray = field(init=False)
+    keypoints: IntArray = field(init=False)  # (2 frames: driving, source; K, 2: x, y)
+    jacobians: IntArray = field(init=False)  # (K, 2, 2)
+
+    def __post_init__(self) -> None:
+        a = self.params.act
+        self.grid = np.zeros(a.max_grid, np.int64)
+        self.keypoints = np.zeros((2, a.max_keypoints, 2), np.int64)
+        self.jacobians = np.zeros((a.max_keypoints, 2, 2), np.int64)
+
+    def write_grid(self, word: int) -> None:
+        f = grid_write_layout(self.params).from_bits(word)
+        self.grid[int(f.index)] = int(f.value)
+
+    def write_keypoint(self, word: int) -> None:
+        f = keypoint_write_layout(self.params).from_bits(word)
+        self.keypoints[int(f.source), int(f.keypoint)] = (int(f.x), int(f.y))
+
+    def write_jacobian(self, word: int) -> None:
+        f = jacobian_write_layout(self.params).from_bits(word)
+        self.jacobians[int(f.keypoint), int(f.row), int(f.col)] = int(f.value)
+
+    def _frame(self, command: Mapping[str, int], unit: str) -> tuple[int, int]:
+        size, k = command["size"], command["keypoints"]
+        a = self.params.act
+        if not (2 <= size <= a.max_grid and 1 <= k <= a.max_keypoints):
+            raise UnitCommandError(
+                f"{unit}: S = {size}, K = {k}; the unit takes S in 2..{a.max_grid}, "
+                f"K in 1..{a.max_keypoints}"
+            )
+        return size, k
+
+    def motions(self, size: int, k: int) -> IntArray:
+        """(K + 1, S, S, 2): the identity, then J_k·(g − kp_d,k) + kp_s,k (`affine_motions`)."""
+        g = self.grid[:size]
+        grid = np.stack(np.broadcast_arrays(g[None, :], g[:, None]), axis=-1)  # (S, S, [x, y])
+        rel = grid[None] - self.keypoints[0, :k, None, None, :]
+        moved = np.einsum("kij,khwj->khwi", self.jacobians[:k], rel)
+        moved = round_shift(moved, JAC_FRAC_BITS) + self.keypoints[1, :k, None, None, :]
+        return np.concatenate([grid[None], moved])
+
+
+@dataclass
+class HeatmapState(KeypointState):
+    table: IntArray = field(init=False)  # the Gaussian table, zero beyond what was loaded
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.table = np.zeros(self.params.act.gaussian_depth, np.int64)
+
+    def write_gaussian(self, word: int) -> None:
+        f = gaussian_write_layout(self.params).from_bits(word)
+        self.table[int(f.index)] = int(f.data)
+
+    def run(self, command: Mapping[str, int]) -> list[int]:
+        """The frame's heatmaps, row ▸ column ▸ channel (channel 0 the zero background)."""
+        size, k = self._frame(command, "HEATMAP")
+        g = self.grid[:size]
+
+        def gaussians(kp: IntArray) -> IntArray:
+            dx = g[None, None, :] - kp[:, 0, None, None]
+            dy = g[None, :, None] - kp[:, 1, None, None]
+            index = round_shift(dx * dx + dy * dy, 2 * COORD_FRAC_BITS - DIST_FRAC_BITS)
+            inside = index < len(self.table)
+            return np.where(inside, self.table[np.where(inside, index, 0)], 0)
+
+        diff = saturate(gaussians(self.keypoints[0, :k]) - gaussians(self.keypoints[1, :k]), 8)
+        maps = np.concatenate([np.zeros((1, size, size), np.int64), diff])
+        return [int(v) & 0xFF for v in maps.transpose(1, 2, 0).ravel()]
+
+
+@dataclass
+class MotionState(KeypointState):
+    masks: deque[int] = field(default_factory=deque)  # FLOW's input stream
+
+    def run(self, command: Mapping[str, int]) -> list[int]:
+        """MOTION k's map, or the flow under the streamed masks: {x, y} per pixel."""
+        size, k = self._frame(command, "MOTION")
+        motions = self.motions(size, k)
+        if command["op"] == MotionOp.MOTION:
+            if command["motion"] > k:
+                raise UnitCommandError(
+                    f"MOTION: map {command['motion']} of a frame of {k} keypoints"
+                )
+            coords = motions[command["motion"]]
+        else:
+            masks = np.array(take(self.masks, size * size * (k + 1), "MOTION (FLOW)"), np.int64)
+            mask = masks.reshape(size, size, k + 1).transpose(2, 0, 1)
+            coords = round_shift((mask[..., None] * motions).sum(axis=0), MASK_FRAC_BITS)
+        coords = saturate(coords, FLOW_BITS).reshape(-1, 2)
+        layout, mask = output_layout(), (1 << FLOW_BITS) - 1
+        x, y = layout["x"].offset, layout["y"].offset
+        return [((int(cx) & mask) << x) | ((int(cy) & mask) << y) for cx, cy in coords]
