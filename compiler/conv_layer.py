@@ -18,8 +18,13 @@ Memory layouts (little-endian words of ⌈bits/8⌉ bytes):
 - output, and a residual: output group og's plane of pixels × its lanes
   (`rows`, fewer in the last group), one byte per value, group-major.
 
-Not yet: input-channel splitting (a layer whose weights exceed the weight
-buffer is refused), pooling with a residual, pooling with upsampling.
+A layer whose weights or constants exceed their buffers runs in passes over
+its output groups, each loading its own weights and constants once the last
+CONV of the pass before is done (the input is read again per pass).
+
+Not yet: input-channel splitting (an output group whose weights alone exceed
+the weight buffer is refused), pooling with a residual, pooling with
+upsampling.
 """
 
 from __future__ import annotations
@@ -164,12 +169,15 @@ def lower_conv(
     if ho < 1 or wo < 1 or (layer.pool and min(ho, wo) < 2):
         raise LoweringError(f"conv: {h}×{w} input gives an empty output")
     groups, out_groups = -(-c // cols), -(-o // rows)
-    weight_words = out_groups * groups * kh * kw
-    if weight_words > b.weight_depth or o > b.param_depth:
+    # output groups per pass: as many as the weight and parameter buffers hold
+    group_words = groups * kh * kw
+    per_pass = min(b.weight_depth // group_words, b.param_depth // rows, out_groups)
+    if per_pass < 1:
         raise LoweringError(
-            f"conv: {weight_words} weight words and {o} channel constants; the buffers hold "
-            f"{b.weight_depth} and {b.param_depth} (input-channel splitting is not built)"
+            f"conv: one output group takes {group_words} weight words; the weight buffer "
+            f"holds {b.weight_depth} (input-channel splitting is not built)"
         )
+    passes = [(a, min(out_groups, a + per_pass)) for a in range(0, out_groups, per_pass)]
     half = b.input_depth // 2
     geo = _Geometry(layer, h, kh)
     end = 2 * (ho // 2) if layer.pool else ho  # pooling drops an odd last row
@@ -224,43 +232,57 @@ def lower_conv(
     def transfer(addr: int, stride: int, count: int, row_words: int) -> dict[str, int]:
         return {"dram_addr": addr, "stride": stride, "rows": count, "row_words": row_words}
 
-    isize = -(-ibits // 8)
-    emit(Opcode.LOAD, {"buffer": Buffer.CONV_WEIGHT, "buffer_addr": 0}
-         | transfer(places["weights"], 0, 1, weight_words))  # fmt: skip
-    emit(Opcode.LOAD, {"buffer": Buffer.CONV_PARAM, "buffer_addr": 0}
-         | transfer(places["constants"], 0, 1, o))  # fmt: skip
-    for k, (o0, o1) in enumerate(tiles):
-        i0, i1, pad_top = geo.reads(o0, o1)
-        base = half * (k % 2)
-        if residual is not None:  # the tile's residual stream: group ▸ pixel ▸ lane
-            plane = places["residual"]
-            for lanes in lanes_of:
-                count = (o1 - o0) * wo * lanes
-                load = {"buffer": Buffer.CONV_RESIDUAL, "buffer_addr": 0}
-                emit(Opcode.LOAD, load | transfer(plane + o0 * wo * lanes, 0, 1, count))
-                plane += ho * wo * lanes
-        load = {"buffer": Buffer.CONV_INPUT, "buffer_addr": base}
-        load |= transfer(places["input"] + i0 * w * isize, h * w * isize, groups, (i1 - i0) * w)
-        emit(Opcode.LOAD, load, pop_next=int(k >= 2), push_next=1)
-        command = {
-            "in_base": base, "in_plane": (i1 - i0) * w, "in_row": w, "in_height": i1 - i0,
-            "in_width": w, "in_groups": groups, "upsample": int(layer.upsample),
-            "kernel_h": kh, "kernel_w": kw, "stride2": int(layer.stride == 2),
-            "pad_top": pad_top, "pad_left": layer.padding, "out_height": o1 - o0,
-            "out_width": wo, "out_groups": out_groups, "last_lanes": lanes_of[-1],
-            "weight_base": 0, "param_base": 0, "relu": int(layer.relu), "pool": int(layer.pool),
-            "residual": int(residual is not None), "tag": k % 256,
-        }  # fmt: skip
-        emit(Opcode.CONV, command, pop_prev=1, push_prev=int(k + 2 < len(tiles)), push_next=1)
-        plane = out_addr
-        for og, lanes in enumerate(lanes_of):
-            first, count = o0 // pool * out_w * lanes, (o1 - o0) // pool * out_w * lanes
-            store = {"source": Source.CONV} | transfer(plane + first, 0, 1, count)
-            emit(Opcode.STORE, store, pop_prev=int(og == 0))
-            plane += out_h * out_w * lanes
+    isize, wsize, psize = -(-ibits // 8), -(-wbits // 8), -(-playout.size // 8)
+    planes = [out_addr + sum(out_h * out_w * n for n in lanes_of[:og]) for og in range(out_groups)]
+    rplanes = [sum(ho * wo * n for n in lanes_of[:og]) for og in range(out_groups)]
+    for p_index, (g0, g1) in enumerate(passes):
+        # the pass's weights and constants, once its previous pass's last CONV is done
+        channels = range(g0 * rows, min(o, g1 * rows))
+        load = {"buffer": Buffer.CONV_WEIGHT, "buffer_addr": 0}
+        load |= transfer(
+            places["weights"] + g0 * group_words * wsize, 0, 1, (g1 - g0) * group_words
+        )
+        emit(Opcode.LOAD, load, pop_next=int(p_index > 0))
+        load = {"buffer": Buffer.CONV_PARAM, "buffer_addr": 0}
+        emit(
+            Opcode.LOAD,
+            load | transfer(places["constants"] + channels[0] * psize, 0, 1, len(channels)),
+        )
+        last_pass = p_index == len(passes) - 1
+        for k, (o0, o1) in enumerate(tiles):
+            i0, i1, pad_top = geo.reads(o0, o1)
+            base = half * (k % 2)
+            if residual is not None:  # the tile's residual stream: group ▸ pixel ▸ lane
+                for og in range(g0, g1):
+                    lanes, count = lanes_of[og], (o1 - o0) * wo * lanes_of[og]
+                    first = places["residual"] + rplanes[og] + o0 * wo * lanes
+                    load = {"buffer": Buffer.CONV_RESIDUAL, "buffer_addr": 0}
+                    emit(Opcode.LOAD, load | transfer(first, 0, 1, count))
+            load = {"buffer": Buffer.CONV_INPUT, "buffer_addr": base}
+            load |= transfer(places["input"] + i0 * w * isize, h * w * isize, groups, (i1 - i0) * w)
+            emit(Opcode.LOAD, load, pop_next=int(k >= 2), push_next=1)
+            command = {
+                "in_base": base, "in_plane": (i1 - i0) * w, "in_row": w, "in_height": i1 - i0,
+                "in_width": w, "in_groups": groups, "upsample": int(layer.upsample),
+                "kernel_h": kh, "kernel_w": kw, "stride2": int(layer.stride == 2),
+                "pad_top": pad_top, "pad_left": layer.padding, "out_height": o1 - o0,
+                "out_width": wo, "out_groups": g1 - g0, "last_lanes": lanes_of[g1 - 1],
+                "weight_base": 0, "param_base": 0, "relu": int(layer.relu),
+                "pool": int(layer.pool), "residual": int(residual is not None),
+                "tag": (p_index * len(tiles) + k) % 256,
+            }  # fmt: skip
+            # a token frees the input half two tiles on, and the last tile's frees
+            # the weights and constants for the next pass (its loads take it)
+            frees = k + 2 < len(tiles) or (k == len(tiles) - 1 and not last_pass)
+            emit(Opcode.CONV, command, pop_prev=1, push_prev=int(frees), push_next=1)
+            for og in range(g0, g1):
+                lanes = lanes_of[og]
+                first, count = o0 // pool * out_w * lanes, (o1 - o0) // pool * out_w * lanes
+                store = {"source": Source.CONV} | transfer(planes[og] + first, 0, 1, count)
+                emit(Opcode.STORE, store, pop_prev=int(og == g0))
     for queue in Queue:
         emit(Opcode.END, {"queue": queue})
-    return LoweredConv(words, memory, out_addr, (o, out_h, out_w), len(tiles))
+    return LoweredConv(words, memory, out_addr, (o, out_h, out_w), len(tiles) * len(passes))
 
 
 def _plane_bytes(values: IntArray, rows: int) -> bytes:
