@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from compiler.isa import encode
+from compiler.isa import decode, encode
 from defs.isa import Buffer, Opcode, Queue, Source
 from defs.params import GraceParams
 from rtl.conv_layouts import channel_param_layout
@@ -136,34 +136,111 @@ def _tiles(geo: _Geometry, end: int, fits: int, tile_rows: int | None) -> list[t
         i0, i1, _ = geo.reads(o0, o1)
         if i1 - i0 > fits:
             raise LoweringError(
-                f"conv: output rows {o0}..{o1 - 1} read {i1 - i0} input rows; half the input "
-                f"buffer holds {fits} rows of this width (width or channel splitting is not built)"
+                f"conv: output rows {o0}..{o1 - 1} read {i1 - i0} input rows; the input buffer "
+                f"(or its half) holds {fits} rows of this width (width or channel splitting is "
+                "not built)"
             )
         tiles.append((o0, o1))
         o0 = o1
     return tiles
 
 
-def lower_conv(
-    layer: ConvLayer,
-    x: npt.ArrayLike,
-    params: GraceParams,
-    *,
-    residual: npt.ArrayLike | None = None,
-    tile_rows: int | None = None,
-) -> LoweredConv:
-    """The layer on input `x` (C, H, W) (and `residual`, (O, Ho, Wo) before pooling) as
-    a program and memory image; tiles of at most `tile_rows` output rows if given."""
-    a, b, n = params.array, params.buffers, params.numeric
-    rows, cols = a.rows, a.cols
+class Image:
+    """A memory image being laid out: regions appended, each 64-byte aligned."""
+
+    def __init__(self) -> None:
+        self.memory = bytearray()
+
+    def place(self, blob: bytes) -> int:
+        """`blob` in a region of its own; its address."""
+        addr = len(self.memory)
+        self.memory += blob + bytes(-len(blob) % 64)
+        return addr
+
+    def reserve(self, size: int) -> int:
+        """`size` zero bytes for results; their address."""
+        return self.place(bytes(size))
+
+
+class Program:
+    """Instruction words being emitted for one set of parameters."""
+
+    def __init__(self, params: GraceParams) -> None:
+        self.params = params
+        self.words: list[int] = []
+
+    def emit(self, op: Opcode, fields: dict[str, int], **tokens: int) -> None:
+        self.words.append(encode(op, self.params, fields, tokens))
+
+    def end(self) -> list[int]:
+        """The words, each queue closed by its END."""
+        for queue in Queue:
+            self.emit(Opcode.END, {"queue": queue})
+        return self.words
+
+
+def transfer(addr: int, stride: int, count: int, row_words: int) -> dict[str, int]:
+    """A LOAD's or STORE's memory side: `count` rows of `row_words` words."""
+    return {"dram_addr": addr, "stride": stride, "rows": count, "row_words": row_words}
+
+
+def input_bytes(x: npt.ArrayLike, params: GraceParams) -> bytes:
+    """(C, H, W) int8 in the conv engine's input layout: group planes of `cols`-channel words."""
+    cols, bits = params.array.cols, params.numeric.act_bits
     x = np.asarray(x, dtype=np.int64)
     c, h, w = x.shape
+    groups = -(-c // cols)
+    xg = np.zeros((groups * cols, h, w), np.int64)
+    xg[:c] = x
+    lanes = xg.reshape(groups, cols, h, w).transpose(0, 2, 3, 1).reshape(-1, cols)
+    return _words([_pack(v, bits) for v in lanes], cols * bits)
+
+
+def _constants_bytes(layer: ConvLayer, params: GraceParams) -> tuple[bytes, bytes]:
+    """The layer's weight words and channel constants, as its loads read them."""
+    rows, cols, n = params.array.rows, params.array.cols, params.numeric
+    o, c, kh, kw = layer.weight.shape
+    groups, out_groups = -(-c // cols), -(-o // rows)
+    wg = np.zeros((out_groups * rows, groups * cols, kh, kw), np.int64)
+    wg[:o, :c] = layer.weight
+    wg = wg.reshape(out_groups, rows, groups, cols, kh, kw).transpose(0, 2, 4, 5, 1, 3)
+    weights = [_pack(v, n.weight_bits) for v in wg.reshape(-1, rows, cols)]
+    playout = channel_param_layout(params)
+    gain = np.zeros(o, np.int64) if layer.gain is None else np.asarray(layer.gain)
+    consts = []
+    for ch in range(o):
+        values = {"bias": layer.bias[ch], "multiplier": layer.multiplier[ch]}
+        values |= {"shift": layer.shift[ch], "gain": gain[ch]}
+        consts.append(sum((int(values[f]) & ((1 << d.width) - 1)) << d.offset for f, d in playout))
+    return _words(weights, rows * cols * n.weight_bits), _words(consts, playout.size)
+
+
+def emit_conv(
+    program: Program,
+    image: Image,
+    layer: ConvLayer,
+    in_addr: int,
+    in_shape: tuple[int, int, int],
+    *,
+    residual_addr: int | None = None,
+    tile_rows: int | None = None,
+    after_store: bool = False,
+) -> tuple[int, tuple[int, int, int]]:
+    """The layer's instructions, reading its input (conv input layout) at `in_addr` and
+    its residual (output layout, before pooling) at `residual_addr`; its weights and
+    constants placed in `image`, room for its results reserved there. With
+    `after_store`, its first load waits for a token the compute queue passes on once
+    the stores before it are done (`sync_stores`). Returns (results' address, shape)."""
+    params = program.params
+    a, b, n = params.array, params.buffers, params.numeric
+    rows, cols = a.rows, a.cols
+    c, h, w = in_shape
     o, wc, kh, kw = layer.weight.shape
     if wc != c:
         raise LoweringError(f"conv: weights take {wc} input channels, the input has {c}")
-    if layer.pool and (layer.upsample or residual is not None):
+    if layer.pool and (layer.upsample or residual_addr is not None):
         raise LoweringError("conv: pooling with upsampling or a residual is not built")
-    if (residual is None) != (layer.gain is None):
+    if (residual_addr is None) != (layer.gain is None):
         raise LoweringError("conv: a residual and its gain come together")
     ho, wo = conv_size(layer, h, w)
     if ho < 1 or wo < 1 or (layer.pool and min(ho, wo) < 2):
@@ -177,90 +254,58 @@ def lower_conv(
             f"conv: one output group takes {group_words} weight words; the weight buffer "
             f"holds {b.weight_depth} (input-channel splitting is not built)"
         )
-    passes = [(a, min(out_groups, a + per_pass)) for a in range(0, out_groups, per_pass)]
-    half = b.input_depth // 2
+    passes = [(g, min(out_groups, g + per_pass)) for g in range(0, out_groups, per_pass)]
+    if groups * w > b.input_depth:
+        raise LoweringError(
+            f"conv: an input row is {groups} × {w} = {groups * w} words; the input buffer "
+            f"holds {b.input_depth} (width splitting is not built)"
+        )
     geo = _Geometry(layer, h, kh)
     end = 2 * (ho // 2) if layer.pool else ho  # pooling drops an odd last row
-    if groups * w > half:
-        raise LoweringError(
-            f"conv: an input row is {groups} × {w} = {groups * w} words; half the input buffer "
-            f"holds {half} (width splitting is not built)"
-        )
-    tiles = _tiles(geo, end, half // (groups * w), tile_rows)
+    # double-buffered: a tile loads into one half while the one before computes from
+    # the other; when a tile does not fit half the buffer, tiles take it whole, in turn
+    try:
+        buffers = 2
+        tiles = _tiles(geo, end, b.input_depth // 2 // (groups * w), tile_rows)
+    except LoweringError:
+        buffers = 1
+        tiles = _tiles(geo, end, b.input_depth // (groups * w), tile_rows)
+    half = b.input_depth // buffers
     lanes_of = [min(rows, o - og * rows) for og in range(out_groups)]
     pool = 2 if layer.pool else 1
     out_h, out_w = ho // pool, wo // pool
 
-    # -- the memory image ------------------------------------------------------------
-    wbits, ibits = rows * cols * n.weight_bits, cols * n.act_bits
-    wg = np.zeros((out_groups * rows, groups * cols, kh, kw), np.int64)
-    wg[:o, :c] = layer.weight
-    wg = wg.reshape(out_groups, rows, groups, cols, kh, kw).transpose(0, 2, 4, 5, 1, 3)
-    playout = channel_param_layout(params)
-    gain = np.zeros(o, np.int64) if layer.gain is None else np.asarray(layer.gain)
-    consts = []
-    for ch in range(o):
-        values = {"bias": layer.bias[ch], "multiplier": layer.multiplier[ch]}
-        values |= {"shift": layer.shift[ch], "gain": gain[ch]}
-        consts.append(sum((int(values[f]) & ((1 << d.width) - 1)) << d.offset for f, d in playout))
-    xg = np.zeros((groups * cols, h, w), np.int64)
-    xg[:c] = x
-    lanes = xg.reshape(groups, cols, h, w).transpose(0, 2, 3, 1).reshape(-1, cols)
-    blobs = {
-        "weights": _words([_pack(v, n.weight_bits) for v in wg.reshape(-1, rows, cols)], wbits),
-        "constants": _words(consts, playout.size),
-        "input": _words([_pack(v, n.act_bits) for v in lanes], ibits),
-    }
-    if residual is not None:
-        res = np.asarray(residual, dtype=np.int64)
-        if res.shape != (o, ho, wo):
-            raise LoweringError(f"conv: residual {res.shape}, the output is {(o, ho, wo)}")
-        blobs["residual"] = _plane_bytes(res, rows)
-    memory, places = bytearray(), {}
-    for name, blob in blobs.items():
-        places[name] = len(memory)
-        memory += blob + bytes(-len(blob) % 64)  # regions 64-byte aligned
-    out_addr = len(memory)
-    memory += bytes(o * out_h * out_w)
-
-    # -- the program -----------------------------------------------------------------
-    words: list[int] = []
-
-    def emit(op: Opcode, fields: dict[str, int], **tokens: int) -> None:
-        words.append(encode(op, params, fields, tokens))
-
-    def transfer(addr: int, stride: int, count: int, row_words: int) -> dict[str, int]:
-        return {"dram_addr": addr, "stride": stride, "rows": count, "row_words": row_words}
-
-    isize, wsize, psize = -(-ibits // 8), -(-wbits // 8), -(-playout.size // 8)
-    planes = [out_addr + sum(out_h * out_w * n for n in lanes_of[:og]) for og in range(out_groups)]
-    rplanes = [sum(ho * wo * n for n in lanes_of[:og]) for og in range(out_groups)]
+    weights, constants = _constants_bytes(layer, params)
+    weights_addr, constants_addr = image.place(weights), image.place(constants)
+    out_addr = image.reserve(o * out_h * out_w)
+    isize = -(-(cols * n.act_bits) // 8)
+    wsize = -(-(rows * cols * n.weight_bits) // 8)
+    psize = -(-channel_param_layout(params).size // 8)
+    planes = [out_addr + sum(out_h * out_w * m for m in lanes_of[:og]) for og in range(out_groups)]
+    rplanes = [sum(ho * wo * m for m in lanes_of[:og]) for og in range(out_groups)]
+    emit = program.emit
     for p_index, (g0, g1) in enumerate(passes):
         # the pass's weights and constants, once its previous pass's last CONV is done
         channels = range(g0 * rows, min(o, g1 * rows))
         load = {"buffer": Buffer.CONV_WEIGHT, "buffer_addr": 0}
-        load |= transfer(
-            places["weights"] + g0 * group_words * wsize, 0, 1, (g1 - g0) * group_words
-        )
-        emit(Opcode.LOAD, load, pop_next=int(p_index > 0))
+        load |= transfer(weights_addr + g0 * group_words * wsize, 0, 1, (g1 - g0) * group_words)
+        emit(Opcode.LOAD, load, pop_next=int(p_index > 0 or after_store))
         load = {"buffer": Buffer.CONV_PARAM, "buffer_addr": 0}
-        emit(
-            Opcode.LOAD,
-            load | transfer(places["constants"] + channels[0] * psize, 0, 1, len(channels)),
-        )
+        load |= transfer(constants_addr + channels[0] * psize, 0, 1, len(channels))
+        emit(Opcode.LOAD, load)
         last_pass = p_index == len(passes) - 1
         for k, (o0, o1) in enumerate(tiles):
             i0, i1, pad_top = geo.reads(o0, o1)
-            base = half * (k % 2)
-            if residual is not None:  # the tile's residual stream: group ▸ pixel ▸ lane
+            base = half * (k % buffers)
+            if residual_addr is not None:  # the tile's residual stream: group ▸ pixel ▸ lane
                 for og in range(g0, g1):
                     lanes, count = lanes_of[og], (o1 - o0) * wo * lanes_of[og]
-                    first = places["residual"] + rplanes[og] + o0 * wo * lanes
+                    first = residual_addr + rplanes[og] + o0 * wo * lanes
                     load = {"buffer": Buffer.CONV_RESIDUAL, "buffer_addr": 0}
                     emit(Opcode.LOAD, load | transfer(first, 0, 1, count))
             load = {"buffer": Buffer.CONV_INPUT, "buffer_addr": base}
-            load |= transfer(places["input"] + i0 * w * isize, h * w * isize, groups, (i1 - i0) * w)
-            emit(Opcode.LOAD, load, pop_next=int(k >= 2), push_next=1)
+            load |= transfer(in_addr + i0 * w * isize, h * w * isize, groups, (i1 - i0) * w)
+            emit(Opcode.LOAD, load, pop_next=int(k >= buffers), push_next=1)
             command = {
                 "in_base": base, "in_plane": (i1 - i0) * w, "in_row": w, "in_height": i1 - i0,
                 "in_width": w, "in_groups": groups, "upsample": int(layer.upsample),
@@ -268,21 +313,58 @@ def lower_conv(
                 "pad_top": pad_top, "pad_left": layer.padding, "out_height": o1 - o0,
                 "out_width": wo, "out_groups": g1 - g0, "last_lanes": lanes_of[g1 - 1],
                 "weight_base": 0, "param_base": 0, "relu": int(layer.relu),
-                "pool": int(layer.pool), "residual": int(residual is not None),
+                "pool": int(layer.pool), "residual": int(residual_addr is not None),
                 "tag": (p_index * len(tiles) + k) % 256,
             }  # fmt: skip
-            # a token frees the input half two tiles on, and the last tile's frees
-            # the weights and constants for the next pass (its loads take it)
-            frees = k + 2 < len(tiles) or (k == len(tiles) - 1 and not last_pass)
+            # a token frees the input buffer (half) for the tile `buffers` on, and the
+            # last tile's frees the weights and constants for the next pass
+            frees = k + buffers < len(tiles) or (k == len(tiles) - 1 and not last_pass)
             emit(Opcode.CONV, command, pop_prev=1, push_prev=int(frees), push_next=1)
             for og in range(g0, g1):
                 lanes = lanes_of[og]
                 first, count = o0 // pool * out_w * lanes, (o1 - o0) // pool * out_w * lanes
                 store = {"source": Source.CONV} | transfer(planes[og] + first, 0, 1, count)
                 emit(Opcode.STORE, store, pop_prev=int(og == g0))
-    for queue in Queue:
-        emit(Opcode.END, {"queue": queue})
-    return LoweredConv(words, memory, out_addr, (o, out_h, out_w), len(tiles) * len(passes))
+    return out_addr, (o, out_h, out_w)
+
+
+def sync_stores(program: Program) -> None:
+    """Order what follows after every store so far: the last store gives the compute
+    queue a token, a SYNC there passes it to the load queue, whose next instruction
+    must take it (`emit_conv(after_store=True)`). Tokens join neighbouring queues
+    only, so a store reaches the loads through the compute queue."""
+    inst = decode(program.words.pop(), program.params)
+    if inst.op != Opcode.STORE or inst.tokens["push_prev"]:
+        raise LoweringError("sync_stores: the program does not end with a store to sync on")
+    program.emit(Opcode.STORE, inst.fields, **(inst.tokens | {"push_prev": 1}))
+    program.emit(Opcode.SYNC, {"queue": Queue.COMPUTE}, pop_next=1, push_prev=1)
+
+
+def lower_conv(
+    layer: ConvLayer,
+    x: npt.ArrayLike,
+    params: GraceParams,
+    *,
+    residual: npt.ArrayLike | None = None,
+    tile_rows: int | None = None,
+) -> LoweredConv:
+    """One layer on input `x` (C, H, W) (and `residual`, (O, Ho, Wo) before pooling) as a
+    program and its memory image; tiles of at most `tile_rows` output rows if given."""
+    x = np.asarray(x, dtype=np.int64)
+    image, program = Image(), Program(params)
+    in_addr = image.place(input_bytes(x, params))
+    residual_addr = None
+    if residual is not None:
+        res = np.asarray(residual, dtype=np.int64)
+        want = (layer.weight.shape[0], *conv_size(layer, x.shape[1], x.shape[2]))
+        if res.shape != want:
+            raise LoweringError(f"conv: residual {res.shape}, the output is {want}")
+        residual_addr = image.place(_plane_bytes(res, params.array.rows))
+    out_addr, shape = emit_conv(
+        program, image, layer, in_addr, x.shape, residual_addr=residual_addr, tile_rows=tile_rows
+    )
+    tiles = sum(1 for word in program.words if word & 0xF == Opcode.CONV)
+    return LoweredConv(program.end(), image.memory, out_addr, shape, tiles)
 
 
 def _plane_bytes(values: IntArray, rows: int) -> bytes:

@@ -94,6 +94,17 @@ def test_fused_options_tile_as_l2_computes_them(params, shape: tuple, tile_rows)
     np.testing.assert_array_equal(got, _l2(layer, x, params, residual))
 
 
+def test_a_tile_that_does_not_fit_half_the_buffer_takes_it_whole() -> None:
+    """Tiles in turn through the whole input buffer when half is too small for one
+    (tiny's 16-channel down block on 64²: two pooled rows read 4 × 256 words)."""
+    rng = np.random.default_rng(12)
+    layer = _layer(rng, 16, 32, 3, 1, 1, pool=True)
+    x = rng.integers(-128, 128, (16, 64, 64))
+    lowered = lower_conv(layer, x, preset("tiny"))
+    assert lowered.tiles == 32  # pooled pairs of rows, one at a time
+    np.testing.assert_array_equal(_run(layer, x, preset("tiny")), _l2(layer, x, preset("tiny")))
+
+
 @pytest.mark.parametrize("tile_rows", [1, 2, 3])
 def test_every_tiling_gives_the_same_layer(tile_rows: int) -> None:
     """Tiles of 1, 2 and 3 output rows (halos overlapping, the input buffer's halves
@@ -135,8 +146,8 @@ def test_layers_that_do_not_fit_are_refused() -> None:
     with pytest.raises(LoweringError, match=r"one output group takes 576 weight words; the"):
         lower_conv(big, rng.integers(-128, 128, (128, 4, 4)), preset("icebreaker"))
     wide = _layer(rng, 3, 4, 3, 1, 1)
-    with pytest.raises(LoweringError, match="input row is 1 × 700 = 700 words; half the input"):
-        lower_conv(wide, rng.integers(-128, 128, (3, 4, 700)), SMALL)
+    with pytest.raises(LoweringError, match="input row is 1 × 1100 = 1100 words; the input"):
+        lower_conv(wide, rng.integers(-128, 128, (3, 4, 1100)), SMALL)
 
 
 # -- L3's refusals ---------------------------------------------------------------------

@@ -1,0 +1,119 @@
+"""The per-GOP source encoding's feature path lowered to one program (issue 16).
+
+`encode_source_int` turns the decoded key frame into the source features every
+inter frame of the GOP warps: the frame quantized to int8 (`quantize_image`),
+then the generator's first conv and its down blocks. As a program:
+- the frame's bytes (each b stored as b ⊕ 0x80, the int8 whose table index is b)
+  run through a TABLE tile of the element-wise engine holding
+  `quantize_image`'s table, and are stored straight into the conv engine's
+  input layout (a store row per pixel, its channels in the first bytes of a
+  `cols`-channel word);
+- each conv layer follows (`compiler.conv_layer.emit_conv`), the stores of one
+  layer ordered before the next one's loads through the compute queue.
+
+The anti-alias blur (the motion network's small frame) is not in it yet: its
+polyphase layout (`sim/blur.py`) needs strided gathers no LOAD makes.
+A layer's output layout (group planes of `rows` lanes) is the next layer's
+input layout only when the array is square (`rows == cols`, as tiny's is);
+other arrays are refused until a layout conversion is built.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from compiler.conv_layer import (
+    ConvLayer,
+    Image,
+    LoweringError,
+    Program,
+    emit_conv,
+    input_bytes,
+    sync_stores,
+    transfer,
+)
+from defs.isa import Buffer, Opcode, Source
+from defs.params import GraceParams
+from model.fixed_decoder import QConv, QuantizedDecoder, quantize_image
+from model.fixed_ops import LUT_SIZE
+from rtl.act.layouts import ActOp, command_layout, table_write_layout
+
+
+@dataclass(frozen=True)
+class LoweredSource:
+    words: list[int]
+    memory: bytearray
+    features_addr: int  # the source features, in the conv engine's output layout
+    features_shape: tuple[int, int, int]
+
+
+def conv_layer(q: QConv) -> ConvLayer:
+    """The compiler's view of one of L2's fused convolutions."""
+    if q.groups != 1:
+        raise LoweringError("a depthwise conv (the blur) is not lowered yet")
+    return ConvLayer(
+        q.weight, q.bias, q.multiplier, q.shift, q.stride, q.padding, q.relu, q.upsample,
+        q.pool, q.residual_gain,
+    )  # fmt: skip
+
+
+def _quantize_table() -> list[int]:
+    """`quantize_image`'s 256 entries as TABLE writes into table 0 (index b: byte b)."""
+    ramp = np.arange(LUT_SIZE, dtype=np.uint8).reshape(1, LUT_SIZE, 1)  # (H, W, C)
+    entries = quantize_image(ramp).astype(np.int64).ravel()
+    layout = table_write_layout()
+    fields = {name: fld for name, fld in layout}
+
+    def word(index: int, value: int) -> int:
+        parts = {"table": 0, "index": index, "data": value}
+        return sum(parts[n] << fields[n].offset for n in parts)
+
+    return [word(k, int(v)) for k, v in enumerate(entries)]
+
+
+def lower_source(
+    q: QuantizedDecoder, frame: npt.ArrayLike, params: GraceParams, *, tile_rows: int | None = None
+) -> LoweredSource:
+    """The key frame (H, W, C) uint8 → its source features, as a program and image."""
+    rows, cols = params.array.rows, params.array.cols
+    if rows != cols:
+        raise LoweringError(
+            f"a {rows} × {cols} array: one layer's output groups are not the next one's "
+            "input groups (the layout conversion is not built)"
+        )
+    pixels = np.asarray(frame, dtype=np.uint8)
+    h, w, c = pixels.shape
+    if c > cols:
+        raise LoweringError(f"{c} colour channels do not fit one {cols}-channel input word")
+    if params.act.lanes != 1:
+        raise LoweringError("the key frame's table tile is laid out for a 1-lane engine")
+    image, program = Image(), Program(params)
+    table = _quantize_table()
+    table_bits = table_write_layout().size
+    table_addr = image.place(b"".join(v.to_bytes(-(-table_bits // 8), "little") for v in table))
+    frame_addr = image.place((pixels ^ 0x80).tobytes())  # H, W, C: the tile's input order
+    x_addr = image.place(input_bytes(np.zeros((c, h, w), np.int64), params))
+    word_bytes = -(-(cols * params.numeric.act_bits) // 8)
+
+    load = {"buffer": Buffer.ACT_TABLE, "buffer_addr": 0} | transfer(table_addr, 0, 1, len(table))
+    program.emit(Opcode.LOAD, load)
+    load = {"buffer": Buffer.ACT_INPUT, "buffer_addr": 0} | transfer(frame_addr, 0, 1, h * w * c)
+    program.emit(Opcode.LOAD, load, push_next=1)
+    command = {"op": ActOp.TABLE, "pixels": h * w, "groups": c, "param_base": 0}
+    command |= {"table": 0, "relu": 0, "tag": 0}
+    assert set(command) == {name for name, _ in command_layout(params)}
+    program.emit(Opcode.ACT, command, pop_prev=1, push_next=1)
+    # each pixel's C bytes into the first bytes of its input word
+    store = {"source": Source.ACT} | transfer(x_addr, word_bytes, h * w, c)
+    program.emit(Opcode.STORE, store, pop_prev=1)
+
+    addr, shape = x_addr, (c, h, w)
+    for q_conv in (q.first, *q.down_blocks):
+        sync_stores(program)
+        addr, shape = emit_conv(
+            program, image, conv_layer(q_conv), addr, shape, after_store=True, tile_rows=tile_rows
+        )
+    return LoweredSource(program.end(), image.memory, addr, shape)

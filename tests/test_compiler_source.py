@@ -1,0 +1,66 @@
+"""The per-GOP source encoding's feature path as one program (compiler/source.py) on L3.
+
+The committed tiny decoder's key frames, quantized by a TABLE tile, through its
+first conv and both down blocks (pooling, output-group passes, tiles through
+the whole input buffer), layer after layer ordered by tokens through the
+compute queue: L3's features are `encode_source_int`'s, bit for bit.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from compiler.conv_layer import LoweredConv, LoweringError, read_output
+from compiler.source import lower_source
+from defs.params import preset
+from grace.codec_run import load_models
+from model.fixed_decoder import encode_source_int
+from model.int_backend import quantize_decoder
+from model.synthetic import ClipSpec, synthesize_clip
+from sim.l3.machine import run
+
+TINY = preset("tiny")
+
+
+@pytest.fixture(scope="module")
+def decoder():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # calibration is slow when two cores are shared
+    try:
+        return quantize_decoder(*load_models(TINY, None), TINY)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _features(decoder, frame: np.ndarray, **options) -> np.ndarray:
+    lowered = lower_source(decoder, frame, TINY, **options)
+    memory = bytearray(lowered.memory)
+    run(lowered.words, memory, TINY)
+    view = LoweredConv(
+        lowered.words, lowered.memory, lowered.features_addr, lowered.features_shape, 0
+    )
+    return read_output(view, memory, TINY)
+
+
+@pytest.mark.parametrize("seed", [1_000_123, 1_000_777])
+def test_l3_encodes_the_source_as_l2_does(decoder, seed: int) -> None:
+    clip = synthesize_clip(ClipSpec(seed=seed, num_frames=1, size=64, face=seed % 90))
+    np.testing.assert_array_equal(
+        _features(decoder, clip[0]), encode_source_int(decoder, clip[0]).features
+    )
+
+
+def test_extreme_frames_and_short_tiles(decoder) -> None:
+    """Black, white and a checkerboard, with tiles of at most 2 output rows."""
+    board = (np.indices((64, 64)).sum(axis=0) % 2 * 255).astype(np.uint8)
+    for frame in (np.zeros((64, 64, 3), np.uint8), np.full((64, 64, 3), 255, np.uint8),
+                  np.repeat(board[..., None], 3, axis=2)):  # fmt: skip
+        got = _features(decoder, frame, tile_rows=2)
+        np.testing.assert_array_equal(got, encode_source_int(decoder, frame).features)
+
+
+def test_a_non_square_array_is_refused(decoder) -> None:
+    with pytest.raises(LoweringError, match="a 16 × 8 array: one layer's output groups"):
+        lower_source(decoder, np.zeros((64, 64, 3), np.uint8), preset("ulx3s-85f"))
