@@ -132,7 +132,10 @@ def _tiles(geo: _Geometry, end: int, fits: int, tile_rows: int | None) -> list[t
         while o1 < end and not geo.may_start(o1):
             o1 -= 1
         if o1 <= o0:
-            raise LoweringError(f"conv: no tile can start at output row {o0 + 1}")
+            raise LoweringError(
+                f"conv: output row {o0} starts no tile that fits: the input buffer (or its "
+                f"half) holds {fits} rows of this width (width or channel splitting is not built)"
+            )
         i0, i1, _ = geo.reads(o0, o1)
         if i1 - i0 > fits:
             raise LoweringError(
@@ -225,10 +228,13 @@ def emit_conv(
     residual_addr: int | None = None,
     tile_rows: int | None = None,
     after_store: bool = False,
+    in_lanes: int | None = None,
 ) -> tuple[int, tuple[int, int, int]]:
-    """The layer's instructions, reading its input (conv input layout) at `in_addr` and
-    its residual (output layout, before pooling) at `residual_addr`; its weights and
-    constants placed in `image`, room for its results reserved there. With
+    """The layer's instructions, reading its input at `in_addr` and its residual (output
+    layout, before pooling) at `residual_addr`; its weights and constants placed in
+    `image`, room for its results reserved there. The input is in the conv input
+    layout, or with `in_lanes` in the output layout of a layer with that many lanes
+    per group (the previous layer's results, as its stores left them). With
     `after_store`, its first load waits for a token the compute queue passes on once
     the stores before it are done (`sync_stores`). Returns (results' address, shape)."""
     params = program.params
@@ -242,6 +248,11 @@ def emit_conv(
         raise LoweringError("conv: pooling with upsampling or a residual is not built")
     if (residual_addr is None) != (layer.gain is None):
         raise LoweringError("conv: a residual and its gain come together")
+    if in_lanes is not None and (in_lanes % cols or c % in_lanes):
+        raise LoweringError(
+            f"conv: {c} input channels in groups of {in_lanes} lanes do not split into "
+            f"{cols}-channel input words (that layout conversion is not built)"
+        )
     ho, wo = conv_size(layer, h, w)
     if ho < 1 or wo < 1 or (layer.pool and min(ho, wo) < 2):
         raise LoweringError(f"conv: {h}×{w} input gives an empty output")
@@ -298,14 +309,15 @@ def emit_conv(
             i0, i1, pad_top = geo.reads(o0, o1)
             base = half * (k % buffers)
             if residual_addr is not None:  # the tile's residual stream: group ▸ pixel ▸ lane
-                for og in range(g0, g1):
-                    lanes, count = lanes_of[og], (o1 - o0) * wo * lanes_of[og]
-                    first = residual_addr + rplanes[og] + o0 * wo * lanes
+                for og in range(g0, g1):  # a row per output row, each a pixel row's lanes
+                    row = wo * lanes_of[og]
+                    first = residual_addr + rplanes[og] + o0 * row
                     load = {"buffer": Buffer.CONV_RESIDUAL, "buffer_addr": 0}
-                    emit(Opcode.LOAD, load | transfer(first, 0, 1, count))
-            load = {"buffer": Buffer.CONV_INPUT, "buffer_addr": base}
-            load |= transfer(in_addr + i0 * w * isize, h * w * isize, groups, (i1 - i0) * w)
-            emit(Opcode.LOAD, load, pop_next=int(k >= buffers), push_next=1)
+                    emit(Opcode.LOAD, load | transfer(first, row, o1 - o0, row))
+            loads = _input_loads(in_addr, (c, h, w), (i0, i1), base, cols, isize, in_lanes)
+            for j, load in enumerate(loads):  # the first waits, the last signals
+                first, last = j == 0, j == len(loads) - 1
+                emit(Opcode.LOAD, load, pop_next=int(first and k >= buffers), push_next=int(last))
             command = {
                 "in_base": base, "in_plane": (i1 - i0) * w, "in_row": w, "in_height": i1 - i0,
                 "in_width": w, "in_groups": groups, "upsample": int(layer.upsample),
@@ -320,12 +332,41 @@ def emit_conv(
             # last tile's frees the weights and constants for the next pass
             frees = k + buffers < len(tiles) or (k == len(tiles) - 1 and not last_pass)
             emit(Opcode.CONV, command, pop_prev=1, push_prev=int(frees), push_next=1)
-            for og in range(g0, g1):
-                lanes = lanes_of[og]
-                first, count = o0 // pool * out_w * lanes, (o1 - o0) // pool * out_w * lanes
-                store = {"source": Source.CONV} | transfer(planes[og] + first, 0, 1, count)
+            for og in range(g0, g1):  # a row per result row (a transfer's fields stay short)
+                row = out_w * lanes_of[og]
+                first = planes[og] + o0 // pool * row
+                store = {"source": Source.CONV} | transfer(first, row, (o1 - o0) // pool, row)
                 emit(Opcode.STORE, store, pop_prev=int(og == g0))
     return out_addr, (o, out_h, out_w)
+
+
+def _input_loads(
+    addr: int,
+    shape: tuple[int, int, int],
+    rows_read: tuple[int, int],
+    base: int,
+    cols: int,
+    word_bytes: int,
+    in_lanes: int | None,
+) -> list[dict[str, int]]:
+    """The LOADs of input rows [i0, i1) into the buffer from `base` on, group-major.
+
+    From the conv input layout, one LOAD: a row per channel group. From an output
+    layout of `in_lanes` lanes per group, one LOAD per `cols`-channel group: a word
+    per pixel, gathered from its output group's plane (`in_lanes` bytes apart)."""
+    c, h, w = shape
+    i0, i1 = rows_read
+    groups, pixels = -(-c // cols), (i1 - i0) * w
+    if in_lanes is None or in_lanes == cols:
+        fields = transfer(addr + i0 * w * word_bytes, h * w * word_bytes, groups, pixels)
+        return [{"buffer": Buffer.CONV_INPUT, "buffer_addr": base} | fields]
+    loads = []
+    for g in range(groups):
+        og, lane = divmod(g * cols, in_lanes)
+        plane = addr + og * h * w * in_lanes  # every plane full: c is a multiple of in_lanes
+        fields = transfer(plane + i0 * w * in_lanes + lane, in_lanes, pixels, 1)
+        loads.append({"buffer": Buffer.CONV_INPUT, "buffer_addr": base + g * pixels} | fields)
+    return loads
 
 
 def sync_stores(program: Program) -> None:

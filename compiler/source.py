@@ -4,18 +4,18 @@
 inter frame of the GOP warps: the frame quantized to int8 (`quantize_image`),
 then the generator's first conv and its down blocks. As a program:
 - the frame's bytes (each b stored as b ⊕ 0x80, the int8 whose table index is b)
-  run through a TABLE tile of the element-wise engine holding
-  `quantize_image`'s table, and are stored straight into the conv engine's
-  input layout (a store row per pixel, its channels in the first bytes of a
-  `cols`-channel word);
+  run through TABLE tiles of the element-wise engine holding `quantize_image`'s
+  table, one per input group of the first conv (a load gathering the group's
+  bytes of each pixel), and are stored straight into the conv engine's input
+  layout (a store row per pixel, into the first bytes of its word);
 - each conv layer follows (`compiler.conv_layer.emit_conv`), the stores of one
   layer ordered before the next one's loads through the compute queue.
 
 The anti-alias blur (the motion network's small frame) is not in it yet: its
-polyphase layout (`sim/blur.py`) needs strided gathers no LOAD makes.
-A layer's output layout (group planes of `rows` lanes) is the next layer's
-input layout only when the array is square (`rows == cols`, as tiny's is);
-other arrays are refused until a layout conversion is built.
+polyphase layout (`sim/blur.py`) needs strided gathers no LOAD makes. Each
+layer reads the one before in its output layout (group planes of `rows`
+lanes): on a square array a group plane is an input plane; otherwise a LOAD
+per input group gathers its `cols` lanes, a word per pixel.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from defs.isa import Buffer, Opcode, Source
 from defs.params import GraceParams
 from model.fixed_decoder import QConv, QuantizedDecoder, quantize_image
 from model.fixed_ops import LUT_SIZE
-from rtl.act.layouts import ActOp, command_layout, table_write_layout
+from rtl.act.layouts import ActOp, table_write_layout
 
 
 @dataclass(frozen=True)
@@ -78,16 +78,9 @@ def lower_source(
     q: QuantizedDecoder, frame: npt.ArrayLike, params: GraceParams, *, tile_rows: int | None = None
 ) -> LoweredSource:
     """The key frame (H, W, C) uint8 → its source features, as a program and image."""
-    rows, cols = params.array.rows, params.array.cols
-    if rows != cols:
-        raise LoweringError(
-            f"a {rows} × {cols} array: one layer's output groups are not the next one's "
-            "input groups (the layout conversion is not built)"
-        )
+    cols = params.array.cols
     pixels = np.asarray(frame, dtype=np.uint8)
     h, w, c = pixels.shape
-    if c > cols:
-        raise LoweringError(f"{c} colour channels do not fit one {cols}-channel input word")
     if params.act.lanes != 1:
         raise LoweringError("the key frame's table tile is laid out for a 1-lane engine")
     image, program = Image(), Program(params)
@@ -100,20 +93,25 @@ def lower_source(
 
     load = {"buffer": Buffer.ACT_TABLE, "buffer_addr": 0} | transfer(table_addr, 0, 1, len(table))
     program.emit(Opcode.LOAD, load)
-    load = {"buffer": Buffer.ACT_INPUT, "buffer_addr": 0} | transfer(frame_addr, 0, 1, h * w * c)
-    program.emit(Opcode.LOAD, load, push_next=1)
-    command = {"op": ActOp.TABLE, "pixels": h * w, "groups": c, "param_base": 0}
-    command |= {"table": 0, "relu": 0, "tag": 0}
-    assert set(command) == {name for name, _ in command_layout(params)}
-    program.emit(Opcode.ACT, command, pop_prev=1, push_next=1)
-    # each pixel's C bytes into the first bytes of its input word
-    store = {"source": Source.ACT} | transfer(x_addr, word_bytes, h * w, c)
-    program.emit(Opcode.STORE, store, pop_prev=1)
+    for g in range(-(-c // cols)):  # a TABLE tile per input group of the first conv
+        channels = min(cols, c - g * cols)
+        load = {"buffer": Buffer.ACT_INPUT, "buffer_addr": 0}  # the group's bytes of each pixel
+        load |= transfer(frame_addr + g * cols, c, h * w, channels)
+        program.emit(Opcode.LOAD, load, push_next=1)
+        command = {"op": ActOp.TABLE, "pixels": h * w, "groups": channels, "param_base": 0}
+        command |= {"table": 0, "relu": 0, "tag": g}
+        program.emit(Opcode.ACT, command, pop_prev=1, push_next=1)
+        # each pixel's bytes into the first bytes of its word in group g's plane
+        plane = x_addr + g * h * w * word_bytes
+        store = {"source": Source.ACT} | transfer(plane, word_bytes, h * w, channels)
+        program.emit(Opcode.STORE, store, pop_prev=1)
 
-    addr, shape = x_addr, (c, h, w)
+    addr, shape, lanes = x_addr, (c, h, w), None  # the first conv reads the input layout
     for q_conv in (q.first, *q.down_blocks):
         sync_stores(program)
         addr, shape = emit_conv(
-            program, image, conv_layer(q_conv), addr, shape, after_store=True, tile_rows=tile_rows
-        )
+            program, image, conv_layer(q_conv), addr, shape, after_store=True,
+            tile_rows=tile_rows, in_lanes=lanes,
+        )  # fmt: skip
+        lanes = params.array.rows  # the next reads this one's output layout
     return LoweredSource(program.end(), image.memory, addr, shape)

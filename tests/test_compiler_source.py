@@ -3,7 +3,8 @@
 The committed tiny decoder's key frames, quantized by a TABLE tile, through its
 first conv and both down blocks (pooling, output-group passes, tiles through
 the whole input buffer), layer after layer ordered by tokens through the
-compute queue: L3's features are `encode_source_int`'s, bit for bit.
+compute queue, on tiny's and the ULX3S's arrays and buffers: L3's features
+are `encode_source_int`'s, bit for bit.
 """
 
 from __future__ import annotations
@@ -61,6 +62,24 @@ def test_extreme_frames_and_short_tiles(decoder) -> None:
         np.testing.assert_array_equal(got, encode_source_int(decoder, frame).features)
 
 
-def test_a_non_square_array_is_refused(decoder) -> None:
-    with pytest.raises(LoweringError, match="a 16 × 8 array: one layer's output groups"):
-        lower_source(decoder, np.zeros((64, 64, 3), np.uint8), preset("ulx3s-85f"))
+def test_the_ulx3s_array(decoder) -> None:
+    """The ULX3S's 16 × 8 array: each layer's 16-lane output groups gathered into the
+    next one's 8-channel input words."""
+    ulx3s = preset("ulx3s-85f")
+    frame = synthesize_clip(ClipSpec(seed=1_000_321, num_frames=1, size=64, face=3))[0]
+    lowered = lower_source(decoder, frame, ulx3s)
+    memory = bytearray(lowered.memory)
+    run(lowered.words, memory, ulx3s)
+    view = LoweredConv(
+        lowered.words, lowered.memory, lowered.features_addr, lowered.features_shape, 0
+    )
+    np.testing.assert_array_equal(
+        read_output(view, memory, ulx3s), encode_source_int(decoder, frame).features
+    )
+
+
+def test_the_icebreaker_needs_width_splitting(decoder) -> None:
+    """16 channels of 64² on a 2 × 2 array: an input row is 512 words, and a pooled
+    tile reads 3 rows of a 1,024-word buffer."""
+    with pytest.raises(LoweringError, match="output row 0 starts no tile that fits: the input"):
+        lower_source(decoder, np.zeros((64, 64, 3), np.uint8), preset("icebreaker"))
