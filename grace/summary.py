@@ -374,24 +374,13 @@ def _simulate_act(
         mismatches = total
     mismatches += sum(a != b for a, b in zip(run.tokens, [p.tag for p in progs], strict=False))
     mismatches += abs(len(run.tokens) - len(progs))
-    if not mismatches:  # every sample right, yet the bench may have failed a stream rule
-        result.check()
-    return SimReport(
-        block="act",
-        simulator=simulator,
-        vectors=total,
-        mismatches=mismatches,
-        cycles=run.cycles,
-        latency=fill_cycles(),
-        valid_prob=valid_prob,
-        ready_prob=ready_prob,
-        log=result.log,
-        units=len(progs),
+    return _checked_report(
+        "act", run, result, mismatches, simulator=simulator, valid_prob=valid_prob,
+        ready_prob=ready_prob, vectors=total, latency=fill_cycles(), units=len(progs),
         unit_name="tiles (TABLE and AFFINE)",
         model_cycles=run_cycles(params, [(p.words // p.groups, p.groups) for p in progs]),
-        model_label="cycle model (no back-pressure)",
         reference="L2's apply_lut / affine_int",
-    )
+    )  # fmt: skip
 
 
 def _simulate_softmax(
@@ -424,29 +413,47 @@ def _simulate_softmax(
         ready_prob=ready_prob, in_prob=valid_prob, seed=seed, waves=waves,
     )  # fmt: skip
     want = expected(cases)
-    mismatches = sum(a != b for a, b in zip(run.outputs, want, strict=False))
-    mismatches += abs(len(run.outputs) - len(want))
-    tags = [t.tag for t in place(cases, params)]
-    mismatches += sum(a != b for a, b in zip(run.tokens, tags, strict=False))
-    mismatches += abs(len(run.tokens) - len(tags))
-    if not mismatches:  # every sample right, yet the bench may have failed a stream rule
-        result.check()
-    return SimReport(
-        block="softmax",
-        simulator=simulator,
-        vectors=total,
-        mismatches=mismatches,
-        cycles=run.cycles,
-        latency=TileControl.SETUP_LATENCY + DRAIN,
-        valid_prob=valid_prob,
-        ready_prob=ready_prob,
-        log=result.log,
-        units=len(cases),
-        unit_name="tiles (channel softmax)",
+    mismatches = _mismatches(
+        lambda: _split(run.outputs, [len(want)]),
+        [want], run.tokens, [t.tag for t in place(cases, params)],
+    )  # fmt: skip
+    return _checked_report(
+        "softmax", run, result, mismatches, simulator=simulator, valid_prob=valid_prob,
+        ready_prob=ready_prob, vectors=total, latency=TileControl.SETUP_LATENCY + DRAIN,
+        units=len(cases), unit_name="tiles (channel softmax)",
         model_cycles=run_cycles(params, [(c.logits[0].size, c.logits.shape[0]) for c in cases]),
         model_label="cycle model (no back-pressure, no table reloads)",
         reference="L2's softmax_channels_fixed",
-    )
+    )  # fmt: skip
+
+
+def _split(values: list[int], sizes: list[int]) -> list[list[int]]:
+    """`values` in runs of `sizes`; a run that returned another count is refused."""
+    if len(values) != sum(sizes):
+        raise AssertionError(f"{len(values)} results, expected {sum(sizes)}")
+    starts = [sum(sizes[:k]) for k in range(len(sizes))]
+    return [values[a : a + n] for a, n in zip(starts, sizes, strict=True)]
+
+
+def _checked_report(
+    block: str,
+    run: object,
+    result: object,
+    mismatches: int,
+    *,
+    simulator: str,
+    valid_prob: float,
+    ready_prob: float,
+    **fields: object,
+) -> SimReport:
+    """An engine bench's report. With every result right the bench's own verdict
+    (stream rules, tags) must hold too: a failed cocotb test raises here."""
+    if not mismatches:
+        result.check()
+    return SimReport(
+        block=block, simulator=simulator, mismatches=mismatches, cycles=run.cycles,
+        valid_prob=valid_prob, ready_prob=ready_prob, log=result.log, **fields,
+    )  # fmt: skip
 
 
 def _mismatches(
@@ -503,24 +510,13 @@ def _simulate_heatmap(
         run.tokens,
         [p.tag for p in progs],
     )
-    if not mismatches:  # every value right, yet the bench may have failed a stream rule
-        result.check()
-    return SimReport(
-        block="heatmap",
-        simulator=simulator,
-        vectors=total,
-        mismatches=mismatches,
-        cycles=run.cycles,
-        latency=fill_cycles(),
-        valid_prob=valid_prob,
-        ready_prob=ready_prob,
-        log=result.log,
-        units=len(progs),
+    return _checked_report(
+        "heatmap", run, result, mismatches, simulator=simulator, valid_prob=valid_prob,
+        ready_prob=ready_prob, vectors=total, latency=fill_cycles(), units=len(progs),
         unit_name="frames (heatmaps)",
         model_cycles=run_cycles(params, [(p.size, p.keypoints) for p in progs]),
-        model_label="cycle model (no back-pressure, no reloads)",
-        reference="L2's heatmaps",
-    )
+        model_label="cycle model (no back-pressure, no reloads)", reference="L2's heatmaps",
+    )  # fmt: skip
 
 
 def _simulate_motion(
@@ -575,25 +571,15 @@ def _simulate_motion(
         run.tokens,
         [p.tag for p in progs],
     )
-    if not mismatches:
-        result.check()
     commands = [(p.case.op, p.case.frame.size, p.case.frame.keypoints) for p in progs]
-    return SimReport(
-        block="motion",
-        simulator=simulator,
-        vectors=total,
-        mismatches=mismatches,
-        cycles=run.cycles,
-        latency=TileControl.SETUP_LATENCY + DRAIN,
-        valid_prob=valid_prob,
-        ready_prob=ready_prob,
-        log=result.log,
-        units=len(progs),
-        unit_name="commands (motion maps, flows)",
+    return _checked_report(
+        "motion", run, result, mismatches, simulator=simulator, valid_prob=valid_prob,
+        ready_prob=ready_prob, vectors=total, latency=TileControl.SETUP_LATENCY + DRAIN,
+        units=len(progs), unit_name="commands (motion maps, flows)",
         model_cycles=run_cycles(params, commands),
         model_label="cycle model (no back-pressure, no reloads)",
         reference="L2's affine_motions / compose_flow",
-    )
+    )  # fmt: skip
 
 
 def render_build(report: BuildReport, seconds: float) -> Table:
