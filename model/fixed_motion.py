@@ -58,10 +58,14 @@ def gaussian_table(variance: float) -> IntArray:
     return table[: int(np.flatnonzero(table).max()) + 1]
 
 
-def gaussians(kp: npt.ArrayLike, size: int, table: npt.ArrayLike) -> IntArray:
-    """(K, size, size) Gaussian values (HEAT_FRAC_BITS) around keypoints kp (K, 2) in coords."""
+def gaussians(
+    kp: npt.ArrayLike, size: int, table: npt.ArrayLike, axis: npt.ArrayLike | None = None
+) -> IntArray:
+    """(K, size, size) Gaussian values (HEAT_FRAC_BITS) around keypoints kp (K, 2) in coords.
+
+    `axis` is the grid axis, `grid_axis(size)` unless given (hardware holds it loaded)."""
     kp = np.asarray(kp, dtype=np.int64)
-    axis = grid_axis(size)
+    axis = grid_axis(size) if axis is None else np.asarray(axis, dtype=np.int64)
     dx = axis[None, None, :] - kp[:, 0, None, None]
     dy = axis[None, :, None] - kp[:, 1, None, None]
     d2 = dx * dx + dy * dy  # 2·COORD_FRAC_BITS fraction bits
@@ -71,10 +75,14 @@ def gaussians(kp: npt.ArrayLike, size: int, table: npt.ArrayLike) -> IntArray:
 
 
 def heatmaps(
-    kp_driving: npt.ArrayLike, kp_source: npt.ArrayLike, size: int, table: npt.ArrayLike
+    kp_driving: npt.ArrayLike,
+    kp_source: npt.ArrayLike,
+    size: int,
+    table: npt.ArrayLike,
+    axis: npt.ArrayLike | None = None,
 ) -> IntArray:
     """(K+1, size, size) int8: zero background, then Gaussian(driving) − Gaussian(source)."""
-    diff = gaussians(kp_driving, size, table) - gaussians(kp_source, size, table)
+    diff = gaussians(kp_driving, size, table, axis) - gaussians(kp_source, size, table, axis)
     zeros = np.zeros((1, size, size), dtype=np.int64)
     return np.concatenate([zeros, saturate(diff, 8)])
 
@@ -134,10 +142,16 @@ def compose_jacobians(jac_source_q: npt.ArrayLike, jac_driving_q: npt.ArrayLike)
 
 
 def affine_motions(
-    kp_driving: npt.ArrayLike, kp_source: npt.ArrayLike, jac: npt.ArrayLike, size: int
+    kp_driving: npt.ArrayLike,
+    kp_source: npt.ArrayLike,
+    jac: npt.ArrayLike,
+    size: int,
+    axis: npt.ArrayLike | None = None,
 ) -> IntArray:
-    """(K+1, size, size, 2): identity, then J_k · (grid − kp_d,k) + kp_s,k (FOMM's first order)."""
-    axis = grid_axis(size)
+    """(K+1, size, size, 2): identity, then J_k · (grid − kp_d,k) + kp_s,k (FOMM's first order).
+
+    `axis` is the grid axis, `grid_axis(size)` unless given."""
+    axis = grid_axis(size) if axis is None else np.asarray(axis, dtype=np.int64)
     grid = np.stack(np.broadcast_arrays(axis[None, :], axis[:, None]), axis=-1)  # (H, W, 2)
     rel = grid[None] - np.asarray(kp_driving, dtype=np.int64)[:, None, None, :]  # (K, H, W, 2)
     moved = np.einsum("kij,khwj->khwi", np.asarray(jac, dtype=np.int64), rel)

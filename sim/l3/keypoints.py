@@ -3,10 +3,10 @@
 Both units hold a grid axis and the frame's keypoints (and the motion unit its
 Jacobians), loaded on write streams whose payloads carry their own place
 (`rtl/act/keypoints.py`); the heatmap unit also holds the Gaussian table. A
-command computes L2's integer definitions on that state — `heatmaps`,
-`affine_motions` and `compose_flow` of `model.fixed_motion`, written here over
-the loaded grid rather than `grid_axis(S)` — and returns the unit's words: the
-heatmaps' int8, or the warp's {x, y} coordinates saturated to s18.
+command calls L2's own `heatmaps`, `affine_motions` and `compose_flow` on that
+state (over the loaded grid axis, which the host loads as `grid_axis(S)`) and
+returns the unit's words: the heatmaps' int8, or the warp's {x, y} coordinates
+saturated to s18.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ import numpy as np
 import numpy.typing as npt
 
 from defs.params import GraceParams
-from model.fixed import round_shift, saturate
-from model.fixed_motion import COORD_FRAC_BITS, DIST_FRAC_BITS, JAC_FRAC_BITS, MASK_FRAC_BITS
+from model.fixed import saturate
+from model.fixed_motion import affine_motions, compose_flow, heatmaps
 from rtl.act.heatmap_layouts import gaussian_write_layout
 from rtl.act.keypoints import grid_write_layout, jacobian_write_layout, keypoint_write_layout
 from rtl.act.motion_layouts import MotionOp, output_layout
@@ -68,13 +68,9 @@ class KeypointState:
         return size, k
 
     def motions(self, size: int, k: int) -> IntArray:
-        """(K + 1, S, S, 2): the identity, then J_k·(g − kp_d,k) + kp_s,k (`affine_motions`)."""
-        g = self.grid[:size]
-        grid = np.stack(np.broadcast_arrays(g[None, :], g[:, None]), axis=-1)  # (S, S, [x, y])
-        rel = grid[None] - self.keypoints[0, :k, None, None, :]
-        moved = np.einsum("kij,khwj->khwi", self.jacobians[:k], rel)
-        moved = round_shift(moved, JAC_FRAC_BITS) + self.keypoints[1, :k, None, None, :]
-        return np.concatenate([grid[None], moved])
+        """(K + 1, S, S, 2): L2's `affine_motions` over the loaded grid."""
+        kp = self.keypoints[:, :k]
+        return affine_motions(kp[0], kp[1], self.jacobians[:k], size, self.grid[:size])
 
 
 @dataclass
@@ -92,17 +88,8 @@ class HeatmapState(KeypointState):
     def run(self, command: Mapping[str, int]) -> list[int]:
         """The frame's heatmaps, row ▸ column ▸ channel (channel 0 the zero background)."""
         size, k = self._frame(command, "HEATMAP")
-        g = self.grid[:size]
-
-        def gaussians(kp: IntArray) -> IntArray:
-            dx = g[None, None, :] - kp[:, 0, None, None]
-            dy = g[None, :, None] - kp[:, 1, None, None]
-            index = round_shift(dx * dx + dy * dy, 2 * COORD_FRAC_BITS - DIST_FRAC_BITS)
-            inside = index < len(self.table)
-            return np.where(inside, self.table[np.where(inside, index, 0)], 0)
-
-        diff = saturate(gaussians(self.keypoints[0, :k]) - gaussians(self.keypoints[1, :k]), 8)
-        maps = np.concatenate([np.zeros((1, size, size), np.int64), diff])
+        kp = self.keypoints[:, :k]
+        maps = heatmaps(kp[0], kp[1], size, self.table, self.grid[:size])
         return [int(v) & 0xFF for v in maps.transpose(1, 2, 0).ravel()]
 
 
@@ -123,7 +110,7 @@ class MotionState(KeypointState):
         else:
             masks = np.array(take(self.masks, size * size * (k + 1), "MOTION (FLOW)"), np.int64)
             mask = masks.reshape(size, size, k + 1).transpose(2, 0, 1)
-            coords = round_shift((mask[..., None] * motions).sum(axis=0), MASK_FRAC_BITS)
+            coords = compose_flow(mask, motions)
         coords = saturate(coords, FLOW_BITS).reshape(-1, 2)
         layout, mask = output_layout(), (1 << FLOW_BITS) - 1
         x, y = layout["x"].offset, layout["y"].offset
