@@ -421,11 +421,13 @@ def decode_features(prog: WarpProgram, params: GraceParams) -> IntArray:
 
 def decode_flow(prog: WarpProgram) -> IntArray:
     """The flow entries as (pixels, 3) signed x, y and unsigned occ."""
-    out = []
-    for name, f in flow_layout():
-        v = np.array([(w >> f.offset) & ((1 << f.width) - 1) for w in prog.flow], dtype=np.int64)
-        if name != "occ":
-            v = np.where(v >> (f.width - 1), v - (1 << f.width), v)
+    layout, out = flow_layout(), []
+    for name in ("x", "y", "occ"):
+        f = layout[name]
+        mask = (1 << f.shape.width) - 1
+        v = np.array([(w >> f.offset) & mask for w in prog.flow], dtype=np.int64)
+        if f.shape.signed:
+            v = np.where(v >> (f.shape.width - 1), v - (1 << f.shape.width), v)
         out.append(v)
     return np.stack(out, axis=-1)
 

@@ -53,18 +53,26 @@ def command_layout(p: GraceParams) -> data.StructLayout:
 
 
 def feature_write_layout(p: GraceParams) -> data.StructLayout:
-    """One bank word: `lanes` channels of one pixel (lane 0 in the low byte)."""
+    """One bank word: `lanes` channels of one pixel (lane 0 in the low byte).
+
+    The data comes first, in whole bytes, so that a program can lay the words'
+    places out in memory once and have an engine's STORE fill in their data
+    bytes (docs/isa.md, "Payload slots")."""
     return data.StructLayout(
         {
+            "data": unsigned(p.warp.lanes * p.numeric.act_bits),
             "addr": unsigned(warp_addr_bits(p)),
             "bank": unsigned(2),
-            "data": unsigned(p.warp.lanes * p.numeric.act_bits),
         }
     )
 
 
 def flow_layout() -> data.StructLayout:
-    """One output pixel's sampling position (x, y) and its occlusion."""
+    """One output pixel's occlusion and sampling position (x, y).
+
+    The occlusion byte comes first, so that the motion unit's {x, y} words
+    (`rtl.act.motion_layouts.output_layout`) stored one byte in and the
+    occlusion table's bytes stored at the start build flow entries in memory."""
     return data.StructLayout(
-        {"x": signed(FLOW_BITS), "y": signed(FLOW_BITS), "occ": unsigned(OCC_BITS)}
+        {"occ": unsigned(OCC_BITS), "x": signed(FLOW_BITS), "y": signed(FLOW_BITS)}
     )
