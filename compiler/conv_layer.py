@@ -11,12 +11,19 @@ waits for its load; a store for its CONV. The engine's fused options follow
 the layer: nearest ×2 upsampling on read, 2 × 2 average pooling, a residual
 entering the accumulator (its stream loaded tile by tile).
 
-Memory layouts (little-endian words of ⌈bits/8⌉ bytes):
-- input: word (g, y, x) = channels g·cols … of pixel (y, x), group-major planes;
-- weights: word (og, g, u, v), its `rows` rows of `cols` weights;
+Memory layouts (little-endian words of ⌈bits/8⌉ bytes; maps as `compiler.tensor`
+describes them):
+- input: any `Tensor` whose planes hold whole bytes per channel: each run of
+  `cols` channels of a plane is one input group, read as one input word per
+  pixel (the conv input layout, planes of `cols`, is one LOAD per tile). A
+  plane whose channels are not a multiple of `cols` reads bytes past its last
+  channel: those lanes meet zero weights, so nothing they hold matters;
+- weights: word (og, g, u, v), its `rows` rows of `cols` weights, input
+  channels in the physical order the input's groups give them;
 - constants: one `channel_param_layout` word per output channel;
-- output, and a residual: output group og's plane of pixels × its lanes
-  (`rows`, fewer in the last group), one byte per value, group-major.
+- output, and a residual: output group og's channels in one plane (the
+  output layout: planes of pixels × its lanes, `rows`, fewer in the last
+  group, one byte per value), or any `Tensor` given for the output.
 
 A layer whose weights or constants exceed their buffers runs in passes over
 its output groups, each loading its own weights and constants once the last
@@ -35,15 +42,14 @@ import numpy as np
 import numpy.typing as npt
 
 from compiler.isa import decode, encode
+from compiler.tensor import LoweringError, Plane, Tensor, grouped, transfer_fields
 from defs.isa import Buffer, Opcode, Queue, Source
 from defs.params import GraceParams
 from rtl.conv_layouts import channel_param_layout
 
 IntArray = npt.NDArray[np.int64]
 
-
-class LoweringError(ValueError):
-    """A layer the compiler cannot lower for these parameters (one line, with the sizes)."""
+__all__ = ["LoweringError", "Tensor", "emit_conv", "lower_conv"]
 
 
 @dataclass(frozen=True)
@@ -148,8 +154,14 @@ def _tiles(geo: _Geometry, end: int, fits: int, tile_rows: int | None) -> list[t
     return tiles
 
 
+#: Bytes after each region of an image: a conv input group read from a plane whose
+#: channels end mid-word reads up to `cols` − 1 bytes past it (zero-weighted).
+SLACK = 64
+
+
 class Image:
-    """A memory image being laid out: regions appended, each 64-byte aligned."""
+    """A memory image being laid out: regions appended, each 64-byte aligned and followed
+    by `SLACK` bytes."""
 
     def __init__(self) -> None:
         self.memory = bytearray()
@@ -157,12 +169,16 @@ class Image:
     def place(self, blob: bytes) -> int:
         """`blob` in a region of its own; its address."""
         addr = len(self.memory)
-        self.memory += blob + bytes(-len(blob) % 64)
+        self.memory += blob + bytes(-len(blob) % 64 + SLACK)
         return addr
 
     def reserve(self, size: int) -> int:
         """`size` zero bytes for results; their address."""
         return self.place(bytes(size))
+
+    def output(self, channels: int, height: int, width: int, rows: int) -> Tensor:
+        """Room for a map in the conv engine's output layout (planes of `rows` lanes)."""
+        return grouped(self.reserve(channels * height * width), channels, height, width, rows)
 
 
 class Program:
@@ -182,9 +198,7 @@ class Program:
         return self.words
 
 
-def transfer(addr: int, stride: int, count: int, row_words: int) -> dict[str, int]:
-    """A LOAD's or STORE's memory side: `count` rows of `row_words` words."""
-    return {"dram_addr": addr, "stride": stride, "rows": count, "row_words": row_words}
+transfer = transfer_fields
 
 
 def input_bytes(x: npt.ArrayLike, params: GraceParams) -> bytes:
@@ -199,13 +213,42 @@ def input_bytes(x: npt.ArrayLike, params: GraceParams) -> bytes:
     return _words([_pack(v, bits) for v in lanes], cols * bits)
 
 
-def _constants_bytes(layer: ConvLayer, params: GraceParams) -> tuple[bytes, bytes]:
-    """The layer's weight words and channel constants, as its loads read them."""
+@dataclass(frozen=True)
+class InputGroup:
+    """One input group of a layer: `cols` bytes of each pixel of `plane` from channel
+    `offset` on, `channels` of them real (the rest meet zero weights)."""
+
+    plane: Plane
+    offset: int
+    channels: int
+
+
+def input_groups(x: Tensor, cols: int) -> list[InputGroup]:
+    """The input's groups, plane by plane; a plane's channels in runs of `cols`."""
+    groups = []
+    for plane in x.planes:
+        if plane.channel_bytes != 1:
+            raise LoweringError("conv: an input plane of payload slots is not a conv input")
+        for off in range(0, plane.channels, cols):
+            groups.append(InputGroup(plane, off, min(cols, plane.channels - off)))
+    return groups
+
+
+def physical_channels(groups: list[InputGroup], cols: int) -> IntArray:
+    """Where each input channel (in the map's order) sits among the groups' lanes."""
+    return np.concatenate([g * cols + np.arange(grp.channels) for g, grp in enumerate(groups)])
+
+
+def _constants_bytes(
+    layer: ConvLayer, params: GraceParams, physical: IntArray, groups: int
+) -> tuple[bytes, bytes]:
+    """The layer's weight words (input channel c in lane `physical[c]`, zero elsewhere)
+    and channel constants, as its loads read them."""
     rows, cols, n = params.array.rows, params.array.cols, params.numeric
-    o, c, kh, kw = layer.weight.shape
-    groups, out_groups = -(-c // cols), -(-o // rows)
+    o, _, kh, kw = layer.weight.shape
+    out_groups = -(-o // rows)
     wg = np.zeros((out_groups * rows, groups * cols, kh, kw), np.int64)
-    wg[:o, :c] = layer.weight
+    wg[:o, physical] = layer.weight
     wg = wg.reshape(out_groups, rows, groups, cols, kh, kw).transpose(0, 2, 4, 5, 1, 3)
     weights = [_pack(v, n.weight_bits) for v in wg.reshape(-1, rows, cols)]
     playout = channel_param_layout(params)
@@ -218,45 +261,49 @@ def _constants_bytes(layer: ConvLayer, params: GraceParams) -> tuple[bytes, byte
     return _words(weights, rows * cols * n.weight_bits), _words(consts, playout.size)
 
 
+def _check_output(out: Tensor, lanes_of: list[int], rows: int, shape: tuple[int, int, int]) -> None:
+    if out.shape != shape:
+        raise LoweringError(f"conv: the output map is {out.shape}, the layer gives {shape}")
+    for og, lanes in enumerate(lanes_of):
+        plane, _ = out.locate(og * rows, lanes)
+        if plane.channel_bytes != 1 and lanes * plane.channel_bytes != plane.pixel_bytes:
+            raise LoweringError("conv: an output group's slots are not evenly spaced")
+
+
 def emit_conv(
     program: Program,
     image: Image,
     layer: ConvLayer,
-    in_addr: int,
-    in_shape: tuple[int, int, int],
+    x: Tensor,
     *,
-    residual_addr: int | None = None,
+    residual: Tensor | None = None,
+    out: Tensor | None = None,
     tile_rows: int | None = None,
     after_store: bool = False,
-    in_lanes: int | None = None,
-) -> tuple[int, tuple[int, int, int]]:
-    """The layer's instructions, reading its input at `in_addr` and its residual (output
-    layout, before pooling) at `residual_addr`; its weights and constants placed in
-    `image`, room for its results reserved there. The input is in the conv input
-    layout, or with `in_lanes` in the output layout of a layer with that many lanes
-    per group (the previous layer's results, as its stores left them). With
+) -> Tensor:
+    """The layer's instructions, reading its input map `x` and its residual (before
+    pooling) from the image, its weights and constants placed in `image`, its results
+    stored into `out` (room in the output layout reserved when not given). With
     `after_store`, its first load waits for a token the compute queue passes on once
-    the stores before it are done (`sync_stores`). Returns (results' address, shape)."""
+    the stores before it are done (`sync_stores`). Returns the results' map."""
     params = program.params
     a, b, n = params.array, params.buffers, params.numeric
     rows, cols = a.rows, a.cols
-    c, h, w = in_shape
+    c, h, w = x.shape
     o, wc, kh, kw = layer.weight.shape
     if wc != c:
         raise LoweringError(f"conv: weights take {wc} input channels, the input has {c}")
-    if layer.pool and (layer.upsample or residual_addr is not None):
+    if layer.pool and (layer.upsample or residual is not None):
         raise LoweringError("conv: pooling with upsampling or a residual is not built")
-    if (residual_addr is None) != (layer.gain is None):
+    if (residual is None) != (layer.gain is None):
         raise LoweringError("conv: a residual and its gain come together")
-    if in_lanes is not None and (in_lanes % cols or c % in_lanes):
-        raise LoweringError(
-            f"conv: {c} input channels in groups of {in_lanes} lanes do not split into "
-            f"{cols}-channel input words (that layout conversion is not built)"
-        )
+    if n.act_bits != 8:
+        raise LoweringError(f"conv: maps are laid out a byte a value; act_bits is {n.act_bits}")
     ho, wo = conv_size(layer, h, w)
     if ho < 1 or wo < 1 or (layer.pool and min(ho, wo) < 2):
         raise LoweringError(f"conv: {h}×{w} input gives an empty output")
-    groups, out_groups = -(-c // cols), -(-o // rows)
+    in_groups = input_groups(x, cols)
+    groups, out_groups = len(in_groups), -(-o // rows)
     # output groups per pass: as many as the weight and parameter buffers hold
     group_words = groups * kh * kw
     per_pass = min(b.weight_depth // group_words, b.param_depth // rows, out_groups)
@@ -285,15 +332,17 @@ def emit_conv(
     lanes_of = [min(rows, o - og * rows) for og in range(out_groups)]
     pool = 2 if layer.pool else 1
     out_h, out_w = ho // pool, wo // pool
+    if residual is not None:
+        _check_output(residual, lanes_of, rows, (o, ho, wo))
+    if out is None:
+        out = image.output(o, out_h, out_w, rows)
+    _check_output(out, lanes_of, rows, (o, out_h, out_w))
 
-    weights, constants = _constants_bytes(layer, params)
+    physical = physical_channels(in_groups, cols)
+    weights, constants = _constants_bytes(layer, params, physical, groups)
     weights_addr, constants_addr = image.place(weights), image.place(constants)
-    out_addr = image.reserve(o * out_h * out_w)
-    isize = -(-(cols * n.act_bits) // 8)
     wsize = -(-(rows * cols * n.weight_bits) // 8)
     psize = -(-channel_param_layout(params).size // 8)
-    planes = [out_addr + sum(out_h * out_w * m for m in lanes_of[:og]) for og in range(out_groups)]
-    rplanes = [sum(ho * wo * m for m in lanes_of[:og]) for og in range(out_groups)]
     emit = program.emit
     for p_index, (g0, g1) in enumerate(passes):
         # the pass's weights and constants, once its previous pass's last CONV is done
@@ -308,13 +357,12 @@ def emit_conv(
         for k, (o0, o1) in enumerate(tiles):
             i0, i1, pad_top = geo.reads(o0, o1)
             base = half * (k % buffers)
-            if residual_addr is not None:  # the tile's residual stream: group ▸ pixel ▸ lane
-                for og in range(g0, g1):  # a row per output row, each a pixel row's lanes
-                    row = wo * lanes_of[og]
-                    first = residual_addr + rplanes[og] + o0 * row
-                    load = {"buffer": Buffer.CONV_RESIDUAL, "buffer_addr": 0}
-                    emit(Opcode.LOAD, load | transfer(first, row, o1 - o0, row))
-            loads = _input_loads(in_addr, (c, h, w), (i0, i1), base, cols, isize, in_lanes)
+            if residual is not None:  # the tile's residual stream: group ▸ pixel ▸ lane
+                for og in range(g0, g1):
+                    plane, first = residual.locate(og * rows, lanes_of[og])
+                    fields = _rows(plane, first, lanes_of[og], o0, o1, wo)
+                    emit(Opcode.LOAD, {"buffer": Buffer.CONV_RESIDUAL, "buffer_addr": 0} | fields)
+            loads = _input_loads(in_groups, (i0, i1), w, base, cols)
             for j, load in enumerate(loads):  # the first waits, the last signals
                 first, last = j == 0, j == len(loads) - 1
                 emit(Opcode.LOAD, load, pop_next=int(first and k >= buffers), push_next=int(last))
@@ -325,47 +373,58 @@ def emit_conv(
                 "pad_top": pad_top, "pad_left": layer.padding, "out_height": o1 - o0,
                 "out_width": wo, "out_groups": g1 - g0, "last_lanes": lanes_of[g1 - 1],
                 "weight_base": 0, "param_base": 0, "relu": int(layer.relu),
-                "pool": int(layer.pool), "residual": int(residual_addr is not None),
+                "pool": int(layer.pool), "residual": int(residual is not None),
                 "tag": (p_index * len(tiles) + k) % 256,
             }  # fmt: skip
             # a token frees the input buffer (half) for the tile `buffers` on, and the
             # last tile's frees the weights and constants for the next pass
             frees = k + buffers < len(tiles) or (k == len(tiles) - 1 and not last_pass)
             emit(Opcode.CONV, command, pop_prev=1, push_prev=int(frees), push_next=1)
-            for og in range(g0, g1):  # a row per result row (a transfer's fields stay short)
-                row = out_w * lanes_of[og]
-                first = planes[og] + o0 // pool * row
-                store = {"source": Source.CONV} | transfer(first, row, (o1 - o0) // pool, row)
-                emit(Opcode.STORE, store, pop_prev=int(og == g0))
-    return out_addr, (o, out_h, out_w)
+            for og in range(g0, g1):
+                plane, first = out.locate(og * rows, lanes_of[og])
+                fields = _rows(plane, first, lanes_of[og], o0 // pool, o1 // pool, out_w)
+                emit(Opcode.STORE, {"source": Source.CONV} | fields, pop_prev=int(og == g0))
+    return out
+
+
+def _rows(plane: Plane, channel: int, count: int, r0: int, r1: int, width: int) -> dict[str, int]:
+    """The transfer of `count` channels of map rows [r0, r1): a row per map row when the
+    plane holds just these channels (a transfer's fields stay short), else a row per pixel."""
+    if plane.channel_bytes == 1 and count == plane.pixel_bytes:
+        row = width * count
+        return transfer(plane.addr + channel + r0 * row, row, r1 - r0, row)
+    return plane.transfer(channel, count, r0 * width, (r1 - r0) * width)
 
 
 def _input_loads(
-    addr: int,
-    shape: tuple[int, int, int],
-    rows_read: tuple[int, int],
-    base: int,
-    cols: int,
-    word_bytes: int,
-    in_lanes: int | None,
+    groups: list[InputGroup], rows_read: tuple[int, int], width: int, base: int, cols: int
 ) -> list[dict[str, int]]:
     """The LOADs of input rows [i0, i1) into the buffer from `base` on, group-major.
 
-    From the conv input layout, one LOAD: a row per channel group. From an output
-    layout of `in_lanes` lanes per group, one LOAD per `cols`-channel group: a word
-    per pixel, gathered from its output group's plane (`in_lanes` bytes apart)."""
-    c, h, w = shape
+    A group whose plane is `cols` bytes a pixel is a run of input words, and groups
+    of such planes evenly spaced in memory share one LOAD (a row each: the conv
+    input layout takes one LOAD). Any other group gathers its word of each pixel
+    (a row per pixel)."""
     i0, i1 = rows_read
-    groups, pixels = -(-c // cols), (i1 - i0) * w
-    if in_lanes is None or in_lanes == cols:
-        fields = transfer(addr + i0 * w * word_bytes, h * w * word_bytes, groups, pixels)
-        return [{"buffer": Buffer.CONV_INPUT, "buffer_addr": base} | fields]
-    loads = []
-    for g in range(groups):
-        og, lane = divmod(g * cols, in_lanes)
-        plane = addr + og * h * w * in_lanes  # every plane full: c is a multiple of in_lanes
-        fields = transfer(plane + i0 * w * in_lanes + lane, in_lanes, pixels, 1)
+    pixels = (i1 - i0) * width
+    loads: list[dict[str, int]] = []
+    shared = False  # the last load is a run of whole words that the next may join
+    for g, grp in enumerate(groups):
+        plane = grp.plane
+        addr = plane.addr + i0 * width * plane.pixel_bytes + grp.offset
+        whole = plane.pixel_bytes == cols and grp.offset == 0
+        if whole and shared:
+            last = loads[-1]
+            step = addr - last["dram_addr"]
+            if last["rows"] == 1 or step == last["rows"] * last["stride"]:
+                last["stride"] = step // last["rows"]
+                last["rows"] += 1
+                continue
+        fields = transfer(addr, 0, 1, pixels) if whole else transfer(addr, cols, pixels, 1)
+        if not whole:
+            fields["stride"] = plane.pixel_bytes
         loads.append({"buffer": Buffer.CONV_INPUT, "buffer_addr": base + g * pixels} | fields)
+        shared = whole
     return loads
 
 
@@ -393,19 +452,19 @@ def lower_conv(
     program and its memory image; tiles of at most `tile_rows` output rows if given."""
     x = np.asarray(x, dtype=np.int64)
     image, program = Image(), Program(params)
-    in_addr = image.place(input_bytes(x, params))
-    residual_addr = None
+    c, h, w = x.shape
+    cols, rows = params.array.cols, params.array.rows
+    x_map = grouped(image.place(input_bytes(x, params)), c, h, w, cols, padded=True)
+    res_map = None
     if residual is not None:
         res = np.asarray(residual, dtype=np.int64)
-        want = (layer.weight.shape[0], *conv_size(layer, x.shape[1], x.shape[2]))
+        want = (layer.weight.shape[0], *conv_size(layer, h, w))
         if res.shape != want:
             raise LoweringError(f"conv: residual {res.shape}, the output is {want}")
-        residual_addr = image.place(_plane_bytes(res, params.array.rows))
-    out_addr, shape = emit_conv(
-        program, image, layer, in_addr, x.shape, residual_addr=residual_addr, tile_rows=tile_rows
-    )
+        res_map = grouped(image.place(_plane_bytes(res, rows)), *want, rows)
+    out = emit_conv(program, image, layer, x_map, residual=res_map, tile_rows=tile_rows)
     tiles = sum(1 for word in program.words if word & 0xF == Opcode.CONV)
-    return LoweredConv(program.end(), image.memory, out_addr, shape, tiles)
+    return LoweredConv(program.end(), image.memory, out.planes[0].addr, out.shape, tiles)
 
 
 def _plane_bytes(values: IntArray, rows: int) -> bytes:
@@ -418,15 +477,25 @@ def _plane_bytes(values: IntArray, rows: int) -> bytes:
     return b"".join(parts)
 
 
+def read_map(x: Tensor, memory: bytearray, *, signed: bool = True) -> IntArray:
+    """The (C, H, W) values of a map (int8, or uint8 unless `signed`) from the image."""
+    pixels = x.height * x.width
+    parts = []
+    for plane in x.planes:
+        span = (pixels - 1) * plane.pixel_bytes + plane.channels * plane.channel_bytes
+        raw = np.frombuffer(bytes(memory[plane.addr : plane.addr + span]), np.uint8)
+        index = (
+            np.arange(pixels)[:, None] * plane.pixel_bytes
+            + np.arange(plane.channels)[None, :] * plane.channel_bytes
+        )
+        values = raw[index].astype(np.int64)
+        if signed:
+            values = np.where(values > 127, values - 256, values)
+        parts.append(values.T.reshape(plane.channels, x.height, x.width))
+    return np.concatenate(parts)
+
+
 def read_output(lowered: LoweredConv, memory: bytearray, params: GraceParams) -> IntArray:
     """The (O, Ho, Wo) int8 results from the image, as the stores left them."""
     o, ho, wo = lowered.output_shape
-    rows = params.array.rows
-    out = np.zeros((o, ho, wo), np.int64)
-    addr = lowered.output_addr
-    for og in range(-(-o // rows)):
-        lanes = min(rows, o - og * rows)
-        plane = np.frombuffer(bytes(memory[addr : addr + ho * wo * lanes]), np.int8)
-        out[og * rows : og * rows + lanes] = plane.reshape(ho, wo, lanes).transpose(2, 0, 1)
-        addr += ho * wo * lanes
-    return out
+    return read_map(grouped(lowered.output_addr, o, ho, wo, params.array.rows), memory)

@@ -35,6 +35,7 @@ from compiler.conv_layer import (
     sync_stores,
     transfer,
 )
+from compiler.tensor import grouped
 from defs.isa import Buffer, Opcode, Source
 from defs.params import GraceParams
 from model.fixed_decoder import QConv, QuantizedDecoder, quantize_image
@@ -106,12 +107,8 @@ def lower_source(
         store = {"source": Source.ACT} | transfer(plane, word_bytes, h * w, channels)
         program.emit(Opcode.STORE, store, pop_prev=1)
 
-    addr, shape, lanes = x_addr, (c, h, w), None  # the first conv reads the input layout
+    x = grouped(x_addr, c, h, w, cols, padded=True)  # the first conv reads the input layout
     for q_conv in (q.first, *q.down_blocks):
         sync_stores(program)
-        addr, shape = emit_conv(
-            program, image, conv_layer(q_conv), addr, shape, after_store=True,
-            tile_rows=tile_rows, in_lanes=lanes,
-        )  # fmt: skip
-        lanes = params.array.rows  # the next reads this one's output layout
-    return LoweredSource(program.end(), image.memory, addr, shape)
+        x = emit_conv(program, image, conv_layer(q_conv), x, after_store=True, tile_rows=tile_rows)
+    return LoweredSource(program.end(), image.memory, x.planes[0].addr, x.shape)
