@@ -35,7 +35,7 @@ from compiler.conv_layer import (
     sync_stores,
     transfer,
 )
-from compiler.tensor import grouped
+from compiler.tensor import Tensor, grouped
 from defs.isa import Buffer, Opcode, Source
 from defs.params import GraceParams
 from model.fixed_decoder import QConv, QuantizedDecoder, quantize_image
@@ -75,20 +75,27 @@ def _quantize_table() -> list[int]:
     return [word(k, int(v)) for k, v in enumerate(entries)]
 
 
-def lower_source(
-    q: QuantizedDecoder, frame: npt.ArrayLike, params: GraceParams, *, tile_rows: int | None = None
-) -> LoweredSource:
-    """The key frame (H, W, C) uint8 → its source features, as a program and image."""
+def emit_source(
+    program: Program,
+    image: Image,
+    q: QuantizedDecoder,
+    frame_addr: int,
+    shape: tuple[int, int, int],
+    *,
+    features: Tensor | None = None,
+    tile_rows: int | None = None,
+) -> Tensor:
+    """The source features of the key frame (H, W, C) whose bytes, each b stored as
+    b ⊕ 0x80, are at `frame_addr`; stored into `features` when given. The TABLE
+    tiles use table 0."""
+    params = program.params
     cols = params.array.cols
-    pixels = np.asarray(frame, dtype=np.uint8)
-    h, w, c = pixels.shape
+    h, w, c = shape
     if params.act.lanes != 1:
         raise LoweringError("the key frame's table tile is laid out for a 1-lane engine")
-    image, program = Image(), Program(params)
     table = _quantize_table()
     table_bits = table_write_layout().size
     table_addr = image.place(b"".join(v.to_bytes(-(-table_bits // 8), "little") for v in table))
-    frame_addr = image.place((pixels ^ 0x80).tobytes())  # H, W, C: the tile's input order
     x_addr = image.place(input_bytes(np.zeros((c, h, w), np.int64), params))
     word_bytes = -(-(cols * params.numeric.act_bits) // 8)
 
@@ -108,7 +115,22 @@ def lower_source(
         program.emit(Opcode.STORE, store, pop_prev=1)
 
     x = grouped(x_addr, c, h, w, cols, padded=True)  # the first conv reads the input layout
-    for q_conv in (q.first, *q.down_blocks):
+    convs = (q.first, *q.down_blocks)
+    for k, q_conv in enumerate(convs):
         sync_stores(program)
-        x = emit_conv(program, image, conv_layer(q_conv), x, after_store=True, tile_rows=tile_rows)
+        out = features if k == len(convs) - 1 else None
+        x = emit_conv(
+            program, image, conv_layer(q_conv), x, out=out, after_store=True, tile_rows=tile_rows
+        )
+    return x
+
+
+def lower_source(
+    q: QuantizedDecoder, frame: npt.ArrayLike, params: GraceParams, *, tile_rows: int | None = None
+) -> LoweredSource:
+    """The key frame (H, W, C) uint8 → its source features, as a program and image."""
+    pixels = np.asarray(frame, dtype=np.uint8)
+    image, program = Image(), Program(params)
+    frame_addr = image.place((pixels ^ 0x80).tobytes())  # H, W, C: the tile's input order
+    x = emit_source(program, image, q, frame_addr, pixels.shape, tile_rows=tile_rows)
     return LoweredSource(program.end(), image.memory, x.planes[0].addr, x.shape)

@@ -3,34 +3,16 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
-from amaranth.lib import data
 
+from compiler.payload import pack
 from sim.runner import SimResult, run_cocotb
 
-
-def pack(layout: data.StructLayout, fields: Mapping[str, npt.ArrayLike]) -> list[int]:
-    """Pack per-field integer arrays into one integer per element, by the layout's offsets."""
-    missing = set(name for name, _ in layout) - set(fields)
-    if missing:
-        raise ValueError(f"pack: no values for field(s) {', '.join(sorted(missing))}")
-    # Python ints throughout: a field (a nested struct) may be wider than 64 bits.
-    columns = {
-        name: [int(v) for v in np.asarray(values, dtype=object).ravel()]
-        for name, values in fields.items()
-    }
-    count = len(next(iter(columns.values())))
-    words = [0] * count
-    for name, fld in layout:
-        mask = (1 << fld.width) - 1
-        for k, value in enumerate(columns[name]):
-            words[k] |= (value & mask) << fld.offset
-    return words
+__all__ = ["pack"]
 
 
 @dataclass(frozen=True)

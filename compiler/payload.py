@@ -1,0 +1,44 @@
+"""Engine write-stream payloads as memory words: pack fields by a `lib.data` layout.
+
+A LOAD into a write stream moves payload words that carry their own place
+(a table index, a bank address); the compiler lays them out in the image,
+packed by the layouts the engines define, so the two cannot disagree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import numpy.typing as npt
+from amaranth.lib import data
+
+
+def pack(layout: data.StructLayout, fields: Mapping[str, npt.ArrayLike]) -> list[int]:
+    """Pack per-field integer arrays into one integer per element, by the layout's offsets."""
+    missing = set(name for name, _ in layout) - set(fields)
+    if missing:
+        raise ValueError(f"pack: no values for field(s) {', '.join(sorted(missing))}")
+    # Python ints throughout: a field (a nested struct) may be wider than 64 bits.
+    columns = {
+        name: [int(v) for v in np.asarray(values, dtype=object).ravel()]
+        for name, values in fields.items()
+    }
+    count = len(next(iter(columns.values())))
+    words = [0] * count
+    for name, fld in layout:
+        mask = (1 << fld.width) - 1
+        for k, value in enumerate(columns[name]):
+            words[k] |= (value & mask) << fld.offset
+    return words
+
+
+def word_bytes(layout: data.StructLayout) -> int:
+    """Bytes a payload word takes in memory (whole bytes, little-endian)."""
+    return -(-layout.size // 8)
+
+
+def payload_bytes(layout: data.StructLayout, fields: Mapping[str, npt.ArrayLike]) -> bytes:
+    """The packed words as the memory image holds them."""
+    size = word_bytes(layout)
+    return b"".join(w.to_bytes(size, "little") for w in pack(layout, fields))
