@@ -13,9 +13,8 @@ as programs"):
   keypoints (and composed Jacobians) as the units' payload words, runs it, and
   reads the (H, W, 3) pixels.
 
-The small key frame (the motion network's resolution) lives in warp payload
-slots too. Its anti-alias blur is not in the source program yet: the host
-writes the blurred frame's bytes into the slots (`write_small`).
+The small key frame (the motion network's resolution, blurred by the source
+program's polyphase conv: `compiler.blur`) lives in warp payload slots too.
 """
 
 from __future__ import annotations
@@ -25,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from compiler.blur import emit_blur
 from compiler.conv_layer import Image, Program
 from compiler.frame import (
     FrameInputs,
@@ -138,6 +138,9 @@ def compile_decoder(
     features = warp_slots(image, features_shape[0], small, params, rows)
     small_slots = warp_slots(image, 3, small, params, rows)
     emit_source(source, image, q, key_frame_addr, shape, features=features.tensor)
+    if q.antialias is None:
+        raise LoweringError("a decoder without the anti-alias blur is not laid out (small = frame)")
+    emit_blur(source, image, q.antialias, key_frame_addr, shape, small_slots.tensor)
     source_words = source.end()
     frame_words, inputs, frame = FrameLowering(q, params, image).lower(small_slots, features)
     return CompiledDecoder(

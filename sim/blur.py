@@ -27,12 +27,23 @@ from __future__ import annotations
 import itertools
 from collections import Counter
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
 
-from defs.limits import DIM_BITS, GROUP_BITS, MAX_KERNEL, MAX_PAD
+from compiler.blur import (  # noqa: F401  (the polyphase form lives in the compiler)
+    MAX_GROUPS,
+    BlurLayoutError,
+    PhaseAxis,
+    Polyphase,
+    Support,
+    check_blur,
+    phase_planes,
+    phase_weights,
+    polyphase,
+)
+from defs.limits import DIM_BITS
 from model.conv_shape import ConvShape
 from model.fixed_decoder import IMAGE_SCALE, QConv
 from rtl.conv_cycles import tile_cycles
@@ -42,165 +53,6 @@ if TYPE_CHECKING:
     from defs.params import GraceParams, NumericParams
 
 IntArray = npt.NDArray[np.int64]
-Support = Literal["nonzero", "full"]
-
-#: The widest count the command's group fields hold (`in_groups`, `out_groups`).
-MAX_GROUPS = (1 << GROUP_BITS) - 1
-
-
-class BlurLayoutError(ValueError):
-    """The blur cannot run on the conv engine as laid out here (one line)."""
-
-
-@dataclass(frozen=True)
-class PhaseAxis:
-    """One axis of the polyphase form: phase row Y, phase a reads x at s·Y + a + offset.
-
-    `start` is the first kernel tap kept and `taps` the polyphase kernel's side,
-    so the taps start .. start + s·taps − 1 are covered (zero beyond the kernel).
-    """
-
-    stride: int
-    size: int  # the frame's side
-    out: int  # the blurred side
-    start: int
-    taps: int
-    offset: int  # start − padding
-
-    @property
-    def zeros_before(self) -> int:
-        """Leading phase rows wholly before the frame (every phase reads padding)."""
-        return max(0, -self.offset // self.stride)
-
-    @property
-    def zeros_from(self) -> int:
-        """The first phase row wholly past the frame."""
-        return max(0, -(-(self.size - self.offset) // self.stride))
-
-    def pad(self, first: int, end: int) -> int:
-        """The engine's zero padding for output rows first .. end − 1.
-
-        The stride-1 conv reads phase rows first .. end + taps − 2. The engine's
-        padding stands in for `t` of them at each end, which is exact only where
-        those rows are zero anyway; the rest are stored (zeros included).
-        """
-        reach = end + self.taps - 1
-        top, bottom = self.zeros_before - first, reach - self.zeros_from
-        keep_one = (reach - first - 1) // 2  # at least one stored row
-        return max(0, min(MAX_PAD, self.taps - 1, top, bottom, keep_one))
-
-    def stored(self, first: int, end: int) -> range:
-        """The phase rows the buffer holds for output rows first .. end − 1."""
-        t = self.pad(first, end)
-        return range(first + t, end + self.taps - 1 - t)
-
-    def gather(self, rows: range) -> tuple[IntArray, npt.NDArray[np.bool_]]:
-        """Frame indices (s, len(rows)) of each phase's rows, and where they are inside it."""
-        source = (
-            self.stride * np.asarray(rows)[None, :] + np.arange(self.stride)[:, None] + self.offset
-        )
-        inside = (source >= 0) & (source < self.size)
-        return np.clip(source, 0, self.size - 1), inside
-
-
-@dataclass(frozen=True)
-class Polyphase:
-    """One blur's polyphase form on one frame size: both axes and the weights' window."""
-
-    channels: int
-    stride: int
-    rows: PhaseAxis
-    cols: PhaseAxis
-
-    @property
-    def phases(self) -> int:
-        return self.stride * self.stride
-
-    @property
-    def out_size(self) -> tuple[int, int]:
-        return self.rows.out, self.cols.out
-
-
-def check_blur(q: QConv) -> None:
-    """Refuse what is not a plain depthwise conv (one kernel per channel, nothing fused)."""
-    o, per_group, kh, kw = q.weight.shape
-    if q.groups == 1 or q.groups != o or per_group != 1:
-        raise BlurLayoutError(
-            f"blur: a depthwise conv is needed (groups = channels, one input each); this one "
-            f"has groups {q.groups}, weight {tuple(q.weight.shape)}: run it as a dense conv"
-        )
-    if kh != kw:
-        raise BlurLayoutError(f"blur: kernel {kh}×{kw} is not square; QConv has one padding")
-    if q.upsample or q.pool or q.residual_gain is not None:
-        raise BlurLayoutError("blur: upsampling, pooling or a residual on a blur is not laid out")
-    if q.stride < 1 or q.padding < 0:
-        raise BlurLayoutError(f"blur: stride {q.stride} and padding {q.padding} are impossible")
-
-
-def _window(weight: IntArray, axis: int, support: Support) -> tuple[int, int]:
-    """(first, length) of the kernel taps kept along one axis."""
-    if support == "full":
-        return 0, weight.shape[axis]
-    if support != "nonzero":
-        raise BlurLayoutError(f"blur: support {support!r}; choose 'nonzero' or 'full'")
-    other = 3 if axis == 2 else 2
-    used = np.flatnonzero(np.any(weight != 0, axis=(0, 1, other)))
-    if used.size == 0:  # an all-zero kernel: one tap, the output is requantize(bias)
-        return 0, 1
-    return int(used[0]), int(used[-1] - used[0] + 1)
-
-
-def polyphase(q: QConv, height: int, width: int, *, support: Support = "nonzero") -> Polyphase:
-    """The blur's polyphase form on an H × W frame, with the smallest kernel that covers
-    the quantized kernel's non-zero taps (or the full kernel)."""
-    check_blur(q)
-    s, p = q.stride, q.padding
-    k = q.weight.shape[2]
-    out_h, out_w = ((side + 2 * p - k) // s + 1 for side in (height, width))
-    if out_h < 1 or out_w < 1:
-        raise BlurLayoutError(f"blur: a {k}×{k} kernel leaves nothing of a {height}×{width} frame")
-    axes = []
-    for axis, size, out in ((2, height, out_h), (3, width, out_w)):
-        start, length = _window(q.weight, axis, support)
-        taps = -(-length // s)
-        if taps > MAX_KERNEL:
-            raise BlurLayoutError(
-                f"blur: {length} kernel taps at stride {s} need {taps} polyphase taps a side; "
-                f"the engine takes at most {MAX_KERNEL} (split the taps into partial sums)"
-            )
-        axes.append(PhaseAxis(s, size, out, start, taps, start - p))
-    return Polyphase(q.weight.shape[0], s, *axes)
-
-
-def phase_planes(x: npt.ArrayLike, geo: Polyphase, rows: range, cols: range) -> IntArray:
-    """x' (C·s², len(rows), len(cols)) of a (C, H, W) frame: phase rows and columns given."""
-    xi = np.asarray(x, dtype=np.int64)
-    if xi.shape != (geo.channels, geo.rows.size, geo.cols.size):
-        want = (geo.channels, geo.rows.size, geo.cols.size)
-        raise BlurLayoutError(f"blur: the frame is {xi.shape}, the layout is for {want}")
-    ri, r_in = geo.rows.gather(rows)
-    ci, c_in = geo.cols.gather(cols)
-    # (C, a, Y, b, X) → (C, a, b, Y, X): channel c·s² + a·s + b
-    planes = xi[:, ri[:, :, None, None], ci[None, None, :, :]]
-    planes = np.where((r_in[:, :, None, None] & c_in[None, None]), planes, 0)
-    planes = planes.transpose(0, 1, 3, 2, 4)
-    return planes.reshape(geo.channels * geo.phases, len(rows), len(cols))
-
-
-def phase_weights(q: QConv, geo: Polyphase, colours: range) -> IntArray:
-    """w' (n, n·s², K_h, K_w) for colours c0 .. c0 + n − 1: block diagonal, zero elsewhere."""
-    s, kh, kw = geo.stride, geo.rows.taps, geo.cols.taps
-    u0, v0 = geo.rows.start, geo.cols.start
-    window = np.zeros((len(colours), s * kh, s * kw), dtype=np.int64)
-    part = np.asarray(q.weight, dtype=np.int64)[colours.start : colours.stop, 0, u0:, v0:]
-    part = part[:, : s * kh, : s * kw]
-    window[:, : part.shape[1], : part.shape[2]] = part
-    # (n, U, a, V, b) → (n, a, b, U, V)
-    blocks = window.reshape(-1, kh, s, kw, s).transpose(0, 2, 4, 1, 3)
-    n = len(colours)
-    weight = np.zeros((n, n, geo.phases, kh, kw), dtype=np.int64)
-    weight[np.arange(n), np.arange(n)] = blocks.reshape(n, geo.phases, kh, kw)
-    return weight.reshape(n, n * geo.phases, kh, kw)
 
 
 @dataclass(frozen=True)
