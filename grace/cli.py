@@ -385,11 +385,19 @@ def encode(
 )
 @click.option(
     "--backend",
-    type=click.Choice(["float", "int"]),
+    type=click.Choice(["float", "int", "isa"]),
     default="float",
     show_default=True,
-    help="float: PyTorch; int: the integer reference (L2), calibrated on the fly "
-    "(isa, rtl: later issues).",
+    help="float: PyTorch; int: the integer reference (L2), calibrated on the fly; "
+    "isa: that decoder compiled for --hw and run instruction by instruction (L3).",
+)
+@click.option(
+    "--hw",
+    "hw_spec",
+    default="ulx3s-85f",
+    show_default=True,
+    metavar="PRESET|FILE.json",
+    help="Hardware (array, buffers) the isa backend compiles for.",
 )
 @params_option
 @checkpoint_option
@@ -406,6 +414,7 @@ def decode(
     stream: Path,
     output: Path,
     backend: str,
+    hw_spec: str,
     params_spec: str,
     checkpoint: Path | None,
     reference: str | None,
@@ -424,9 +433,19 @@ def decode(
     except OSError as exc:
         raise GraceError(f"cannot read {stream}: {exc.strerror}") from None
     m = params.model
-    with console.status(f"decoding {stream} ({backend})…"):
-        decoder = make_backend(backend, params, checkpoint)
-        decoded = decode_stream(data, decoder, preset=params.name, model=m)
+    if backend == "isa":
+        from rich.progress import Progress
+
+        with Progress(console=console, transient=True) as progress:
+            task = progress.add_task(f"decoding {stream} on L3 ({hw_spec})", total=None)
+            decoder = make_backend(
+                backend, params, checkpoint, _params(hw_spec), lambda: progress.advance(task)
+            )
+            decoded = decode_stream(data, decoder, preset=params.name, model=m)
+    else:
+        with console.status(f"decoding {stream} ({backend})…"):
+            decoder = make_backend(backend, params, checkpoint)
+            decoded = decode_stream(data, decoder, preset=params.name, model=m)
     write_video(decoded.frames, output, decoded.fps)
     strip = output.with_suffix(".png")
     rows = {"decoded": decoded.frames}

@@ -36,16 +36,35 @@ def load_models(params: GraceParams, checkpoint: Path | None):
     return load_checkpoint(path, params.model)
 
 
-def make_backend(name: str, params: GraceParams, checkpoint: Path | None):
-    """The decoder network for `grace decode --backend NAME`."""
+def make_backend(
+    name: str,
+    params: GraceParams,
+    checkpoint: Path | None,
+    hardware: GraceParams | None = None,
+    on_frame=None,
+):
+    """The decoder network for `grace decode --backend NAME`; `isa` compiles the integer
+    decoder for `hardware` (its array and buffers; the model is `params`') and runs L3."""
     kp_detector, generator = load_models(params, checkpoint)
     if name == "float":
         return generator
-    if name == "int":
-        from model.int_backend import IntBackend, quantize_decoder
+    from model.int_backend import IntBackend, quantize_decoder
 
-        return IntBackend(quantize_decoder(kp_detector, generator, params))
-    raise CodecRunError(f"backend {name!r} is not available yet; use float or int")
+    integers = IntBackend(quantize_decoder(kp_detector, generator, params))
+    if name == "int":
+        return integers
+    if name == "isa":
+        from compiler.decoder import compile_decoder
+        from compiler.tensor import LoweringError
+        from sim.l3.decoder import IsaBackend, IsaDecoder
+
+        hw = (hardware or params).replace(model=params.model, numeric=params.numeric)
+        try:
+            compiled = compile_decoder(integers.decoder, hw)
+        except LoweringError as exc:
+            raise CodecRunError(f"--backend isa on {hw.name}: {exc}") from None
+        return IsaBackend(IsaDecoder(compiled), integers, on_frame)
+    raise CodecRunError(f"backend {name!r} is not available yet; use float, int or isa")
 
 
 def fit_to_model(frames: np.ndarray, size: int) -> np.ndarray:

@@ -69,6 +69,26 @@ def test_encode_decode_synthetic(tmp_path, checkpoint) -> None:
     assert out.stat().st_size > 0 and out.with_suffix(".png").exists()
 
 
+def test_decode_on_the_isa_backend(tmp_path, checkpoint) -> None:
+    """`--backend isa` decodes on L3 (compiled for the ULX3S); a preset whose buffers
+    cannot hold a layer is refused in one line."""
+    stream = tmp_path / "clip.grace"
+    encoded = run(
+        "encode", "--synthetic", "3", "--frames", "3", "--gop", "3", "-o", str(stream),
+        "--checkpoint", checkpoint,
+    )  # fmt: skip
+    assert encoded.exit_code == 0, encoded.output
+    out = tmp_path / "isa.mp4"
+    args = ["decode", str(stream), "-o", str(out), "--checkpoint", checkpoint, "--backend", "isa"]
+    result = run(*args, "--synthetic", "3")
+    assert result.exit_code == 0, result.output
+    assert "PSNR" in result.output and out.stat().st_size > 0
+    result = run(*args, "--hw", "tiny")
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and "--backend isa on tiny" in lines[0], result.output
+
+
 def test_encode_a_folder_of_frames_of_another_size(tmp_path, checkpoint) -> None:
     from PIL import Image
 

@@ -97,3 +97,26 @@ def test_a_preset_too_small_is_refused_in_one_line(models) -> None:
     with pytest.raises(LoweringError) as info:
         compile_decoder(decoder, TINY)
     assert "\n" not in str(info.value)
+
+
+def test_a_bitstream_decodes_on_l3_as_on_l2(models) -> None:
+    """The codec end to end: a stream of two GOPs, decoded by the int backend (L2) and
+    by the isa backend (the compiled decoder on L3), frame for frame."""
+    from fractions import Fraction
+
+    from model.codec import CodecSettings, decode_stream, encode_clip
+    from model.int_backend import IntBackend
+    from sim.l3.decoder import IsaBackend, IsaDecoder
+
+    kp_detector, decoder = models
+    clip = synthesize_clip(ClipSpec(seed=2_000_900, num_frames=4, size=64, face=11))
+    data = encode_clip(clip, Fraction(25), "tiny", kp_detector, CodecSettings(gop_size=2)).data
+    integers = IntBackend(decoder)
+    frames = []
+    isa = IsaBackend(
+        IsaDecoder(compile_decoder(decoder, ULX3S)), integers, lambda: frames.append(1)
+    )
+    got = decode_stream(data, isa, preset="tiny", model=TINY.model).frames
+    want = decode_stream(data, integers, preset="tiny", model=TINY.model).frames
+    np.testing.assert_array_equal(got, want)
+    assert len(frames) == 2  # one inter frame per GOP, each reported

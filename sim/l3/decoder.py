@@ -40,3 +40,31 @@ class IsaDecoder:
         c.write_keypoints(self.memory, kp_driving_q, kp_source_q, jac_driving_q, jac_source_q)
         run(c.frame_words, self.memory, c.params)
         return c.read_frame(self.memory)
+
+
+class IsaBackend:
+    """`grace decode --backend isa`: the codec's `Backend` over L3 running the compiled
+    decoder; `on_frame` is called after each inter frame (a progress bar)."""
+
+    def __init__(self, isa: IsaDecoder, integers: object, on_frame=None) -> None:
+        self.isa = isa
+        self.integers = integers  # model.int_backend.IntBackend: the stream's integers
+        self.on_frame = on_frame
+
+    def encode_source(self, source: object) -> object:
+        from model.evaluate import to_uint8
+
+        self.isa.encode_source(to_uint8(source)[0])
+        return self.isa
+
+    def decode(self, cache: object, kp_driving: dict, kp_source: dict) -> dict[str, object]:
+        from model.int_backend import frame_tensor
+
+        args = self.integers.stream_integers(kp_driving, kp_source)
+        frame = self.isa.decode(
+            args["kp_driving_q"], args["kp_source_q"], args.get("jac_driving_q"),
+            args.get("jac_source_q"),
+        )  # fmt: skip
+        if self.on_frame is not None:
+            self.on_frame()
+        return {"prediction": frame_tensor(frame)}
