@@ -187,9 +187,12 @@ class Program:
     def __init__(self, params: GraceParams) -> None:
         self.params = params
         self.words: list[int] = []
+        self.steps: list[str] = []  # the step (layer) each word belongs to: the report's rows
+        self.step = "program"
 
     def emit(self, op: Opcode, fields: dict[str, int], **tokens: int) -> None:
         self.words.append(encode(op, self.params, fields, tokens))
+        self.steps.append(self.step)
 
     def end(self) -> list[int]:
         """The words, each queue closed by its END."""
@@ -433,10 +436,12 @@ def sync_stores(program: Program) -> None:
     queue a token, a SYNC there passes it to the load queue, whose next instruction
     must take it (`emit_conv(after_store=True)`). Tokens join neighbouring queues
     only, so a store reaches the loads through the compute queue."""
-    inst = decode(program.words.pop(), program.params)
+    inst = decode(program.words[-1], program.params)
     if inst.op != Opcode.STORE or inst.tokens["push_prev"]:
         raise LoweringError("sync_stores: the program does not end with a store to sync on")
-    program.emit(Opcode.STORE, inst.fields, **(inst.tokens | {"push_prev": 1}))
+    program.words[-1] = encode(
+        Opcode.STORE, program.params, inst.fields, inst.tokens | {"push_prev": 1}
+    )
     program.emit(Opcode.SYNC, {"queue": Queue.COMPUTE}, pop_next=1, push_prev=1)
 
 

@@ -228,6 +228,7 @@ class FrameLowering:
         )
 
         # 1. heatmaps → the hourglass input's heat plane
+        self.program.step = "heatmaps"
         heat = Plane(image.reserve(pixels * round_up(k + 1, cols)), k + 1, round_up(k + 1, cols))
         self._load(Buffer.HEATMAP_GRID, grid_addr, size)
         self._load(Buffer.HEATMAP_GAUSSIAN, gaussian_addr, len(q.gaussian_table))
@@ -248,6 +249,7 @@ class FrameLowering:
         ):
             raise LoweringError("flow: the motion words do not meet the flow entries' bytes")
         flows = [image.reserve(pixels * entry) for _ in range(k + 1)]
+        self.program.step = "motions"
         self._load(Buffer.MOTION_GRID, grid_addr, size)
         self._load(Buffer.MOTION_JACOBIAN, inputs.jacobians_addr, 4 * k)
         self._load(Buffer.MOTION_KEYPOINT, inputs.keypoints_addr, 2 * k, push_next=1)
@@ -261,6 +263,7 @@ class FrameLowering:
         c_small = small.tensor.channels
         width = round_up(c_small * (k + 1), cols)
         deformed = Plane(image.reserve(pixels * width), c_small * (k + 1), width)
+        self.program.step = "warp.deformed"
         sync_stores(self.program)
         targets = [(flow_addr, deformed, m * c_small) for m, flow_addr in enumerate(flows)]
         self._warp(small, targets, pixels, occlusion=False)
@@ -276,19 +279,19 @@ class FrameLowering:
         )
         skips, orders = [x], [order]
         out, out_order = x, order
-        for block in q.hourglass_down:
-            out = self._conv(block, out, out_order)
+        for i, block in enumerate(q.hourglass_down):
+            out = self._conv(f"hg_down{i}", block, out, out_order)
             out_order = None
             skips.append(out)
             orders.append(None)
         skips.pop(), orders.pop()
-        for block in q.hourglass_up:
-            up = self._conv(block, out, out_order)
+        for i, block in enumerate(q.hourglass_up):
+            up = self._conv(f"hg_up{i}", block, out, out_order)
             skip, skip_order = skips.pop(), orders.pop()
             out = up + skip
             out_order = _concat_order(up.channels, skip.channels, skip_order)
-        logits = self._conv(q.mask, out, out_order)
-        occ_logits = self._conv(q.occlusion, out, out_order)
+        logits = self._conv("mask", q.mask, out, out_order)
+        occ_logits = self._conv("occlusion", q.occlusion, out, out_order)
 
         # 5. softmax, occlusion, dense flow → the final flow entries
         flow_addr = image.reserve(pixels * entry)
@@ -300,6 +303,7 @@ class FrameLowering:
         occ_table = self._table(OCCLUSION_TABLE, q.occlusion_lut)
         pixel_table = self._table(PIXEL_TABLE, q.pixel_lut)
         plane, first = logits.locate(0, k + 1)
+        self.program.step = "softmax"
         sync_stores(self.program)
         self._load(Buffer.SOFTMAX_EXP, exp_addr, LUT_SIZE, pop_next=1)
         load = {"buffer": Buffer.SOFTMAX_INPUT, "buffer_addr": 0} | plane.transfer(
@@ -314,6 +318,7 @@ class FrameLowering:
             {"source": Source.SOFTMAX} | transfer_fields(masks_addr, 0, 1, pixels * (k + 1)),
             pop_prev=1,
         )
+        self.program.step = "occlusion.table"
         self._load(Buffer.ACT_TABLE, occ_table[0], occ_table[1])
         self._load(Buffer.ACT_TABLE, pixel_table[0], pixel_table[1])
         plane, first = occ_logits.locate(0, 1)
@@ -331,6 +336,7 @@ class FrameLowering:
             {"source": Source.ACT} | transfer_fields(flow_addr, entry, pixels, 1),
             pop_prev=1,
         )
+        self.program.step = "flow"
         sync_stores(self.program)
         load = {"buffer": Buffer.MOTION_MASK, "buffer_addr": 0}
         emit(
@@ -347,18 +353,20 @@ class FrameLowering:
         # 6. the source features, warped with the occlusion → one plane
         c_feat = features.tensor.channels
         feat = Tensor((Plane(image.reserve(pixels * c_feat), c_feat, c_feat),), size, size)
+        self.program.step = "warp.features"
         sync_stores(self.program)
         self._warp(features, [(flow_addr, feat.planes[0], 0)], pixels, occlusion=True)
 
         # 7. the bottleneck, the up blocks, the final conv and the pixel table
         params_addr = self._affine_constants(q.bottleneck, c_feat)
         for i, (_, conv1, conv2) in enumerate(q.bottleneck):
+            self.program.step = f"r{i}.affine"
             act = self._affine(feat, i * c_feat, constants=params_addr if i == 0 else None)
-            mid = self._conv(conv1, act, None)
-            feat = self._conv(conv2, mid, None, residual=feat)
-        for block in q.up_blocks:
-            feat = self._conv(block, feat, None)
-        final = self._conv(q.final, feat, None)
+            mid = self._conv(f"r{i}.conv1", conv1, act, None)
+            feat = self._conv(f"r{i}.conv2", conv2, mid, None, residual=feat)
+        for i, block in enumerate(q.up_blocks):
+            feat = self._conv(f"up{i}", block, feat, None)
+        final = self._conv("final", q.final, feat, None)
         c_out, height, width_px = final.shape
         frame = Plane(image.reserve(height * width_px * c_out), c_out, c_out)
         plane, first = final.locate(0, c_out)
@@ -366,6 +374,7 @@ class FrameLowering:
         load = {"buffer": Buffer.ACT_INPUT, "buffer_addr": 0} | plane.transfer(
             first, c_out, 0, frame_pixels
         )
+        self.program.step = "pixels"
         sync_stores(self.program)
         emit(Opcode.LOAD, load, pop_next=1, push_next=1)
         command = {"op": ActOp.TABLE, "pixels": frame_pixels, "groups": c_out, "param_base": 0}
@@ -382,13 +391,23 @@ class FrameLowering:
     # -- steps -------------------------------------------------------------------------
 
     def _conv(
-        self, q: QConv, x: Tensor, order: IntArray | None, residual: Tensor | None = None
+        self,
+        name: str,
+        q: QConv,
+        x: Tensor,
+        order: IntArray | None,
+        residual: Tensor | None = None,
     ) -> Tensor:
         """A conv after the stores before it (synced to its first load)."""
+        self.program.step = name
         sync_stores(self.program)
-        return emit_conv(
-            self.program, self.image, conv_layer(q, order), x, residual=residual, after_store=True
-        )
+        layer = conv_layer(q, order)
+        try:
+            return emit_conv(
+                self.program, self.image, layer, x, residual=residual, after_store=True
+            )
+        except LoweringError as exc:
+            raise LoweringError(f"{name}: {exc}") from None
 
     def _warp(
         self,

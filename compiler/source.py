@@ -99,6 +99,7 @@ def emit_source(
     x_addr = image.place(input_bytes(np.zeros((c, h, w), np.int64), params))
     word_bytes = -(-(cols * params.numeric.act_bits) // 8)
 
+    program.step = "quantize"
     load = {"buffer": Buffer.ACT_TABLE, "buffer_addr": 0} | transfer(table_addr, 0, 1, len(table))
     program.emit(Opcode.LOAD, load)
     for g in range(-(-c // cols)):  # a TABLE tile per input group of the first conv
@@ -117,11 +118,16 @@ def emit_source(
     x = grouped(x_addr, c, h, w, cols, padded=True)  # the first conv reads the input layout
     convs = (q.first, *q.down_blocks)
     for k, q_conv in enumerate(convs):
+        program.step = "first" if k == 0 else f"down{k - 1}"
         sync_stores(program)
         out = features if k == len(convs) - 1 else None
-        x = emit_conv(
-            program, image, conv_layer(q_conv), x, out=out, after_store=True, tile_rows=tile_rows
-        )
+        try:
+            x = emit_conv(
+                program, image, conv_layer(q_conv), x, out=out, after_store=True,
+                tile_rows=tile_rows,
+            )  # fmt: skip
+        except LoweringError as exc:
+            raise LoweringError(f"{program.step}: {exc}") from None
     return x
 
 
