@@ -6,6 +6,10 @@ them moves payload words, and `write` applies one. A command consumes its
 input words from the unit's input stream (loaded ahead of it) and yields its
 output words, computed by L2's own functions: `apply_lut`, `affine_int`'s
 `requantize`, `softmax_channels_fixed`'s steps with the loaded exp table.
+
+Every refusal is a `UnitCommandError` naming the command's field (`ACT.pixels`)
+or the write (`ACT_PARAM write`), checked as the RTL can check it: from the
+fields, the buffers' depths and the streams' fill, before any value is read.
 """
 
 from __future__ import annotations
@@ -34,12 +38,28 @@ class UnitCommandError(ValueError):
     """A command the unit's state cannot serve (one line)."""
 
 
-def take(stream: deque[int], count: int, what: str) -> list[int]:
+def take(stream: deque[int], count: int, field_name: str, stream_name: str) -> list[int]:
+    """`count` words off an input stream, refused (naming the command's field that sizes
+    them) when the stream holds fewer: the engine would wait for them forever."""
     if count > len(stream):
         raise UnitCommandError(
-            f"{what}: the input stream holds {len(stream)} words, the command needs {count}"
+            f"{field_name}: the {stream_name} stream holds {len(stream)} words, the command "
+            f"needs {count}"
         )
     return [stream.popleft() for _ in range(count)]
+
+
+def at_least_one(command: Mapping[str, int], unit: str, *names: str) -> None:
+    """Sizes a unit iterates over must be 1 or more (an empty tile has no defined end)."""
+    for name in names:
+        if command[name] < 1:
+            raise UnitCommandError(f"{unit}.{name} = {command[name]}: must be 1 or more")
+
+
+def check_place(write: str, what: str, value: int, depth: int) -> None:
+    """A write stream's payload names its own place; it must be one the buffer has."""
+    if value >= depth:
+        raise UnitCommandError(f"{write} write: {what} = {value}, the buffer holds 0..{depth - 1}")
 
 
 @dataclass
@@ -64,8 +84,14 @@ class ActState:
     def write_param(self, word: int) -> None:
         f = param_write_layout(self.params).from_bits(word)
         lane, addr = int(f.lane), int(f.addr)
-        if lane >= self.params.act.lanes or addr >= self.params.act.param_depth:
-            raise UnitCommandError(f"ACT: constants for lane {lane}, word {addr}: no such place")
+        check_place("ACT_PARAM", "lane", lane, self.params.act.lanes)
+        check_place("ACT_PARAM", "addr", addr, self.params.act.param_depth)
+        shift, most = int(f.data.shift), self.params.numeric.max_shift
+        if shift > most:
+            raise UnitCommandError(
+                f"ACT_PARAM write: shift = {shift} (lane {lane}, addr {addr}), the requantizer "
+                f"shifts by 0..{most}"
+            )
         for name in self.constants:
             value = getattr(f.data, name)
             self.constants[name][lane, addr] = int(value)  # the layout gives the sign
@@ -74,15 +100,24 @@ class ActState:
         """The tile's output words (pixel ▸ group, lane l in bits [8l, 8l + 8))."""
         p = self.params
         lanes, bits = p.act.lanes, p.numeric.act_bits
-        words = take(self.inputs, command["pixels"] * command["groups"], "ACT")
-        x = np.array([lanes_of(w, lanes, bits) for w in words])
-        x = x.reshape(command["pixels"], command["groups"], lanes)
+        at_least_one(command, "ACT", "pixels", "groups")
+        pixels, groups = command["pixels"], command["groups"]
+        if command["op"] == ActOp.TABLE and command["table"] >= TABLES:
+            raise UnitCommandError(
+                f"ACT.table = {command['table']}: the engine has 0..{TABLES - 1}"
+            )
+        if command["op"] == ActOp.AFFINE and command["param_base"] + groups > p.act.param_depth:
+            raise UnitCommandError(
+                f"ACT.param_base: constants {command['param_base']}.."
+                f"{command['param_base'] + groups - 1} leave the {p.act.param_depth}-word buffers"
+            )
+        words = take(self.inputs, pixels * groups, "ACT.pixels", "ACT_INPUT")
+        x = np.array([lanes_of(w, lanes, bits) for w in words], np.int64)
+        x = x.reshape(pixels, groups, lanes)
         if command["op"] == ActOp.TABLE:
             y = self.tables[command["table"]][x + LUT_SIZE // 2]
         else:
-            addr = command["param_base"] + np.arange(command["groups"])
-            if addr.max() >= p.act.param_depth:
-                raise UnitCommandError(f"ACT: constants {addr[0]}..{addr[-1]} leave the buffer")
+            addr = command["param_base"] + np.arange(groups)
             k = {n: v[:, addr].T[None] for n, v in self.constants.items()}  # (1, G, lanes)
             signed_x = np.where(k["negate"] == 1, -x, x)
             y = requantize(
@@ -97,6 +132,7 @@ class ActState:
 class SoftmaxState:
     """The softmax unit: its exp table."""
 
+    params: GraceParams
     exp: IntArray = field(default_factory=lambda: np.zeros(LUT_SIZE, np.int64))
     inputs: deque[int] = field(default_factory=deque)
 
@@ -106,8 +142,11 @@ class SoftmaxState:
 
     def run(self, command: Mapping[str, int]) -> list[int]:
         """The tile's masks (u8), pixel by pixel, channel innermost."""
-        c = command["channels"]
-        words = take(self.inputs, command["pixels"] * c, "SOFTMAX")
+        at_least_one(command, "SOFTMAX", "pixels", "channels")
+        c, most = command["channels"], self.params.act.softmax_channels
+        if c > most:
+            raise UnitCommandError(f"SOFTMAX.channels = {c}: the unit takes 1..{most}")
+        words = take(self.inputs, command["pixels"] * c, "SOFTMAX.pixels", "SOFTMAX_INPUT")
         x = np.array([signed(w, 8) for w in words], np.int64).reshape(-1, c)
         e = self.exp[x.max(axis=1, keepdims=True) - x]
         s = e.sum(axis=1, keepdims=True)
@@ -132,11 +171,23 @@ class WarpState:
 
     def write_feature(self, word: int) -> None:
         f = feature_write_layout(self.params).from_bits(word)
+        check_place("WARP_FEATURE", "addr", int(f.addr), self.params.warp.depth)
         self.banks[int(f.bank), int(f.addr)] = lanes_of(int(f.data), self.params.warp.lanes, 8)
 
     def run(self, command: Mapping[str, int]) -> list[int]:
         """The tile's output words (output pixel ▸ plane, `lanes` int8 each)."""
-        entries = take(self.flow, command["out_height"] * command["out_width"], "WARP")
+        c, depth = command, self.params.warp.depth
+        at_least_one(c, "WARP", "in_height", "in_width", "planes", "out_height", "out_width")
+        # the last plane's last pixel: every tap inside the map reads at or before it
+        last = c["in_base"] + (c["planes"] - 1) * c["in_plane"]
+        last += ((c["in_height"] - 1) >> 1) * c["in_row"] + ((c["in_width"] - 1) >> 1)
+        if last >= depth:
+            raise UnitCommandError(
+                f"WARP.in_base: the map's words run {c['in_base']}..{last}, the banks hold "
+                f"{depth} (in_base + (planes − 1)·in_plane + ((in_height − 1) >> 1)·in_row + "
+                "((in_width − 1) >> 1))"
+            )
+        entries = take(self.flow, c["out_height"] * c["out_width"], "WARP.out_height", "WARP_FLOW")
         layout = flow_layout()
         flow = np.array(
             [[int(getattr(layout.from_bits(e), n)) for n in ("x", "y", "occ")] for e in entries]

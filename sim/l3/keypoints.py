@@ -6,7 +6,9 @@ Jacobians), loaded on write streams whose payloads carry their own place
 command calls L2's own `heatmaps`, `affine_motions` and `compose_flow` on that
 state (over the loaded grid axis, which the host loads as `grid_axis(S)`) and
 returns the unit's words: the heatmaps' int8, or the warp's {x, y} coordinates
-saturated to s18.
+saturated to s18. A write whose place the buffers lack and a command whose
+size, keypoint count or map index the unit does not take are refused, each
+naming the field (`UnitCommandError`).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from rtl.act.heatmap_layouts import gaussian_write_layout
 from rtl.act.keypoints import grid_write_layout, jacobian_write_layout, keypoint_write_layout
 from rtl.act.motion_layouts import MotionOp, output_layout
 from rtl.warp.layouts import FLOW_BITS
-from sim.l3.elementwise import UnitCommandError, take
+from sim.l3.elementwise import UnitCommandError, check_place, take
 
 IntArray = npt.NDArray[np.int64]
 
@@ -47,24 +49,26 @@ class KeypointState:
 
     def write_grid(self, word: int) -> None:
         f = grid_write_layout(self.params).from_bits(word)
+        check_place("grid", "index", int(f.index), self.params.act.max_grid)
         self.grid[int(f.index)] = int(f.value)
 
     def write_keypoint(self, word: int) -> None:
         f = keypoint_write_layout(self.params).from_bits(word)
+        check_place("keypoint", "keypoint", int(f.keypoint), self.params.act.max_keypoints)
         self.keypoints[int(f.source), int(f.keypoint)] = (int(f.x), int(f.y))
 
     def write_jacobian(self, word: int) -> None:
         f = jacobian_write_layout(self.params).from_bits(word)
+        check_place("Jacobian", "keypoint", int(f.keypoint), self.params.act.max_keypoints)
         self.jacobians[int(f.keypoint), int(f.row), int(f.col)] = int(f.value)
 
     def _frame(self, command: Mapping[str, int], unit: str) -> tuple[int, int]:
         size, k = command["size"], command["keypoints"]
         a = self.params.act
-        if not (2 <= size <= a.max_grid and 1 <= k <= a.max_keypoints):
-            raise UnitCommandError(
-                f"{unit}: S = {size}, K = {k}; the unit takes S in 2..{a.max_grid}, "
-                f"K in 1..{a.max_keypoints}"
-            )
+        if not 2 <= size <= a.max_grid:
+            raise UnitCommandError(f"{unit}.size = {size}: the unit takes 2..{a.max_grid}")
+        if not 1 <= k <= a.max_keypoints:
+            raise UnitCommandError(f"{unit}.keypoints = {k}: the unit takes 1..{a.max_keypoints}")
         return size, k
 
     def motions(self, size: int, k: int) -> IntArray:
@@ -83,6 +87,7 @@ class HeatmapState(KeypointState):
 
     def write_gaussian(self, word: int) -> None:
         f = gaussian_write_layout(self.params).from_bits(word)
+        check_place("Gaussian", "index", int(f.index), self.params.act.gaussian_depth)
         self.table[int(f.index)] = int(f.data)
 
     def run(self, command: Mapping[str, int]) -> list[int]:
@@ -100,17 +105,17 @@ class MotionState(KeypointState):
     def run(self, command: Mapping[str, int]) -> list[int]:
         """MOTION k's map, or the flow under the streamed masks: {x, y} per pixel."""
         size, k = self._frame(command, "MOTION")
-        motions = self.motions(size, k)
         if command["op"] == MotionOp.MOTION:
             if command["motion"] > k:
                 raise UnitCommandError(
-                    f"MOTION: map {command['motion']} of a frame of {k} keypoints"
+                    f"MOTION.motion = {command['motion']}: a frame of {k} keypoints has maps 0..{k}"
                 )
-            coords = motions[command["motion"]]
+            coords = self.motions(size, k)[command["motion"]]
         else:
-            masks = np.array(take(self.masks, size * size * (k + 1), "MOTION (FLOW)"), np.int64)
+            count = size * size * (k + 1)
+            masks = np.array(take(self.masks, count, "MOTION.size", "MOTION_MASK"), np.int64)
             mask = masks.reshape(size, size, k + 1).transpose(2, 0, 1)
-            coords = compose_flow(mask, motions)
+            coords = compose_flow(mask, self.motions(size, k))
         coords = saturate(coords, FLOW_BITS).reshape(-1, 2)
         layout, mask = output_layout(), (1 << FLOW_BITS) - 1
         x, y = layout["x"].offset, layout["y"].offset
