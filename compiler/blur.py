@@ -29,7 +29,7 @@ import numpy as np
 import numpy.typing as npt
 
 from compiler.conv_layer import ConvLayer, Image, Program, emit_conv, sync_stores
-from compiler.tensor import Plane, Tensor, transfer_fields
+from compiler.tensor import CHUNK_PIXELS, Plane, Tensor, transfer_fields
 from defs.isa import Buffer, Opcode, Source
 from defs.limits import GROUP_BITS, MAX_KERNEL, MAX_PAD
 from model.fixed_decoder import QConv
@@ -219,30 +219,34 @@ def emit_blur(
     x = Tensor(tuple(Plane(base + a * plane_bytes, pixel, pixel) for a in range(s)), rows_p, cols_p)
     junk = image.reserve(w * c)  # frame bytes no phase pixel reads
 
-    load = {"buffer": Buffer.ACT_INPUT, "buffer_addr": 0} | transfer_fields(
-        frame_addr, 0, 1, h * w * c
-    )
-    program.emit(Opcode.LOAD, load, push_next=1)
-    command = {"op": ActOp.TABLE, "pixels": h * w, "groups": c, "param_base": 0}
-    program.emit(Opcode.ACT, command | {"table": 0, "relu": 0, "tag": 0}, pop_prev=1, push_next=1)
+    program.step = "blur"
     x0 = max(0, geo.cols.offset)  # the frame columns phase pixels read
     x1 = min(w, geo.cols.offset + cols_p * s)
-    first = True
-    for y in range(h):  # frame row y is phase row Y of plane a: one run of bytes
-        phase_row, a = divmod(y - geo.rows.offset, s)
-        inside = 0 <= phase_row < rows_p and x0 < x1
-        runs = [(0, x0, None), (x0, x1, a), (x1, w, None)] if inside else [(0, w, None)]
-        for start, end, plane in runs:
-            if end <= start:
-                continue
-            if plane is None:
-                addr = junk
-            else:
-                addr = x.planes[plane].addr + phase_row * cols_p * pixel
-                addr += (start - geo.cols.offset) * c
-            store = {"source": Source.ACT} | transfer_fields(addr, 0, 1, (end - start) * c)
-            program.emit(Opcode.STORE, store, pop_prev=int(first))
-            first = False
+    band = max(1, CHUNK_PIXELS // w)  # frame rows per TABLE tile
+    for y0 in range(0, h, band):
+        y1 = min(h, y0 + band)
+        load = {"buffer": Buffer.ACT_INPUT, "buffer_addr": 0}
+        load |= transfer_fields(frame_addr + y0 * w * c, 0, 1, (y1 - y0) * w * c)
+        program.emit(Opcode.LOAD, load, push_next=1)
+        command = {"op": ActOp.TABLE, "pixels": (y1 - y0) * w, "groups": c, "param_base": 0}
+        command |= {"table": 0, "relu": 0, "tag": (y0 // band) % 256}
+        program.emit(Opcode.ACT, command, pop_prev=1, push_next=1)
+        first = True
+        for y in range(y0, y1):  # frame row y is phase row Y of plane a: one run of bytes
+            phase_row, a = divmod(y - geo.rows.offset, s)
+            inside = 0 <= phase_row < rows_p and x0 < x1
+            runs = [(0, x0, None), (x0, x1, a), (x1, w, None)] if inside else [(0, w, None)]
+            for start, end, plane in runs:
+                if end <= start:
+                    continue
+                if plane is None:
+                    addr = junk
+                else:
+                    addr = x.planes[plane].addr + phase_row * cols_p * pixel
+                    addr += (start - geo.cols.offset) * c
+                store = {"source": Source.ACT} | transfer_fields(addr, 0, 1, (end - start) * c)
+                program.emit(Opcode.STORE, store, pop_prev=int(first))
+                first = False
     # the map's channel t = a·s·C + b·C + colour is the polyphase form's colour·s² + a·s + b
     a, b, colour = np.meshgrid(np.arange(s), np.arange(s), np.arange(c), indexing="ij")
     order = (colour * s * s + a * s + b).ravel()

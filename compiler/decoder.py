@@ -56,6 +56,8 @@ class CompiledDecoder:
     features: WarpSlots
     inputs: FrameInputs
     frame: Tensor  # the pixels' map: one plane, (H, W, 3) bytes
+    source_steps: list[str]  # the step (layer) of each word: `compiler.report`'s rows
+    frame_steps: list[str]
 
     def write_key_frame(self, memory: bytearray, frame: npt.ArrayLike) -> None:
         pixels = np.asarray(frame, dtype=np.uint8)
@@ -141,11 +143,13 @@ def compile_decoder(
     if q.antialias is None:
         raise LoweringError("a decoder without the anti-alias blur is not laid out (small = frame)")
     emit_blur(source, image, q.antialias, key_frame_addr, shape, small_slots.tensor)
+    source.step = "end"
     source_words = source.end()
-    frame_words, inputs, frame = FrameLowering(q, params, image).lower(small_slots, features)
+    lowering = FrameLowering(q, params, image)
+    frame_words, inputs, frame = lowering.lower(small_slots, features)
     return CompiledDecoder(
         params, image.memory, source_words, frame_words, key_frame_addr, shape, small_slots,
-        features, inputs, frame,
+        features, inputs, frame, source.steps, lowering.program.steps,
     )  # fmt: skip
 
 

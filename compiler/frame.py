@@ -34,7 +34,7 @@ import numpy.typing as npt
 
 from compiler.conv_layer import ConvLayer, Image, Program, emit_conv, sync_stores
 from compiler.payload import pack, payload_bytes, word_bytes
-from compiler.tensor import LoweringError, Plane, Tensor, grouped, transfer_fields
+from compiler.tensor import LoweringError, Plane, Tensor, grouped, pixel_chunks, transfer_fields
 from defs.isa import Buffer, Opcode, Source
 from defs.params import GraceParams
 from model.fixed_decoder import QAffine, QConv, QuantizedDecoder
@@ -371,21 +371,18 @@ class FrameLowering:
         frame = Plane(image.reserve(height * width_px * c_out), c_out, c_out)
         plane, first = final.locate(0, c_out)
         frame_pixels = height * width_px
-        load = {"buffer": Buffer.ACT_INPUT, "buffer_addr": 0} | plane.transfer(
-            first, c_out, 0, frame_pixels
-        )
         self.program.step = "pixels"
         sync_stores(self.program)
-        emit(Opcode.LOAD, load, pop_next=1, push_next=1)
-        command = {"op": ActOp.TABLE, "pixels": frame_pixels, "groups": c_out, "param_base": 0}
-        emit(
-            Opcode.ACT,
-            command | {"table": PIXEL_TABLE, "relu": 0, "tag": 1},
-            pop_prev=1,
-            push_next=1,
-        )
-        store = frame.transfer(0, c_out, 0, frame_pixels)
-        emit(Opcode.STORE, {"source": Source.ACT} | store, pop_prev=1)
+        for j, (p0, n) in enumerate(pixel_chunks(frame_pixels)):
+            load = {"buffer": Buffer.ACT_INPUT, "buffer_addr": 0}
+            load |= plane.transfer(first, c_out, p0, n)
+            emit(Opcode.LOAD, load, pop_next=int(j == 0), push_next=1)
+            command = {"op": ActOp.TABLE, "pixels": n, "groups": c_out, "param_base": 0}
+            command |= {"table": PIXEL_TABLE, "relu": 0, "tag": j % 256}
+            emit(Opcode.ACT, command, pop_prev=1, push_next=1)
+            store = {"source": Source.ACT} | frame.transfer(0, c_out, p0, n)
+            emit(Opcode.STORE, store, pop_prev=1)
+        self.program.step = "end"
         return self.program.end(), inputs, Tensor((frame,), height, width_px)
 
     # -- steps -------------------------------------------------------------------------

@@ -35,7 +35,7 @@ from compiler.conv_layer import (
     sync_stores,
     transfer,
 )
-from compiler.tensor import Tensor, grouped
+from compiler.tensor import Tensor, grouped, pixel_chunks
 from defs.isa import Buffer, Opcode, Source
 from defs.params import GraceParams
 from model.fixed_decoder import QConv, QuantizedDecoder, quantize_image
@@ -102,18 +102,21 @@ def emit_source(
     program.step = "quantize"
     load = {"buffer": Buffer.ACT_TABLE, "buffer_addr": 0} | transfer(table_addr, 0, 1, len(table))
     program.emit(Opcode.LOAD, load)
-    for g in range(-(-c // cols)):  # a TABLE tile per input group of the first conv
+    tag = 0
+    for g in range(-(-c // cols)):  # TABLE tiles per input group of the first conv
         channels = min(cols, c - g * cols)
-        load = {"buffer": Buffer.ACT_INPUT, "buffer_addr": 0}  # the group's bytes of each pixel
-        load |= transfer(frame_addr + g * cols, c, h * w, channels)
-        program.emit(Opcode.LOAD, load, push_next=1)
-        command = {"op": ActOp.TABLE, "pixels": h * w, "groups": channels, "param_base": 0}
-        command |= {"table": 0, "relu": 0, "tag": g}
-        program.emit(Opcode.ACT, command, pop_prev=1, push_next=1)
-        # each pixel's bytes into the first bytes of its word in group g's plane
-        plane = x_addr + g * h * w * word_bytes
-        store = {"source": Source.ACT} | transfer(plane, word_bytes, h * w, channels)
-        program.emit(Opcode.STORE, store, pop_prev=1)
+        for p0, n in pixel_chunks(h * w):  # each within a transfer's 16-bit row count
+            load = {"buffer": Buffer.ACT_INPUT, "buffer_addr": 0}  # the group's bytes a pixel
+            load |= transfer(frame_addr + p0 * c + g * cols, c, n, channels)
+            program.emit(Opcode.LOAD, load, push_next=1)
+            command = {"op": ActOp.TABLE, "pixels": n, "groups": channels, "param_base": 0}
+            command |= {"table": 0, "relu": 0, "tag": tag % 256}
+            program.emit(Opcode.ACT, command, pop_prev=1, push_next=1)
+            # each pixel's bytes into the first bytes of its word in group g's plane
+            plane = x_addr + (g * h * w + p0) * word_bytes
+            store = {"source": Source.ACT} | transfer(plane, word_bytes, n, channels)
+            program.emit(Opcode.STORE, store, pop_prev=1)
+            tag += 1
 
     x = grouped(x_addr, c, h, w, cols, padded=True)  # the first conv reads the input layout
     convs = (q.first, *q.down_blocks)

@@ -100,6 +100,16 @@ class Tensor:
         raise LoweringError(f"channel {channel} of a {self.channels}-channel map")
 
 
+#: Pixels per element-wise tile when a map is split: a transfer's rows and row_words
+#: fields are 16 bits, and a row may hold a pixel's 3 bytes.
+CHUNK_PIXELS = 16384
+
+
+def pixel_chunks(pixels: int, chunk: int = CHUNK_PIXELS) -> list[tuple[int, int]]:
+    """(first pixel, pixels) of the tiles a map of `pixels` pixels is split into."""
+    return [(p0, min(chunk, pixels - p0)) for p0 in range(0, pixels, chunk)]
+
+
 def transfer_fields(addr: int, stride: int, rows: int, row_words: int) -> dict[str, int]:
     """A LOAD's or STORE's memory side: `rows` rows of `row_words` words."""
     return {"dram_addr": addr, "stride": stride, "rows": rows, "row_words": row_words}

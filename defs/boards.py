@@ -22,6 +22,7 @@ class BoardSpec:
     block_ram: int  # DP16KD (18 Kbit, ECP5) or EBR (4 Kbit, iCE40)
     luts: int  # 4-input LUTs (TRELLIS_COMB on ECP5, ICESTORM_LC on iCE40)
     clock_hz: float  # the engine's clock target on this board
+    memory_bytes: int = 0  # external RAM the accelerator's memory image lives in
 
     @property
     def dsp_cell(self) -> str:
@@ -41,6 +42,7 @@ BOARD_SPECS: dict[str, BoardSpec] = {
         block_ram=208,
         luts=83_640,
         clock_hz=150e6,
+        memory_bytes=32 << 20,  # 32 MB SDRAM
     ),
     "icebreaker": BoardSpec(
         name="icebreaker",
@@ -50,6 +52,7 @@ BOARD_SPECS: dict[str, BoardSpec] = {
         block_ram=30,
         luts=5_280,
         clock_hz=50e6,
+        memory_bytes=0,  # no RAM on the board: the UP5K's 128 KB SPRAM is the engines'
     ),
 }
 

@@ -39,6 +39,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from boards.build import BuildError
     from boards.targets import ProgrammingError, UnknownBoard
     from grace.codec_run import CodecRunError
+    from grace.compile_run import CompileError
     from model.bitstream import BitstreamError
     from model.checkpoint import CheckpointError
     from model.codec import CodecError
@@ -64,6 +65,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
         ProgrammingError,
         IntBackendError,
         QuantizationError,
+        CompileError,
     )
 
 
@@ -467,6 +469,39 @@ def decode(
     for line in report.lines():
         console.print(line)
     console.print(f"wrote {output} and {strip}")
+
+
+@main.command("compile")
+@click.option(
+    "--preset",
+    "model_spec",
+    default="tiny",
+    show_default=True,
+    metavar="PRESET|FILE.json",
+    help="The decoder (model) to compile: tiny (the committed checkpoint) or fomm-256.",
+)
+@click.option(
+    "--params",
+    "hw_spec",
+    default="ulx3s-85f",
+    show_default=True,
+    metavar="PRESET|FILE.json",
+    help="The hardware (array, buffers, board) it is compiled for.",
+)
+@click.option(
+    "--random-weights",
+    is_flag=True,
+    help="Random weights calibrated on one frame (fomm-256 has no checkpoint).",
+)
+@friendly
+def compile_command(model_spec: str, hw_spec: str, random_weights: bool) -> None:
+    """Lower the int8 decoder to programs and a memory image; report each layer's cost."""
+    from grace.compile_run import run_compile
+
+    model = _params(model_spec)
+    run_compile(
+        console, model, _params(hw_spec), BUILD_ROOT / "compile", random_weights=random_weights
+    )
 
 
 @main.command("train")
