@@ -316,21 +316,10 @@ def emit_conv(
             f"holds {b.weight_depth} (input-channel splitting is not built)"
         )
     passes = [(g, min(out_groups, g + per_pass)) for g in range(0, out_groups, per_pass)]
-    if groups * w > b.input_depth:
-        raise LoweringError(
-            f"conv: an input row is {groups} × {w} = {groups * w} words; the input buffer "
-            f"holds {b.input_depth} (width splitting is not built)"
-        )
-    geo = _Geometry(layer, h, kh)
+    geo, geo_w = _Geometry(layer, h, kh), _Geometry(layer, w, kw)
     end = 2 * (ho // 2) if layer.pool else ho  # pooling drops an odd last row
-    # double-buffered: a tile loads into one half while the one before computes from
-    # the other; when a tile does not fit half the buffer, tiles take it whole, in turn
-    try:
-        buffers = 2
-        tiles = _tiles(geo, end, b.input_depth // 2 // (groups * w), tile_rows)
-    except LoweringError:
-        buffers = 1
-        tiles = _tiles(geo, end, b.input_depth // (groups * w), tile_rows)
+    end_w = 2 * (wo // 2) if layer.pool else wo
+    tiles, buffers = _plan(geo, geo_w, end, end_w, groups, b.input_depth, tile_rows)
     half = b.input_depth // buffers
     lanes_of = [min(rows, o - og * rows) for og in range(out_groups)]
     pool = 2 if layer.pool else 1
@@ -357,26 +346,29 @@ def emit_conv(
         load |= transfer(constants_addr + channels[0] * psize, 0, 1, len(channels))
         emit(Opcode.LOAD, load)
         last_pass = p_index == len(passes) - 1
-        for k, (o0, o1) in enumerate(tiles):
+        for k, (o0, o1, c0, c1) in enumerate(tiles):
             i0, i1, pad_top = geo.reads(o0, o1)
+            j0, j1, pad_left = geo_w.reads(c0, c1)
             base = half * (k % buffers)
             if residual is not None:  # the tile's residual stream: group ▸ pixel ▸ lane
                 for og in range(g0, g1):
                     plane, first = residual.locate(og * rows, lanes_of[og])
-                    fields = _rows(plane, first, lanes_of[og], o0, o1, wo)
-                    emit(Opcode.LOAD, {"buffer": Buffer.CONV_RESIDUAL, "buffer_addr": 0} | fields)
-            loads = _input_loads(in_groups, (i0, i1), w, base, cols)
+                    for fields in _rows(plane, first, lanes_of[og], (o0, o1), (c0, c1), wo):
+                        load = {"buffer": Buffer.CONV_RESIDUAL, "buffer_addr": 0} | fields
+                        emit(Opcode.LOAD, load)
+            loads = _input_loads(in_groups, (i0, i1), (j0, j1), w, base, cols)
             for j, load in enumerate(loads):  # the first waits, the last signals
                 first, last = j == 0, j == len(loads) - 1
                 emit(Opcode.LOAD, load, pop_next=int(first and k >= buffers), push_next=int(last))
             command = {
-                "in_base": base, "in_plane": (i1 - i0) * w, "in_row": w, "in_height": i1 - i0,
-                "in_width": w, "in_groups": groups, "upsample": int(layer.upsample),
-                "kernel_h": kh, "kernel_w": kw, "stride2": int(layer.stride == 2),
-                "pad_top": pad_top, "pad_left": layer.padding, "out_height": o1 - o0,
-                "out_width": wo, "out_groups": g1 - g0, "last_lanes": lanes_of[g1 - 1],
-                "weight_base": 0, "param_base": 0, "relu": int(layer.relu),
-                "pool": int(layer.pool), "residual": int(residual is not None),
+                "in_base": base, "in_plane": (i1 - i0) * (j1 - j0), "in_row": j1 - j0,
+                "in_height": i1 - i0, "in_width": j1 - j0, "in_groups": groups,
+                "upsample": int(layer.upsample), "kernel_h": kh, "kernel_w": kw,
+                "stride2": int(layer.stride == 2), "pad_top": pad_top, "pad_left": pad_left,
+                "out_height": o1 - o0, "out_width": c1 - c0, "out_groups": g1 - g0,
+                "last_lanes": lanes_of[g1 - 1], "weight_base": 0, "param_base": 0,
+                "relu": int(layer.relu), "pool": int(layer.pool),
+                "residual": int(residual is not None),
                 "tag": (p_index * len(tiles) + k) % 256,
             }  # fmt: skip
             # a token frees the input buffer (half) for the tile `buffers` on, and the
@@ -385,49 +377,129 @@ def emit_conv(
             emit(Opcode.CONV, command, pop_prev=1, push_prev=int(frees), push_next=1)
             for og in range(g0, g1):
                 plane, first = out.locate(og * rows, lanes_of[og])
-                fields = _rows(plane, first, lanes_of[og], o0 // pool, o1 // pool, out_w)
-                emit(Opcode.STORE, {"source": Source.CONV} | fields, pop_prev=int(og == g0))
+                span = (o0 // pool, o1 // pool), (c0 // pool, c1 // pool)
+                for j, fields in enumerate(_rows(plane, first, lanes_of[og], *span, out_w)):
+                    store = {"source": Source.CONV} | fields
+                    emit(Opcode.STORE, store, pop_prev=int(og == g0 and j == 0))
     return out
 
 
-def _rows(plane: Plane, channel: int, count: int, r0: int, r1: int, width: int) -> dict[str, int]:
-    """The transfer of `count` channels of map rows [r0, r1): a row per map row when the
-    plane holds just these channels (a transfer's fields stay short), else a row per pixel."""
+def _rows(
+    plane: Plane,
+    channel: int,
+    count: int,
+    rows: tuple[int, int],
+    cols: tuple[int, int],
+    width: int,
+) -> list[dict[str, int]]:
+    """The transfers of `count` channels of the map's rows × columns: a row per map row
+    when the plane holds just these channels (a transfer's fields stay short), else a
+    row per pixel (one transfer per map row when the columns are a band)."""
+    (r0, r1), (c0, c1) = rows, cols
     if plane.channel_bytes == 1 and count == plane.pixel_bytes:
         row = width * count
-        return transfer(plane.addr + channel + r0 * row, row, r1 - r0, row)
-    return plane.transfer(channel, count, r0 * width, (r1 - r0) * width)
+        first = plane.addr + channel + r0 * row + c0 * count
+        return [transfer(first, row, r1 - r0, (c1 - c0) * count)]
+    if (c0, c1) == (0, width):
+        return [plane.transfer(channel, count, r0 * width, (r1 - r0) * width)]
+    return [plane.transfer(channel, count, r * width + c0, c1 - c0) for r in range(r0, r1)]
+
+
+def _bands(geo_w: _Geometry, end_w: int, count: int) -> list[tuple[int, int]] | None:
+    """`count` near-equal bands of output columns, each starting where a tile may."""
+    edges = [0]
+    for i in range(1, count):
+        e = end_w * i // count
+        while e > edges[-1] and not geo_w.may_start(e):
+            e -= 1
+        if e <= edges[-1]:
+            return None
+        edges.append(e)
+    return list(zip(edges, [*edges[1:], end_w], strict=True))
+
+
+def _plan(
+    geo: _Geometry,
+    geo_w: _Geometry,
+    end: int,
+    end_w: int,
+    groups: int,
+    depth: int,
+    tile_rows: int | None,
+) -> tuple[list[tuple[int, int, int, int]], int]:
+    """Tiles (o0, o1, c0, c1) and how many input buffers (halves) they take turns in.
+
+    Whole rows when they fit, else the fewest bands of columns whose tiles do; double
+    buffered when every tile fits half the buffer."""
+    for count in range(1, end_w + 1):
+        bands = _bands(geo_w, end_w, count)
+        if bands is None:
+            continue
+        for buffers in (2, 1):
+            try:
+                tiles = []
+                for c0, c1 in bands:
+                    j0, j1, _ = geo_w.reads(c0, c1)
+                    fits = depth // buffers // (groups * (j1 - j0))
+                    tiles += [(o0, o1, c0, c1) for o0, o1 in _tiles(geo, end, fits, tile_rows)]
+                return tiles, buffers
+            except LoweringError:
+                continue
+    j0, j1, _ = geo_w.reads(0, 1)
+    i0, i1, _ = geo.reads(0, 2 if geo.layer.pool else 1)
+    raise LoweringError(
+        f"conv: one output pixel reads {i1 - i0} × {j1 - j0} pixels × {groups} groups of "
+        f"input words; the input buffer holds {depth} (input-channel splitting is not built)"
+    )
 
 
 def _input_loads(
-    groups: list[InputGroup], rows_read: tuple[int, int], width: int, base: int, cols: int
+    groups: list[InputGroup],
+    rows_read: tuple[int, int],
+    cols_read: tuple[int, int],
+    width: int,
+    base: int,
+    cols: int,
 ) -> list[dict[str, int]]:
-    """The LOADs of input rows [i0, i1) into the buffer from `base` on, group-major.
+    """The LOADs of input rows [i0, i1) × columns [j0, j1) into the buffer from `base`
+    on, group-major.
 
-    A group whose plane is `cols` bytes a pixel is a run of input words, and groups
-    of such planes evenly spaced in memory share one LOAD (a row each: the conv
-    input layout takes one LOAD). Any other group gathers its word of each pixel
-    (a row per pixel)."""
-    i0, i1 = rows_read
-    pixels = (i1 - i0) * width
+    A group whose plane is `cols` bytes a pixel is runs of input words: whole rows are
+    one run, and groups of such planes evenly spaced in memory share one LOAD (a row
+    each: the conv input layout takes one LOAD); a band of columns is a row per input
+    row. Any other group gathers its word of each pixel (a row per pixel, a LOAD per
+    input row when the columns are a band)."""
+    (i0, i1), (j0, j1) = rows_read, cols_read
+    band = j1 - j0
+    pixels = (i1 - i0) * band
+    whole_rows = (j0, j1) == (0, width)
     loads: list[dict[str, int]] = []
     shared = False  # the last load is a run of whole words that the next may join
     for g, grp in enumerate(groups):
         plane = grp.plane
-        addr = plane.addr + i0 * width * plane.pixel_bytes + grp.offset
+        addr = plane.addr + (i0 * width + j0) * plane.pixel_bytes + grp.offset
+        buffer_addr = base + g * pixels
         whole = plane.pixel_bytes == cols and grp.offset == 0
-        if whole and shared:
+        if whole and shared and whole_rows:
             last = loads[-1]
             step = addr - last["dram_addr"]
             if last["rows"] == 1 or step == last["rows"] * last["stride"]:
                 last["stride"] = step // last["rows"]
                 last["rows"] += 1
                 continue
-        fields = transfer(addr, 0, 1, pixels) if whole else transfer(addr, cols, pixels, 1)
-        if not whole:
-            fields["stride"] = plane.pixel_bytes
-        loads.append({"buffer": Buffer.CONV_INPUT, "buffer_addr": base + g * pixels} | fields)
-        shared = whole
+        target = {"buffer": Buffer.CONV_INPUT, "buffer_addr": buffer_addr}
+        if whole and whole_rows:
+            loads.append(target | transfer(addr, 0, 1, pixels))
+        elif whole:
+            loads.append(target | transfer(addr, width * plane.pixel_bytes, i1 - i0, band))
+        elif whole_rows:
+            loads.append(target | transfer(addr, plane.pixel_bytes, pixels, 1))
+        else:
+            for r in range(i1 - i0):
+                row = {"buffer": Buffer.CONV_INPUT, "buffer_addr": buffer_addr + r * band}
+                first = addr + r * width * plane.pixel_bytes
+                loads.append(row | transfer(first, plane.pixel_bytes, band, 1))
+        shared = whole and whole_rows
     return loads
 
 

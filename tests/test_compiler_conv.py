@@ -12,10 +12,21 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from compiler.conv_layer import ConvLayer, LoweringError, lower_conv, read_output
-from compiler.isa import encode
+from compiler.conv_layer import (
+    ConvLayer,
+    Image,
+    LoweringError,
+    Program,
+    conv_size,
+    emit_conv,
+    lower_conv,
+    read_map,
+    read_output,
+)
+from compiler.isa import decode, encode
+from compiler.tensor import grouped
 from defs.isa import Buffer, Opcode, Queue, Source
-from defs.params import ArrayParams, GraceParams, preset
+from defs.params import ArrayParams, BufferParams, GraceParams, preset
 from model.fixed_conv import conv2d_int
 from sim.l3.machine import ProgramError, run
 
@@ -140,14 +151,69 @@ def test_layers_wider_than_the_weight_buffer_run_in_passes(params, shape, option
     np.testing.assert_array_equal(got, _l2(layer, x, params, residual))
 
 
+#: An input buffer of 64 words: rows wider than a few pixels run in bands of columns.
+NARROW = SMALL.replace(buffers=BufferParams(input_depth=64))
+#: (C, O, H, W, kernel, stride, padding, option)
+BANDS = [
+    (5, 7, 6, 40, 3, 1, 1, None),
+    (3, 4, 9, 31, 7, 1, 3, None),
+    (4, 6, 9, 33, 3, 2, 1, None),
+    (2, 5, 7, 25, 3, 2, 0, None),
+    (5, 7, 8, 37, 3, 1, 1, "pool"),
+    (3, 5, 5, 40, 3, 1, 1, "upsample"),
+    (6, 6, 6, 29, 3, 1, 1, "residual"),
+]
+
+
+@pytest.mark.parametrize("shape", BANDS, ids=lambda s: "x".join(map(str, s)))
+def test_rows_wider_than_the_buffer_run_in_bands_of_columns(shape: tuple) -> None:
+    """Bands of output columns, each reading its columns' halo (padding only at the
+    map's edges), pooling bands on pairs and upsampling bands on a pixel's first copy."""
+    c, o, h, w, k, s, p, option = shape
+    rng = np.random.default_rng(h * w + k)
+    options = {} if option in (None, "residual") else {option: True}
+    if option == "residual":
+        options = {"gain": rng.integers(0, 3000, o)}
+    layer = _layer(rng, c, o, k, s, p, **options)
+    x = rng.integers(-128, 128, (c, h, w))
+    residual = None
+    if option == "residual":
+        residual = rng.integers(-128, 128, (o, h, w))
+    lowered = lower_conv(layer, x, NARROW, residual=residual)
+    commands = [decode(word, NARROW) for word in lowered.words]
+    widths = {i.fields["out_width"] for i in commands if i.op == Opcode.CONV}
+    assert max(widths) < conv_size(layer, h, w)[1]  # the rows were split
+    got = _run(layer, x, NARROW, residual=residual)
+    np.testing.assert_array_equal(got, _l2(layer, x, NARROW, residual))
+
+
+def test_bands_gather_an_output_layout() -> None:
+    """A layer reading the one before in its output layout (planes of 4 lanes, read as
+    groups of 3: words gathered a pixel at a time), in bands of columns."""
+    rng = np.random.default_rng(44)
+    layer = _layer(rng, 10, 5, 3, 1, 1)
+    x = rng.integers(-128, 128, (10, 6, 30))
+    image, program = Image(), Program(NARROW)
+    blob = b"".join(x[g : g + 4].transpose(1, 2, 0).astype(np.int8).tobytes() for g in (0, 4, 8))
+    x_map = grouped(image.place(blob), 10, 6, 30, 4)
+    out = emit_conv(program, image, layer, x_map)
+    memory = bytearray(image.memory)
+    run(program.end(), memory, NARROW)
+    np.testing.assert_array_equal(read_map(out, memory), _l2(layer, x, NARROW))
+
+
 def test_layers_that_do_not_fit_are_refused() -> None:
     rng = np.random.default_rng(0)
     big = _layer(rng, 128, 4, 3, 1, 1)
     with pytest.raises(LoweringError, match=r"one output group takes 576 weight words; the"):
         lower_conv(big, rng.integers(-128, 128, (128, 4, 4)), preset("icebreaker"))
-    wide = _layer(rng, 3, 4, 3, 1, 1)
-    with pytest.raises(LoweringError, match="input row is 1 × 1100 = 1100 words; the input"):
-        lower_conv(wide, rng.integers(-128, 128, (3, 4, 1100)), SMALL)
+    head = _layer(rng, 3, 4, 7, 1, 3)  # one output pixel reads 7 × 7 words
+    with pytest.raises(LoweringError, match="one output pixel reads 4 × 4 pixels × 1 groups"):
+        lower_conv(
+            head,
+            rng.integers(-128, 128, (3, 4, 1100)),
+            NARROW.replace(buffers=BufferParams(input_depth=16)),
+        )
 
 
 # -- L3's refusals ---------------------------------------------------------------------
