@@ -27,8 +27,8 @@ from model.fixed_ops import LUT_SIZE
 from rtl.act.layouts import TABLES, ActOp, param_write_layout, table_write_layout
 from rtl.act.softmax import EXP_FRAC_BITS, RECIP_BITS, exp_write_layout, output_numeric
 from rtl.warp.layouts import BANKS, feature_write_layout, flow_layout
+from sim.l3.words import cached_unpacker, signed
 from sim.l3.words import lanes as lanes_of
-from sim.l3.words import signed
 from sim.warp import warp_banks
 
 IntArray = npt.NDArray[np.int64]
@@ -78,8 +78,8 @@ class ActState:
         self.constants = {n: np.zeros((a.lanes, a.param_depth), np.int64) for n in names}
 
     def write_table(self, word: int) -> None:
-        f = table_write_layout().from_bits(word)
-        self.tables[int(f.table), int(f.index)] = int(f.data)
+        f = cached_unpacker(table_write_layout)(word)
+        self.tables[f["table"], f["index"]] = f["data"]
 
     def write_param(self, word: int) -> None:
         f = param_write_layout(self.params).from_bits(word)
@@ -137,8 +137,8 @@ class SoftmaxState:
     inputs: deque[int] = field(default_factory=deque)
 
     def write_exp(self, word: int) -> None:
-        f = exp_write_layout().from_bits(word)
-        self.exp[int(f.index)] = int(f.data)
+        f = cached_unpacker(exp_write_layout)(word)
+        self.exp[f["index"]] = f["data"]
 
     def run(self, command: Mapping[str, int]) -> list[int]:
         """The tile's masks (u8), pixel by pixel, channel innermost."""
@@ -170,9 +170,9 @@ class WarpState:
         self.banks = np.zeros((BANKS, w.depth, w.lanes), np.int64)
 
     def write_feature(self, word: int) -> None:
-        f = feature_write_layout(self.params).from_bits(word)
-        check_place("WARP_FEATURE", "addr", int(f.addr), self.params.warp.depth)
-        self.banks[int(f.bank), int(f.addr)] = lanes_of(int(f.data), self.params.warp.lanes, 8)
+        f = cached_unpacker(feature_write_layout, self.params)(word)
+        check_place("WARP_FEATURE", "addr", f["addr"], self.params.warp.depth)
+        self.banks[f["bank"], f["addr"]] = lanes_of(f["data"], self.params.warp.lanes, 8)
 
     def run(self, command: Mapping[str, int]) -> list[int]:
         """The tile's output words (output pixel ▸ plane, `lanes` int8 each)."""
@@ -188,10 +188,8 @@ class WarpState:
                 "((in_width − 1) >> 1))"
             )
         entries = take(self.flow, c["out_height"] * c["out_width"], "WARP.out_height", "WARP_FLOW")
-        layout = flow_layout()
-        flow = np.array(
-            [[int(getattr(layout.from_bits(e), n)) for n in ("x", "y", "occ")] for e in entries]
-        )
+        unpack = cached_unpacker(flow_layout)
+        flow = np.array([[(f := unpack(e))["x"], f["y"], f["occ"]] for e in entries])
         _, out = warp_banks(self.banks, flow.reshape(-1, 3), command, self.params)
         lanes = self.params.warp.lanes
         flat = (out.astype(np.int64) & 0xFF).reshape(-1, lanes)

@@ -28,6 +28,7 @@ from rtl.act.keypoints import grid_write_layout, jacobian_write_layout, keypoint
 from rtl.act.motion_layouts import MotionOp, output_layout
 from rtl.warp.layouts import FLOW_BITS
 from sim.l3.elementwise import UnitCommandError, check_place, take
+from sim.l3.words import cached_unpacker
 
 IntArray = npt.NDArray[np.int64]
 
@@ -48,19 +49,19 @@ class KeypointState:
         self.jacobians = np.zeros((a.max_keypoints, 2, 2), np.int64)
 
     def write_grid(self, word: int) -> None:
-        f = grid_write_layout(self.params).from_bits(word)
-        check_place("grid", "index", int(f.index), self.params.act.max_grid)
-        self.grid[int(f.index)] = int(f.value)
+        f = cached_unpacker(grid_write_layout, self.params)(word)
+        check_place("grid", "index", f["index"], self.params.act.max_grid)
+        self.grid[f["index"]] = f["value"]
 
     def write_keypoint(self, word: int) -> None:
-        f = keypoint_write_layout(self.params).from_bits(word)
-        check_place("keypoint", "keypoint", int(f.keypoint), self.params.act.max_keypoints)
-        self.keypoints[int(f.source), int(f.keypoint)] = (int(f.x), int(f.y))
+        f = cached_unpacker(keypoint_write_layout, self.params)(word)
+        check_place("keypoint", "keypoint", f["keypoint"], self.params.act.max_keypoints)
+        self.keypoints[f["source"], f["keypoint"]] = (f["x"], f["y"])
 
     def write_jacobian(self, word: int) -> None:
-        f = jacobian_write_layout(self.params).from_bits(word)
-        check_place("Jacobian", "keypoint", int(f.keypoint), self.params.act.max_keypoints)
-        self.jacobians[int(f.keypoint), int(f.row), int(f.col)] = int(f.value)
+        f = cached_unpacker(jacobian_write_layout, self.params)(word)
+        check_place("Jacobian", "keypoint", f["keypoint"], self.params.act.max_keypoints)
+        self.jacobians[f["keypoint"], f["row"], f["col"]] = f["value"]
 
     def _frame(self, command: Mapping[str, int], unit: str) -> tuple[int, int]:
         size, k = command["size"], command["keypoints"]
@@ -86,9 +87,9 @@ class HeatmapState(KeypointState):
         self.table = np.zeros(self.params.act.gaussian_depth, np.int64)
 
     def write_gaussian(self, word: int) -> None:
-        f = gaussian_write_layout(self.params).from_bits(word)
-        check_place("Gaussian", "index", int(f.index), self.params.act.gaussian_depth)
-        self.table[int(f.index)] = int(f.data)
+        f = cached_unpacker(gaussian_write_layout, self.params)(word)
+        check_place("Gaussian", "index", f["index"], self.params.act.gaussian_depth)
+        self.table[f["index"]] = f["data"]
 
     def run(self, command: Mapping[str, int]) -> list[int]:
         """The frame's heatmaps, row ▸ column ▸ channel (channel 0 the zero background)."""
