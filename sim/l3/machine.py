@@ -31,15 +31,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from compiler.isa import TOKENS, Instruction, InstructionError, decode
+from compiler.streams import source_bits, word_bits
 from defs.isa import QUEUE_OF, Buffer, Opcode, Queue, Source
 from defs.params import GraceParams
-from rtl.act.heatmap_layouts import gaussian_write_layout
-from rtl.act.keypoints import grid_write_layout, jacobian_write_layout, keypoint_write_layout
-from rtl.act.layouts import param_write_layout, table_write_layout
-from rtl.act.motion_layouts import output_layout
-from rtl.act.softmax import exp_write_layout
 from rtl.conv_layouts import channel_param_layout
-from rtl.warp.layouts import feature_write_layout, flow_layout
 from sim.l3.conv import ConvBuffers, ConvCommandError, run_command
 from sim.l3.elementwise import ActState, SoftmaxState, UnitCommandError, WarpState
 from sim.l3.keypoints import HeatmapState, MotionState
@@ -48,51 +43,6 @@ from sim.l3.words import signed
 
 class ProgramError(ValueError):
     """An illegal program: one line naming the instruction's index and field."""
-
-
-def word_bits(buffer: Buffer, params: GraceParams) -> int:
-    """Bits of one word of a LOAD into `buffer`: the engine's buffer word, or its write
-    stream's payload (from the layouts the engines define)."""
-    a, n, lanes = params.array, params.numeric, params.act.lanes
-    widths = {
-        Buffer.CONV_INPUT: a.cols * n.act_bits,
-        Buffer.CONV_WEIGHT: a.rows * a.cols * n.weight_bits,
-        Buffer.CONV_PARAM: channel_param_layout(params).size,
-        Buffer.CONV_RESIDUAL: n.act_bits,
-        Buffer.WARP_FEATURE: feature_write_layout(params).size,
-        Buffer.WARP_FLOW: flow_layout().size,
-        Buffer.ACT_TABLE: table_write_layout().size,
-        Buffer.ACT_PARAM: param_write_layout(params).size,
-        Buffer.ACT_INPUT: lanes * n.act_bits,
-        Buffer.SOFTMAX_EXP: exp_write_layout().size,
-        Buffer.SOFTMAX_INPUT: n.act_bits,
-        Buffer.HEATMAP_GRID: grid_write_layout(params).size,
-        Buffer.HEATMAP_KEYPOINT: keypoint_write_layout(params).size,
-        Buffer.HEATMAP_GAUSSIAN: gaussian_write_layout(params).size,
-        Buffer.MOTION_GRID: grid_write_layout(params).size,
-        Buffer.MOTION_KEYPOINT: keypoint_write_layout(params).size,
-        Buffer.MOTION_JACOBIAN: jacobian_write_layout(params).size,
-        Buffer.MOTION_MASK: 8,
-    }
-    if buffer not in widths:
-        raise KeyError(buffer)
-    return widths[buffer]
-
-
-def source_bits(source: Source, params: GraceParams) -> int:
-    """Bits of one word of an engine's output stream."""
-    n = params.numeric
-    widths = {
-        Source.CONV: n.act_bits,
-        Source.WARP: params.warp.lanes * n.act_bits,
-        Source.ACT: params.act.lanes * n.act_bits,
-        Source.SOFTMAX: 8,
-        Source.HEATMAP: 8,
-        Source.MOTION: output_layout().size,
-    }
-    if source not in widths:
-        raise KeyError(source)
-    return widths[source]
 
 
 @dataclass
