@@ -358,10 +358,11 @@ class FrameLowering:
         self._warp(features, [(flow_addr, feat.planes[0], 0)], pixels, occlusion=True)
 
         # 7. the bottleneck, the up blocks, the final conv and the pixel table
-        params_addr = self._affine_constants(q.bottleneck, c_feat)
+        constants, together = self._affine_constants(q.bottleneck, c_feat)
         for i, (_, conv1, conv2) in enumerate(q.bottleneck):
             self.program.step = f"r{i}.affine"
-            act = self._affine(feat, i * c_feat, constants=params_addr if i == 0 else None)
+            base = i * c_feat if together else 0
+            act = self._affine(feat, base, constants=constants[i])
             mid = self._conv(f"r{i}.conv1", conv1, act, None)
             feat = self._conv(f"r{i}.conv2", conv2, mid, None, residual=feat)
         for i, block in enumerate(q.up_blocks):
@@ -444,24 +445,37 @@ class FrameLowering:
 
     def _affine_constants(
         self, blocks: list[tuple[QAffine, QConv, QConv]], channels: int
-    ) -> tuple[int, int]:
+    ) -> tuple[list[tuple[int, int] | None], bool]:
+        """Per block, the constants (address, words) to load before its AFFINE, or None
+        when they are in place; and whether every block's are in place at once (block i's
+        at i·channels), else each block loads its own at 0 once the block before is done."""
         p = self.params
-        total = len(blocks) * channels
-        if total > p.act.param_depth:
+        if channels > p.act.param_depth:
             raise LoweringError(
-                f"affine: {len(blocks)} blocks × {channels} channels of constants; the "
-                f"element-wise engine holds {p.act.param_depth}"
+                f"affine: {channels} channels of constants; the element-wise engine holds "
+                f"{p.act.param_depth}"
             )
-        fields = {"negate": [], "bias": [], "multiplier": [], "shift": []}
-        for affine, _, _ in blocks:
-            for name in fields:
-                fields[name] += [int(v) for v in getattr(affine, name)]
-        data = pack(param_layout(p), fields)
-        blob = payload_bytes(
-            param_write_layout(p),
-            {"lane": np.zeros(total, np.int64), "addr": np.arange(total), "data": data},
-        )
-        return self._place(blob), total
+        together = len(blocks) * channels <= p.act.param_depth
+        groups = [blocks] if together else [[b] for b in blocks]
+        loads: list[tuple[int, int] | None] = []
+        for group in groups:
+            fields: dict[str, list[int]] = {"negate": [], "bias": [], "multiplier": [], "shift": []}
+            for affine, _, _ in group:
+                for name in fields:
+                    fields[name] += [int(v) for v in getattr(affine, name)]
+            total = len(group) * channels
+            blob = payload_bytes(
+                param_write_layout(p),
+                {
+                    "lane": np.zeros(total, np.int64),
+                    "addr": np.arange(total),
+                    "data": pack(param_layout(p), fields),
+                },
+            )
+            loads.append((self._place(blob), total))
+        if together:
+            loads += [None] * (len(blocks) - 1)
+        return loads, together
 
     def _affine(self, x: Tensor, param_base: int, *, constants: tuple[int, int] | None) -> Tensor:
         """relu(affine) of every plane of `x` (after the stores before), into a map of the

@@ -51,7 +51,7 @@ class Plane:
             )
         first = self.addr + pixel * self.pixel_bytes + channel * self.channel_bytes
         if self.channel_bytes == 1:
-            if count == self.pixel_bytes:  # whole pixels: one run of bytes
+            if count == self.pixel_bytes and pixels * count <= MAX_FIELD:  # one run of bytes
                 return transfer_fields(first, 0, 1, pixels * count)
             return transfer_fields(first, self.pixel_bytes, pixels, count)
         if count * self.channel_bytes != self.pixel_bytes:
@@ -100,6 +100,8 @@ class Tensor:
         raise LoweringError(f"channel {channel} of a {self.channels}-channel map")
 
 
+#: The largest `rows` or `row_words` a transfer takes (16-bit fields, docs/isa.md).
+MAX_FIELD = 0xFFFF
 #: Pixels per element-wise tile when a map is split: a transfer's rows and row_words
 #: fields are 16 bits, and a row may hold a pixel's 3 bytes.
 CHUNK_PIXELS = 16384
