@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from compiler.conv_layer import ConvLayer, Image, Program, emit_conv, sync_stores
+from compiler.conv_layer import ConvLayer, Image, Program, conv_size, emit_conv, sync_stores
 from compiler.payload import pack, payload_bytes, word_bytes
 from compiler.tensor import LoweringError, Plane, Tensor, grouped, pixel_chunks, transfer_fields
 from defs.isa import Buffer, Opcode, Source
@@ -290,7 +290,8 @@ class FrameLowering:
             skip, skip_order = skips.pop(), orders.pop()
             out = up + skip
             out_order = _concat_order(up.channels, skip.channels, skip_order)
-        logits = self._conv("mask", q.mask, out, out_order)
+        # the softmax reads a pixel's K + 1 logits together: one plane, whatever the array
+        logits = self._conv("mask", q.mask, out, out_order, out=_one_plane(image, q.mask, out))
         occ_logits = self._conv("occlusion", q.occlusion, out, out_order)
 
         # 5. softmax, occlusion, dense flow → the final flow entries
@@ -367,7 +368,8 @@ class FrameLowering:
             feat = self._conv(f"r{i}.conv2", conv2, mid, None, residual=feat)
         for i, block in enumerate(q.up_blocks):
             feat = self._conv(f"up{i}", block, feat, None)
-        final = self._conv("final", q.final, feat, None)
+        final_map = _one_plane(image, q.final, feat)  # the pixel table reads a pixel's colours
+        final = self._conv("final", q.final, feat, None, out=final_map)
         c_out, height, width_px = final.shape
         frame = Plane(image.reserve(height * width_px * c_out), c_out, c_out)
         plane, first = final.locate(0, c_out)
@@ -395,6 +397,7 @@ class FrameLowering:
         x: Tensor,
         order: IntArray | None,
         residual: Tensor | None = None,
+        out: Tensor | None = None,
     ) -> Tensor:
         """A conv after the stores before it (synced to its first load)."""
         self.program.step = name
@@ -402,7 +405,7 @@ class FrameLowering:
         layer = conv_layer(q, order)
         try:
             return emit_conv(
-                self.program, self.image, layer, x, residual=residual, after_store=True
+                self.program, self.image, layer, x, residual=residual, out=out, after_store=True
             )
         except LoweringError as exc:
             raise LoweringError(f"{name}: {exc}") from None
@@ -504,6 +507,15 @@ class FrameLowering:
             planes.append(out)
             c0 += plane.channels
         return Tensor(tuple(planes), x.height, x.width)
+
+
+def _one_plane(image: Image, q: QConv, x: Tensor) -> Tensor:
+    """Room for the output of `q` on `x` as one plane (every channel of a pixel together)."""
+    o = q.weight.shape[0]
+    h, w = conv_size(conv_layer(q), x.height, x.width)
+    if q.pool:
+        h, w = h // 2, w // 2
+    return Tensor((Plane(image.reserve(h * w * o), o, o),), h, w)
 
 
 def _concat_order(first: int, second: int, second_order: IntArray | None) -> IntArray | None:

@@ -22,7 +22,7 @@ import torch
 from compiler.conv_layer import read_map
 from compiler.decoder import compile_decoder
 from compiler.tensor import LoweringError
-from defs.params import WarpParams, preset
+from defs.params import BufferParams, WarpParams, preset
 from grace.codec_run import load_models
 from model.fixed_decoder import decode_int, encode_source_int
 from model.int_backend import IntBackend, frame_tensor, quantize_decoder, stream_keypoints
@@ -92,10 +92,19 @@ def test_first_order_motions_and_a_warp_in_batches(models) -> None:
     np.testing.assert_array_equal(got, want["frame"])
 
 
+def test_the_tiny_presets_array_decodes_too(models) -> None:
+    """tiny's 4 × 4 array and 1,024-word buffers: the hourglass rows in bands of
+    columns, the logits' four-lane groups gathered into one plane for the softmax."""
+    kp_detector, decoder = models
+    clip = synthesize_clip(ClipSpec(seed=2_000_222, num_frames=3, size=64, face=21))
+    _check_gop(decoder, kp_detector, clip, TINY, [2])
+
+
 def test_a_preset_too_small_is_refused_in_one_line(models) -> None:
     _, decoder = models
-    with pytest.raises(LoweringError) as info:
-        compile_decoder(decoder, TINY)
+    small = TINY.replace(buffers=BufferParams(input_depth=16, weight_depth=64))
+    with pytest.raises(LoweringError, match=r"^first: conv: ") as info:
+        compile_decoder(decoder, small)
     assert "\n" not in str(info.value)
 
 
