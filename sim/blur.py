@@ -1,18 +1,8 @@
 """Host side of the key frame's anti-alias blur on the conv engine: a polyphase layout.
 
-Once per GOP `encode_source_int` blurs the int8 key frame with
-`QuantizedDecoder.antialias`: a depthwise k × k conv of stride s and padding p
-(FOMM's AntiAliasInterpolation2d). The conv engine runs dense convs of stride
-1 or 2. Split each channel into its s² phase planes and the blur becomes a
-dense stride-1 conv (docs/activation_engine.md §2.4):
-
-    x'[c·s² + a·s + b, Y, X]     = x[c, s·Y + a + u0 − p, s·X + b + v0 − p]  (0 outside x)
-    w'[c, c·s² + a·s + b, U, V]  = w[c, u0 + s·U + a, v0 + s·V + b]         (0 off colour c)
-
-(u0, v0) is the first kernel row and column kept. Keeping only the quantized
-kernel's non-zero window (9 × 9 of fomm's 13 × 13) makes the polyphase kernel
-3 × 3 instead of 4 × 4. Each output channel keeps the blur's bias, multiplier
-and shift, so the engine's requantize gives L2's numbers, bit for bit.
+The polyphase form (the depthwise blur as a dense stride-1 conv over the
+frame's s² phase planes) is `compiler/blur.py`'s; this module tiles it for the
+engine's benches and cycle figures.
 
 `plan_blur` splits the frame into tiles the preset's buffers take (colours per
 tile, bands of output rows), choosing the split the engine's cycle model

@@ -22,3 +22,23 @@ def build_root() -> Path:
     root = REPO / "build" / "tests"
     root.mkdir(parents=True, exist_ok=True)
     return root
+
+
+@pytest.fixture(scope="session")
+def tiny_quantized():
+    """(kp_detector, the calibrated int8 decoder) of the committed tiny checkpoint, built
+    once per test process (calibration takes seconds)."""
+    import torch
+
+    from defs.params import preset
+    from grace.codec_run import load_models
+    from model.int_backend import quantize_decoder
+
+    params = preset("tiny")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # calibration is slow when two cores are shared
+    try:
+        kp_detector, generator = load_models(params, None)
+        return kp_detector, quantize_decoder(kp_detector, generator, params)
+    finally:
+        torch.set_num_threads(threads)

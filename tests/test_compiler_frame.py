@@ -23,9 +23,8 @@ from compiler.conv_layer import read_map
 from compiler.decoder import compile_decoder
 from compiler.tensor import LoweringError
 from defs.params import BufferParams, WarpParams, preset
-from grace.codec_run import load_models
 from model.fixed_decoder import decode_int, encode_source_int
-from model.int_backend import IntBackend, frame_tensor, quantize_decoder, stream_keypoints
+from model.int_backend import IntBackend, frame_tensor, stream_keypoints
 from model.synthetic import ClipSpec, synthesize_clip
 from sim.l3.decoder import IsaDecoder
 
@@ -34,14 +33,8 @@ ULX3S = preset("ulx3s-85f")
 
 
 @pytest.fixture(scope="module")
-def models():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # calibration is slow when two cores are shared
-    try:
-        kp_detector, generator = load_models(TINY, None)
-        return kp_detector, quantize_decoder(kp_detector, generator, TINY)
-    finally:
-        torch.set_num_threads(threads)
+def models(tiny_quantized):
+    return tiny_quantized
 
 
 @torch.no_grad()

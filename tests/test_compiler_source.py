@@ -11,14 +11,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from compiler.conv_layer import LoweredConv, read_output
 from compiler.source import lower_source
 from defs.params import preset
-from grace.codec_run import load_models
 from model.fixed_decoder import encode_source_int
-from model.int_backend import quantize_decoder
 from model.synthetic import ClipSpec, synthesize_clip
 from sim.l3.machine import run
 
@@ -26,13 +23,8 @@ TINY = preset("tiny")
 
 
 @pytest.fixture(scope="module")
-def decoder():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # calibration is slow when two cores are shared
-    try:
-        return quantize_decoder(*load_models(TINY, None), TINY)
-    finally:
-        torch.set_num_threads(threads)
+def decoder(tiny_quantized):
+    return tiny_quantized[1]
 
 
 def _features(decoder, frame: np.ndarray, **options) -> np.ndarray:
