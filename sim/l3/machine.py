@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+import numpy.typing as npt
 
 from compiler.isa import TOKENS, Instruction, InstructionError, decode
 from compiler.streams import source_bits, word_bits
@@ -375,6 +376,17 @@ def _load(machine: Machine, where: str, fields: dict[str, int]) -> None:
             f"{where}.buffer_addr: words {base}..{base + count - 1} overrun the "
             f"{depth}-word {buffer.name} buffer"
         )
+    if buffer in (Buffer.CONV_INPUT, Buffer.CONV_WEIGHT) and width == 8 * (-(-width // 8)):
+        # whole int8 lanes, no padding: the words' bytes are their lanes, in order
+        lanes = _gather(machine, fields, width // 8).view(np.int8).astype(np.int64)
+        if buffer == Buffer.CONV_INPUT and p.numeric.act_bits == 8:
+            machine.conv.inputs[base : base + count] = lanes
+            return
+        if buffer == Buffer.CONV_WEIGHT and p.numeric.weight_bits == 8:
+            machine.conv.weights[base : base + count] = lanes.reshape(
+                count, p.array.rows, p.array.cols
+            )
+            return
     for k, address, word in words:
         addr = base + k
         if buffer == Buffer.CONV_INPUT:
@@ -412,8 +424,26 @@ def _store(machine: Machine, where: str, fields: dict[str, int]) -> None:
             f"{where}.rows: {count} words to store, the {source.name} stream holds {len(stream)}"
         )
     size = -(-width // 8)
-    for address in _addresses(fields, size):
-        machine.memory[address : address + size] = stream.popleft().to_bytes(size, "little")
+    values = np.array([stream.popleft() for _ in range(count)], dtype="<u8")
+    raw = values.view(np.uint8).reshape(count, 8)[:, :size]
+    memory = np.frombuffer(machine.memory, np.uint8)
+    memory[_byte_index(fields, size)] = raw.reshape(-1)
+    del memory  # the view pins the bytearray's size while it lives
+
+
+def _byte_index(fields: dict[str, int], size: int) -> npt.NDArray[np.int64]:
+    """Every byte of every word of a transfer `_span` checked, in order."""
+    rows = fields["dram_addr"] + fields["stride"] * np.arange(fields["rows"], dtype=np.int64)
+    words = np.arange(fields["row_words"], dtype=np.int64) * size
+    return (rows[:, None, None] + words[None, :, None] + np.arange(size)[None, None, :]).ravel()
+
+
+def _gather(machine: Machine, fields: dict[str, int], size: int) -> npt.NDArray[np.uint8]:
+    """(words, size) bytes of every word of a transfer `_span` checked."""
+    memory = np.frombuffer(machine.memory, np.uint8)
+    out = memory[_byte_index(fields, size)].reshape(-1, size)
+    del memory
+    return out
 
 
 def memory_words(values: Sequence[int] | np.ndarray, width: int) -> bytes:
