@@ -213,6 +213,8 @@ def input_bytes(x: npt.ArrayLike, params: GraceParams) -> bytes:
     xg = np.zeros((groups * cols, h, w), np.int64)
     xg[:c] = x
     lanes = xg.reshape(groups, cols, h, w).transpose(0, 2, 3, 1).reshape(-1, cols)
+    if bits == 8:  # a word's bytes are its lanes
+        return lanes.astype(np.int8).tobytes()
     return _words([_pack(v, bits) for v in lanes], cols * bits)
 
 
@@ -253,7 +255,11 @@ def _constants_bytes(
     wg = np.zeros((out_groups * rows, groups * cols, kh, kw), np.int64)
     wg[:o, physical] = layer.weight
     wg = wg.reshape(out_groups, rows, groups, cols, kh, kw).transpose(0, 2, 4, 5, 1, 3)
-    weights = [_pack(v, n.weight_bits) for v in wg.reshape(-1, rows, cols)]
+    if n.weight_bits == 8:  # a word's bytes are its weights, row by row
+        weight_bytes = wg.astype(np.int8).tobytes()
+    else:
+        words = [_pack(v, n.weight_bits) for v in wg.reshape(-1, rows, cols)]
+        weight_bytes = _words(words, rows * cols * n.weight_bits)
     playout = channel_param_layout(params)
     gain = np.zeros(o, np.int64) if layer.gain is None else np.asarray(layer.gain)
     consts = []
@@ -261,7 +267,7 @@ def _constants_bytes(
         values = {"bias": layer.bias[ch], "multiplier": layer.multiplier[ch]}
         values |= {"shift": layer.shift[ch], "gain": gain[ch]}
         consts.append(sum((int(values[f]) & ((1 << d.width) - 1)) << d.offset for f, d in playout))
-    return _words(weights, rows * cols * n.weight_bits), _words(consts, playout.size)
+    return weight_bytes, _words(consts, playout.size)
 
 
 def _check_output(out: Tensor, lanes_of: list[int], rows: int, shape: tuple[int, int, int]) -> None:

@@ -19,7 +19,17 @@ def pack(layout: data.StructLayout, fields: Mapping[str, npt.ArrayLike]) -> list
     missing = set(name for name, _ in layout) - set(fields)
     if missing:
         raise ValueError(f"pack: no values for field(s) {', '.join(sorted(missing))}")
-    # Python ints throughout: a field (a nested struct) may be wider than 64 bits.
+    if layout.size <= 64:  # every word fits an unsigned 64-bit integer: NumPy throughout
+        arrays = {
+            name: np.asarray(values, dtype=np.int64).ravel() for name, values in fields.items()
+        }
+        count = len(next(iter(arrays.values())))
+        packed = np.zeros(count, np.uint64)
+        for name, fld in layout:
+            value = arrays[name].astype(np.uint64) & np.uint64((1 << fld.width) - 1)
+            packed |= value << np.uint64(fld.offset)
+        return [int(w) for w in packed]
+    # Python ints: a field (a nested struct) may be wider than 64 bits.
     columns = {
         name: [int(v) for v in np.asarray(values, dtype=object).ravel()]
         for name, values in fields.items()
@@ -41,4 +51,8 @@ def word_bytes(layout: data.StructLayout) -> int:
 def payload_bytes(layout: data.StructLayout, fields: Mapping[str, npt.ArrayLike]) -> bytes:
     """The packed words as the memory image holds them."""
     size = word_bytes(layout)
-    return b"".join(w.to_bytes(size, "little") for w in pack(layout, fields))
+    words = pack(layout, fields)
+    if size <= 8:
+        raw = np.array(words, dtype="<u8").view(np.uint8).reshape(-1, 8)[:, :size]
+        return raw.tobytes()
+    return b"".join(w.to_bytes(size, "little") for w in words)
