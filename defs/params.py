@@ -120,12 +120,22 @@ class BufferParams:
     accumulator_slots: int = 16  # finished pixel vectors waiting for the output unit
     param_depth: int = 256  # per-output-channel constants (bias, multiplier, shift, gain)
     fifo_depth: int = 4  # stream FIFOs between decoupled stages
+    # int32 partial sums carried between the passes of a layer split over its input
+    # channels (docs/conv_engine.md): a partial tile has at most this many output
+    # elements. A power of two: the element index wraps at it.
+    partial_depth: int = 1024
 
     def __post_init__(self) -> None:
         for name in ("input_depth", "weight_depth", "param_depth"):
             _check_int_range(self, name, 16, 1 << 20)
         _check_int_range(self, "accumulator_slots", 2, 1024)
         _check_int_range(self, "fifo_depth", 1, 1024)
+        _check_int_range(self, "partial_depth", 16, 1 << 16)
+        if self.partial_depth & (self.partial_depth - 1):
+            raise ParamsError(
+                f"BufferParams.partial_depth = {self.partial_depth}: must be a power of two "
+                "(the partial sums' element index wraps at it)"
+            )
 
 
 @dataclass(frozen=True)
@@ -347,7 +357,11 @@ PRESETS: dict[str, GraceParams] = {
         name="fomm-256",
         array=ArrayParams(rows=16, cols=8),  # the ULX3S engine, so benchmarks match silicon
         buffers=BufferParams(
-            input_depth=16384, weight_depth=2048, param_depth=2048, accumulator_slots=16
+            input_depth=16384,
+            weight_depth=2048,
+            param_depth=2048,
+            accumulator_slots=16,
+            partial_depth=4096,  # the ULX3S engine's
         ),
         model=_FOMM_256,
         warp=WarpParams(depth=8192),  # the ULX3S engine's: 16 DP16KD
@@ -360,9 +374,15 @@ PRESETS: dict[str, GraceParams] = {
     "ulx3s-85f": GraceParams(
         name="ulx3s-85f",
         array=ArrayParams(rows=16, cols=8),
-        # 15 slots: the accumulator FIFO (16 deep) fits distributed RAM, not 15 DP16KD
+        # 15 slots: the accumulator FIFO (16 deep) fits distributed RAM, not 15 DP16KD;
+        # 4,096 partial sums (8 DP16KD): one output group of fomm-256's widest split
+        # layer (1024 → 256 at 16², 1,152 weight words a group) in one tile
         buffers=BufferParams(
-            input_depth=8192, weight_depth=1024, param_depth=1024, accumulator_slots=15
+            input_depth=8192,
+            weight_depth=1024,
+            param_depth=1024,
+            accumulator_slots=15,
+            partial_depth=4096,
         ),
         # 4 banks × 8,192 words: 16 DP16KD, 8 planes of 64² (docs/warp_engine.md)
         warp=WarpParams(depth=8192),
@@ -377,8 +397,14 @@ PRESETS: dict[str, GraceParams] = {
     "icebreaker": GraceParams(
         name="icebreaker",
         array=ArrayParams(rows=2, cols=2),
+        # 512 partial sums (4 EBR): a 16² output group of tiny's 7 × 7 heads (1,274
+        # weight words a group) in one tile
         buffers=BufferParams(
-            input_depth=1024, weight_depth=512, param_depth=256, accumulator_slots=16
+            input_depth=1024,
+            weight_depth=512,
+            param_depth=256,
+            accumulator_slots=16,
+            partial_depth=512,
         ),
         # 4 banks × 512 words: 4 EBR, 8 planes of 16²
         warp=WarpParams(depth=512),
