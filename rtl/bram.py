@@ -21,7 +21,10 @@ RAM. Writes take effect at the next edge; a read of an address written in the
 same cycle returns old data. With `write_stages` = 1 the write (address, data,
 enables) first passes through a register, a copy per group of tiles, and takes
 effect an edge later (one write address register reached 32 tiles across the
-die in 7.9 ns).
+die in 7.9 ns). A user that never reads an address in the cycle it is written
+may say so (`unchecked_collisions`): the twin's memory is then marked
+`no_rw_check` (rtl/row_queue.py), and board builds spare it Yosys's old-data
+collision logic (on iCE40 block RAM, a register of the write and a compare).
 
 Tiling on ECP5: every tile uses the widest DP16KD mode (1, 2, 4, 9 or 18 bits by
 16 K … 1 K words) whose depth holds the whole memory, so no output multiplexer
@@ -40,6 +43,7 @@ from amaranth.lib.wiring import In, Out
 
 from rtl.dsp import TARGETS, platform_target
 from rtl.replica import replica
+from rtl.row_queue import NO_RW_CHECK
 
 #: Tiles that share a first-level address copy when `address_stages` is 2.
 TILES_PER_GROUP = 8
@@ -82,6 +86,7 @@ class RegisteredRAM(wiring.Component):
         target: str | None = None,
         address_stages: int = 0,
         write_stages: int = 0,
+        unchecked_collisions: bool = False,
     ) -> RegisteredRAM:
         # Validated before the object exists, so a rejected one is not reported by
         # Amaranth as an elaboratable that was created but never used.
@@ -105,11 +110,14 @@ class RegisteredRAM(wiring.Component):
         target: str | None = None,
         address_stages: int = 0,
         write_stages: int = 0,
+        unchecked_collisions: bool = False,
     ) -> None:
         granularity = granularity or width
         self.width, self.depth, self.granularity, self.target = width, depth, granularity, target
         self.address_stages = address_stages
         self.write_stages = write_stages
+        #: The user never reads an address in the cycle it is written.
+        self.unchecked_collisions = unchecked_collisions
         #: Cycles from presenting an address to its data on `r_data`.
         self.latency = self.READ_LATENCY + address_stages
         addr = max(1, (depth - 1).bit_length())
@@ -132,7 +140,10 @@ class RegisteredRAM(wiring.Component):
 
     def _twin(self) -> Module:
         m = Module()
-        m.submodules.storage = mem = Memory(shape=unsigned(self.width), depth=self.depth, init=[])
+        attrs = {NO_RW_CHECK: 1} if self.unchecked_collisions else {}
+        m.submodules.storage = mem = Memory(
+            shape=unsigned(self.width), depth=self.depth, init=[], attrs=attrs
+        )
         wp = mem.write_port(granularity=self.granularity)
         rp = mem.read_port(transparent_for=())
         r_addr, r_clear = self._read_request(m, "", {}, 0)
