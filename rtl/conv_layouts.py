@@ -64,9 +64,19 @@ def command_layout(p: GraceParams) -> data.StructLayout:
             "relu": unsigned(1),
             "pool": unsigned(1),  # 2×2 average pool of the requantized output
             "residual": unsigned(1),  # add residual × gain in the accumulator
+            # input-channel splitting (docs/conv_engine.md): add the partial sums the
+            # last partial_out tile left (element by element, in output order), and
+            # keep this tile's sums (before bias) for the next pass
+            "partial_in": unsigned(1),
+            "partial_out": unsigned(1),
             "tag": unsigned(TAG_BITS),
         }
     )
+
+
+def partial_addr_bits(p: GraceParams) -> int:
+    """Addresses the partial sums: a tile's element index, wrapping at the depth."""
+    return bits_for(p.buffers.partial_depth)
 
 
 def pixel_meta_layout(p: GraceParams) -> data.StructLayout:
@@ -78,6 +88,8 @@ def pixel_meta_layout(p: GraceParams) -> data.StructLayout:
             "relu": unsigned(1),
             "pool": unsigned(1),
             "residual": unsigned(1),
+            "partial_in": unsigned(1),
+            "partial_out": unsigned(1),
             "quad": unsigned(2),  # position in the 2×2 pooling window, (dy, dx)
             # its elements yield results (not absorbed by pooling: quads 0..2 are)
             "yields": unsigned(1),

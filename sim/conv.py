@@ -4,7 +4,9 @@
 turns it into the engine's view of the world — buffer words, one tile command,
 the residual stream — in the layout docs/conv_engine.md defines, and `expected`
 is the L2 reference (`model.fixed_conv.conv2d_int`) reordered into the engine's
-output order. Both simulators (Amaranth here, cocotb in `sim.conv_tb`) share it.
+output order. `split_programs` runs a layer as passes over chunks of its input
+channel groups, the int32 partial sums carried between them in the engine.
+Both simulators (Amaranth here, cocotb in `sim.conv_tb`) share it.
 """
 
 from __future__ import annotations
@@ -22,8 +24,8 @@ from amaranth.sim import Simulator, SimulatorContext
 from defs.limits import DIM_BITS, GROUP_BITS, MAX_KERNEL, MAX_PAD, TAG_BITS
 from defs.params import GraceParams
 from model.conv_shape import ConvShape
-from model.fixed import int_range
-from model.fixed_conv import conv2d_int
+from model.fixed import int_range, requantize
+from model.fixed_conv import avg_pool2, conv2d_int, conv_accumulate
 from rtl.conv import ConvEngine
 from rtl.conv_layouts import (
     command_layout,
@@ -183,14 +185,21 @@ def random_case(
     return case
 
 
-def reference(case: ConvCase, params: GraceParams) -> IntArray:
-    """L2's output tensor (O, Ho, Wo), pooled if the case pools."""
+def _evenly_padded(case: ConvCase) -> tuple[IntArray, int]:
+    """The input and the padding L2 takes: L2 pads evenly, so uneven padding is
+    applied here and the convolution runs unpadded."""
     x, padding = case.x, case.padding
-    if case.shape.pad_left != padding:  # L2 pads evenly: pad here, then convolve unpadded
+    if case.shape.pad_left != padding:
         if case.upsample:
             raise ConvProgramError("uneven padding with upsampling is not supported")
         x = np.pad(x, ((0, 0), (padding, padding), (case.shape.pad_left,) * 2))
         padding = 0
+    return x, padding
+
+
+def reference(case: ConvCase, params: GraceParams) -> IntArray:
+    """L2's output tensor (O, Ho, Wo), pooled if the case pools."""
+    x, padding = _evenly_padded(case)
     return conv2d_int(
         x,
         case.weight,
@@ -206,6 +215,52 @@ def reference(case: ConvCase, params: GraceParams) -> IntArray:
         residual=case.residual,
         residual_gain=case.gain,
     )
+
+
+def wrap(values: npt.ArrayLike, bits: int) -> IntArray:
+    """Values as a `bits`-bit two's complement register holds them."""
+    half = 1 << (bits - 1)
+    return ((np.asarray(values, dtype=np.int64) + half) & ((1 << bits) - 1)) - half
+
+
+def engine_sums(case: ConvCase, params: GraceParams, carried: IntArray | None = None) -> IntArray:
+    """The engine's int32 sums (O, Ho, Wo) of a case before the bias: L2's accumulators
+    (`conv_accumulate`), plus residual × gain and the partial sums `carried` in,
+    wrapped as the engine's 32-bit sums wrap."""
+    x, padding = _evenly_padded(case)
+    acc = conv_accumulate(
+        x, case.weight, stride=case.stride, padding=padding, upsample=case.upsample
+    )
+    if case.residual is not None:
+        acc = acc + case.residual * np.asarray(case.gain, dtype=np.int64).reshape(-1, 1, 1)
+    if carried is not None:
+        acc = acc + carried
+    return wrap(acc, params.numeric.acc_bits)
+
+
+def outputs_of_sums(sums: IntArray, case: ConvCase, params: GraceParams) -> IntArray:
+    """What the engine emits for sums (O, Ho, Wo): L2's requantize (bias, multiplier,
+    shift, ReLU), then its 2 × 2 pool if the case pools."""
+
+    def per_channel(v: npt.ArrayLike) -> IntArray:
+        return np.asarray(v, dtype=np.int64).reshape(-1, 1, 1)
+
+    y = requantize(
+        sums, per_channel(case.bias), per_channel(case.multiplier), per_channel(case.shift),
+        int(case.relu), params.numeric,
+    )  # fmt: skip
+    return avg_pool2(y) if case.pool else y
+
+
+def engine_order(y: IntArray, rows: int) -> IntArray:
+    """An output tensor (O, Ho', Wo') as the engine emits it: output group ▸ pixel ▸ lane."""
+    order = [
+        y[og * rows : (og + 1) * rows, py, px]
+        for og in range(-(-y.shape[0] // rows))
+        for py in range(y.shape[1])
+        for px in range(y.shape[2])
+    ]
+    return np.concatenate(order) if order else np.zeros(0, np.int64)
 
 
 def _pixel_order(height: int, width: int, pool: bool) -> list[tuple[int, int]]:
@@ -233,6 +288,9 @@ class ConvProgram:
     expected: IntArray  # engine output order
     useful_macs: int
     command_fields: dict[str, int] = field(default_factory=dict)
+    #: the tile's int32 sums (O, Ho, Wo) before the bias: what a partial_out tile
+    #: leaves in the engine's partial sums
+    sums: IntArray | None = None
 
 
 def program(
@@ -243,11 +301,17 @@ def program(
     in_base: int = 0,
     weight_base: int = 0,
     param_base: int = 0,
+    partial_in: bool = False,
+    partial_out: bool = False,
+    carried: IntArray | None = None,
 ) -> ConvProgram:
     """Buffer images, the tile command and the residual stream of one case.
 
     The bases place the case's data in the buffers, so several cases can be
-    resident at once (what a controller's double buffering does).
+    resident at once (what a controller's double buffering does). `partial_in`
+    adds the partial sums the engine holds, which the caller says are `carried`
+    (the `sums` of the partial_out tile before); `partial_out` keeps this tile's
+    sums there (`split_programs` chains them).
     """
     rows, cols = params.array.rows, params.array.cols
     n = params.numeric
@@ -264,6 +328,12 @@ def program(
     ho, wo = case.conv_size
     if ho < 1 or wo < 1 or (case.pool and (ho < 2 or wo < 2)):
         raise ConvProgramError(f"output {ho}×{wo} is empty{' after pooling' if case.pool else ''}")
+    elements = o * len(_pixel_order(ho, wo, case.pool))
+    if (partial_in or partial_out) and elements > params.buffers.partial_depth:
+        raise ConvProgramError(
+            f"a partial tile of {elements} output elements; the partial sums hold "
+            f"{params.buffers.partial_depth} (split the tile's pixels or output groups)"
+        )
     if max(h, w, ho, wo) >= 1 << DIM_BITS:
         raise ConvProgramError(f"sizes must stay below {1 << DIM_BITS}")
     groups, out_groups = -(-c // cols), -(-o // rows)
@@ -340,6 +410,8 @@ def program(
         "relu": int(case.relu),
         "pool": int(case.pool),
         "residual": int(case.residual is not None),
+        "partial_in": int(partial_in),
+        "partial_out": int(partial_out),
         "tag": tag,
     }
     command = pack(command_layout(params), {k: [v] for k, v in fields.items()})[0]
@@ -352,18 +424,75 @@ def program(
             chans = range(og * rows, min(o, og * rows + rows))
             residual += [int(case.residual[ch, y, x]) & mask for y, x in pixels for ch in chans]
 
-    y = reference(case, params)
-    order = [
-        y[og * rows : (og + 1) * rows, py, px]
-        for og in range(out_groups)
-        for py in range(y.shape[1])
-        for px in range(y.shape[2])
-    ]
-    expected = np.concatenate(order) if order else np.zeros(0, np.int64)
+    sums = None
+    if partial_in or partial_out:
+        carried = np.zeros((o, ho, wo), np.int64) if carried is None else carried
+        sums = engine_sums(case, params, carried if partial_in else None)
+        y = outputs_of_sums(sums, case, params)
+    else:
+        y = reference(case, params)
     useful = o * c * kh * kw * len(pixels)
     return ConvProgram(
-        input_writes, weight_writes, param_writes, command, residual, expected, useful, fields
-    )
+        input_writes, weight_writes, param_writes, command, residual, engine_order(y, rows),
+        useful, fields, sums,
+    )  # fmt: skip
+
+
+def split_case(case: ConvCase, chunks: list[int], cols: int) -> list[ConvCase]:
+    """The layer as chunks of its input channels: chunk j takes the next `chunks[j]`
+    channel groups of `cols` (the last group may be short), with their weights."""
+    groups = -(-case.x.shape[0] // cols)
+    if sum(chunks) != groups or min(chunks) < 1:
+        raise ConvProgramError(f"chunks {chunks} do not split {groups} input groups")
+    parts, start = [], 0
+    for count in chunks:
+        lo, hi = start * cols, min(case.x.shape[0], (start + count) * cols)
+        parts.append(dataclasses.replace(case, x=case.x[lo:hi], weight=case.weight[:, lo:hi]))
+        start += count
+    return parts
+
+
+def split_programs(
+    case: ConvCase,
+    params: GraceParams,
+    chunks: list[int],
+    *,
+    residual_pass: int = -1,
+    tag: int = 1,
+    bases: list[tuple[int, int, int]] | None = None,
+    start: tuple[int, int, int] = (0, 0, 0),
+) -> list[ConvProgram]:
+    """A layer as passes over chunks of its input channel groups (`split_case`), one
+    tile each, int32 partial sums carried between them in the engine: every pass
+    but the first reads them (`partial_in`), every pass but the last keeps them
+    (`partial_out`). Pass `residual_pass` takes the residual; every pass emits
+    its results, the last one the layer's (L2's conv of the whole layer). Tags
+    count up from `tag`; `bases` gives each pass's (input, weight, parameter)
+    bases, by default one after another in the buffers from `start`.
+    """
+    parts = split_case(case, chunks, params.array.cols)
+    passes = len(parts)
+    residual_pass %= passes
+    progs: list[ConvProgram] = []
+    carried = None
+    used = list(start)
+    for j, part in enumerate(parts):
+        if j != residual_pass:
+            part = dataclasses.replace(part, residual=None)
+        in_base, weight_base, param_base = used if bases is None else bases[j]
+        prog = program(
+            part, params, tag=tag + j, in_base=in_base, weight_base=weight_base,
+            param_base=param_base, partial_in=j > 0, partial_out=j < passes - 1,
+            carried=carried,
+        )  # fmt: skip
+        carried = prog.sums
+        progs.append(prog)
+        used = [
+            in_base + len(prog.input_writes),
+            weight_base + len(prog.weight_writes) // params.array.rows,
+            param_base + len(prog.param_writes),
+        ]
+    return progs
 
 
 def _pack_lanes(values: IntArray, bits: int) -> list[int]:

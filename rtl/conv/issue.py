@@ -67,7 +67,7 @@ _COMMAND_GROUPS = {
         "pad_top",
         "pad_left",
     ),
-    "pixel": ("last_lanes", "relu", "residual", "tag"),
+    "pixel": ("last_lanes", "relu", "residual", "partial_in", "partial_out", "tag"),
 }
 
 
@@ -358,6 +358,8 @@ class IssueLoop(wiring.Component):
             meta.relu.eq(cmd.relu),
             meta.pool.eq(cmd.pool),
             meta.residual.eq(cmd.residual),
+            meta.partial_in.eq(cmd.partial_in),
+            meta.partial_out.eq(cmd.partial_out),
             meta.quad.eq(Cat(count["dx"][0], count["dy"][0])),
             # (decided here, where it is a few registers, not behind the queue's read)
             meta.yields.eq(~cmd.pool | (count["dx"][0] & count["dy"][0])),

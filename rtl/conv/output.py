@@ -8,6 +8,13 @@ channel's requantizer constants, and hands the element to the shared
 each pixel needs besides its sums (lanes, constants' address, fused options,
 tag) arrives from the issue loop as the pixel starts and waits in a queue.
 
+Input-channel splitting (docs/conv_engine.md): the partial sums are an int32
+memory indexed by the element's place in its tile's output order. A
+`partial_in` tile adds the element's word to its sum as the lane's sum is
+selected; a `partial_out` tile writes its sum (before bias: the requantizer
+adds that) back as the sum reaches the output path. Both tiles emit their
+results as any tile does.
+
 Like the MAC array it never stalls: an element leaves the vector register only
 when the output path has a result slot reserved for it (and its residual is
 there), so no ready signal runs combinationally through the pipeline.
@@ -29,6 +36,7 @@ from rtl.conv.mac_array import OPERAND_GROUP, MacArray
 from rtl.conv_layouts import (
     param_addr_bits,
     param_write_layout,
+    partial_addr_bits,
     pixel_meta_layout,
     requant_param_layout,
 )
@@ -62,6 +70,26 @@ class ConvOutputUnit(wiring.Component):
     #: Edges from a vector's arrival in the row queues to its first element at
     #: the output path: `pop`, the vector register, then EMIT_LATENCY.
     LATENCY = POP_LATENCY + 1 + EMIT_LATENCY
+    #: Edges from `emit` to the element's partial-sum read (from d1's registers,
+    #: so `emit` itself drives no more than it did).
+    PARTIAL_READ_AT = 1
+    #: Edges from `emit` to the stage whose register holds the lane's sum plus its
+    #: partial sum (the read's RegisteredRAM.READ_LATENCY after it): one of the
+    #: stages the sum waits in for `residual × gain`, so no stage gains an adder.
+    PARTIAL_ADD_AT = PARTIAL_READ_AT + RegisteredRAM.READ_LATENCY + 1
+    #: Edges from `emit` to the element's partial sum being written (from the
+    #: output path's input register, the sum the requantizer takes).
+    PARTIAL_WRITE_AT = EMIT_LATENCY
+    #: Cycles from the emit of a `partial_out` tile's element k to the earliest
+    #: emit of element k of a later tile whose read sees that write (a read in
+    #: the write's cycle returns the old word).
+    PARTIAL_DISTANCE = PARTIAL_WRITE_AT + 1 - PARTIAL_READ_AT
+    #: Cycles the output unit holds after the last element of a `partial_out`
+    #: tile before the next element. Element k of the next tile then follows
+    #: element k of this one by at least N + 1 + PARTIAL_HOLD cycles for a tile
+    #: of N ≥ 1 elements (the rest of this tile, one cycle to load the next
+    #: vector, the hold, the next tile's elements before k): PARTIAL_DISTANCE.
+    PARTIAL_HOLD = PARTIAL_DISTANCE - 2
 
     def __init__(
         self, params: GraceParams, *, token_slots: int, dsp_target: str | None = None
@@ -110,6 +138,14 @@ class ConvOutputUnit(wiring.Component):
         )
         m.submodules.param_buffer = par_ram = RegisteredRAM(
             constants.size, p.buffers.param_depth, target=self.dsp_target
+        )
+        # -- the partial sums of input-channel splitting: one int32 word per element
+        # of a tile, by its place in the tile's output order (og ▸ pixel ▸ lane)
+        # (never read in the cycle it is written: an element's read and write are
+        # PARTIAL_WRITE_AT - PARTIAL_READ_AT cycles apart, and PARTIAL_HOLD keeps
+        # the next tile's reads of a word after its write)
+        m.submodules.partial_sums = partial_ram = RegisteredRAM(
+            n.acc_bits, p.buffers.partial_depth, target=self.dsp_target, unchecked_collisions=True
         )
         pw = self.param_write.payload.data
         for ram, word in (
@@ -181,8 +217,12 @@ class ConvOutputUnit(wiring.Component):
         residual_ok = Signal(init=1)
         yields_next = Mux(pop, entry_in.meta.yields, yields)
         wants_next = Mux(pop, entry_in.meta.residual, wants_residual)
+        # After a `partial_out` tile's last element the next element waits
+        # PARTIAL_HOLD cycles, so it never reads a partial sum before its write
+        # (a thermometer count, bit j = "more than j cycles left")
+        hold = Signal(self.PARTIAL_HOLD)
         m.d.sync += [
-            credit_ok.eq(~yields_next | path.room_next),
+            credit_ok.eq((~yields_next | path.room_next) & ~hold[0]),
             residual_ok.eq(~wants_next | res_queue.head_valid_next),
         ]
         m.d.comb += [
@@ -239,6 +279,11 @@ class ConvOutputUnit(wiring.Component):
                 lane_last.eq(lane + 2 == vmeta.lanes),
             ]
 
+        with m.If(emit & vmeta.end & lane_last & vmeta.partial_out):
+            m.d.sync += hold.eq(-1)
+        with m.Else():
+            m.d.sync += hold.eq(hold >> 1)
+
         d1_valid = Signal()
         # the lane's accumulator in two registered steps: an AND-OR over each group
         # of OPERAND_GROUP lanes with the one-hot lane, then an OR of the groups
@@ -260,6 +305,8 @@ class ConvOutputUnit(wiring.Component):
         d1_res = Signal(signed(n.act_bits))
         d1_user = Signal(element_user_layout(rows))
         d1_relu = Signal()
+        d1_partial_in = Signal()
+        d1_partial_out = Signal()
         m.d.sync += [
             d1_valid.eq(emit),
             d1_res.eq(Mux(wants_residual, res_queue.head, 0)),
@@ -269,6 +316,18 @@ class ConvOutputUnit(wiring.Component):
             d1_user.end.eq(vmeta.end & lane_last),
             d1_user.tag.eq(vmeta.tag),
             d1_relu.eq(vmeta.relu),
+            d1_partial_in.eq(vmeta.partial_in),
+            d1_partial_out.eq(vmeta.partial_out),
+        ]
+        # -- the element's index in its tile: the partial sums' read address,
+        # counted at d1 (PARTIAL_READ_AT); a tile without `partial_in` reads zeros
+        assert self.PARTIAL_READ_AT == 1
+        element_index = Signal(partial_addr_bits(p))
+        with m.If(d1_valid):
+            m.d.sync += element_index.eq(Mux(d1_user.end, 0, element_index + 1))
+        m.d.comb += [
+            partial_ram.r_addr.eq(element_index),
+            partial_ram.r_clear.eq(~d1_partial_in),
         ]
         # residual × gain on a registered DSP (the gain is read two cycles after
         # d0); the accumulator and the rest wait alongside, and the requantizer's
@@ -278,9 +337,20 @@ class ConvOutputUnit(wiring.Component):
         )
         m.d.comb += [gain_mul.a.eq(delay(m, d1_res, 1, "d2_res")), gain_mul.b.eq(gain_ram.r_data)]
         wait = self.GAIN_WAIT
-        acc_w = delay(m, d2_acc, wait - 1, "out_acc")
+        # the element's partial sum (zero unless `partial_in`) joins the lane's sum
+        # in one of the stages it waits in for the product (d2 is 2 edges after
+        # `emit`, the output path's input 1 + wait after d2)
+        add_stage = self.PARTIAL_ADD_AT - 2
+        assert partial_ram.latency == RegisteredRAM.READ_LATENCY
+        assert 1 <= add_stage <= wait - 1, "the add takes one of the sum's waiting stages"
+        with_partial = Signal(signed(n.acc_bits))
+        m.d.sync += with_partial.eq(
+            delay(m, d2_acc, add_stage - 1, "in_acc") + partial_ram.r_data.as_signed()
+        )
+        acc_w = delay(m, with_partial, wait - 1 - add_stage, "out_acc")
         par_w = data.View(constants, par_ram.r_data)
         element = path.i.payload
+        partial_out = Signal()  # the element at the path's input is a partial_out tile's
         m.d.sync += [
             path.i.valid.eq(delay(m, d1_valid, wait, "out_valid")),
             element.acc.eq(acc_w + gain_mul.p),
@@ -289,5 +359,18 @@ class ConvOutputUnit(wiring.Component):
             element.shift.eq(par_w.shift),
             element.relu.eq(delay(m, d1_relu, wait, "out_relu")),
             element.user.eq(delay(m, d1_user.as_value(), wait, "out_user")),
+            partial_out.eq(delay(m, d1_partial_out, wait, "out_partial")),
+        ]
+        # A partial_out tile keeps the sum the requantizer takes (the partial sum
+        # and residual × gain in, the bias not), at the element's index, counted
+        # again here rather than delayed from `emit`: the elements arrive in order.
+        write_index = Signal(partial_addr_bits(p))
+        arriving = data.View(element_user_layout(rows), element.user)
+        with m.If(path.i.valid):
+            m.d.sync += write_index.eq(Mux(arriving.end, 0, write_index + 1))
+        m.d.comb += [
+            partial_ram.w_addr.eq(write_index),
+            partial_ram.w_data.eq(element.acc),
+            partial_ram.w_en.eq(path.i.valid & partial_out),
         ]
         return m
