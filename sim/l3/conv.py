@@ -3,12 +3,15 @@
 The instruction-level simulator (L3, docs/isa.md) does not model cycles; it
 models state. The conv engine's state is its three buffers — input words of
 `cols` int8 channels, weight words of `rows` × `cols` int8, per-channel
-requantize constants — and a CONV instruction's body is the engine's tile
-command. `ConvBuffers` holds that state (filled word by word, as LOAD
-instructions and the engine's write streams fill it), and `run_command` reads a
-command's operands out of it by the command's own addressing (`in_base`,
-`in_plane`, `in_row`, `weight_base`, `param_base`) and calls L2's
-`conv2d_int` on them: the results, in the engine's output order.
+requantize constants — and the int32 partial sums of input-channel splitting;
+a CONV instruction's body is the engine's tile command. `ConvBuffers` holds
+that state (filled word by word, as LOAD instructions and the engine's write
+streams fill it), and `run_command` reads a command's operands out of it by
+the command's own addressing (`in_base`, `in_plane`, `in_row`, `weight_base`,
+`param_base`) and calls L2's `conv2d_int` on them: the results, in the
+engine's output order. A command with `partial_in` or `partial_out` runs L2's
+steps one by one instead (`conv_accumulate`, then `requantize` and
+`avg_pool2`), with the partial sums in between.
 
 The addressing is the engine's (sim/conv.py `program` lays a layer out the
 same way): input word `in_base + g·in_plane + y·in_row + x` holds channels
@@ -17,6 +20,13 @@ same way): input word `in_base + g·in_plane + y·in_row + x` holds channels
 (its lanes); channel o's constants sit at `param_base + o`. Padding is
 `pad_top`/`pad_left` zeros before the (upsampled) input and as many after as
 the command's output size needs.
+
+The partial sums (docs/conv_engine.md): element e of a command — its place in
+the output order output group ▸ pixel (2 × 2 quads when pooling) ▸ channel,
+counting the real channels only — is word e. A `partial_in` command adds word
+e to its sum (accumulators + residual × gain, before the bias); a
+`partial_out` command writes its sum, wrapped to int32, back to word e. Either
+way the command emits its requantized results as any command does.
 """
 
 from __future__ import annotations
@@ -28,7 +38,8 @@ import numpy as np
 import numpy.typing as npt
 
 from defs.params import GraceParams
-from model.fixed_conv import conv2d_int
+from model.fixed import requantize
+from model.fixed_conv import avg_pool2, conv2d_int, conv_accumulate
 from sim.l3.words import lanes
 
 IntArray = npt.NDArray[np.int64]
@@ -46,6 +57,7 @@ class ConvBuffers:
     inputs: IntArray = field(init=False)  # (input_depth, cols)
     weights: IntArray = field(init=False)  # (weight_depth, rows, cols)
     constants: dict[str, IntArray] = field(init=False)  # bias, multiplier, shift, gain
+    partials: IntArray = field(init=False)  # (partial_depth,) int32 partial sums
 
     def __post_init__(self) -> None:
         a, b = self.params.array, self.params.buffers
@@ -53,6 +65,7 @@ class ConvBuffers:
         self.weights = np.zeros((b.weight_depth, a.rows, a.cols), np.int64)
         names = ("bias", "multiplier", "shift", "gain")
         self.constants = {n: np.zeros(b.param_depth, np.int64) for n in names}
+        self.partials = np.zeros(b.partial_depth, np.int64)
 
     def write_input(self, addr: int, word: int) -> None:
         n = self.params
@@ -71,7 +84,8 @@ def run_command(
     buffers: ConvBuffers, command: Mapping[str, int], residual: Sequence[int] = ()
 ) -> IntArray:
     """The command's results in the engine's output order (output group ▸ pixel ▸ row),
-    `residual` being the engine's residual stream for the command (int8, that order)."""
+    `residual` being the engine's residual stream for the command (int8, that order).
+    A `partial_out` command also leaves its sums in `buffers.partials`."""
     p = buffers.params
     rows, cols = p.array.rows, p.array.cols
     c = command
@@ -108,14 +122,62 @@ def run_command(
     padded = padded[:, :need_h, :need_w]
 
     res = None
+    pool = bool(c["pool"])
     if c["residual"]:
-        res = _residual_map(residual, outputs, rows, ho, wo, bool(c["pool"]))
-    y = conv2d_int(
-        padded, weight[:outputs], k["bias"], k["multiplier"], k["shift"], p.numeric,
-        stride=stride, relu=bool(c["relu"]), pool=bool(c["pool"]), residual=res,
-        residual_gain=k["gain"] if c["residual"] else None,
+        res = _residual_map(residual, outputs, rows, ho, wo, pool)
+    if not (c["partial_in"] or c["partial_out"]):
+        y = conv2d_int(
+            padded, weight[:outputs], k["bias"], k["multiplier"], k["shift"], p.numeric,
+            stride=stride, relu=bool(c["relu"]), pool=pool, residual=res,
+            residual_gain=k["gain"] if c["residual"] else None,
+        )  # fmt: skip
+        return _engine_order(y, rows)
+
+    # input-channel splitting: L2's steps, the partial sums added before the bias
+    elements = _element_order(outputs, rows, ho, wo, pool)  # (channel, y, x) per element
+    if len(elements[0]) > len(buffers.partials):
+        raise ConvCommandError(
+            f"CONV: a partial command of {len(elements[0])} output elements; the partial "
+            f"sums hold {len(buffers.partials)}"
+        )
+    sums = conv_accumulate(padded, weight[:outputs], stride=stride)
+    if res is not None:
+        sums += res * k["gain"].reshape(-1, 1, 1)
+    if c["partial_in"]:
+        sums[elements] += buffers.partials[: len(elements[0])]
+    sums = _wrap(sums, p.numeric.acc_bits)
+    if c["partial_out"]:
+        buffers.partials[: len(elements[0])] = sums[elements]
+
+    def per_channel(values: IntArray) -> IntArray:
+        return values.reshape(-1, 1, 1)
+
+    y = requantize(
+        sums, per_channel(k["bias"]), per_channel(k["multiplier"]), per_channel(k["shift"]),
+        int(c["relu"]), p.numeric,
     )  # fmt: skip
-    return _engine_order(y, rows)
+    return _engine_order(avg_pool2(y) if pool else y, rows)
+
+
+def _wrap(values: IntArray, bits: int) -> IntArray:
+    """Values as a `bits`-bit two's complement register holds them."""
+    half = 1 << (bits - 1)
+    return ((values + half) & ((1 << bits) - 1)) - half
+
+
+def _element_order(
+    outputs: int, rows: int, ho: int, wo: int, pool: bool
+) -> tuple[IntArray, IntArray, IntArray]:
+    """(channel, y, x) index arrays of a command's elements in the engine's order:
+    output group ▸ pixel (2 × 2 quads when pooling) ▸ channel, the partial sums'."""
+    pixels = np.array(_pixels(ho, wo, pool), np.int64).reshape(-1, 2)
+    chans, ys, xs = [], [], []
+    for og in range(-(-outputs // rows)):
+        lanes = np.arange(og * rows, min(outputs, og * rows + rows))
+        chans.append(np.tile(lanes, len(pixels)))
+        ys.append(np.repeat(pixels[:, 0], len(lanes)))
+        xs.append(np.repeat(pixels[:, 1], len(lanes)))
+    return np.concatenate(chans), np.concatenate(ys), np.concatenate(xs)
 
 
 def _inside(what: str, addresses: IntArray, depth: int) -> None:
