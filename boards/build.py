@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from amaranth.build.run import BuildPlan
 
-from boards.floorplan import block_options
+from boards.floorplan import block_options, pin_commands
 from boards.harness import StreamHarness
 from boards.targets import Board, board, platform_at, run_programmer
 from defs.tool_errors import ToolFailed, failure_message, run_tool
@@ -89,7 +89,7 @@ def plan(
 ) -> BuildPlan:
     """Elaborate and write the build plan without running any tool."""
     target = board(_board_name(params, board_name))
-    return _plan(_harnessed(block, params, target), target, params, seed)
+    return _plan(_harnessed(block, params, target), target, params, seed, block)
 
 
 def _harnessed(block: str, params: GraceParams, target: Board) -> StreamHarness:
@@ -99,10 +99,18 @@ def _harnessed(block: str, params: GraceParams, target: Board) -> StreamHarness:
 
 
 def _plan(
-    top: StreamHarness, target: Board, params: GraceParams, seed: int | None = None
+    top: StreamHarness,
+    target: Board,
+    params: GraceParams,
+    seed: int | None = None,
+    block: str = "",
 ) -> BuildPlan:
     platform = platform_at(target, params.clock_hz)
-    return platform.build(top, name=TOP, do_build=False, **_overrides(target.family, seed))
+    overrides = _overrides(target.family, seed)
+    pins = pin_commands(block, params, target.platform.device, TOP)
+    if pins:  # the floorplan's sites for multipliers outside the block's own arguments
+        overrides["script_after_read"] += f"; {pins}"
+    return platform.build(top, name=TOP, do_build=False, **overrides)
 
 
 #: Yosys commands between reading the design and synthesis (rtl/replica.py,
@@ -159,7 +167,7 @@ def build(
     run = params.key() if seed is None else f"{params.key()}-seed{seed}"
     build_dir = (Path(build_root) / "boards" / name / block / run).resolve()
     top = _harnessed(block, params, target)
-    _run_plan(_plan(top, target, params, seed), build_dir, target)
+    _run_plan(_plan(top, target, params, seed, block), build_dir, target)
     bitstream = build_dir / (f"{TOP}.bit" if target.family == "ecp5" else f"{TOP}.bin")
     report = parse_report(
         target.family,

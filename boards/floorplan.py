@@ -85,8 +85,36 @@ def ecp5_85f_mac_sites(rows: int, cols: int) -> dict[tuple[int, int], str]:
     return sites
 
 
+#: The conv engine's multipliers outside the array, as the board harness's
+#: elaborated hierarchy names their modules (the harness calls the engine
+#: `block`): the residual gain, the input address, the requantizer's two slices.
+CONV_UNIT_MULTIPLIERS = (
+    "block.output.residual_gain",
+    "block.address.row_times_width",
+    "block.output.path.requant.partial0_dsp",
+    "block.output.path.requant.partial1_dsp",
+)
+
+
+def ecp5_85f_unit_sites(rows: int, cols: int) -> dict[str, str]:
+    """The engine's other multipliers on the middle DSP row's spare sites, at its
+    centre, left to right (as many as there are spare sites).
+
+    The placer was free to put them on any unused site: with the partial sums'
+    block RAM added it put the requantizer's two at the top row's right end
+    (X109, X114), pulling the output path there, and the output unit's control
+    loops through the residual queue and the result credits set the clock at
+    142 MHz; pinned to the centre, 151 MHz (docs/conv_engine.md).
+    """
+    taken = set(ecp5_85f_mac_sites(rows, cols).values())
+    spare = [site for site in ecp5_85f_dsp_row(_ECP5_85F_DSP_ROWS[0]) if site not in taken]
+    middle = _centred(spare, min(len(spare), len(CONV_UNIT_MULTIPLIERS)))
+    return dict(zip(CONV_UNIT_MULTIPLIERS, middle, strict=False))
+
+
 #: Floorplans by FPGA device: (rows, cols) → the multipliers' ``BEL`` sites.
 _MAC_FLOORPLANS = {"LFE5U-85F": ecp5_85f_mac_sites}
+_UNIT_FLOORPLANS = {"LFE5U-85F": ecp5_85f_unit_sites}
 
 
 def block_options(block: str, params: GraceParams, device: str) -> dict[str, object]:
@@ -95,3 +123,22 @@ def block_options(block: str, params: GraceParams, device: str) -> dict[str, obj
     if block != "conv" or floorplan is None:
         return {}
     return {"mac_sites": floorplan(params.array.rows, params.array.cols)}
+
+
+def pin_commands(block: str, params: GraceParams, device: str, top: str) -> str:
+    """Yosys commands, run after reading the design, that give the conv engine's
+    multipliers outside the array their sites (an empty string elsewhere).
+
+    Their instances live in parts other engines share (the requantizer), so
+    they are pinned by name here rather than through the engine's arguments;
+    each name must select exactly one multiplier, so a renamed part fails the
+    build instead of losing its site.
+    """
+    floorplan = _UNIT_FLOORPLANS.get(device)
+    if block != "conv" or floorplan is None:
+        return ""
+    commands = []
+    for path, site in floorplan(params.array.rows, params.array.cols).items():
+        cell = f"{top}.{path}/t:MULT18X18D"
+        commands += [f"select -assert-count 1 {cell}", f'setattr -set BEL "{site}" {cell}']
+    return "; ".join(commands)
