@@ -313,19 +313,28 @@ def emit_conv(
         raise LoweringError(f"conv: {h}×{w} input gives an empty output")
     in_groups = input_groups(x, cols)
     groups, out_groups = len(in_groups), -(-o // rows)
-    # output groups per pass: as many as the weight and parameter buffers hold
+    # output groups per pass: as many as the weight and parameter buffers hold; when one
+    # group's weights do not fit, a pass per output group over chunks of input groups,
+    # the partial sums carried on chip between them (docs/conv_engine.md)
     group_words = groups * kh * kw
     per_pass = min(b.weight_depth // group_words, b.param_depth // rows, out_groups)
-    if per_pass < 1:
+    chunk = groups if per_pass >= 1 else b.weight_depth // (kh * kw)
+    if chunk < 1:
         raise LoweringError(
-            f"conv: one output group takes {group_words} weight words; the weight buffer "
-            f"holds {b.weight_depth} (input-channel splitting is not built)"
+            f"conv: one input group's {kh}×{kw} taps take {kh * kw} weight words; the weight "
+            f"buffer holds {b.weight_depth}"
         )
+    chunks = [(q, min(groups, q + chunk)) for q in range(0, groups, chunk)]
+    per_pass = max(1, per_pass)
     passes = [(g, min(out_groups, g + per_pass)) for g in range(0, out_groups, per_pass)]
     geo, geo_w = _Geometry(layer, h, kh), _Geometry(layer, w, kw)
     end = 2 * (ho // 2) if layer.pool else ho  # pooling drops an odd last row
     end_w = 2 * (wo // 2) if layer.pool else wo
-    tiles, buffers = _plan(geo, geo_w, end, end_w, groups, b.input_depth, tile_rows)
+    # a split tile's sums wait in the partial memory: at most partial_depth elements
+    elements = b.partial_depth // rows if len(chunks) > 1 else None
+    tiles, buffers = _plan(geo, geo_w, end, end_w, chunk, b.input_depth, tile_rows, elements)
+    if len(chunks) > 1:
+        buffers = 1  # a chunk's weights and input load once the CONV before is done
     half = b.input_depth // buffers
     lanes_of = [min(rows, o - og * rows) for og in range(out_groups)]
     pool = 2 if layer.pool else 1
@@ -342,51 +351,70 @@ def emit_conv(
     wsize = -(-(rows * cols * n.weight_bits) // 8)
     psize = -(-channel_param_layout(params).size // 8)
     emit = program.emit
-    for p_index, (g0, g1) in enumerate(passes):
-        # the pass's weights and constants, once its previous pass's last CONV is done
-        channels = range(g0 * rows, min(o, g1 * rows))
-        load = {"buffer": Buffer.CONV_WEIGHT, "buffer_addr": 0}
-        load |= transfer(weights_addr + g0 * group_words * wsize, 0, 1, (g1 - g0) * group_words)
-        emit(Opcode.LOAD, load, pop_next=int(p_index > 0 or after_store))
-        load = {"buffer": Buffer.CONV_PARAM, "buffer_addr": 0}
-        load |= transfer(constants_addr + channels[0] * psize, 0, 1, len(channels))
-        emit(Opcode.LOAD, load)
-        last_pass = p_index == len(passes) - 1
-        for k, (o0, o1, c0, c1) in enumerate(tiles):
-            i0, i1, pad_top = geo.reads(o0, o1)
-            j0, j1, pad_left = geo_w.reads(c0, c1)
-            base = half * (k % buffers)
-            if residual is not None:  # the tile's residual stream: group ▸ pixel ▸ lane
-                for og in range(g0, g1):
-                    plane, first = residual.locate(og * rows, lanes_of[og])
-                    for fields in _rows(plane, first, lanes_of[og], (o0, o1), (c0, c1), wo):
-                        load = {"buffer": Buffer.CONV_RESIDUAL, "buffer_addr": 0} | fields
-                        emit(Opcode.LOAD, load)
-            loads = _input_loads(in_groups, (i0, i1), (j0, j1), w, base, cols)
-            for j, load in enumerate(loads):  # the first waits, the last signals
-                first, last = j == 0, j == len(loads) - 1
-                emit(Opcode.LOAD, load, pop_next=int(first and k >= buffers), push_next=int(last))
-            command = {
-                "in_base": base, "in_plane": (i1 - i0) * (j1 - j0), "in_row": j1 - j0,
-                "in_height": i1 - i0, "in_width": j1 - j0, "in_groups": groups,
-                "upsample": int(layer.upsample), "kernel_h": kh, "kernel_w": kw,
-                "stride2": int(layer.stride == 2), "pad_top": pad_top, "pad_left": pad_left,
-                "out_height": o1 - o0, "out_width": c1 - c0, "out_groups": g1 - g0,
-                "last_lanes": lanes_of[g1 - 1], "weight_base": 0, "param_base": 0,
-                "relu": int(layer.relu), "pool": int(layer.pool),
-                "residual": int(residual is not None),
-                "tag": (p_index * len(tiles) + k) % 256,
-            }  # fmt: skip
-            # a token frees the input buffer (half) for the tile `buffers` on, and the
-            # last tile's frees the weights and constants for the next pass
-            frees = k + buffers < len(tiles) or (k == len(tiles) - 1 and not last_pass)
-            emit(Opcode.CONV, command, pop_prev=1, push_prev=int(frees), push_next=1)
+    split = len(chunks) > 1
+    steps = [
+        (p, t, q) for p in range(len(passes)) for t in range(len(tiles)) for q in range(len(chunks))
+    ]
+    for index, (p_index, k, q_index) in enumerate(steps):
+        (g0, g1), (o0, o1, c0, c1), (q0, q1) = passes[p_index], tiles[k], chunks[q_index]
+        first_step, last_step = index == 0, index == len(steps) - 1
+        loads: list[dict[str, int]] = []
+        pass_start = k == 0 and q_index == 0
+        if pass_start or split:  # the pass's weights (a split: the chunk's)
+            channels = range(g0 * rows, min(o, g1 * rows))
+            if split:  # output group g0's words of input groups q0 .. q1
+                addr = weights_addr + (g0 * groups + q0) * kh * kw * wsize
+                fields = transfer(addr, 0, 1, (q1 - q0) * kh * kw)
+            else:
+                addr = weights_addr + g0 * group_words * wsize
+                fields = transfer(addr, 0, 1, (g1 - g0) * group_words)
+            loads.append({"buffer": Buffer.CONV_WEIGHT, "buffer_addr": 0} | fields)
+            if pass_start:
+                fields = transfer(constants_addr + channels[0] * psize, 0, 1, len(channels))
+                loads.append({"buffer": Buffer.CONV_PARAM, "buffer_addr": 0} | fields)
+        i0, i1, pad_top = geo.reads(o0, o1)
+        j0, j1, pad_left = geo_w.reads(c0, c1)
+        base = half * (k % buffers)
+        takes_residual = residual is not None and q_index == len(chunks) - 1
+        if takes_residual:  # the tile's residual stream: group ▸ pixel ▸ lane
             for og in range(g0, g1):
-                plane, first = out.locate(og * rows, lanes_of[og])
-                span = (o0 // pool, o1 // pool), (c0 // pool, c1 // pool)
-                for j, fields in enumerate(_rows(plane, first, lanes_of[og], *span, out_w)):
-                    store = {"source": Source.CONV} | fields
-                    emit(Opcode.STORE, store, pop_prev=int(og == g0 and j == 0))
+                plane, first = residual.locate(og * rows, lanes_of[og])
+                for fields in _rows(plane, first, lanes_of[og], (o0, o1), (c0, c1), wo):
+                    loads.append({"buffer": Buffer.CONV_RESIDUAL, "buffer_addr": 0} | fields)
+        loads += _input_loads(in_groups[q0:q1], (i0, i1), (j0, j1), w, base, cols)
+        # the step's first load waits: for the stores before the layer, for the CONV
+        # `buffers` tiles back (its input half), or for the pass's (or chunk's) last CONV
+        # (the weights and constants it overwrites)
+        waits = (not first_step or after_store) if split or pass_start else k >= buffers
+        for j, load in enumerate(loads):
+            first, last = j == 0, j == len(loads) - 1
+            emit(Opcode.LOAD, load, pop_next=int(first and waits), push_next=int(last))
+        command = {
+            "in_base": base, "in_plane": (i1 - i0) * (j1 - j0), "in_row": j1 - j0,
+            "in_height": i1 - i0, "in_width": j1 - j0, "in_groups": q1 - q0,
+            "upsample": int(layer.upsample), "kernel_h": kh, "kernel_w": kw,
+            "stride2": int(layer.stride == 2), "pad_top": pad_top, "pad_left": pad_left,
+            "out_height": o1 - o0, "out_width": c1 - c0, "out_groups": g1 - g0,
+            "last_lanes": lanes_of[g1 - 1], "weight_base": 0, "param_base": 0,
+            "relu": int(layer.relu), "pool": int(layer.pool), "residual": int(takes_residual),
+            "tag": index % 256,
+        }  # fmt: skip
+        # a split's chunks after the first add the partial sums, all but the last keep them
+        command["partial_in"] = int(split and q_index > 0)
+        command["partial_out"] = int(split and q_index < len(chunks) - 1)
+        # a token to the load queue frees what the next waiting step overwrites
+        if split:
+            frees = not last_step
+        else:
+            last_pass = p_index == len(passes) - 1
+            frees = k + buffers < len(tiles) or (k == len(tiles) - 1 and not last_pass)
+        emit(Opcode.CONV, command, pop_prev=1, push_prev=int(frees), push_next=1)
+        for og in range(g0, g1):  # a split's partial tiles store too: the last overwrites
+            plane, first = out.locate(og * rows, lanes_of[og])
+            span = (o0 // pool, o1 // pool), (c0 // pool, c1 // pool)
+            for j, fields in enumerate(_rows(plane, first, lanes_of[og], *span, out_w)):
+                store = {"source": Source.CONV} | fields
+                emit(Opcode.STORE, store, pop_prev=int(og == g0 and j == 0))
     return out
 
 
@@ -432,14 +460,19 @@ def _plan(
     groups: int,
     depth: int,
     tile_rows: int | None,
+    elements: int | None = None,
 ) -> tuple[list[tuple[int, int, int, int]], int]:
     """Tiles (o0, o1, c0, c1) and how many input buffers (halves) they take turns in.
 
     Whole rows when they fit, else the fewest bands of columns whose tiles do; double
-    buffered when every tile fits half the buffer."""
+    buffered when every tile fits half the buffer. With `elements`, a tile has at most
+    that many output pixels (a split's partial sums)."""
+    least = 2 if geo.layer.pool else 1
     for count in range(1, end_w + 1):
         bands = _bands(geo_w, end_w, count)
         if bands is None:
+            continue
+        if elements is not None and any(elements // (c1 - c0) < least for c0, c1 in bands):
             continue
         for buffers in (2, 1):
             try:
@@ -447,7 +480,11 @@ def _plan(
                 for c0, c1 in bands:
                     j0, j1, _ = geo_w.reads(c0, c1)
                     fits = depth // buffers // (groups * (j1 - j0))
-                    tiles += [(o0, o1, c0, c1) for o0, o1 in _tiles(geo, end, fits, tile_rows)]
+                    cap = tile_rows
+                    if elements is not None:
+                        most = elements // (c1 - c0)
+                        cap = most if cap is None else min(cap, most)
+                    tiles += [(o0, o1, c0, c1) for o0, o1 in _tiles(geo, end, fits, cap)]
                 return tiles, buffers
             except LoweringError:
                 continue

@@ -202,11 +202,52 @@ def test_bands_gather_an_output_layout() -> None:
     np.testing.assert_array_equal(read_map(out, memory), _l2(layer, x, NARROW))
 
 
+#: A 64-word weight buffer and 32 partial sums: 3 × 3 layers of more than 21 input
+#: groups split over their input channels, in tiles of at most 8 pixels of 4 lanes.
+SPLIT = SMALL.replace(buffers=BufferParams(weight_depth=64, partial_depth=32))
+#: (C, O, H, W, kernel, stride, padding, option): two and three chunks, the last
+#: output group narrower, pooling, upsampling, a residual, stride 2, a 7 × 7 head.
+SPLITS = [
+    (24, 7, 5, 6, 3, 1, 1, None),
+    (48, 5, 4, 7, 3, 1, 1, None),
+    (24, 6, 6, 8, 3, 1, 1, "pool"),
+    (24, 4, 3, 4, 3, 1, 1, "upsample"),
+    (27, 8, 4, 5, 3, 1, 1, "residual"),
+    (24, 5, 7, 7, 3, 2, 1, None),
+    (6, 3, 6, 6, 7, 1, 3, None),
+]
+
+
+@pytest.mark.parametrize("shape", SPLITS, ids=lambda s: "x".join(map(str, s[:5])) + f"-{s[7]}")
+def test_layers_split_over_their_input_channels(shape: tuple) -> None:
+    """An output group whose weights exceed the buffer runs as chunks of its input
+    groups, the partial sums carried on chip between them; the last chunk takes the
+    residual and requantizes, pooling or not."""
+    c, o, h, w, k, s, p, option = shape
+    rng = np.random.default_rng(c * o + h * w)
+    options = {} if option in (None, "residual") else {option: True}
+    if option == "residual":
+        options = {"gain": rng.integers(0, 3000, o)}
+    layer = _layer(rng, c, o, k, s, p, **options)
+    x = rng.integers(-128, 128, (c, h, w))
+    residual = rng.integers(-128, 128, (o, h, w)) if option == "residual" else None
+    lowered = lower_conv(layer, x, SPLIT, residual=residual)
+    commands = [i for i in map(lambda word: decode(word, SPLIT), lowered.words)]
+    partial = [i for i in commands if i.op == Opcode.CONV and i.fields["partial_out"]]
+    assert partial, "the layer was not split"
+    got = _run(layer, x, SPLIT, residual=residual)
+    np.testing.assert_array_equal(got, _l2(layer, x, SPLIT, residual))
+
+
 def test_layers_that_do_not_fit_are_refused() -> None:
     rng = np.random.default_rng(0)
-    big = _layer(rng, 128, 4, 3, 1, 1)
-    with pytest.raises(LoweringError, match=r"one output group takes 576 weight words; the"):
-        lower_conv(big, rng.integers(-128, 128, (128, 4, 4)), preset("icebreaker"))
+    head = _layer(rng, 3, 4, 7, 1, 3)  # one input group's 49 taps
+    with pytest.raises(LoweringError, match=r"one input group's 7×7 taps take 49 weight words"):
+        lower_conv(
+            head,
+            rng.integers(-128, 128, (3, 8, 8)),
+            SMALL.replace(buffers=BufferParams(weight_depth=32)),
+        )
     head = _layer(rng, 3, 4, 7, 1, 3)  # one output pixel reads 7 × 7 words
     with pytest.raises(LoweringError, match="one output pixel reads 4 × 4 pixels × 1 groups"):
         lower_conv(
