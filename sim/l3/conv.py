@@ -94,6 +94,24 @@ def run_command(
     outputs = (out_groups - 1) * rows + c["last_lanes"]
     if min(groups, out_groups, kh, kw, h, w, c["out_height"], c["out_width"]) < 1:
         raise ConvCommandError(f"CONV: an empty operand or output in {dict(command)}")
+    if not 1 <= c["last_lanes"] <= rows:
+        raise ConvCommandError(
+            f"CONV.last_lanes = {c['last_lanes']}: the last output group has 1..{rows} lanes"
+        )
+    # the fields' reach, checked before any array is built (as the controller can)
+    last = c["in_base"] + (groups - 1) * c["in_plane"] + (h - 1) * c["in_row"] + w - 1
+    if last >= len(buffers.inputs):
+        raise ConvCommandError(
+            f"CONV.in_base: input words {c['in_base']}..{last} leave the "
+            f"{len(buffers.inputs)}-word input buffer (in_base + (in_groups − 1)·in_plane + "
+            "(in_height − 1)·in_row + in_width − 1)"
+        )
+    last = c["weight_base"] + out_groups * groups * kh * kw - 1
+    if last >= len(buffers.weights):
+        raise ConvCommandError(
+            f"CONV.weight_base: weight words {c['weight_base']}..{last} leave the "
+            f"{len(buffers.weights)}-word weight buffer"
+        )
 
     # operands, read by the command's addressing
     y, x = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")

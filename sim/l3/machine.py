@@ -262,8 +262,8 @@ def _execute(machine: Machine, index: int, inst: Instruction) -> None:
         residual = list(machine.residual) if fields["residual"] else []
         try:
             out = run_command(machine.conv, fields, residual)
-        except ConvCommandError as exc:
-            raise ProgramError(f"{where}: {exc}") from None
+        except ConvCommandError as exc:  # it names the instruction: "CONV.in_base: ..."
+            raise ProgramError(f"instruction {index}: {exc}") from None
         if fields["residual"]:
             used = _residual_count(fields, machine.params)
             if used > len(machine.residual):
