@@ -34,7 +34,7 @@ import numpy.typing as npt
 
 from compiler.conv_layer import ConvLayer, Image, Program, conv_size, emit_conv, sync_stores
 from compiler.payload import pack, payload_bytes, word_bytes
-from compiler.tensor import LoweringError, Plane, Tensor, grouped, pixel_chunks, transfer_fields
+from compiler.tensor import LoweringError, Plane, Tensor, pixel_chunks, transfer_fields
 from defs.isa import Buffer, Opcode, Source
 from defs.params import GraceParams
 from model.fixed_decoder import QAffine, QConv, QuantizedDecoder
@@ -523,6 +523,3 @@ def _concat_order(first: int, second: int, second_order: IntArray | None) -> Int
     if second_order is None:
         return None
     return np.concatenate([np.arange(first), first + np.asarray(second_order)])
-
-
-__all__ = ["FrameLowering", "grouped"]
