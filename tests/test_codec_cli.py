@@ -83,10 +83,15 @@ def test_decode_on_the_isa_backend(tmp_path, checkpoint) -> None:
     result = run(*args, "--synthetic", "3")
     assert result.exit_code == 0, result.output
     assert "PSNR" in result.output and out.stat().st_size > 0
-    result = run(*args, "--hw", "tiny")
+    from defs.params import BufferParams
+
+    small = preset("tiny").replace(name="small", buffers=BufferParams(input_depth=16))
+    hw = tmp_path / "small.json"
+    hw.write_text(small.to_json())
+    result = run(*args, "--hw", str(hw))
     assert result.exit_code == 2, result.output
     lines = result.output.strip().splitlines()
-    assert len(lines) == 1 and "--backend isa on tiny" in lines[0], result.output
+    assert len(lines) == 1 and "--backend isa on small: first: conv:" in lines[0], result.output
 
 
 def test_encode_a_folder_of_frames_of_another_size(tmp_path, checkpoint) -> None:
