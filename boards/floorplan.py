@@ -112,6 +112,31 @@ def ecp5_85f_unit_sites(rows: int, cols: int) -> dict[str, str]:
     return dict(zip(CONV_UNIT_MULTIPLIERS, middle, strict=False))
 
 
+#: The warp engine's multipliers, by instance (an unnamed part's number may change:
+#: a wildcard, still held to one multiplier each).
+WARP_MULTIPLIERS = (
+    "block.address.row_times_width",
+    "block.axis_x.scale*",
+    "block.axis_y.scale*",
+    "block.lerp0.column0",
+    "block.lerp0.column1",
+    "block.lerp0.row",
+    "block.output0.requant.partial0_dsp",
+    "block.output0.requant.partial1_dsp",
+)
+
+
+def ecp5_85f_warp_sites() -> dict[str, str]:
+    """The warp engine's eight multipliers side by side at the middle DSP row's centre.
+
+    Left to the placer, a change that only moved two payloads' bit positions took
+    the default seed from 164.0 to 137.6 MHz (the output path's control routed
+    across the die); pinned, 160.7 MHz, and 166.4 / 170.1 with seeds 2 and 3
+    (docs/warp_engine.md)."""
+    middle = _centred(ecp5_85f_dsp_row(_ECP5_85F_DSP_ROWS[0]), len(WARP_MULTIPLIERS))
+    return dict(zip(WARP_MULTIPLIERS, middle, strict=True))
+
+
 #: Floorplans by FPGA device: (rows, cols) → the multipliers' ``BEL`` sites.
 _MAC_FLOORPLANS = {"LFE5U-85F": ecp5_85f_mac_sites}
 _UNIT_FLOORPLANS = {"LFE5U-85F": ecp5_85f_unit_sites}
@@ -127,7 +152,8 @@ def block_options(block: str, params: GraceParams, device: str) -> dict[str, obj
 
 def pin_commands(block: str, params: GraceParams, device: str, top: str) -> str:
     """Yosys commands, run after reading the design, that give the conv engine's
-    multipliers outside the array their sites (an empty string elsewhere).
+    multipliers outside the array, and the warp engine's, their sites (an empty
+    string elsewhere).
 
     Their instances live in parts other engines share (the requantizer), so
     they are pinned by name here rather than through the engine's arguments;
@@ -135,10 +161,14 @@ def pin_commands(block: str, params: GraceParams, device: str, top: str) -> str:
     build instead of losing its site.
     """
     floorplan = _UNIT_FLOORPLANS.get(device)
-    if block != "conv" or floorplan is None:
+    if floorplan is None or block not in ("conv", "warp"):
         return ""
+    if block == "warp":
+        sites = ecp5_85f_warp_sites()
+    else:
+        sites = floorplan(params.array.rows, params.array.cols)
     commands = []
-    for path, site in floorplan(params.array.rows, params.array.cols).items():
+    for path, site in sites.items():
         cell = f"{top}.{path}/t:MULT18X18D"
         commands += [f"select -assert-count 1 {cell}", f'setattr -set BEL "{site}" {cell}']
     return "; ".join(commands)

@@ -74,3 +74,16 @@ def test_board_plans_carry_the_sites() -> None:
     ulx3s = plan("conv", preset("ulx3s-85f")).files["top.il"]
     assert len(re.findall(r'attribute \\BEL "X\d+/Y\d+/MULT18_\d"', ulx3s)) == 128
     assert "BEL" not in plan("conv", preset("icebreaker")).files["top.il"]
+
+
+def test_the_warp_engines_multipliers_are_pinned_side_by_side() -> None:
+    """Eight multipliers, each name held to one cell, on eight distinct sites of the
+    middle DSP row; nothing on a device without a floorplan."""
+    from boards.floorplan import WARP_MULTIPLIERS, pin_commands
+
+    commands = pin_commands("warp", preset("ulx3s-85f"), "LFE5U-85F", "top").split("; ")
+    selects = [c for c in commands if c.startswith("select -assert-count 1 ")]
+    sites = [c.split('"')[1] for c in commands if c.startswith("setattr")]
+    assert len(selects) == len(sites) == len(WARP_MULTIPLIERS) == 8
+    assert len(set(sites)) == 8 and all(_SITE.match(site) and "/Y34/" in site for site in sites)
+    assert pin_commands("warp", preset("icebreaker"), "iCE40UP5K", "top") == ""
