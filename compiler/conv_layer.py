@@ -45,6 +45,7 @@ from compiler.isa import decode, encode
 from compiler.tensor import LoweringError, Plane, Tensor, grouped, transfer_fields
 from defs.isa import Buffer, Opcode, Queue, Source
 from defs.params import GraceParams
+from model.fixed_decoder import QConv
 from rtl.conv_layouts import channel_param_layout
 
 IntArray = npt.NDArray[np.int64]
@@ -66,6 +67,18 @@ class ConvLayer:
     upsample: bool = False
     pool: bool = False
     gain: IntArray | None = None  # (O,): the residual's gain when the layer takes one
+
+
+def from_qconv(q: QConv, order: IntArray | None = None) -> ConvLayer:
+    """The compiler's view of one of L2's fused convolutions; with `order`, input channel
+    k of the map it reads is L2's input channel order[k]."""
+    if q.groups != 1:
+        raise LoweringError("a depthwise conv (the blur) runs as its polyphase form")
+    weight = q.weight if order is None else q.weight[:, order]
+    return ConvLayer(
+        weight, q.bias, q.multiplier, q.shift, q.stride, q.padding, q.relu, q.upsample,
+        q.pool, q.residual_gain,
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)

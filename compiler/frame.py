@@ -32,8 +32,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from compiler.conv_layer import ConvLayer, Image, Program, conv_size, emit_conv, sync_stores
-from compiler.payload import pack, payload_bytes, word_bytes
+from compiler.conv_layer import Image, Program, conv_size, emit_conv, from_qconv, sync_stores
+from compiler.payload import pack, payload_bytes, table_bytes, word_bytes
 from compiler.tensor import LoweringError, Plane, Tensor, pixel_chunks, transfer_fields
 from defs.isa import Buffer, Opcode, Source
 from defs.params import GraceParams
@@ -42,7 +42,7 @@ from model.fixed_motion import JAC_FRAC_BITS, grid_axis, keypoints_to_coords
 from model.fixed_ops import LUT_SIZE, exp_lut
 from rtl.act.heatmap_layouts import gaussian_write_layout
 from rtl.act.keypoints import grid_write_layout, jacobian_write_layout, keypoint_write_layout
-from rtl.act.layouts import ActOp, param_layout, param_write_layout, table_write_layout
+from rtl.act.layouts import ActOp, param_layout, param_write_layout
 from rtl.act.motion_layouts import MotionOp
 from rtl.act.motion_layouts import output_layout as motion_output_layout
 from rtl.act.softmax import EXP_FRAC_BITS, exp_write_layout
@@ -52,18 +52,6 @@ IntArray = npt.NDArray[np.int64]
 
 #: The element-wise engine's tables during a frame.
 OCCLUSION_TABLE, PIXEL_TABLE = 0, 1
-
-
-def conv_layer(q: QConv, order: IntArray | None = None) -> ConvLayer:
-    """The compiler's view of one of L2's fused convolutions; with `order`, input channel
-    k of the map it reads is L2's input channel order[k]."""
-    if q.groups != 1:
-        raise LoweringError("a depthwise conv (the blur) runs as its polyphase form")
-    weight = q.weight if order is None else q.weight[:, order]
-    return ConvLayer(
-        weight, q.bias, q.multiplier, q.shift, q.stride, q.padding, q.relu, q.upsample,
-        q.pool, q.residual_gain,
-    )  # fmt: skip
 
 
 def round_up(value: int, step: int) -> int:
@@ -186,12 +174,7 @@ class FrameLowering:
         self.program.emit(Opcode.LOAD, fields, **tokens)
 
     def _table(self, table: int, entries: npt.ArrayLike) -> tuple[int, int]:
-        values = np.asarray(entries, dtype=np.int64)
-        blob = payload_bytes(
-            table_write_layout(),
-            {"table": np.full(LUT_SIZE, table), "index": np.arange(LUT_SIZE), "data": values},
-        )
-        return self._place(blob), LUT_SIZE
+        return self._place(table_bytes(table, entries)), LUT_SIZE
 
     # -- the frame ---------------------------------------------------------------------
 
@@ -402,7 +385,7 @@ class FrameLowering:
         """A conv after the stores before it (synced to its first load)."""
         self.program.step = name
         sync_stores(self.program)
-        layer = conv_layer(q, order)
+        layer = from_qconv(q, order)
         try:
             return emit_conv(
                 self.program, self.image, layer, x, residual=residual, out=out, after_store=True
@@ -512,7 +495,7 @@ class FrameLowering:
 def _one_plane(image: Image, q: QConv, x: Tensor) -> Tensor:
     """Room for the output of `q` on `x` as one plane (every channel of a pixel together)."""
     o = q.weight.shape[0]
-    h, w = conv_size(conv_layer(q), x.height, x.width)
+    h, w = conv_size(from_qconv(q), x.height, x.width)
     if q.pool:
         h, w = h // 2, w // 2
     return Tensor((Plane(image.reserve(h * w * o), o, o),), h, w)

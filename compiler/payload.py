@@ -13,6 +13,9 @@ import numpy as np
 import numpy.typing as npt
 from amaranth.lib import data
 
+from model.fixed_ops import LUT_SIZE
+from rtl.act.layouts import table_write_layout
+
 
 def pack(layout: data.StructLayout, fields: Mapping[str, npt.ArrayLike]) -> list[int]:
     """Pack per-field integer arrays into one integer per element, by the layout's offsets."""
@@ -56,3 +59,12 @@ def payload_bytes(layout: data.StructLayout, fields: Mapping[str, npt.ArrayLike]
         raw = np.array(words, dtype="<u8").view(np.uint8).reshape(-1, 8)[:, :size]
         return raw.tobytes()
     return b"".join(w.to_bytes(size, "little") for w in words)
+
+
+def table_bytes(table: int, entries: npt.ArrayLike) -> bytes:
+    """A 256-entry element-wise table as its TABLE write words (entry i at index i)."""
+    values = np.asarray(entries, dtype=np.int64)
+    if values.shape != (LUT_SIZE,):
+        raise ValueError(f"a table has {LUT_SIZE} entries, not {values.shape}")
+    fields = {"table": np.full(LUT_SIZE, table), "index": np.arange(LUT_SIZE), "data": values}
+    return payload_bytes(table_write_layout(), fields)

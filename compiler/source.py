@@ -11,11 +11,9 @@ then the generator's first conv and its down blocks. As a program:
 - each conv layer follows (`compiler.conv_layer.emit_conv`), the stores of one
   layer ordered before the next one's loads through the compute queue.
 
-The anti-alias blur (the motion network's small frame) is not in it yet: its
-polyphase layout (`sim/blur.py`) needs strided gathers no LOAD makes. Each
-layer reads the one before in its output layout (group planes of `rows`
-lanes): on a square array a group plane is an input plane; otherwise a LOAD
-per input group gathers its `cols` lanes, a word per pixel.
+Each layer reads the one before in its output layout (group planes of `rows`
+lanes), gathered into input words where the array is not square. The blur of
+the small key frame follows in the decoder's source program (`compiler/blur.py`).
 """
 
 from __future__ import annotations
@@ -26,21 +24,22 @@ import numpy as np
 import numpy.typing as npt
 
 from compiler.conv_layer import (
-    ConvLayer,
     Image,
     LoweringError,
     Program,
     emit_conv,
+    from_qconv,
     input_bytes,
     sync_stores,
     transfer,
 )
+from compiler.payload import table_bytes
 from compiler.tensor import Tensor, grouped, pixel_chunks
 from defs.isa import Buffer, Opcode, Source
 from defs.params import GraceParams
-from model.fixed_decoder import QConv, QuantizedDecoder, quantize_image
+from model.fixed_decoder import QuantizedDecoder, quantize_image
 from model.fixed_ops import LUT_SIZE
-from rtl.act.layouts import ActOp, table_write_layout
+from rtl.act.layouts import ActOp
 
 
 @dataclass(frozen=True)
@@ -49,30 +48,6 @@ class LoweredSource:
     memory: bytearray
     features_addr: int  # the source features, in the conv engine's output layout
     features_shape: tuple[int, int, int]
-
-
-def conv_layer(q: QConv) -> ConvLayer:
-    """The compiler's view of one of L2's fused convolutions."""
-    if q.groups != 1:
-        raise LoweringError("a depthwise conv (the blur) is not lowered yet")
-    return ConvLayer(
-        q.weight, q.bias, q.multiplier, q.shift, q.stride, q.padding, q.relu, q.upsample,
-        q.pool, q.residual_gain,
-    )  # fmt: skip
-
-
-def _quantize_table() -> list[int]:
-    """`quantize_image`'s 256 entries as TABLE writes into table 0 (index b: byte b)."""
-    ramp = np.arange(LUT_SIZE, dtype=np.uint8).reshape(1, LUT_SIZE, 1)  # (H, W, C)
-    entries = quantize_image(ramp).astype(np.int64).ravel()
-    layout = table_write_layout()
-    fields = {name: fld for name, fld in layout}
-
-    def word(index: int, value: int) -> int:
-        parts = {"table": 0, "index": index, "data": value}
-        return sum(parts[n] << fields[n].offset for n in parts)
-
-    return [word(k, int(v)) for k, v in enumerate(entries)]
 
 
 def emit_source(
@@ -93,14 +68,14 @@ def emit_source(
     h, w, c = shape
     if params.act.lanes != 1:
         raise LoweringError("the key frame's table tile is laid out for a 1-lane engine")
-    table = _quantize_table()
-    table_bits = table_write_layout().size
-    table_addr = image.place(b"".join(v.to_bytes(-(-table_bits // 8), "little") for v in table))
+    # quantize_image's table: index b (the byte b stored as b ⊕ 0x80, read as int8 b − 128)
+    ramp = np.arange(LUT_SIZE, dtype=np.uint8).reshape(1, LUT_SIZE, 1)  # (H, W, C)
+    table_addr = image.place(table_bytes(0, quantize_image(ramp).ravel()))
     x_addr = image.place(input_bytes(np.zeros((c, h, w), np.int64), params))
     word_bytes = -(-(cols * params.numeric.act_bits) // 8)
 
     program.step = "quantize"
-    load = {"buffer": Buffer.ACT_TABLE, "buffer_addr": 0} | transfer(table_addr, 0, 1, len(table))
+    load = {"buffer": Buffer.ACT_TABLE, "buffer_addr": 0} | transfer(table_addr, 0, 1, LUT_SIZE)
     program.emit(Opcode.LOAD, load)
     tag = 0
     for g in range(-(-c // cols)):  # TABLE tiles per input group of the first conv
@@ -126,7 +101,7 @@ def emit_source(
         out = features if k == len(convs) - 1 else None
         try:
             x = emit_conv(
-                program, image, conv_layer(q_conv), x, out=out, after_store=True,
+                program, image, from_qconv(q_conv), x, out=out, after_store=True,
                 tile_rows=tile_rows,
             )  # fmt: skip
         except LoweringError as exc:
