@@ -25,7 +25,7 @@ import numpy as np
 import numpy.typing as npt
 
 from compiler.blur import emit_blur
-from compiler.conv_layer import Image, Program
+from compiler.conv_layer import Image, Program, read_map
 from compiler.frame import (
     FrameInputs,
     FrameLowering,
@@ -66,10 +66,6 @@ class CompiledDecoder:
         blob = (pixels ^ 0x80).tobytes()
         memory[self.key_frame_addr : self.key_frame_addr + len(blob)] = blob
 
-    def write_small(self, memory: bytearray, small: npt.ArrayLike) -> None:
-        """The blurred key frame (C, S, S) int8 into its warp slots' data bytes."""
-        write_slots(self.small, np.asarray(small, dtype=np.int64), memory)
-
     def write_keypoints(
         self,
         memory: bytearray,
@@ -93,29 +89,8 @@ class CompiledDecoder:
         memory[inputs.jacobians_addr : inputs.jacobians_addr + len(blob)] = blob
 
     def read_frame(self, memory: bytearray) -> npt.NDArray[np.uint8]:
-        plane = self.frame.planes[0]
-        h, w = self.frame.height, self.frame.width
-        size = h * w * plane.pixel_bytes
-        raw = np.frombuffer(bytes(memory[plane.addr : plane.addr + size]), np.uint8)
-        return raw.reshape(h, w, plane.pixel_bytes)[..., : plane.channels].copy()
-
-
-def write_slots(slots: WarpSlots, values: IntArray, memory: bytearray) -> None:
-    """(C, S, S) int8 values into the slots' data bytes (the first byte of each)."""
-    tensor = slots.tensor
-    if values.shape != tensor.shape:
-        raise LoweringError(f"slots hold {tensor.shape}; got {values.shape}")
-    c0 = 0
-    for plane in tensor.planes:
-        part = values[c0 : c0 + plane.channels].reshape(plane.channels, -1).T  # (pixels, n)
-        index = (
-            plane.addr
-            + np.arange(part.shape[0])[:, None] * plane.pixel_bytes
-            + np.arange(plane.channels)[None, :] * plane.channel_bytes
-        )
-        for addr, v in zip(index.ravel(), part.ravel(), strict=True):
-            memory[int(addr)] = int(v) & 0xFF
-        c0 += plane.channels
+        """The frame program's (H, W, 3) pixels."""
+        return read_map(self.frame, memory, signed=False).transpose(1, 2, 0).astype(np.uint8)
 
 
 def compile_decoder(
