@@ -184,6 +184,33 @@ class ActParams:
 
 
 @dataclass(frozen=True)
+class CoprocParams:
+    """The co-processor around the engines (rtl/coproc/, docs/coprocessor.md).
+
+    `bus_bytes` is the external memory port's data width; the queues hold
+    fetched instructions waiting for their unit; `stream_loads` LOADs into an
+    engine's input stream may wait for their engine at once (their tokens are
+    given when they are queued); `outstanding` requests may be in flight on the
+    memory port.
+    """
+
+    bus_bytes: int = 8
+    queue_depth: int = 8
+    stream_loads: int = 16
+    outstanding: int = 32
+
+    def __post_init__(self) -> None:
+        _check_int_range(self, "bus_bytes", 8, 64)
+        if self.bus_bytes & (self.bus_bytes - 1):
+            raise ParamsError(
+                f"CoprocParams.bus_bytes = {self.bus_bytes}: must be a power of two (8..64)"
+            )
+        _check_int_range(self, "queue_depth", 2, 256)
+        _check_int_range(self, "stream_loads", 2, 256)
+        _check_int_range(self, "outstanding", 2, 256)
+
+
+@dataclass(frozen=True)
 class ModelParams:
     """Shape of the FOMM/DAC decoder graph (DESIGN.md §3)."""
 
@@ -262,6 +289,7 @@ class GraceParams:
     model: ModelParams = field(default_factory=ModelParams)
     warp: WarpParams = field(default_factory=WarpParams)
     act: ActParams = field(default_factory=ActParams)
+    coproc: CoprocParams = field(default_factory=CoprocParams)
     clock_hz: float = 100e6  # target clock; boards constrain to it
     board: str | None = None
 
@@ -325,6 +353,7 @@ _NESTED: dict[tuple[type, str], type] = {
     (GraceParams, "model"): ModelParams,
     (GraceParams, "warp"): WarpParams,
     (GraceParams, "act"): ActParams,
+    (GraceParams, "coproc"): CoprocParams,
 }
 
 

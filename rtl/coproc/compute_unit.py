@@ -1,0 +1,116 @@
+"""The compute queue's unit: each engine command in program order, SYNC and END.
+
+An engine instruction's body is the engine's command (docs/isa.md), so it is
+forwarded unchanged. Its token to the store queue is given as the engine takes
+the command: the STOREs that pop it read the engine's output stream, which
+the engine fills as it runs (a token given at the end would wait for a
+store the full stream waits for). Its token to the load queue — the buffers
+it read are free — is given at the engine's `done`, and only then does the
+next instruction start, so tokens leave in program order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from amaranth import Module, Shape, Signal
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from defs.isa import Opcode
+from rtl.coproc.decode import ENTRY
+from rtl.isa import header_layout
+
+if TYPE_CHECKING:
+    from defs.params import GraceParams
+
+
+@dataclass(frozen=True)
+class EngineSlot:
+    name: str  # "conv", ...: ports `<name>_cmd` and `<name>_done`
+    cmd: stream.Signature  # the engine's, as its producer sees it
+    done: stream.Signature
+
+
+class ComputeUnit(wiring.Component):
+    def __init__(self, params: GraceParams, engines: dict[Opcode, EngineSlot]) -> None:
+        self.params, self.engines = params, engines
+        super().__init__(
+            {
+                "head": In(stream.Signature(ENTRY)),
+                "halt": In(1),
+                "prev_available": In(1),  # load → compute tokens
+                "next_available": In(1),  # store → compute tokens
+                "pop_prev": Out(1),
+                "pop_next": Out(1),
+                "push_prev": Out(1),
+                "push_next": Out(1),
+                **{f"{e.name}_cmd": Out(e.cmd) for e in engines.values()},
+                **{f"{e.name}_done": In(e.done) for e in engines.values()},
+                **{f"{e.name}_busy": Out(1) for e in engines.values()},
+                "retire": Out(1),
+                "ended": Out(1),
+                "busy": Out(1),
+                "stall": Out(1),
+            }
+        )
+
+    def elaborate(self, platform: object) -> Module:
+        m = Module()
+        word = self.head.payload.word
+        hsize = header_layout().size
+        header = data.View(header_layout(), word[:hsize])
+        waits = Signal()
+        m.d.comb += waits.eq(
+            (header.pop_prev & ~self.prev_available) | (header.pop_next & ~self.next_available)
+        )
+        with m.FSM():
+            with m.State("IDLE"):
+                m.d.comb += self.stall.eq(self.head.valid & waits)
+                with m.If(self.head.valid & ~self.halt & ~waits):
+                    with m.If((header.opcode == Opcode.SYNC) | (header.opcode == Opcode.END)):
+                        m.d.comb += [
+                            self.pop_prev.eq(header.pop_prev),
+                            self.pop_next.eq(header.pop_next),
+                            self.push_prev.eq(header.push_prev),
+                            self.push_next.eq(header.push_next),
+                            self.head.ready.eq(1),
+                            self.retire.eq(1),
+                        ]
+                        with m.If(header.opcode == Opcode.END):
+                            m.d.sync += self.ended.eq(1)
+                    with m.Else():
+                        m.next = "ISSUE"
+            with m.State("ISSUE"):
+                for op, e in self.engines.items():
+                    cmd = getattr(self, f"{e.name}_cmd")
+                    width = Shape.cast(e.cmd.members["payload"].shape).width
+                    m.d.comb += cmd.payload.eq(word[hsize : hsize + width])
+                    with m.If(header.opcode == op):
+                        m.d.comb += cmd.valid.eq(1)
+                        with m.If(cmd.ready):
+                            m.d.comb += [
+                                self.pop_prev.eq(header.pop_prev),
+                                self.pop_next.eq(header.pop_next),
+                                self.push_next.eq(header.push_next),
+                            ]
+                            m.d.sync += getattr(self, f"{e.name}_busy").eq(1)
+                            m.next = "RUN"
+            with m.State("RUN"):
+                for op, e in self.engines.items():
+                    done = getattr(self, f"{e.name}_done")
+                    with m.If(header.opcode == op):
+                        m.d.comb += done.ready.eq(1)
+                        with m.If(done.valid):
+                            m.d.comb += [
+                                self.push_prev.eq(header.push_prev),
+                                self.head.ready.eq(1),
+                                self.retire.eq(1),
+                            ]
+                            m.d.sync += getattr(self, f"{e.name}_busy").eq(0)
+                            m.next = "IDLE"
+        m.d.comb += [
+            self.busy.eq(self.head.valid & ~self.ended),
+        ]
+        return m

@@ -1,0 +1,304 @@
+"""The co-processor's core: fetch, dispatch, the three queues' units, tokens, engines, port.
+
+    memory ◄─► MemoryPort ◄─┬─ Fetcher ─► Decoder ─► load / compute / store queues
+                            ├─ LoadUnit (buffer reader, stream reader) ─► engines' buffers
+                            └─ StoreUnit (writer) ◄─ engines' output streams
+                               ComputeUnit ─► engines' commands ◄─ done
+
+The host starts a run (`start`); the fetcher streams the program's words, each
+checked (`Decoder`) and queued for its unit; the units run concurrently,
+ordered by the token counters. The run ends — `done` — when every queue has
+run its END, or at the first fault; either way only once the memory port has
+no request in flight, so a host may start again (the co-processor resets its
+core first). Faults: an illegal word or an instruction after its queue's END
+(ILLEGAL_INSTRUCTION), the program's words ending before every queue's END
+(PROGRAM_END), the units' ADDRESS checks, a bus error, a token counter's
+overflow, and the watchdog: WATCHDOG cycles in which no instruction retires,
+no word moves on the bus or out of an engine, and no engine finishes.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from amaranth import Cat, Module, Signal
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from defs.coproc import COUNTER_NAMES, Fault
+from defs.isa import Buffer, Opcode, Queue, Source
+from rtl.act import ActEngine
+from rtl.act.heatmap import HeatmapUnit
+from rtl.act.motion import MotionUnit
+from rtl.act.softmax import SoftmaxUnit
+from rtl.conv import ConvEngine
+from rtl.coproc.bus import wishbone_signature
+from rtl.coproc.compute_unit import ComputeUnit, EngineSlot
+from rtl.coproc.decode import ENTRY, Decoder
+from rtl.coproc.fetch import Fetcher
+from rtl.coproc.load_unit import LoadUnit
+from rtl.coproc.memory_port import MemoryPort
+from rtl.coproc.routers import Target
+from rtl.coproc.store_unit import StoreUnit
+from rtl.coproc.tokens import CHANNELS, TokenCounter, channel_name
+from rtl.stream_queue import StreamQueue
+from rtl.warp import WarpEngine
+
+if TYPE_CHECKING:
+    from defs.params import GraceParams
+
+#: Byte-address bits of the memory port.
+ADDRESS_BITS = 32
+
+#: The compute opcodes' engines, the STORE source each feeds, and its ports.
+ENGINES = {
+    Opcode.CONV: ("conv", Source.CONV),
+    Opcode.WARP: ("warp", Source.WARP),
+    Opcode.ACT: ("act", Source.ACT),
+    Opcode.SOFTMAX: ("softmax", Source.SOFTMAX),
+    Opcode.HEATMAP: ("heatmap", Source.HEATMAP),
+    Opcode.MOTION: ("motion", Source.MOTION),
+}
+
+#: Each LOAD target: (engine, port, kind).
+TARGETS = {
+    Buffer.CONV_INPUT: ("conv", "input_write", "addressed"),
+    Buffer.CONV_WEIGHT: ("conv", "weight_write", "weight"),
+    Buffer.CONV_PARAM: ("conv", "param_write", "addressed"),
+    Buffer.CONV_RESIDUAL: ("conv", "residual", "stream"),
+    Buffer.WARP_FEATURE: ("warp", "feature_write", "stream"),
+    Buffer.WARP_FLOW: ("warp", "flow", "stream"),
+    Buffer.ACT_TABLE: ("act", "table_write", "stream"),
+    Buffer.ACT_PARAM: ("act", "param_write", "stream"),
+    Buffer.ACT_INPUT: ("act", "i", "stream"),
+    Buffer.SOFTMAX_EXP: ("softmax", "exp_write", "stream"),
+    Buffer.SOFTMAX_INPUT: ("softmax", "i", "stream"),
+    Buffer.HEATMAP_GRID: ("heatmap", "grid_write", "stream"),
+    Buffer.HEATMAP_KEYPOINT: ("heatmap", "keypoint_write", "stream"),
+    Buffer.HEATMAP_GAUSSIAN: ("heatmap", "gaussian_write", "stream"),
+    Buffer.MOTION_GRID: ("motion", "grid_write", "stream"),
+    Buffer.MOTION_KEYPOINT: ("motion", "keypoint_write", "stream"),
+    Buffer.MOTION_JACOBIAN: ("motion", "jacobian_write", "stream"),
+    Buffer.MOTION_MASK: ("motion", "i", "stream"),
+}
+
+
+def make_engines(params: GraceParams) -> dict[str, wiring.Component]:
+    return {
+        "conv": ConvEngine(params),
+        "warp": WarpEngine(params),
+        "act": ActEngine(params),
+        "softmax": SoftmaxUnit(params),
+        "heatmap": HeatmapUnit(params),
+        "motion": MotionUnit(params),
+    }
+
+
+class Core(wiring.Component):
+    def __init__(self, params: GraceParams) -> None:
+        self.params = params
+        if params.numeric.act_bits != 8 or params.numeric.weight_bits != 8:
+            raise ValueError("the co-processor moves 8-bit activations and weights only")
+        self.engines = make_engines(params)
+        super().__init__(
+            {
+                "mem": Out(wishbone_signature(self.addr_bits, params.coproc.bus_bytes)),
+                "start": In(1),
+                "program_base": In(32),
+                "program_words": In(32),
+                "image_bytes": In(32),
+                "watchdog": In(32),
+                "busy": Out(1),
+                "done": Out(1),
+                "fault": Out(8),
+                "fault_index": Out(32),
+                "events": Out(len(COUNTER_NAMES)),
+            }
+        )
+
+    @property
+    def addr_bits(self) -> int:
+        return ADDRESS_BITS - (self.params.coproc.bus_bytes.bit_length() - 1)
+
+    def _targets(self) -> dict[Buffer, Target]:
+        p, targets = self.params, {}
+        depths = {
+            Buffer.CONV_INPUT: p.buffers.input_depth,
+            Buffer.CONV_WEIGHT: p.buffers.weight_depth,
+            Buffer.CONV_PARAM: p.buffers.param_depth,
+        }
+        for buffer, (engine, port, kind) in TARGETS.items():
+            signature = self.engines[engine].signature.members[port].signature.flip()
+            split = p.array.rows if kind == "weight" else 1
+            name = f"{engine}_{port}"
+            targets[buffer] = Target(name, signature, kind, depths.get(buffer, 0), split)
+        return targets
+
+    def elaborate(self, platform: object) -> Module:
+        m = Module()
+        p = self.params
+        c = p.coproc
+        for name, engine in self.engines.items():
+            m.submodules[name] = engine
+
+        m.submodules.port = port = MemoryPort(4, self.addr_bits, c.bus_bytes, c.outstanding)
+        wiring.connect(m, wiring.flipped(self.mem), port.bus)
+        m.submodules.fetch = fetch = Fetcher(self.addr_bits, c.bus_bytes)
+        targets = self._targets()
+        m.submodules.load = load = LoadUnit(p, targets, self.addr_bits)
+        slots = {
+            op: EngineSlot(
+                name,
+                self.engines[name].signature.members["cmd"].signature.flip(),
+                self.engines[name].signature.members["done"].signature,
+            )
+            for op, (name, _) in ENGINES.items()
+        }
+        m.submodules.compute = compute = ComputeUnit(p, slots)
+        sources = {
+            source: self.engines[name].signature.members["o"].signature
+            for name, source in ENGINES.values()
+        }
+        m.submodules.store = store = StoreUnit(p, sources, self.addr_bits)
+        for i, client in enumerate((fetch.mem, load.mem_buffer, load.mem_stream, store.mem)):
+            wiring.connect(m, client, port.client(i))
+
+        # engines: loads into their buffers, commands and done, outputs to the stores
+        for buffer, target in targets.items():
+            engine, port_name, _ = TARGETS[buffer]
+            wiring.connect(m, getattr(load, target.port), getattr(self.engines[engine], port_name))
+        for name, source in ENGINES.values():
+            engine = self.engines[name]
+            wiring.connect(m, getattr(compute, f"{name}_cmd"), engine.cmd)
+            wiring.connect(m, engine.done, getattr(compute, f"{name}_done"))
+            wiring.connect(m, engine.o, getattr(store, f"{source.name.lower()}_o"))
+
+        # tokens
+        counters = {}
+        for giver, taker in CHANNELS:
+            counters[(giver, taker)] = m.submodules[channel_name(giver, taker)] = TokenCounter()
+        lc, cl = counters[(Queue.LOAD, Queue.COMPUTE)], counters[(Queue.COMPUTE, Queue.LOAD)]
+        cs, sc = counters[(Queue.COMPUTE, Queue.STORE)], counters[(Queue.STORE, Queue.COMPUTE)]
+        m.d.comb += [
+            load.pop_available.eq(cl.available),
+            cl.pop.eq(load.pop),
+            lc.push.eq(load.push),
+            compute.prev_available.eq(lc.available),
+            compute.next_available.eq(sc.available),
+            lc.pop.eq(compute.pop_prev),
+            sc.pop.eq(compute.pop_next),
+            cl.push.eq(compute.push_prev),
+            cs.push.eq(compute.push_next),
+            store.pop_available.eq(cs.available),
+            cs.pop.eq(store.pop),
+            sc.push.eq(store.push),
+        ]
+
+        # fetch → decode → the queues
+        running = Signal()
+        fault = Signal(8)
+        fault_index = Signal(32)
+        halt = Signal()
+        m.d.comb += halt.eq(fault != 0)
+        m.submodules.decoder = decoder = Decoder(p)
+        queues = [StreamQueue(ENTRY.size, c.queue_depth) for _ in Queue]
+        for q, queue in zip(Queue, queues, strict=True):
+            m.submodules[f"{q.name.lower()}_queue"] = queue
+        for unit, queue in zip((load, compute, store), queues, strict=True):
+            m.d.comb += [
+                unit.head.valid.eq(queue.o.valid),
+                unit.head.payload.eq(queue.o.payload),
+                queue.o.ready.eq(unit.head.ready),
+                unit.halt.eq(halt),
+            ]
+        m.d.comb += [
+            load.image_bytes.eq(self.image_bytes),
+            store.image_bytes.eq(self.image_bytes),
+            fetch.base.eq(self.program_base),
+            fetch.words.eq(self.program_words),
+            fetch.start.eq(self.start),
+            decoder.word.eq(fetch.o.payload.word),
+        ]
+        dispatched_end = Signal(3)  # each queue's END has been dispatched
+        dispatched = Signal(32)
+        target_ready = Signal()
+        with m.Switch(decoder.queue):
+            for q, queue in zip(Queue, queues, strict=True):
+                with m.Case(q):
+                    m.d.comb += target_ready.eq(queue.i.ready)
+        after_end = Signal()
+        m.d.comb += after_end.eq(dispatched_end.bit_select(decoder.queue, 1))
+        illegal = Signal()
+        m.d.comb += illegal.eq(fetch.o.valid & (~decoder.legal | after_end))
+        with m.If(fetch.o.valid & running & ~halt & ~illegal & target_ready):
+            m.d.comb += fetch.o.ready.eq(1)
+            for q, queue in zip(Queue, queues, strict=True):
+                m.d.comb += [
+                    queue.i.valid.eq(decoder.queue == q),
+                    queue.i.payload.eq(fetch.o.payload),
+                ]
+            m.d.sync += dispatched.eq(dispatched + 1)
+            with m.If(decoder.end):
+                m.d.sync += dispatched_end.eq(dispatched_end | (1 << decoder.queue))
+
+        # faults: the first wins
+        ended = Signal()
+        m.d.comb += ended.eq(load.ended & compute.ended & store.ended)
+        watch = Signal(32)
+        progress = Signal()
+        engine_moves = [e.o.valid & e.o.ready for e in self.engines.values()]
+        engine_moves += [e.done.valid & e.done.ready for e in self.engines.values()]
+        m.d.comb += progress.eq(
+            load.retire | compute.retire | store.retire | self.mem.ack | self.mem.err
+            | fetch.o.ready | Cat(*engine_moves).any()
+        )  # fmt: skip
+        with m.If(progress | ~running):
+            m.d.sync += watch.eq(0)
+        with m.Else():
+            m.d.sync += watch.eq(watch + 1)
+        candidates = [
+            (illegal & running, Fault.ILLEGAL_INSTRUCTION, fetch.o.payload.index),
+            (load.fault != 0, load.fault, load.fault_index),
+            (store.fault != 0, store.fault, store.fault_index),
+            (port.error | load.error | store.error | fetch.error, Fault.BUS_ERROR, ~0),
+            (Cat(*(t.overflow for t in counters.values())).any(), Fault.TOKEN_OVERFLOW, ~0),
+            (
+                running & (dispatched == self.program_words) & (dispatched_end != 0b111),
+                Fault.PROGRAM_END,
+                dispatched,
+            ),
+            (running & (self.watchdog != 0) & (watch >= self.watchdog), Fault.WATCHDOG, ~0),
+        ]
+        with m.If(running & (fault == 0)):
+            for k, (when, code, index) in enumerate(candidates):
+                with (m.If if k == 0 else m.Elif)(when):
+                    m.d.sync += [fault.eq(code), fault_index.eq(index)]
+
+        # a run: start … every queue ended or a fault, and nothing on the bus
+        quiet = Signal()
+        m.d.comb += quiet.eq(~self.mem.cyc)
+        with m.If(self.start):
+            m.d.sync += [running.eq(1), self.done.eq(0)]
+        with m.Elif(running & (ended | halt) & quiet):
+            m.d.sync += [running.eq(0), self.done.eq(1)]
+        m.d.comb += [
+            self.busy.eq(running),
+            self.fault.eq(fault),
+            self.fault_index.eq(fault_index),
+        ]
+
+        events = {
+            "load_busy": load.busy,
+            "load_stall": load.stall,
+            "compute_busy": compute.busy,
+            "compute_stall": compute.stall,
+            "store_busy": store.busy,
+            "store_stall": store.stall,
+            "port_busy": self.mem.cyc,
+            "port_stall": self.mem.stb & self.mem.stall,
+        }
+        for name, engine in self.engines.items():
+            events[f"{name}_busy"] = getattr(compute, f"{name}_busy")
+            events[f"{name}_stall"] = engine.o.valid & ~engine.o.ready
+        m.d.comb += self.events.eq(Cat(*(events[n] for n in COUNTER_NAMES)))
+        return m

@@ -1,0 +1,220 @@
+"""The load queue's unit: LOAD, SYNC and END, in program order (docs/coprocessor.md).
+
+A LOAD into a buffer or write stream goes to the buffer reader; its words are
+handed to the engine's write port by `BufferRouter`, which gives the LOAD's
+token to the compute queue when the last word is written. A LOAD into an
+input stream (`INPUT_STREAMS`) cannot finish before its engine runs the
+command that takes the words, which waits for this queue's tokens: it is
+queued for the stream reader and gives its token as it is queued (after every
+buffer LOAD before it has finished, so a token never overtakes one). SYNC and
+END take and give their tokens the same way. Each LOAD is checked first: its
+buffer, its reach inside the image, its words inside the buffer; a fault
+stops the unit.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from amaranth import Module, Mux, Signal
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from defs.coproc import INPUT_STREAMS, Fault
+from defs.isa import Buffer, Opcode
+from rtl.coproc.bus import client_signature
+from rtl.coproc.decode import ENTRY, INDEX_BITS, fields
+from rtl.coproc.reader import TransferReader
+from rtl.coproc.routers import BufferRouter, StreamRouter, Target
+from rtl.coproc.transfer_check import TransferCheck
+from rtl.stream_queue import StreamQueue
+
+if TYPE_CHECKING:
+    from defs.params import GraceParams
+
+
+class LoadUnit(wiring.Component):
+    def __init__(self, params: GraceParams, targets: dict[Buffer, Target], addr_bits: int) -> None:
+        self.params, self.targets, self.addr_bits = params, targets, addr_bits
+        self.max_word_bytes = max(t.word_bytes for t in targets.values())
+        super().__init__(
+            {
+                "head": In(stream.Signature(ENTRY)),
+                "halt": In(1),
+                "image_bytes": In(32),
+                # tokens: taken from the compute queue, given to it
+                "pop_available": In(1),
+                "pop": Out(1),
+                "push": Out(2),
+                "mem_buffer": Out(client_signature(addr_bits, params.coproc.bus_bytes)),
+                "mem_stream": Out(client_signature(addr_bits, params.coproc.bus_bytes)),
+                **{t.port: Out(t.signature) for t in targets.values()},
+                "fault": Out(4),
+                "fault_index": Out(INDEX_BITS),
+                "retire": Out(1),
+                "ended": Out(1),
+                "busy": Out(1),
+                "stall": Out(1),
+                "error": Out(1),  # a bus error seen by either reader
+            }
+        )
+
+    def elaborate(self, platform: object) -> Module:
+        m = Module()
+        p = self.params
+        bus = p.coproc.bus_bytes
+        depth = p.coproc.stream_loads
+        m.submodules.check = check = TransferCheck()
+        m.submodules.buffer_reader = buffer_reader = TransferReader(
+            self.addr_bits, bus, self.max_word_bytes
+        )
+        m.submodules.stream_reader = stream_reader = TransferReader(
+            self.addr_bits, bus, self.max_word_bytes
+        )
+        wiring.connect(m, wiring.flipped(self.mem_buffer), buffer_reader.mem)
+        wiring.connect(m, wiring.flipped(self.mem_stream), stream_reader.mem)
+        m.d.comb += self.error.eq(buffer_reader.error | stream_reader.error)
+
+        buffered = {b: t for b, t in self.targets.items() if b not in INPUT_STREAMS}
+        streamed = {b: t for b, t in self.targets.items() if b in INPUT_STREAMS}
+        m.submodules.buffer_router = buffer_router = BufferRouter(buffered, self.max_word_bytes)
+        m.submodules.stream_router = stream_router = StreamRouter(
+            streamed, self.max_word_bytes, depth
+        )
+        wiring.connect(m, buffer_reader.o, buffer_router.i)
+        wiring.connect(m, stream_reader.o, stream_router.i)
+        for b, t in self.targets.items():
+            router = stream_router if b in INPUT_STREAMS else buffer_router
+            wiring.connect(m, wiring.flipped(getattr(self, t.port)), getattr(router, t.port))
+        # the stream LOADs wait here for the stream reader
+        m.submodules.stream_cmds = stream_cmds = StreamQueue(
+            buffer_reader.cmd.payload.shape().size, depth
+        )
+        m.d.comb += [
+            stream_reader.cmd.valid.eq(stream_cmds.o.valid),
+            stream_reader.cmd.payload.eq(stream_cmds.o.payload),
+            stream_cmds.o.ready.eq(stream_reader.cmd.ready),
+        ]
+
+        word = self.head.payload.word
+        load = fields(Opcode.LOAD, p, word)
+        header, body = load.header, load.body
+        opcode = Signal(4)
+        m.d.comb += opcode.eq(header.opcode)
+        buffer = Signal(5)
+        m.d.comb += buffer.eq(body.buffer)
+
+        # the LOAD's reader command: weights move as `rows` words of one row each
+        target_known = Signal()
+        is_stream = Signal()
+        word_bytes = Signal(range(self.max_word_bytes + 1))
+        split = Signal(range(p.array.rows + 1))  # reader words per buffer word
+        buffer_depth = Signal(32)
+        m.d.comb += split.eq(1)
+        with m.Switch(buffer):
+            for b, t in self.targets.items():
+                with m.Case(b):
+                    m.d.comb += [
+                        target_known.eq(1),
+                        is_stream.eq(b in INPUT_STREAMS),
+                        word_bytes.eq(t.word_bytes),
+                        split.eq(t.split),
+                        buffer_depth.eq(t.depth),
+                    ]
+        cmd = Signal(buffer_reader.cmd.payload.shape())
+        m.d.comb += [
+            cmd.dram_addr.eq(body.dram_addr),
+            cmd.stride.eq(body.stride),
+            cmd.rows.eq(body.rows),
+            cmd.row_words.eq(body.row_words * split),
+            cmd.word_bytes.eq(word_bytes),
+            check.dram_addr.eq(body.dram_addr),
+            check.stride.eq(body.stride),
+            check.rows.eq(body.rows),
+            check.row_words.eq(body.row_words),
+            check.word_bytes.eq(word_bytes * split),
+            check.image_bytes.eq(self.image_bytes),
+        ]
+        in_buffer = Signal()  # an addressed buffer's words fit; a stream's start is 0
+        m.d.comb += in_buffer.eq(
+            Mux(
+                buffer_depth == 0,
+                body.buffer_addr == 0,
+                body.buffer_addr + check.count <= buffer_depth,
+            )
+        )
+
+        waits = Signal()  # a token it needs has not come
+        m.d.comb += waits.eq(header.pop_next & ~self.pop_available)
+        # a token given on leaving this unit waits for every buffer LOAD before it
+        push_waits = Signal()
+        m.d.comb += push_waits.eq(header.push_next & buffer_router.busy)
+
+        push_here = Signal()
+        m.d.comb += self.push.eq(push_here + buffer_router.token)
+        wait = Signal(range(TransferCheck.LATENCY + 1))
+        with m.FSM():
+            with m.State("IDLE"), m.If(self.head.valid & ~self.halt & ~waits):
+                with m.If(opcode == Opcode.LOAD):
+                    m.d.sync += wait.eq(TransferCheck.LATENCY)
+                    m.next = "CHECK"
+                with m.Elif(~push_waits):  # SYNC, END
+                    m.d.comb += [
+                        self.pop.eq(header.pop_next),
+                        push_here.eq(header.push_next),
+                        self.head.ready.eq(1),
+                        self.retire.eq(1),
+                    ]
+                    with m.If(opcode == Opcode.END):
+                        m.d.sync += self.ended.eq(1)
+            with m.State("CHECK"):
+                m.d.sync += wait.eq(wait - 1)
+                with m.If(wait == 1):
+                    m.next = "DISPATCH"
+            with m.State("DISPATCH"):
+                with m.If(~target_known):
+                    m.d.sync += [
+                        self.fault.eq(Fault.ILLEGAL_INSTRUCTION),
+                        self.fault_index.eq(self.head.payload.index),
+                    ]
+                    m.next = "FAULT"
+                with m.Elif(~check.ok | ~in_buffer):
+                    m.d.sync += [
+                        self.fault.eq(Fault.ADDRESS),
+                        self.fault_index.eq(self.head.payload.index),
+                    ]
+                    m.next = "FAULT"
+                with (
+                    m.Elif(is_stream),
+                    m.If(stream_cmds.i.ready & stream_router.route_ready & ~push_waits),
+                ):
+                    m.d.comb += [
+                        stream_cmds.i.valid.eq(1),
+                        stream_router.route_valid.eq(1),
+                        self.pop.eq(header.pop_next),
+                        push_here.eq(header.push_next),
+                        self.head.ready.eq(1),
+                        self.retire.eq(1),
+                    ]
+                    m.next = "IDLE"
+                with m.Elif(buffer_reader.cmd.ready & buffer_router.route_ready):
+                    m.d.comb += [
+                        buffer_reader.cmd.valid.eq(1),
+                        buffer_router.route_valid.eq(1),
+                        self.pop.eq(header.pop_next),
+                        self.head.ready.eq(1),
+                    ]
+                    m.next = "IDLE"
+            with m.State("FAULT"):
+                pass
+        m.d.comb += [
+            stream_cmds.i.payload.eq(cmd),
+            buffer_reader.cmd.payload.eq(cmd),
+            stream_router.route.buffer.eq(buffer),
+            buffer_router.route.buffer.eq(buffer),
+            buffer_router.route.addr.eq(body.buffer_addr),
+            buffer_router.route.push.eq(header.push_next),
+            self.busy.eq((self.head.valid & ~self.ended) | buffer_router.busy),
+            self.stall.eq(self.head.valid & waits),
+        ]
+        return m

@@ -1,0 +1,154 @@
+"""Where a reader's words go: to the engine port the LOAD named, one route per LOAD.
+
+Each LOAD leaves a route (its buffer, first address and token) in a small
+queue as it is dispatched; the router hands its reader's words, in order, to
+that route's engine port, writing buffer words at consecutive addresses (a
+conv weight word arrives as `rows` words of one row each), and drops the
+route at the transfer's last word — giving the LOAD's token then.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from amaranth import Module, Shape, Signal, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from defs.isa import Buffer
+from rtl.stream_queue import StreamQueue
+
+
+@dataclass(frozen=True)
+class Target:
+    """A LOAD's destination: an engine's write port (or input stream)."""
+
+    port: str  # this unit's port name, e.g. "conv_input"
+    signature: stream.Signature  # the engine port's, as its producer sees it
+    kind: str  # "addressed" (addr, data), "weight" (addr, row, data), "stream" (the payload)
+    depth: int = 0  # words of an addressed buffer (0: a stream)
+    split: int = 1  # reader words per buffer word: the conv weights' rows
+
+    @property
+    def data_bits(self) -> int:
+        """Bits a reader word carries: the stream's payload, or an addressed word's data."""
+        payload = self.signature.members["payload"].shape
+        if self.kind == "stream":
+            return Shape.cast(payload).width
+        return Shape.cast(payload.members["data"]).width
+
+    @property
+    def word_bytes(self) -> int:
+        """Bytes of one reader word in memory."""
+        return -(-self.data_bits // 8)
+
+
+def reader_word_layout(max_word_bytes: int) -> data.StructLayout:
+    return data.StructLayout({"data": unsigned(8 * max_word_bytes), "last": unsigned(1)})
+
+
+class BufferRouter(wiring.Component):
+    """Words into addressed buffers and write streams; a LOAD's token at its last word."""
+
+    ROUTE = data.StructLayout({"buffer": unsigned(5), "addr": unsigned(16), "push": unsigned(1)})
+
+    def __init__(self, targets: dict[Buffer, Target], max_word_bytes: int, depth: int = 4) -> None:
+        self.targets, self.depth = targets, depth
+        super().__init__(
+            {
+                "i": In(stream.Signature(reader_word_layout(max_word_bytes))),
+                "route": In(self.ROUTE),
+                "route_valid": In(1),
+                "route_ready": Out(1),
+                **{t.port: Out(t.signature) for t in targets.values()},
+                "token": Out(1),
+                "busy": Out(1),
+            }
+        )
+
+    def elaborate(self, platform: object) -> Module:
+        m = Module()
+        m.submodules.routes = routes = StreamQueue(self.ROUTE.size, self.depth)
+        m.d.comb += [
+            routes.i.valid.eq(self.route_valid),
+            routes.i.payload.eq(self.route),
+            self.route_ready.eq(routes.i.ready),
+        ]
+        head = data.View(self.ROUTE, routes.o.payload)
+        offset = Signal(16)  # buffer words written of this LOAD
+        row = Signal(8)  # reader words of the current buffer word (weights)
+        word = self.i.payload.data
+        taken = Signal()
+        with m.Switch(head.buffer):
+            for b, t in self.targets.items():
+                with m.Case(b):
+                    port = getattr(self, t.port)
+                    m.d.comb += [
+                        port.valid.eq(self.i.valid & routes.o.valid),
+                        self.i.ready.eq(port.ready & routes.o.valid),
+                    ]
+                    if t.kind == "stream":
+                        m.d.comb += port.payload.eq(word[: t.data_bits])
+                    else:
+                        m.d.comb += [
+                            port.payload.addr.eq(head.addr + offset),
+                            port.payload.data.eq(word[: t.data_bits]),
+                        ]
+                    if t.kind == "weight":
+                        m.d.comb += port.payload.row.eq(row)
+                        with m.If(self.i.valid & self.i.ready):
+                            m.d.sync += row.eq(row + 1)
+                            with m.If(row == t.split - 1):
+                                m.d.sync += [row.eq(0), offset.eq(offset + 1)]
+                    else:
+                        with m.If(self.i.valid & self.i.ready):
+                            m.d.sync += offset.eq(offset + 1)
+        m.d.comb += taken.eq(self.i.valid & self.i.ready & self.i.payload.last)
+        with m.If(taken):
+            m.d.sync += [offset.eq(0), row.eq(0)]
+            m.d.comb += [routes.o.ready.eq(1), self.token.eq(head.push)]
+        # LOADs dispatched and not finished (the queue's head shows two edges late)
+        inflight = Signal(range(self.depth + 2))
+        m.d.sync += inflight.eq(inflight + (self.route_valid & routes.i.ready) - taken)
+        m.d.comb += self.busy.eq(inflight != 0)
+        return m
+
+
+class StreamRouter(wiring.Component):
+    """Words into engines' input streams, in the order their LOADs were queued."""
+
+    ROUTE = data.StructLayout({"buffer": unsigned(5)})
+
+    def __init__(self, targets: dict[Buffer, Target], max_word_bytes: int, depth: int) -> None:
+        self.targets, self.depth = targets, depth
+        super().__init__(
+            {
+                "i": In(stream.Signature(reader_word_layout(max_word_bytes))),
+                "route": In(self.ROUTE),
+                "route_valid": In(1),
+                "route_ready": Out(1),
+                **{t.port: Out(t.signature) for t in targets.values()},
+            }
+        )
+
+    def elaborate(self, platform: object) -> Module:
+        m = Module()
+        m.submodules.routes = routes = StreamQueue(self.ROUTE.size, self.depth)
+        m.d.comb += [
+            routes.i.valid.eq(self.route_valid),
+            routes.i.payload.eq(self.route),
+            self.route_ready.eq(routes.i.ready),
+        ]
+        head = data.View(self.ROUTE, routes.o.payload)
+        with m.Switch(head.buffer):
+            for b, t in self.targets.items():
+                with m.Case(b):
+                    port = getattr(self, t.port)
+                    m.d.comb += [
+                        port.valid.eq(self.i.valid & routes.o.valid),
+                        port.payload.eq(self.i.payload.data[: t.data_bits]),
+                        self.i.ready.eq(port.ready & routes.o.valid),
+                    ]
+        with m.If(self.i.valid & self.i.ready & self.i.payload.last):
+            m.d.comb += routes.o.ready.eq(1)
+        return m

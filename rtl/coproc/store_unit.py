@@ -1,0 +1,176 @@
+"""The store queue's unit: STORE, SYNC and END, in program order (docs/coprocessor.md).
+
+A STORE is checked (its source, its reach inside the image), then handed to
+the transfer writer with a route naming the engine whose output stream feeds
+it; the writer's `done` (every write acknowledged) gives its token to the
+compute queue. STOREs follow each other without waiting for their writes; a
+SYNC or END that gives a token waits until every STORE before it is done.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from amaranth import Cat, Module, Mux, Shape, Signal, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from defs.coproc import Fault
+from defs.isa import Opcode, Source
+from rtl.coproc.bus import client_signature
+from rtl.coproc.decode import ENTRY, INDEX_BITS, fields
+from rtl.coproc.transfer_check import TransferCheck
+from rtl.coproc.writer import TransferWriter
+from rtl.stream_queue import StreamQueue
+
+if TYPE_CHECKING:
+    from defs.params import GraceParams
+
+#: STOREs whose writes may be in flight at once.
+IN_FLIGHT = 8
+
+
+class StoreUnit(wiring.Component):
+    def __init__(
+        self, params: GraceParams, sources: dict[Source, stream.Signature], addr_bits: int
+    ) -> None:
+        self.params, self.sources, self.addr_bits = params, sources, addr_bits
+        self.word_bytes = {
+            s: -(-Shape.cast(sig.members["payload"].shape).width // 8) for s, sig in sources.items()
+        }
+        self.max_word_bytes = max(self.word_bytes.values())
+        super().__init__(
+            {
+                "head": In(stream.Signature(ENTRY)),
+                "halt": In(1),
+                "image_bytes": In(32),
+                "pop_available": In(1),  # compute → store tokens
+                "pop": Out(1),
+                "push": Out(2),  # store → compute tokens
+                "mem": Out(client_signature(addr_bits, params.coproc.bus_bytes)),
+                **{f"{s.name.lower()}_o": In(sig) for s, sig in sources.items()},
+                "fault": Out(4),
+                "fault_index": Out(INDEX_BITS),
+                "retire": Out(1),
+                "ended": Out(1),
+                "busy": Out(1),
+                "stall": Out(1),
+                "error": Out(1),
+            }
+        )
+
+    def elaborate(self, platform: object) -> Module:
+        m = Module()
+        p = self.params
+        m.submodules.check = check = TransferCheck()
+        m.submodules.writer = writer = TransferWriter(
+            self.addr_bits, p.coproc.bus_bytes, self.max_word_bytes
+        )
+        wiring.connect(m, wiring.flipped(self.mem), writer.mem)
+        m.d.comb += self.error.eq(writer.error)
+        route_layout = data.StructLayout({"source": unsigned(3), "count": unsigned(32)})
+        m.submodules.routes = routes = StreamQueue(route_layout.size, IN_FLIGHT)
+        m.submodules.tokens = tokens = StreamQueue(1, IN_FLIGHT)  # each STORE's push_prev
+
+        store = fields(Opcode.STORE, p, self.head.payload.word)
+        header, body = store.header, store.body
+        source_known = Signal()
+        word_bytes = Signal(range(self.max_word_bytes + 1))
+        with m.Switch(body.source):
+            for s in self.sources:
+                with m.Case(s):
+                    m.d.comb += [source_known.eq(1), word_bytes.eq(self.word_bytes[s])]
+        m.d.comb += [
+            check.dram_addr.eq(body.dram_addr),
+            check.stride.eq(body.stride),
+            check.rows.eq(body.rows),
+            check.row_words.eq(body.row_words),
+            check.word_bytes.eq(word_bytes),
+            check.image_bytes.eq(self.image_bytes),
+            writer.cmd.payload.dram_addr.eq(body.dram_addr),
+            writer.cmd.payload.stride.eq(body.stride),
+            writer.cmd.payload.rows.eq(body.rows),
+            writer.cmd.payload.row_words.eq(body.row_words),
+            writer.cmd.payload.word_bytes.eq(word_bytes),
+            routes.i.payload.eq(Cat(body.source, check.count)),
+            tokens.i.payload.eq(header.push_prev),
+        ]
+
+        # STOREs handed to the writer whose writes are not all acknowledged
+        inflight = Signal(range(IN_FLIGHT + 2))
+        done = Signal()
+        m.d.comb += [
+            done.eq(writer.done.valid & tokens.o.valid),
+            writer.done.ready.eq(tokens.o.valid),
+            tokens.o.ready.eq(done),
+        ]
+        dispatch = Signal()
+        m.d.sync += inflight.eq(inflight + dispatch - done)
+        waits = Signal()
+        m.d.comb += waits.eq(header.pop_prev & ~self.pop_available)
+        push_here = Signal()
+        m.d.comb += self.push.eq(push_here + (done & tokens.o.payload[0]))
+
+        wait = Signal(range(TransferCheck.LATENCY + 1))
+        with m.FSM():
+            with m.State("IDLE"):
+                m.d.comb += self.stall.eq(self.head.valid & waits)
+                with m.If(self.head.valid & ~self.halt & ~waits):
+                    with m.If(header.opcode == Opcode.STORE):
+                        m.d.sync += wait.eq(TransferCheck.LATENCY)
+                        m.next = "CHECK"
+                    with m.Elif(~(header.push_prev & (inflight != 0))):  # SYNC, END
+                        m.d.comb += [
+                            self.pop.eq(header.pop_prev),
+                            push_here.eq(header.push_prev),
+                            self.head.ready.eq(1),
+                            self.retire.eq(1),
+                        ]
+                        with m.If(header.opcode == Opcode.END):
+                            m.d.sync += self.ended.eq(1)
+            with m.State("CHECK"):
+                m.d.sync += wait.eq(wait - 1)
+                with m.If(wait == 1):
+                    m.next = "DISPATCH"
+            with m.State("DISPATCH"):
+                with m.If(~source_known | ~check.ok):
+                    m.d.sync += [
+                        self.fault.eq(Mux(source_known, Fault.ADDRESS, Fault.ILLEGAL_INSTRUCTION)),
+                        self.fault_index.eq(self.head.payload.index),
+                    ]
+                    m.next = "FAULT"
+                with m.Elif(writer.cmd.ready & routes.i.ready & tokens.i.ready):
+                    m.d.comb += [
+                        writer.cmd.valid.eq(1),
+                        routes.i.valid.eq(1),
+                        tokens.i.valid.eq(1),
+                        dispatch.eq(1),
+                        self.pop.eq(header.pop_prev),
+                        self.head.ready.eq(1),
+                        self.retire.eq(1),
+                    ]
+                    m.next = "IDLE"
+            with m.State("FAULT"):
+                pass
+
+        # the route at the head feeds the writer from its engine's output stream
+        route = data.View(route_layout, routes.o.payload)
+        taken = Signal(32)
+        last = Signal()
+        m.d.comb += last.eq(taken + 1 == route.count)
+        with m.Switch(route.source):
+            for s in self.sources:
+                o = getattr(self, f"{s.name.lower()}_o")
+                with m.Case(s):
+                    m.d.comb += [
+                        writer.i.valid.eq(o.valid & routes.o.valid),
+                        writer.i.payload.eq(o.payload),
+                        o.ready.eq(writer.i.ready & routes.o.valid),
+                    ]
+        with m.If(writer.i.valid & writer.i.ready):
+            m.d.sync += taken.eq(taken + 1)
+            with m.If(last):
+                m.d.sync += taken.eq(0)
+                m.d.comb += routes.o.ready.eq(1)
+        m.d.comb += self.busy.eq((self.head.valid & ~self.ended) | (inflight != 0))
+        return m

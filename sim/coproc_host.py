@@ -1,0 +1,130 @@
+"""The host's side of a co-processor run: what it writes into memory, what it reads back.
+
+The memory holds the compiled image from address 0 and the program after it
+(32-byte aligned); IMAGE_BYTES covers the image only, so no transfer of the
+program can touch its own words. The same layout serves the Amaranth
+simulation (`run_pysim`, for short programs) and the cocotb harness
+(sim/coproc_tb.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from amaranth.sim import Simulator, SimulatorContext
+
+from defs.coproc import COUNTER_NAMES, INSTRUCTION_BYTES, Fault, Register
+from defs.params import GraceParams
+from rtl.coproc.sim_top import SimTop
+
+
+@dataclass(frozen=True)
+class HostImage:
+    blob: bytes  # the memory's contents: the image, then the program
+    image_bytes: int
+    program_base: int
+    program_words: int
+
+    def words(self, bus_bytes: int) -> list[int]:
+        """The memory as bus words, little-endian."""
+        blob = self.blob + bytes(-len(self.blob) % bus_bytes)
+        return [
+            int.from_bytes(blob[i : i + bus_bytes], "little")
+            for i in range(0, len(blob), bus_bytes)
+        ]
+
+
+def host_image(memory: bytes | bytearray, words: Sequence[int]) -> HostImage:
+    base = -(-len(memory) // INSTRUCTION_BYTES) * INSTRUCTION_BYTES
+    program = b"".join(w.to_bytes(INSTRUCTION_BYTES, "little") for w in words)
+    blob = bytes(memory) + bytes(base - len(memory)) + program
+    return HostImage(blob, len(memory), base, len(words))
+
+
+@dataclass
+class RunResult:
+    memory: bytearray  # the image after the run (IMAGE_BYTES of it)
+    fault: Fault
+    fault_index: int
+    cycles: int
+    counters: dict[str, int] = field(default_factory=dict)
+
+
+def run_pysim(
+    params: GraceParams,
+    image: HostImage,
+    *,
+    latency: int = 1,
+    stall_threshold: int = 0,
+    seed: int = 1,
+    watchdog: int = 1 << 16,
+    error_from: int | None = None,
+    max_cycles: int = 200_000,
+) -> RunResult:
+    """Run a program in Amaranth's simulator (slow: for programs of a few tiles)."""
+    bus = params.coproc.bus_bytes
+    words = image.words(bus)
+    dut = SimTop(params, len(words) + 1)
+    result: dict[str, object] = {}
+
+    async def access(ctx: SimulatorContext, reg: int, value: int | None = None) -> int:
+        ctrl = dut.ctrl
+        ctx.set(ctrl.cyc, 1)
+        ctx.set(ctrl.stb, 1)
+        ctx.set(ctrl.we, value is not None)
+        ctx.set(ctrl.adr, reg)
+        ctx.set(ctrl.dat_w, value or 0)
+        while True:
+            await ctx.tick()
+            if ctx.get(ctrl.ack):
+                break
+        data = ctx.get(ctrl.dat_r)
+        ctx.set(ctrl.cyc, 0)
+        ctx.set(ctrl.stb, 0)
+        return data
+
+    async def bench(ctx: SimulatorContext) -> None:
+        ctx.set(dut.latency, latency)
+        ctx.set(dut.stall_threshold, stall_threshold)
+        ctx.set(dut.lfsr_seed, seed)
+        ctx.set(dut.error_from, len(words) + 1 if error_from is None else error_from)
+        for i, word in enumerate(words):
+            ctx.set(dut.backdoor_addr, i)
+            ctx.set(dut.backdoor_wdata, word)
+            ctx.set(dut.backdoor_we, 1)
+            await ctx.tick()
+        ctx.set(dut.backdoor_we, 0)
+        await access(ctx, Register.PROGRAM_BASE, image.program_base)
+        await access(ctx, Register.PROGRAM_WORDS, image.program_words)
+        await access(ctx, Register.IMAGE_BYTES, image.image_bytes)
+        await access(ctx, Register.WATCHDOG, watchdog)
+        await access(ctx, Register.CONTROL, 1)
+        for _ in range(max_cycles):
+            await ctx.tick()
+            if ctx.get(dut.irq):
+                break
+        else:
+            raise AssertionError(f"no done after {max_cycles} cycles")
+        status = await access(ctx, Register.STATUS)
+        result["fault"] = Fault((status >> 8) & 0xFF)
+        result["fault_index"] = await access(ctx, Register.FAULT_INDEX)
+        result["cycles"] = await access(ctx, Register.CYCLES)
+        result["counters"] = {
+            name: await access(ctx, Register.COUNTERS + i) for i, name in enumerate(COUNTER_NAMES)
+        }
+        out = bytearray()
+        for i in range(-(-image.image_bytes // bus)):
+            ctx.set(dut.backdoor_addr, i)
+            await ctx.tick()
+            out += ctx.get(dut.backdoor_rdata).to_bytes(bus, "little")
+        result["memory"] = out[: image.image_bytes]
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    return RunResult(
+        result["memory"], result["fault"], result["fault_index"], result["cycles"],
+        result["counters"],
+    )  # fmt: skip
