@@ -1,0 +1,1 @@
+"""The co-processor: controller, queues and engines around one memory port."""

@@ -1,0 +1,139 @@
+"""TransferWriter: the ISA's STORE, a stream of words to external memory.
+
+Each word's low `word_bytes` bytes go to the next byte addresses of its row
+(the layout of TransferReader, reader.py). Bytes gather in a window of two bus
+words: when the lower one is complete, or the row ends, it goes out as a write
+with `sel` on exactly the bytes of the transfer, so memory around is never
+touched. A word is at most one bus word (store words are 1 to 5 bytes), so it
+fills at most the window; a row that ends in the upper half takes one more
+cycle to write it. Writes go out without waiting for acks; `done` gives one
+element per command once every write of it is acknowledged (counted in order:
+the answers come in order). An err answer raises the sticky `error` flag; the
+writer goes on, so `done` still comes and nothing waits forever."""
+
+from __future__ import annotations
+
+from amaranth import C, Cat, Module, Signal
+from amaranth.lib import fifo, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from rtl.coproc.bus import check_data_bytes, client_signature
+from rtl.coproc.reader import byte_mask, transfer_layout
+
+
+class TransferWriter(wiring.Component):
+    """`cmd` and words `i` in, write requests out on `mem`, `done` per command."""
+
+    def __init__(self, addr_bits: int, data_bytes: int, max_word_bytes: int) -> None:
+        self.shift = check_data_bytes(data_bytes)
+        if not 1 <= max_word_bytes <= data_bytes:
+            raise ValueError(
+                f"max_word_bytes must be 1 to data_bytes ({data_bytes}), not {max_word_bytes}"
+            )
+        self.addr_bits, self.data_bytes, self.max_word_bytes = addr_bits, data_bytes, max_word_bytes
+        super().__init__(
+            {
+                "cmd": In(stream.Signature(transfer_layout(max_word_bytes))),
+                "i": In(stream.Signature(8 * max_word_bytes)),
+                "mem": Out(client_signature(addr_bits, data_bytes)),
+                "done": Out(stream.Signature(1)),
+                "error": Out(1),
+            }
+        )
+
+    def elaborate(self, platform: object) -> Module:
+        m = Module()
+        s, nd, nm = self.shift, self.data_bytes, self.max_word_bytes
+        cmd, req, resp = self.cmd.payload, self.mem.request, self.mem.response
+        m.submodules.ends = ends = fifo.SyncFIFO(
+            width=16, depth=4
+        )  # writes issued at each command's end
+
+        row_start, stride = Signal(32), Signal(24)
+        rows_left, row_words, words_left = Signal(16), Signal(16), Signal(16)
+        wb = Signal(nm.bit_length())
+        base = Signal(32 - s)  # the window's lower bus word
+        pos = Signal(s)  # the next byte's place in the window
+        window, sel = Signal(16 * nd), Signal(2 * nd)
+
+        # the write being offered: a register, so `i.ready` does not wait on the bus
+        out_valid, out_final = Signal(), Signal()
+        out = Signal.like(req.payload)
+        free = ~out_valid | req.ready
+        m.d.comb += [req.valid.eq(out_valid), req.payload.eq(out)]
+        with m.If(req.ready):
+            m.d.sync += out_valid.eq(0)
+
+        def emit(addr: object, bytes_: object, mask: object, final: object) -> list:
+            return [out_valid.eq(1), out.addr.eq(addr), out.data.eq(bytes_), out.sel.eq(mask),
+                    out.write.eq(1), out_final.eq(final)]  # fmt: skip
+
+        def next_row() -> None:
+            with m.If(rows_left == 1):
+                m.next = "IDLE"
+            with m.Else():
+                start = row_start + stride
+                m.d.sync += [
+                    rows_left.eq(rows_left - 1),
+                    row_start.eq(start),
+                    words_left.eq(row_words),
+                ]
+                m.d.sync += [base.eq(start[s:]), pos.eq(start[:s]), window.eq(0), sel.eq(0)]
+                m.next = "RUN"
+
+        placed = window | ((self.i.payload & byte_mask(wb, nm)) << Cat(C(0, 3), pos))
+        placed_sel = sel | (Cat((wb > k) for k in range(nm)) << pos)
+        end = Signal(s + 1)
+        m.d.comb += end.eq(pos + wb)
+        row_end, last_row = words_left == 1, rows_left == 1
+        with m.FSM():
+            with m.State("IDLE"):
+                # room for this command's end and the one whose last write may still wait in `out`
+                m.d.comb += self.cmd.ready.eq(ends.w_level <= ends.depth - 2)
+                with m.If(self.cmd.valid & self.cmd.ready):
+                    m.d.sync += [row_start.eq(cmd.dram_addr), stride.eq(cmd.stride)]
+                    m.d.sync += [rows_left.eq(cmd.rows), row_words.eq(cmd.row_words)]
+                    m.d.sync += [words_left.eq(cmd.row_words), wb.eq(cmd.word_bytes)]
+                    m.d.sync += [base.eq(cmd.dram_addr[s:]), pos.eq(cmd.dram_addr[:s])]
+                    m.d.sync += [window.eq(0), sel.eq(0)]
+                    m.next = "RUN"
+            with m.State("RUN"):
+                m.d.comb += self.i.ready.eq(free)
+                with m.If(self.i.valid & free):
+                    m.d.sync += [words_left.eq(words_left - 1), pos.eq(end[:s])]
+                    m.d.sync += [window.eq(placed), sel.eq(placed_sel)]
+                    with m.If(end[s] | row_end):  # the lower bus word is done
+                        m.d.sync += emit(
+                            base,
+                            placed[: 8 * nd],
+                            placed_sel[:nd],
+                            row_end & last_row & (end <= nd),
+                        )
+                        m.d.sync += [
+                            base.eq(base + 1),
+                            window.eq(placed[8 * nd :]),
+                            sel.eq(placed_sel[nd:]),
+                        ]
+                    with m.If(row_end):
+                        with m.If(end > nd):
+                            m.next = "FLUSH"
+                        with m.Else():
+                            next_row()
+            # the row's last bytes, in the upper half
+            with m.State("FLUSH"), m.If(free):
+                m.d.sync += emit(base, window[: 8 * nd], sel[:nd], last_row)
+                next_row()
+
+        # done: when the answers counted reach the writes issued by a command's end (or
+        # passed them while an earlier `done` waited); counts wrap, so compare by difference
+        issued, answered = Signal(16), Signal(16)
+        sent = req.valid & req.ready
+        m.d.sync += [issued.eq(issued + sent), answered.eq(answered + resp.valid)]
+        m.d.comb += [ends.w_en.eq(sent & out_final), ends.w_data.eq(issued + 1)]
+        m.d.comb += [
+            self.done.valid.eq(ends.r_rdy & ~(answered - ends.r_data)[15]),
+            ends.r_en.eq(self.done.valid & self.done.ready),
+        ]
+        with m.If(resp.valid & resp.payload.error):
+            m.d.sync += self.error.eq(1)
+        return m
