@@ -37,22 +37,25 @@ class TokenCounter(wiring.Component):
     """Tokens of one direction. `push` adds 0..2 (two units of a queue may finish in
     one cycle); `pop` takes one and must only be raised while `available`."""
 
-    def __init__(self) -> None:
+    def __init__(self, bits: int = TOKEN_BITS) -> None:
+        # `bits` below TOKEN_BITS only for proofs that must reach the maximum in a few cycles
+        self.bits = bits
+        self.max = (1 << bits) - 1
         super().__init__(
             {
                 "push": In(2),
                 "pop": In(1),
                 "available": Out(1),
                 "overflow": Out(1),
-                "count": Out(TOKEN_BITS),
+                "count": Out(bits),
             }
         )
 
     def elaborate(self, platform: object) -> Module:
         m = Module()
-        after = Signal(TOKEN_BITS + 2)
+        after = Signal(self.bits + 2)
         m.d.comb += after.eq(self.count + self.push - self.pop)
-        with m.If(after > MAX):
+        with m.If(after > self.max):
             m.d.sync += self.overflow.eq(1)
         with m.Else():
             m.d.sync += self.count.eq(after)
