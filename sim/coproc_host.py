@@ -21,25 +21,26 @@ from rtl.coproc.sim_top import SimTop
 
 @dataclass(frozen=True)
 class HostImage:
-    blob: bytes  # the memory's contents: the image, then the program
+    blob: bytes  # the memory's contents: the image, then each program
     image_bytes: int
-    program_base: int
-    program_words: int
+    programs: tuple[tuple[int, int], ...]  # (PROGRAM_BASE, PROGRAM_WORDS) of each, in run order
 
     def words(self, bus_bytes: int) -> list[int]:
         """The memory as bus words, little-endian."""
         blob = self.blob + bytes(-len(self.blob) % bus_bytes)
-        return [
-            int.from_bytes(blob[i : i + bus_bytes], "little")
-            for i in range(0, len(blob), bus_bytes)
-        ]
+        step = bus_bytes
+        return [int.from_bytes(blob[i : i + step], "little") for i in range(0, len(blob), step)]
 
 
-def host_image(memory: bytes | bytearray, words: Sequence[int]) -> HostImage:
-    base = -(-len(memory) // INSTRUCTION_BYTES) * INSTRUCTION_BYTES
-    program = b"".join(w.to_bytes(INSTRUCTION_BYTES, "little") for w in words)
-    blob = bytes(memory) + bytes(base - len(memory)) + program
-    return HostImage(blob, len(memory), base, len(words))
+def host_image(memory: bytes | bytearray, *programs: Sequence[int]) -> HostImage:
+    """The image, then each program's words from the next 32-byte boundary."""
+    blob = bytearray(memory)
+    placed = []
+    for words in programs:
+        blob += bytes(-len(blob) % INSTRUCTION_BYTES)
+        placed.append((len(blob), len(words)))
+        blob += b"".join(w.to_bytes(INSTRUCTION_BYTES, "little") for w in words)
+    return HostImage(bytes(blob), len(memory), tuple(placed))
 
 
 @dataclass
@@ -95,18 +96,21 @@ def run_pysim(
             ctx.set(dut.backdoor_we, 1)
             await ctx.tick()
         ctx.set(dut.backdoor_we, 0)
-        await access(ctx, Register.PROGRAM_BASE, image.program_base)
-        await access(ctx, Register.PROGRAM_WORDS, image.program_words)
         await access(ctx, Register.IMAGE_BYTES, image.image_bytes)
         await access(ctx, Register.WATCHDOG, watchdog)
-        await access(ctx, Register.CONTROL, 1)
-        for _ in range(max_cycles):
-            await ctx.tick()
-            if ctx.get(dut.irq):
+        for base, count in image.programs:
+            await access(ctx, Register.PROGRAM_BASE, base)
+            await access(ctx, Register.PROGRAM_WORDS, count)
+            await access(ctx, Register.CONTROL, 1)
+            for _ in range(max_cycles):
+                await ctx.tick()
+                if ctx.get(dut.irq):
+                    break
+            else:
+                raise AssertionError(f"no done after {max_cycles} cycles")
+            status = await access(ctx, Register.STATUS)
+            if status >> 8:
                 break
-        else:
-            raise AssertionError(f"no done after {max_cycles} cycles")
-        status = await access(ctx, Register.STATUS)
         result["fault"] = Fault((status >> 8) & 0xFF)
         result["fault_index"] = await access(ctx, Register.FAULT_INDEX)
         result["cycles"] = await access(ctx, Register.CYCLES)

@@ -243,7 +243,10 @@ class Core(wiring.Component):
 
         # faults: the first wins
         ended = Signal()
-        m.d.comb += ended.eq(load.ended & compute.ended & store.ended)
+        # every queue ran its END, and no word of the program is left behind one
+        m.d.comb += ended.eq(
+            load.ended & compute.ended & store.ended & (dispatched == self.program_words)
+        )
         watch = Signal(32)
         progress = Signal()
         engine_moves = [e.o.valid & e.o.ready for e in self.engines.values()]

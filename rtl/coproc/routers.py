@@ -79,7 +79,8 @@ class BufferRouter(wiring.Component):
         row = Signal(8)  # reader words of the current buffer word (weights)
         word = self.i.payload.data
         taken = Signal()
-        with m.Switch(head.buffer):
+        # (only with a route: its storage reads X in Icarus until first written)
+        with m.If(routes.o.valid), m.Switch(head.buffer):
             for b, t in self.targets.items():
                 with m.Case(b):
                     port = getattr(self, t.port)
@@ -140,7 +141,8 @@ class StreamRouter(wiring.Component):
             self.route_ready.eq(routes.i.ready),
         ]
         head = data.View(self.ROUTE, routes.o.payload)
-        with m.Switch(head.buffer):
+        # (only with a route: its storage reads X in Icarus until first written)
+        with m.If(routes.o.valid), m.Switch(head.buffer):
             for b, t in self.targets.items():
                 with m.Case(b):
                     port = getattr(self, t.port)

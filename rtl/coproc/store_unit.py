@@ -158,7 +158,7 @@ class StoreUnit(wiring.Component):
         taken = Signal(32)
         last = Signal()
         m.d.comb += last.eq(taken + 1 == route.count)
-        with m.Switch(route.source):
+        with m.If(routes.o.valid), m.Switch(route.source):
             for s in self.sources:
                 o = getattr(self, f"{s.name.lower()}_o")
                 with m.Case(s):

@@ -5,7 +5,7 @@ store → compute. A queue's instruction may run when every counter it pops from
 is above zero; it takes one from each as it starts and adds one to each it
 pushes to when done. A counter never wraps: a push that would carry it past
 `MAX` raises `overflow` (the TOKEN_OVERFLOW fault) and is not counted, so
-no token is ever lost or made up silently (sim/formal_coproc.py proves it).
+no token is ever lost or made up silently (sim/formal_tokens.py proves it).
 """
 
 from __future__ import annotations
