@@ -17,7 +17,7 @@ import pytest
 from compiler.conv_layer import ConvLayer, lower_conv, read_output
 from compiler.isa import body_fields, decode, encode
 from defs.coproc import Fault
-from defs.isa import Buffer, Opcode, Queue
+from defs.isa import Opcode, Queue
 from defs.params import preset
 from sim.coproc_host import host_image, run_pysim
 from sim.l3.machine import run
