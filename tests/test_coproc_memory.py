@@ -420,6 +420,7 @@ def load_cycles(nd: int, t: Transfer) -> int:
                 reader.cmd.ready, reader.o.valid, reader.o.payload
             )
             cycles += 1
+            assert cycles < 10 * len(t.addresses()) + 100, "the load did not end"
             if ready:
                 ctx.set(reader.cmd.valid, 0)
             if valid:
@@ -470,6 +471,7 @@ def test_writer_full_rate() -> None:
                 writer.cmd.ready, writer.i.ready, writer.done.valid
             )
             cycles += 1
+            assert cycles < 10 * n, "the store did not end"
             if ready:
                 ctx.set(writer.cmd.valid, 0)
             taken += i_ready
@@ -485,3 +487,55 @@ def test_writer_full_rate() -> None:
     sim.run()
     print(f"store 256 1-byte words in 2 rows: {cycles} cycles to done")
     assert cycles <= n + 10
+
+
+@pytest.mark.parametrize("latency", [1, 2, 7, 63])
+def test_sim_memory_latency_stalls_and_order(latency: int) -> None:
+    """Driving the bus directly: each answer exactly `latency` cycles after its request,
+    in order, with the data at the time of the request (a later write does not leak
+    into an earlier read); about threshold/256 of the cycles stall."""
+    nd = 4
+    mem = SimMemory(ADDR_BITS, nd, 64, init=list(range(100, 164)))
+    bus = mem.bus
+    # (write, addr, data): a read, a write to the same word, the read again
+    ops = [(0, 5, 0), (1, 5, 0xAABBCCDD), (0, 5, 0), (0, 6, 0), (1, 7, 1), (0, 7, 0)] * 4
+    answers: list[tuple[int, int]] = []  # (cycle, data)
+    issued: list[int] = []
+    stalls = 0
+
+    async def bench(ctx: SimulatorContext) -> None:
+        nonlocal stalls
+        setup(ctx, mem, latency, 100, seed=0x1234)
+        ctx.set(bus.cyc, 1)
+        ctx.set(bus.sel, 0xF)
+        pending = list(ops)
+        for cycle in range(2000):
+            if pending:
+                we, adr, dat = pending[0]
+                ctx.set(bus.stb, 1)
+                ctx.set(bus.we, we)
+                ctx.set(bus.adr, adr)
+                ctx.set(bus.dat_w, dat)
+            else:
+                ctx.set(bus.stb, 0)
+            _, _, stall, ack, err, dat_r = await ctx.tick().sample(
+                bus.stall, bus.ack, bus.err, bus.dat_r
+            )
+            assert not err
+            stalls += stall
+            if ack:
+                answers.append((cycle, dat_r))
+            if pending and not stall:
+                pending.pop(0)
+                issued.append(cycle)
+            if not pending and len(answers) == len(ops) and cycle > 400:
+                return
+
+    sim = Simulator(mem)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    assert [c for c, _ in answers] == [c + latency for c in issued]
+    reads = [d for (we, _, _), (_, d) in zip(ops, answers, strict=True) if not we]
+    assert reads[:4] == [105, 0xAABBCCDD, 106, 1]
+    assert 0.25 < stalls / 400 < 0.55  # 100/256 of the cycles, roughly
