@@ -62,11 +62,13 @@ def run_pysim(
     watchdog: int = 1 << 16,
     error_from: int | None = None,
     max_cycles: int = 200_000,
+    preload: bool = False,
 ) -> RunResult:
     """Run a program in Amaranth's simulator (slow: for programs of a few tiles)."""
     bus = params.coproc.bus_bytes
     words = image.words(bus)
-    dut = SimTop(params, len(words) + 1)
+    # `preload`: the memory starts with the image (its init), not filled cycle by cycle
+    dut = SimTop(params, len(words) + 1, words if preload else None)
     result: dict[str, object] = {}
 
     async def access(ctx: SimulatorContext, reg: int, value: int | None = None) -> int:
@@ -90,7 +92,7 @@ def run_pysim(
         ctx.set(dut.stall_threshold, stall_threshold)
         ctx.set(dut.lfsr_seed, seed)
         ctx.set(dut.error_from, len(words) + 1 if error_from is None else error_from)
-        for i, word in enumerate(words):
+        for i, word in enumerate([] if preload else words):
             ctx.set(dut.backdoor_addr, i)
             ctx.set(dut.backdoor_wdata, word)
             ctx.set(dut.backdoor_we, 1)

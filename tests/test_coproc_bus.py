@@ -186,13 +186,6 @@ def test_the_checker_catches_a_planted_double_ack(layer_program, build_root) -> 
     assert "no request outstanding (more answers than requests)" in result.violations[0]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="RTL: after a fault, a STORE already handed to the TransferWriter keeps writing; "
-    "done waits only for a moment with cyc low (core.py `quiet`), so it rises between two "
-    "of the STORE's words and the port issues writes after done; a start then resets the "
-    "core with a write taken and unanswered (cyc dropped)",
-)
 def test_a_bus_error_on_a_store_leaves_the_port_quiet_after_done(layer_program, build_root) -> None:
     lowered, expected = layer_program
     first = lowered.output_addr // 8  # the output's first words answer err

@@ -4,8 +4,9 @@ The host writes the program's base and length, the image's size and the
 watchdog's limit, then CONTROL.start; it polls STATUS (or watches `irq`) for
 done and reads the fault and the counters. 32-bit registers at word
 addresses; a read or write is acknowledged the cycle after it is offered. A
-start while busy is ignored. The counters count cycles of one run: they clear
-at start and hold at done.
+start or a soft reset while busy is ignored: every run ends in done (a
+fault's too), and requests in flight would answer the next run. The counters
+count cycles of one run: they clear at start and hold at done.
 """
 
 from __future__ import annotations
@@ -102,7 +103,8 @@ class Control(wiring.Component):
                 with m.Case(Register.CONTROL):
                     m.d.sync += [
                         self.start.eq(self.bus.dat_w[0] & ~self.busy),
-                        self.soft_reset.eq(self.bus.dat_w[1]),
+                        # not while busy: requests in flight would answer the next run
+                        self.soft_reset.eq(self.bus.dat_w[1] & ~self.busy),
                     ]
         m.d.comb += self.irq.eq(self.done)
         return m

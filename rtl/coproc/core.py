@@ -196,6 +196,8 @@ class Core(wiring.Component):
 
         # fetch → decode → the queues
         running = Signal()
+        start_fetch = Signal()
+        m.d.sync += start_fetch.eq(self.start)
         fault = Signal(8)
         fault_index = Signal(32)
         halt = Signal()
@@ -211,12 +213,23 @@ class Core(wiring.Component):
                 queue.o.ready.eq(unit.head.ready),
                 unit.halt.eq(halt),
             ]
+        # the registers as they were at start: a host may write the next program's
+        # while this one runs, or before starting it (the fetcher must not follow)
+        program_base, program_words = Signal(32), Signal(32)
+        image_bytes, watchdog = Signal(32), Signal(32)
+        with m.If(self.start):
+            m.d.sync += [
+                program_base.eq(self.program_base),
+                program_words.eq(self.program_words),
+                image_bytes.eq(self.image_bytes),
+                watchdog.eq(self.watchdog),
+            ]
         m.d.comb += [
-            load.image_bytes.eq(self.image_bytes),
-            store.image_bytes.eq(self.image_bytes),
-            fetch.base.eq(self.program_base),
-            fetch.words.eq(self.program_words),
-            fetch.start.eq(self.start),
+            load.image_bytes.eq(image_bytes),
+            store.image_bytes.eq(image_bytes),
+            fetch.base.eq(program_base),
+            fetch.words.eq(program_words),
+            fetch.start.eq(start_fetch),
             decoder.word.eq(fetch.o.payload.word),
         ]
         dispatched_end = Signal(3)  # each queue's END has been dispatched
@@ -245,7 +258,7 @@ class Core(wiring.Component):
         ended = Signal()
         # every queue ran its END, and no word of the program is left behind one
         m.d.comb += ended.eq(
-            load.ended & compute.ended & store.ended & (dispatched == self.program_words)
+            load.ended & compute.ended & store.ended & (dispatched == program_words)
         )
         watch = Signal(32)
         progress = Signal()
@@ -266,23 +279,29 @@ class Core(wiring.Component):
             (port.error | load.error | store.error | fetch.error, Fault.BUS_ERROR, ~0),
             (Cat(*(t.overflow for t in counters.values())).any(), Fault.TOKEN_OVERFLOW, ~0),
             (
-                running & (dispatched == self.program_words) & (dispatched_end != 0b111),
+                running & (dispatched == program_words) & (dispatched_end != 0b111),
                 Fault.PROGRAM_END,
                 dispatched,
             ),
-            (running & (self.watchdog != 0) & (watch >= self.watchdog), Fault.WATCHDOG, ~0),
+            (running & (watchdog != 0) & (watch >= watchdog), Fault.WATCHDOG, ~0),
         ]
         with m.If(running & (fault == 0)):
             for k, (when, code, index) in enumerate(candidates):
                 with (m.If if k == 0 else m.Elif)(when):
                     m.d.sync += [fault.eq(code), fault_index.eq(index)]
 
-        # a run: start … every queue ended or a fault, and nothing on the bus
-        quiet = Signal()
-        m.d.comb += quiet.eq(~self.mem.cyc)
+        # a run: start … every queue ended and every transfer finished, or a fault and
+        # nothing on the bus (the port offers no new request once halted)
+        finished = Signal()
+        m.d.comb += [
+            port.halt.eq(halt),
+            finished.eq(
+                ~self.mem.cyc & (halt | (ended & ~load.busy & ~store.busy & ~compute.busy))
+            ),
+        ]
         with m.If(self.start):
             m.d.sync += [running.eq(1), self.done.eq(0)]
-        with m.Elif(running & (ended | halt) & quiet):
+        with m.Elif(running & finished):
             m.d.sync += [running.eq(0), self.done.eq(1)]
         m.d.comb += [
             self.busy.eq(running),

@@ -9,7 +9,7 @@ the pipelined protocol expects of stb and its address."""
 
 from __future__ import annotations
 
-from amaranth import Cat, Module, Signal
+from amaranth import Cat, Module, Mux, Signal
 from amaranth.lib import fifo, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -33,6 +33,8 @@ class MemoryPort(wiring.Component):
             "bus": Out(wishbone_signature(addr_bits, data_bytes)),
             "error": Out(1),
             "error_addr": Out(addr_bits),
+            # no new request is offered (one stalled stays offered): a halted run drains
+            "halt": In(1),
         }
         super().__init__(members)
 
@@ -70,12 +72,13 @@ class MemoryPort(wiring.Component):
                 with m.Case(c):
                     m.d.comb += chosen.eq(requests[c].payload)
         m.d.comb += [
-            bus.stb.eq(any_valid & tags.w_rdy),
+            bus.stb.eq(any_valid & tags.w_rdy & (held | ~self.halt)),
             bus.cyc.eq(bus.stb | tags.r_rdy),
             bus.we.eq(chosen.write),
             bus.adr.eq(chosen.addr),
             bus.dat_w.eq(chosen.data),
-            bus.sel.eq(chosen.sel),
+            # a read asks for every byte (B4: sel marks the bytes expected)
+            bus.sel.eq(Mux(chosen.write, chosen.sel, -1)),
         ]
         issue = Signal()
         m.d.comb += issue.eq(bus.stb & ~bus.stall)

@@ -23,8 +23,10 @@ if TYPE_CHECKING:
 
 
 class SimTop(wiring.Component):
-    def __init__(self, params: GraceParams, depth_words: int) -> None:
-        self.params, self.depth_words = params, depth_words
+    def __init__(
+        self, params: GraceParams, depth_words: int, init: list[int] | None = None
+    ) -> None:
+        self.params, self.depth_words, self.init = params, depth_words, init
         self.coproc = Coprocessor(params)
         bus = params.coproc.bus_bytes
         super().__init__(
@@ -46,7 +48,7 @@ class SimTop(wiring.Component):
         m = Module()
         m.submodules.coproc = coproc = self.coproc
         m.submodules.memory = memory = SimMemory(
-            coproc.core.addr_bits, self.params.coproc.bus_bytes, self.depth_words
+            coproc.core.addr_bits, self.params.coproc.bus_bytes, self.depth_words, self.init
         )
         wiring.connect(m, coproc.mem, memory.bus)
         wiring.connect(m, wiring.flipped(self.ctrl), coproc.ctrl)
