@@ -55,6 +55,7 @@ def simulate(
     watchdog: int = 1 << 16,
     error_from: int | None = None,
     reset_after: int = 0,
+    reset_program: int = 0,
     max_cycles: int = 50_000_000,
 ) -> CoprocRun:
     from amaranth.back import verilog
@@ -66,10 +67,12 @@ def simulate(
     build = Path(build_dir) / f"{params.key()}-{depth}"
     work = build / simulator / f"run-{seed}-{os.getpid()}"
     work.mkdir(parents=True, exist_ok=True)
-    (work / "memory.hex").write_text("".join(f"{w:x}\n" for w in image.words(bus)))
+    words = image.words(bus)
+    (work / "memory.hex").write_text("".join(f"{w:x}\n" for w in words))
     settings = {
         "bus_bytes": bus,
         "image_bytes": image.image_bytes,
+        "memory_words": len(words),
         "programs": list(image.programs),
         "latency": latency,
         "stall_threshold": stall_threshold,
@@ -77,6 +80,7 @@ def simulate(
         "watchdog": watchdog,
         "error_from": depth if error_from is None else error_from,
         "reset_after": reset_after,
+        "reset_program": reset_program,
         "max_cycles": max_cycles,
     }
     (work / "run.json").write_text(json.dumps(settings))
@@ -98,4 +102,16 @@ def simulate(
         ProgramRun(Fault(r["fault"]), r["fault_index"], r["cycles"], r["counters"])
         for r in json.loads((work / "result.json").read_text())
     ]
-    return CoprocRun(runs, bytearray((work / "image.bin").read_bytes()), result)
+    memory = (work / "image.bin").read_bytes()
+    programs = memory[image.image_bytes : len(image.blob)]
+    if programs != image.blob[image.image_bytes :]:
+        at = next(
+            i
+            for i, (a, b) in enumerate(zip(programs, image.blob[image.image_bytes :], strict=True))
+            if a != b
+        )
+        raise AssertionError(
+            f"the run changed the memory past IMAGE_BYTES (byte {image.image_bytes + at}): "
+            "a write outside every transfer"
+        )
+    return CoprocRun(runs, bytearray(memory[: image.image_bytes]), result)

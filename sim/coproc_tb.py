@@ -6,8 +6,9 @@ interrupt (a cocotb `RisingEdge` on `irq`, so the simulator runs free in
 between), then reads the status, the counters and the image back. Its folder
 (`GRACE_COPROC_DIR`, written by `sim.coproc_sim`) holds `memory.hex` and
 `run.json`; it writes `result.json` and `image.bin`. `run.json`'s
-`reset_after` pulses the reset that many cycles into the first program, then
-runs every program again from the start.
+`reset_after` runs the programs before `reset_program`, starts that one and
+pulses the reset `reset_after` cycles into it, then runs it and the rest
+again (the results are those of the runs after the reset).
 """
 
 from __future__ import annotations
@@ -80,8 +81,12 @@ async def coproc_run(dut: object) -> None:
     await _access(dut, Register.IMAGE_BYTES, run["image_bytes"])
     await _access(dut, Register.WATCHDOG, run["watchdog"])
 
-    if run.get("reset_after"):
-        base, words = run["programs"][0]
+    programs = run["programs"]
+    if run.get("reset_after"):  # run up to a program, reset the design inside it, go again
+        first = run["reset_program"]
+        for base, words in programs[:first]:
+            await _run_program(dut, base, words, run["max_cycles"])
+        base, words = programs[first]
         await _access(dut, Register.PROGRAM_BASE, base)
         await _access(dut, Register.PROGRAM_WORDS, words)
         await _access(dut, Register.CONTROL, 1)
@@ -92,9 +97,10 @@ async def coproc_run(dut: object) -> None:
         dut.rst.value = 0
         await _access(dut, Register.IMAGE_BYTES, run["image_bytes"])
         await _access(dut, Register.WATCHDOG, run["watchdog"])
+        programs = programs[first:]
 
     results = []
-    for base, words in run["programs"]:
+    for base, words in programs:
         status = await _run_program(dut, base, words, run["max_cycles"])
         counters = {
             name: await _access(dut, Register.COUNTERS + i) for i, name in enumerate(COUNTER_NAMES)
@@ -111,11 +117,11 @@ async def coproc_run(dut: object) -> None:
         )
         if status >> 8:
             break
-    image = bytearray()
-    for i in range(-(-run["image_bytes"] // bus)):
+    image = bytearray()  # the whole memory: the programs must come back unchanged too
+    for i in range(run["memory_words"]):
         dut.backdoor_addr.value = i
         await RisingEdge(dut.clk)
         await Timer(1, "ps")
         image += int(dut.backdoor_rdata.value).to_bytes(bus, "little")
-    (work / "image.bin").write_bytes(bytes(image[: run["image_bytes"]]))
+    (work / "image.bin").write_bytes(bytes(image))
     (work / "result.json").write_text(json.dumps(results))

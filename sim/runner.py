@@ -186,6 +186,8 @@ def run_cocotb(
     from cocotb_tools.runner import get_results, get_runner
 
     require_simulator(simulator)
+    if simulator == "icarus":
+        verilog = kick_at_time_zero(verilog)
     work = Path(build_dir).resolve() / simulator
     run_dir = Path(run_dir).resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -251,6 +253,23 @@ def run_cocotb(
             f"{simulator} produced no results for {toplevel}; log {test_log}:\n{_tail(test_log)}"
         ) from None
     return SimResult(simulator, tests, failed, results_xml, test_log)
+
+
+#: Yosys's marker register in every combinational process of its Verilog output.
+_DUMP_MODULE = re.compile(r"reg (\\\$auto\$verilog_backend\.cc:\d+:dump_module\$\d+ ) = 0;")
+
+
+def kick_at_time_zero(verilog: str) -> str:
+    """Make Icarus run every `always @*` block once at time zero.
+
+    Yosys puts a marker register, initialised to 0, in each combinational
+    process so that simulators evaluate it at time zero; Icarus applies such
+    initialisers before any process waits, so a process whose inputs never
+    change (a queue's push enable that stays low until a program starts) keeps
+    its output at X, and the X then spreads through registers that sample it.
+    Setting each marker at `#0`, once every process waits, evaluates them all.
+    """
+    return _DUMP_MODULE.sub(lambda m: f"reg {m[1]} = 0;\n  initial #0 {m[1]} = 1;", verilog)
 
 
 def _tail(path: Path, lines: int = 25) -> str:
