@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 from amaranth.build.run import BuildPlan
 
+from boards.coproc_top import CoprocBoardTop
 from boards.floorplan import block_options, pin_commands
 from boards.harness import StreamHarness
 from boards.targets import Board, board, platform_at, run_programmer
@@ -93,7 +94,10 @@ def plan(
 
 
 def _harnessed(block: str, params: GraceParams, target: Board) -> StreamHarness:
-    """The block, placed for the board's device where a floorplan exists, in its harness."""
+    """The block, placed for the board's device where a floorplan exists, in its harness
+    (the co-processor: on its on-chip memory, boots itself)."""
+    if block == "top":
+        return CoprocBoardTop(params)
     options = block_options(block, params, target.platform.device)
     return StreamHarness(make_block(block, params, **options))
 

@@ -13,6 +13,7 @@ from rtl.act.heatmap import HeatmapUnit
 from rtl.act.motion import MotionUnit
 from rtl.act.softmax import SoftmaxUnit
 from rtl.conv import ConvEngine
+from rtl.coproc.top import Coprocessor
 from rtl.requant import Requantizer
 from rtl.warp import WarpEngine
 
@@ -28,6 +29,7 @@ BLOCKS: dict[str, Callable[..., wiring.Component]] = {
     "softmax": lambda params: SoftmaxUnit(params),
     "heatmap": lambda params: HeatmapUnit(params),
     "motion": lambda params: MotionUnit(params),
+    "top": lambda params: Coprocessor(params),
 }
 
 
