@@ -107,10 +107,10 @@ class LoadUnit(wiring.Component):
         # the LOAD's reader command: weights move as `rows` words of one row each
         target_known = Signal()
         is_stream = Signal()
-        word_bytes = Signal(range(self.max_word_bytes + 1))
-        split = Signal(range(p.array.rows + 1))  # reader words per buffer word
+        word_bytes = Signal(range(self.max_word_bytes + 1))  # of a reader word
+        buffer_word_bytes = Signal(8)  # of a buffer word: `split` reader words
+        reader_words = Signal(32)  # row_words in reader words (constant factors: no DSP)
         buffer_depth = Signal(32)
-        m.d.comb += split.eq(1)
         with m.Switch(buffer):
             for b, t in self.targets.items():
                 with m.Case(b):
@@ -118,7 +118,8 @@ class LoadUnit(wiring.Component):
                         target_known.eq(1),
                         is_stream.eq(b in INPUT_STREAMS),
                         word_bytes.eq(t.word_bytes),
-                        split.eq(t.split),
+                        buffer_word_bytes.eq(t.word_bytes * t.split),
+                        reader_words.eq(body.row_words * t.split),
                         buffer_depth.eq(t.depth),
                     ]
         cmd = Signal(buffer_reader.cmd.payload.shape())
@@ -126,13 +127,13 @@ class LoadUnit(wiring.Component):
             cmd.dram_addr.eq(body.dram_addr),
             cmd.stride.eq(body.stride),
             cmd.rows.eq(body.rows),
-            cmd.row_words.eq(body.row_words * split),
+            cmd.row_words.eq(reader_words),
             cmd.word_bytes.eq(word_bytes),
             check.dram_addr.eq(body.dram_addr),
             check.stride.eq(body.stride),
             check.rows.eq(body.rows),
             check.row_words.eq(body.row_words),
-            check.word_bytes.eq(word_bytes * split),
+            check.word_bytes.eq(buffer_word_bytes),
             check.image_bytes.eq(self.image_bytes),
         ]
         in_buffer = Signal()  # an addressed buffer's words fit; a stream's start is 0
@@ -156,6 +157,7 @@ class LoadUnit(wiring.Component):
         with m.FSM():
             with m.State("IDLE"), m.If(self.head.valid & ~self.halt & ~waits):
                 with m.If(opcode == Opcode.LOAD):
+                    m.d.comb += check.start.eq(1)
                     m.d.sync += wait.eq(TransferCheck.LATENCY)
                     m.next = "CHECK"
                 with m.Elif(~push_waits):  # SYNC, END

@@ -117,6 +117,7 @@ class StoreUnit(wiring.Component):
                 m.d.comb += self.stall.eq(self.head.valid & waits)
                 with m.If(self.head.valid & ~self.halt & ~waits):
                     with m.If(header.opcode == Opcode.STORE):
+                        m.d.comb += check.start.eq(1)
                         m.d.sync += wait.eq(TransferCheck.LATENCY)
                         m.next = "CHECK"
                     with m.Elif(~(header.push_prev & (inflight != 0))):  # SYNC, END
