@@ -217,6 +217,31 @@ def elaborate(block: str, params_spec: str, out_dir: Path) -> None:
     help="Chance the sink accepts on a cycle (back-pressure).",
 )
 @click.option("--waves", is_flag=True, help="Dump waveforms into the build directory.")
+@click.option(
+    "--preset",
+    "model_preset",
+    type=click.Choice(["tiny", "fomm-256"]),
+    default="tiny",
+    show_default=True,
+    help="--block top: the decoder whose frame the co-processor decodes.",
+)
+@click.option(
+    "--latency", default=20, show_default=True, help="--block top: memory latency in cycles."
+)
+@click.option(
+    "--stalls",
+    default=60,
+    show_default=True,
+    type=click.IntRange(0, 255),
+    help="--block top: the memory stalls a cycle when its LFSR's low byte is below this.",
+)
+@click.option(
+    "--harness",
+    type=click.Choice(["cocotb", "cpp"]),
+    default="cocotb",
+    show_default=True,
+    help="--block top: cocotb (--sim picks the simulator) or Verilator driven from C++.",
+)
 @friendly
 def sim(
     block: str,
@@ -227,10 +252,22 @@ def sim(
     valid_prob: float,
     ready_prob: float,
     waves: bool,
+    model_preset: str,
+    latency: int,
+    stalls: int,
+    harness: str,
 ) -> None:
-    """Simulate a block's Verilog in cocotb against the NumPy reference."""
+    """Simulate a block's Verilog in cocotb against the NumPy reference.
+
+    `--block top` decodes a whole frame on the co-processor (on the ULX3S hardware
+    preset unless --params names another) and compares it with L3."""
     from grace.summary import simulate_block
 
+    if block == "top":
+        source = click.get_current_context().get_parameter_source("params_spec")
+        hw = "ulx3s-85f" if source == click.core.ParameterSource.DEFAULT else params_spec
+        _sim_top(model_preset, hw, simulator, latency, stalls, seed, harness)
+        return
     if vectors < 1:
         raise GraceError(f"--vectors {vectors}: must be at least 1")
     for name, p in (("--valid-prob", valid_prob), ("--ready-prob", ready_prob)):
@@ -251,6 +288,29 @@ def sim(
         )
     console.print(report.render(time.monotonic() - start))
     if report.mismatches:
+        sys.exit(1)
+
+
+def _sim_top(
+    model_preset: str, hw: str, simulator: str, latency: int, stalls: int, seed: int, harness: str
+) -> None:
+    from grace.coproc_run import ECPIX5_DDR3_BYTES, run_top
+    from rtl.coproc.sim_memory import MAX_LATENCY
+    from sim.runner import quiet
+
+    if not 1 <= latency <= MAX_LATENCY:
+        raise GraceError(f"--latency {latency}: the simulated memory answers in 1..{MAX_LATENCY}")
+    with quiet():
+        report = run_top(
+            console, _params(model_preset), _params(hw), simulator=simulator, latency=latency,
+            stalls=stalls, seed=seed or 1, build_root=BUILD_ROOT,
+            random_weights=model_preset != "tiny", harness=harness,
+            memory_bytes=ECPIX5_DDR3_BYTES if harness == "cpp" and model_preset != "tiny" else None,
+        )  # fmt: skip
+    for line in report.lines():
+        console.print(line)
+    console.print(f"wrote {report.path / 'report.json'}, {report.path / 'frame.png'}")
+    if report.summary["mismatches"]:
         sys.exit(1)
 
 
@@ -387,11 +447,12 @@ def encode(
 )
 @click.option(
     "--backend",
-    type=click.Choice(["float", "int", "isa"]),
+    type=click.Choice(["float", "int", "isa", "rtl"]),
     default="float",
     show_default=True,
     help="float: PyTorch; int: the integer reference (L2), calibrated on the fly; "
-    "isa: that decoder compiled for --hw and run instruction by instruction (L3).",
+    "isa: that decoder compiled for --hw and run instruction by instruction (L3); "
+    "rtl: the same programs on the co-processor's Verilog (Verilator; minutes a frame).",
 )
 @click.option(
     "--hw",
@@ -399,7 +460,7 @@ def encode(
     default="ulx3s-85f",
     show_default=True,
     metavar="PRESET|FILE.json",
-    help="Hardware (array, buffers) the isa backend compiles for.",
+    help="Hardware (array, buffers) the isa and rtl backends compile for.",
 )
 @params_option
 @checkpoint_option
@@ -435,14 +496,18 @@ def decode(
     except OSError as exc:
         raise GraceError(f"cannot read {stream}: {exc.strerror}") from None
     m = params.model
-    if backend == "isa":
+    if backend in ("isa", "rtl"):
         from rich.progress import Progress
 
-        with Progress(console=console, transient=True) as progress:
-            task = progress.add_task(f"decoding {stream} on L3 ({hw_spec})", total=None)
+        from sim.runner import quiet
+
+        where = "on L3" if backend == "isa" else "on the RTL (Verilator)"
+        with Progress(console=console, transient=True) as progress, quiet():
+            task = progress.add_task(f"decoding {stream} {where} ({hw_spec})", total=None)
             decoder = make_backend(
-                backend, params, checkpoint, _params(hw_spec), lambda: progress.advance(task)
-            )
+                backend, params, checkpoint, _params(hw_spec), lambda: progress.advance(task),
+                build_root=BUILD_ROOT,
+            )  # fmt: skip
             decoded = decode_stream(data, decoder, preset=params.name, model=m)
     else:
         with console.status(f"decoding {stream} ({backend})…"):

@@ -42,9 +42,11 @@ def make_backend(
     checkpoint: Path | None,
     hardware: GraceParams | None = None,
     on_frame=None,
+    build_root: Path = Path("build"),
 ):
     """The decoder network for `grace decode --backend NAME`; `isa` compiles the integer
-    decoder for `hardware` (its array and buffers; the model is `params`') and runs L3."""
+    decoder for `hardware` (its array and buffers; the model is `params`') and runs L3;
+    `rtl` runs it on the co-processor's Verilog (Verilator, builds under `build_root`)."""
     kp_detector, generator = load_models(params, checkpoint)
     if name == "float":
         return generator
@@ -53,7 +55,7 @@ def make_backend(
     integers = IntBackend(quantize_decoder(kp_detector, generator, params))
     if name == "int":
         return integers
-    if name == "isa":
+    if name in ("isa", "rtl"):
         from compiler.decoder import compile_decoder
         from compiler.tensor import LoweringError
         from sim.l3.decoder import IsaBackend, IsaDecoder
@@ -62,9 +64,14 @@ def make_backend(
         try:
             compiled = compile_decoder(integers.decoder, hw)
         except LoweringError as exc:
-            raise CodecRunError(f"--backend isa on {hw.name}: {exc}") from None
-        return IsaBackend(IsaDecoder(compiled), integers, on_frame)
-    raise CodecRunError(f"backend {name!r} is not available yet; use float, int or isa")
+            raise CodecRunError(f"--backend {name} on {hw.name}: {exc}") from None
+        if name == "isa":
+            return IsaBackend(IsaDecoder(compiled), integers, on_frame)
+        from sim.coproc_decoder import RtlDecoder
+
+        rtl = RtlDecoder(compiled, build_dir=build_root / "sim" / "coproc")
+        return IsaBackend(rtl, integers, on_frame)
+    raise CodecRunError(f"backend {name!r} is not available; use float, int, isa or rtl")
 
 
 def fit_to_model(frames: np.ndarray, size: int) -> np.ndarray:

@@ -30,6 +30,9 @@ from grace.compile_run import quantized_decoder
 from sim.coproc_frame import FrameCase, frame_case, mismatches, simulate_frame
 from sim.coproc_sim import CoprocRun
 
+#: The ECPIX-5 85F's DDR3 (512 MB): the C++ harness's memory for fomm-256.
+ECPIX5_DDR3_BYTES = 512 << 20
+
 
 @dataclass
 class TopReport:
@@ -113,17 +116,41 @@ def run_top(
     seed: int,
     build_root: Path,
     random_weights: bool = False,
+    harness: str = "cocotb",
+    memory_bytes: int | None = None,
 ) -> TopReport:
+    """`harness` cocotb runs `simulator` under cocotb; cpp runs Verilator's model from C++
+    (sim/coproc_cpp.py) with `memory_bytes` of simulated memory (default: the image's)."""
     case = build_case(console, model, hw, seed=seed, random_weights=random_weights)
-    with console.status(
-        f"simulating the co-processor ({simulator}; the first build takes minutes)…"
-    ):
-        start = time.monotonic()
-        run = simulate_frame(
-            case, simulator=simulator, build_dir=build_root / "sim" / "coproc",
-            latency=latency, stall_threshold=stalls, seed=seed,
-        )  # fmt: skip
-        seconds = time.monotonic() - start
+    if harness == "cpp":
+        from rich.progress import BarColumn, Progress, TextColumn
+
+        from sim.coproc_cpp import simulate_cpp
+
+        simulator = "verilator, C++ harness"
+        words = None if memory_bytes is None else memory_bytes // hw.coproc.bus_bytes
+        columns = (
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed:,} cycles"),
+        )
+        with Progress(*columns, console=console, transient=True) as progress:
+            task = progress.add_task("building, then simulating the co-processor", total=None)
+            run, seconds = simulate_cpp(
+                case.compiled.params, case.image, build_root=build_root, memory_words=words,
+                latency=latency, stall_threshold=stalls, seed=seed,
+                on_cycles=lambda n: progress.update(task, completed=n),
+            )  # fmt: skip
+    else:
+        with console.status(
+            f"simulating the co-processor ({simulator}; the first build takes minutes)…"
+        ):
+            start = time.monotonic()
+            run = simulate_frame(
+                case, simulator=simulator, build_dir=build_root / "sim" / "coproc",
+                latency=latency, stall_threshold=stalls, seed=seed,
+            )  # fmt: skip
+            seconds = time.monotonic() - start
     out = build_root / "sim" / f"top-{model.name}-{hw.name}"
     out.mkdir(parents=True, exist_ok=True)
     summary = _summary(case, run, simulator, latency, stalls, seconds)

@@ -1,0 +1,111 @@
+"""`grace sim --block top --harness cpp`: the co-processor's Verilator model driven from C++.
+
+No Python runs while the simulation does: `sim/cpp/coproc_harness.cpp` fills
+the memory through the backdoor, runs each program to done and writes the
+image and the counters back. The model is built once per parameter set and
+memory size under build/sim/cpp/; its simulated memory can be as large as a
+board's external RAM (`memory_words`). Progress lines ("cycles N") are passed
+to `on_cycles`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from defs.coproc import COUNTER_NAMES, Fault
+from defs.params import GraceParams
+from sim.coproc_host import HostImage
+from sim.coproc_sim import CoprocRun, ProgramRun
+from sim.runner import SimResult, SimulationError, prepare_environment
+
+HARNESS = Path(__file__).resolve().parent / "cpp" / "coproc_harness.cpp"
+TOPLEVEL = "grace_coproc"
+
+
+def build_harness(params: GraceParams, memory_words: int, build_root: Path) -> Path:
+    """The harness binary for `SimTop(params, memory_words)`, built if missing."""
+    from amaranth.back import verilog
+
+    from rtl.coproc.sim_top import SimTop
+
+    if params.coproc.bus_bytes != 8:
+        raise SimulationError("the C++ harness moves 8-byte bus words; bus_bytes is not 8")
+    text = verilog.convert(SimTop(params, memory_words), name=TOPLEVEL, emit_src=False)
+    digest = hashlib.sha256((text + HARNESS.read_text()).encode()).hexdigest()[:12]
+    work = (build_root / "sim" / "cpp" / f"{params.key()}-{memory_words}-{digest}").resolve()
+    binary = work / "obj" / TOPLEVEL
+    if binary.exists():
+        return binary
+    work.mkdir(parents=True, exist_ok=True)
+    (work / f"{TOPLEVEL}.v").write_text(text)
+    prepare_environment()
+    command = [
+        "verilator", "--cc", "--exe", "--build", "-O3", "--x-assign", "fast",
+        "--x-initial", "fast", "-Wno-fatal", "--top-module", TOPLEVEL,
+        "-Mdir", str(work / "obj"), "-o", TOPLEVEL, "-j", "2",
+        "-CFLAGS", "-O2", str(work / f"{TOPLEVEL}.v"), str(HARNESS),
+    ]  # fmt: skip
+    log = work / "build.log"
+    with log.open("w") as out:
+        done = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, check=False)
+    if done.returncode != 0 or not binary.exists():
+        raise SimulationError(f"Verilator build of the C++ harness failed; log {log}")
+    return binary
+
+
+def simulate_cpp(
+    params: GraceParams,
+    image: HostImage,
+    *,
+    build_root: Path,
+    memory_words: int | None = None,
+    latency: int = 20,
+    stall_threshold: int = 60,
+    seed: int = 1,
+    watchdog: int = 1 << 20,
+    on_cycles: Callable[[int], None] | None = None,
+) -> tuple[CoprocRun, float]:
+    """Run the programs; (the run, the simulation's wall seconds without the build)."""
+    bus = params.coproc.bus_bytes
+    need = -(-len(image.blob) // bus)
+    words = need if memory_words is None else memory_words
+    if words < need:
+        raise SimulationError(f"the image takes {need:,} words; the memory has {words:,}")
+    binary = build_harness(params, words, build_root)
+    work = binary.parent.parent / f"run-{seed}-{os.getpid()}"
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "memory.bin").write_bytes(image.blob + bytes(-len(image.blob) % bus))
+    command = [
+        str(binary), str(work / "memory.bin"), str(work / "out.bin"), str(work / "result.json"),
+        str(image.image_bytes), str(latency), str(stall_threshold), str(seed), str(watchdog),
+        *(f"{base}:{count}" for base, count in image.programs),
+    ]  # fmt: skip
+    start = time.monotonic()
+    env = {**os.environ, "GRACE_COUNTERS": str(len(COUNTER_NAMES))}
+    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env) as process:
+        assert process.stdout is not None
+        for line in process.stdout:
+            if line.startswith("cycles ") and on_cycles is not None:
+                on_cycles(int(line.split()[1]))
+    if process.returncode != 0:
+        raise SimulationError(f"the C++ harness exited with {process.returncode} ({work})")
+    seconds = time.monotonic() - start
+    result = json.loads((work / "result.json").read_text())
+    runs = [
+        ProgramRun(
+            Fault(r["fault"]),
+            r["fault_index"],
+            r["cycles"],
+            dict(zip(COUNTER_NAMES, r["counters"], strict=True)),
+        )
+        for r in result["programs"]
+    ]
+    memory = bytearray((work / "out.bin").read_bytes()[: image.image_bytes])
+    sim = SimResult("verilator-cpp", 1, 0, work / "result.json", work / "result.json")
+    return CoprocRun(runs, memory, sim), seconds
