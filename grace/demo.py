@@ -14,12 +14,15 @@ Two halves, as far as GRACE reaches today:
    the first half, through its Verilog in one run, against L2's warp), the
    element-wise units on the same frame's heatmaps, motions, flow and mask
    softmax (against decode_int), the whole decoder compiled for the ULX3S
-   engine and the frame run on L3 (against decode_int), fomm-256's convs,
-   warps and element-wise ops priced on the ULX3S engine → board build plans.
+   engine and the frame run on L3 (against decode_int), then on the
+   co-processor's Verilog (Verilator from C++, against decode_int; a strip of
+   the source and the float, int8 and RTL frames), fomm-256's convs, warps and
+   element-wise ops priced on the ULX3S engine → board build plans.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from fractions import Fraction
@@ -61,6 +64,8 @@ class InterFrame:
     cache: IntSourceCache
     keypoints: dict[str, np.ndarray]  # decode_int's keypoint (and Jacobian) arguments
     key_frame: np.ndarray  # the decoded key frame (H, W, 3) uint8 the cache was encoded from
+    #: this frame as the float and int8 decoders and the source gave it (for the RTL's strip)
+    shown: dict[str, np.ndarray] | None = None
 
 
 class _KeepFirstInterFrame:
@@ -160,7 +165,13 @@ def codec_demo(
         ("key frames only", baseline.row()),
         ("strip", str(out / "strip.png")),
     ]
-    return rows, int_backend.first
+    first = 1  # GOP > 1: the first inter frame follows the first key frame
+    shown = {
+        "source": clip[first],
+        "float": decoded.frames[first],
+        "int8": decoded_int.frames[first],
+    }
+    return rows, dataclasses.replace(int_backend.first, shown=shown)
 
 
 def frame_warps(frame: InterFrame) -> list[WarpCase]:
@@ -286,16 +297,24 @@ def hardware_demo(
         f"{isa['image']:,}-byte image; frame 1 run on L3 instruction by instruction in "
         f"{isa['seconds']:.1f} s: {isa['mismatches']} mismatches vs decode_int"
     )
+    with console.status("8. the co-processor's Verilog decodes frame 1 (Verilator, C++)…"):
+        rtl = rtl_demo(frame, build_root)
+    console.print(
+        f"8. the co-processor (RTL, memory at 20 cycles with random stalls) ran the source "
+        f"and frame programs: {rtl['source_cycles']:,} + {rtl['frame_cycles']:,} cycles "
+        f"(overlap ratio {rtl['ratio']:.3f}), {rtl['seconds']:.1f} s of Verilator; "
+        f"{rtl['mismatches']} mismatches vs decode_int → {rtl['strip']}"
+    )
     from grace.engine_report import write_report
 
     engine = preset("ulx3s-85f").replace(model=preset("fomm-256").model)
     _, priced, priced_warps, priced_elementwise = write_report(engine, build_root / "bench")
-    built = (block, "conv", "warp", "act", "softmax", "heatmap", "motion")
+    built = (block, "conv", "warp", "act", "softmax", "heatmap", "motion", "top")
     for name in BOARDS:
         for each in built:
             plan(each, preset(name), name)
     console.print(
-        f"8. build plans ready for {', '.join(BOARDS)} ({', '.join(built)}; run "
+        f"9. build plans ready for {', '.join(BOARDS)} ({', '.join(built)}; run "
         f"`grace build --board NAME --block conv` (or another) for resources and Fmax)"
     )
     n = params.numeric
@@ -305,7 +324,7 @@ def hardware_demo(
     unit_mismatches = sum(u.mismatches for u in units)
     exact = not (
         stalled.mismatches or full.mismatches or conv.mismatches or warp.mismatches
-        or unit_mismatches or isa["mismatches"]
+        or unit_mismatches or isa["mismatches"] or rtl["mismatches"]
     )  # fmt: skip
     rows = [
         (
@@ -341,6 +360,12 @@ def hardware_demo(
             "whole frame as a program (L3)",
             ("[green]bit-exact[/]" if not isa["mismatches"] else f"[red]{isa['mismatches']}[/]")
             + f" with decode_int: {isa['frame']:,} instructions, {isa['seconds']:.1f} s",
+        ),
+        (
+            "whole frame on the RTL",
+            ("[green]bit-exact[/]" if not rtl["mismatches"] else f"[red]{rtl['mismatches']}[/]")
+            + f" with decode_int: {rtl['frame_cycles']:,} cycles a frame (overlap ratio "
+            f"{rtl['ratio']:.3f}) → {rtl['strip']}",
         ),
         (
             "fomm-256 on the ULX3S engine",
@@ -384,6 +409,40 @@ def program_demo(frame: InterFrame) -> dict[str, int | float]:
         "image": len(compiled.memory),
         "seconds": seconds,
         "mismatches": int(np.count_nonzero(got != want)),
+    }
+
+
+def rtl_demo(frame: InterFrame, build_root: Path) -> dict[str, object]:
+    """Frame 1 on the co-processor's Verilog (the C++ harness): the source program on its
+    key frame, then the frame program, against decode_int; a strip of the source and
+    the float, int8 and RTL frames."""
+    from compiler.decoder import compile_decoder
+    from compiler.report import cost_steps
+    from model.fixed_decoder import decode_int
+    from model.video_io import write_strip
+    from sim.coproc_cpp import simulate_cpp
+    from sim.coproc_frame import frame_case
+
+    compiled = compile_decoder(frame.decoder, preset("ulx3s-85f"))
+    case = frame_case(compiled, frame.key_frame, **frame.keypoints)
+    run, seconds = simulate_cpp(compiled.params, case.image, build_root=build_root)
+    got = case.frame(run.memory)
+    want = decode_int(frame.decoder, frame.cache, **frame.keypoints)["frame"]
+    costs = cost_steps(compiled.frame_words, compiled.frame_steps, compiled.params)
+    bound = sum(
+        max(c.compute_cycles, c.memory_cycles(compiled.params.coproc.bus_bytes)) for c in costs
+    )
+    shown = dict(frame.shown or {})
+    strip = build_root / "demo" / "rtl-frame.png"
+    write_strip({k: v[None] for k, v in {**shown, "RTL": got}.items()}, strip)
+    faults = [r.fault for r in run.programs if r.fault]
+    return {
+        "source_cycles": run.programs[0].cycles,
+        "frame_cycles": run.programs[-1].cycles,
+        "ratio": run.programs[-1].cycles / max(bound, 1),
+        "seconds": seconds,
+        "mismatches": int(np.count_nonzero(got != want)) + len(faults),
+        "strip": strip,
     }
 
 
