@@ -21,7 +21,7 @@ from pathlib import Path
 from defs.coproc import COUNTER_NAMES, Fault
 from defs.params import GraceParams
 from sim.coproc_host import HostImage
-from sim.coproc_sim import CoprocRun, ProgramRun
+from sim.coproc_sim import CoprocRun, ProgramRun, memory_words_for
 from sim.runner import SimResult, SimulationError, prepare_environment
 
 HARNESS = Path(__file__).resolve().parent / "cpp" / "coproc_harness.cpp"
@@ -74,7 +74,8 @@ def simulate_cpp(
     """Run the programs; (the run, the simulation's wall seconds without the build)."""
     bus = params.coproc.bus_bytes
     need = -(-len(image.blob) // bus)
-    words = need if memory_words is None else memory_words
+    # rounded up (memory_words_for), so that a GOP's source and frame runs share a build
+    words = memory_words_for(image, bus) if memory_words is None else memory_words
     if words < need:
         raise SimulationError(f"the image takes {need:,} words; the memory has {words:,}")
     binary = build_harness(params, words, build_root)

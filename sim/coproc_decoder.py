@@ -4,9 +4,9 @@ The same host protocol as L3's `IsaDecoder` (sim/l3/decoder.py): the memory
 image persists across runs — the source program leaves the source features
 and the small key frame in it, each frame program of the GOP reads them —
 and the host writes the key frame or a frame's keypoints, runs the program,
-reads the pixels. Each run is one cocotb simulation of `SimTop`
-(sim/coproc_sim.py) starting from the image the last one left; a fault ends
-the decoding with one line naming it.
+reads the pixels. Each run is one simulation of `SimTop`'s Verilator model
+driven from C++ (sim/coproc_cpp.py), starting from the image the last one
+left; a fault ends the decoding with one line naming it.
 """
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ import numpy as np
 import numpy.typing as npt
 
 from compiler.decoder import CompiledDecoder
+from sim.coproc_cpp import simulate_cpp
 from sim.coproc_host import host_image
-from sim.coproc_sim import CoprocRun, simulate
+from sim.coproc_sim import CoprocRun
 
 
 class RtlFault(RuntimeError):
@@ -31,7 +32,6 @@ class RtlDecoder:
         compiled: CompiledDecoder,
         *,
         build_dir: Path,
-        simulator: str = "verilator",
         latency: int = 20,
         stall_threshold: int = 60,
         seed: int = 1,
@@ -39,13 +39,14 @@ class RtlDecoder:
         self.compiled = compiled
         self.memory = bytearray(compiled.memory)
         self.options = {
-            "simulator": simulator, "build_dir": build_dir, "latency": latency,
-            "stall_threshold": stall_threshold, "seed": seed,
+            "build_root": build_dir, "latency": latency, "stall_threshold": stall_threshold,
+            "seed": seed,
         }  # fmt: skip
         self.runs: list[CoprocRun] = []
 
     def _run(self, words: list[int], name: str) -> None:
-        run = simulate(self.compiled.params, host_image(self.memory, words), **self.options)
+        image = host_image(self.memory, words)
+        run, _ = simulate_cpp(self.compiled.params, image, **self.options)
         result = run.programs[-1]
         if result.fault:
             raise RtlFault(
