@@ -1,11 +1,12 @@
 """`grace sim --block top --harness cpp`: the co-processor's Verilator model driven from C++.
 
-No Python runs while the simulation does: `sim/cpp/coproc_harness.cpp` fills
-the memory through the backdoor, runs each program to done and writes the
-image and the counters back. The model is built once per parameter set and
-memory size under build/sim/cpp/; its simulated memory can be as large as a
-board's external RAM (`memory_words`). Progress lines ("cycles N") are passed
-to `on_cycles`.
+No Python runs while the simulation does: `sim/cpp/coproc_harness.cpp` holds
+the memory in C++ (answering the memory port as `SimMemory` does: latency,
+LFSR stalls), runs each program to done and writes the image and the counters
+back. The model (the `Coprocessor` alone) is built once per parameter set
+under build/sim/cpp/; the memory's size is a run-time argument, so it can be
+as large as a board's DRAM (`memory_words`). Progress lines ("cycles N") are
+passed to `on_cycles`.
 """
 
 from __future__ import annotations
@@ -21,24 +22,24 @@ from pathlib import Path
 from defs.coproc import COUNTER_NAMES, Fault
 from defs.params import GraceParams
 from sim.coproc_host import HostImage
-from sim.coproc_sim import CoprocRun, ProgramRun, memory_words_for
+from sim.coproc_sim import CoprocRun, ProgramRun
 from sim.runner import SimResult, SimulationError, prepare_environment
 
 HARNESS = Path(__file__).resolve().parent / "cpp" / "coproc_harness.cpp"
 TOPLEVEL = "grace_coproc"
 
 
-def build_harness(params: GraceParams, memory_words: int, build_root: Path) -> Path:
-    """The harness binary for `SimTop(params, memory_words)`, built if missing."""
+def build_harness(params: GraceParams, build_root: Path) -> Path:
+    """The harness binary for `Coprocessor(params)`, built if missing."""
     from amaranth.back import verilog
 
-    from rtl.coproc.sim_top import SimTop
+    from rtl.coproc.top import Coprocessor
 
     if params.coproc.bus_bytes != 8:
         raise SimulationError("the C++ harness moves 8-byte bus words; bus_bytes is not 8")
-    text = verilog.convert(SimTop(params, memory_words), name=TOPLEVEL, emit_src=False)
+    text = verilog.convert(Coprocessor(params), name=TOPLEVEL, emit_src=False)
     digest = hashlib.sha256((text + HARNESS.read_text()).encode()).hexdigest()[:12]
-    work = (build_root / "sim" / "cpp" / f"{params.key()}-{memory_words}-{digest}").resolve()
+    work = (build_root / "sim" / "cpp" / f"{params.key()}-{digest}").resolve()
     binary = work / "obj" / TOPLEVEL
     if binary.exists():
         return binary
@@ -74,17 +75,17 @@ def simulate_cpp(
     """Run the programs; (the run, the simulation's wall seconds without the build)."""
     bus = params.coproc.bus_bytes
     need = -(-len(image.blob) // bus)
-    # rounded up (memory_words_for), so that a GOP's source and frame runs share a build
-    words = memory_words_for(image, bus) if memory_words is None else memory_words
+    words = need if memory_words is None else memory_words
     if words < need:
         raise SimulationError(f"the image takes {need:,} words; the memory has {words:,}")
-    binary = build_harness(params, words, build_root)
+    binary = build_harness(params, build_root)
     work = binary.parent.parent / f"run-{seed}-{os.getpid()}"
     work.mkdir(parents=True, exist_ok=True)
     (work / "memory.bin").write_bytes(image.blob + bytes(-len(image.blob) % bus))
     command = [
         str(binary), str(work / "memory.bin"), str(work / "out.bin"), str(work / "result.json"),
-        str(image.image_bytes), str(latency), str(stall_threshold), str(seed), str(watchdog),
+        str(words), str(image.image_bytes), str(latency), str(stall_threshold), str(seed),
+        str(watchdog),
         *(f"{base}:{count}" for base, count in image.programs),
     ]  # fmt: skip
     start = time.monotonic()
