@@ -13,20 +13,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-import numpy.typing as npt
-
 from compiler.decoder import CompiledDecoder
 from sim.coproc_cpp import simulate_cpp
 from sim.coproc_host import host_image
 from sim.coproc_sim import CoprocRun
+from sim.l3.decoder import IsaDecoder
 
 
 class RtlFault(RuntimeError):
     """The co-processor ended a program with a fault."""
 
 
-class RtlDecoder:
+class RtlDecoder(IsaDecoder):
+    """`IsaDecoder`'s host protocol, each program run on the RTL instead of L3."""
+
     def __init__(
         self,
         compiled: CompiledDecoder,
@@ -36,8 +36,7 @@ class RtlDecoder:
         stall_threshold: int = 60,
         seed: int = 1,
     ) -> None:
-        self.compiled = compiled
-        self.memory = bytearray(compiled.memory)
+        super().__init__(compiled)
         self.options = {
             "build_root": build_dir, "latency": latency, "stall_threshold": stall_threshold,
             "seed": seed,
@@ -55,19 +54,3 @@ class RtlDecoder:
             )
         self.memory = run.memory
         self.runs.append(run)
-
-    def encode_source(self, frame: npt.ArrayLike) -> None:
-        self.compiled.write_key_frame(self.memory, frame)
-        self._run(self.compiled.source_words, "source")
-
-    def decode(
-        self,
-        kp_driving_q: npt.ArrayLike,
-        kp_source_q: npt.ArrayLike,
-        jac_driving_q: npt.ArrayLike | None = None,
-        jac_source_q: npt.ArrayLike | None = None,
-    ) -> npt.NDArray[np.uint8]:
-        c = self.compiled
-        c.write_keypoints(self.memory, kp_driving_q, kp_source_q, jac_driving_q, jac_source_q)
-        self._run(c.frame_words, "frame")
-        return c.read_frame(self.memory)

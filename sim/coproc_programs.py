@@ -13,7 +13,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from compiler.conv_layer import ConvLayer, Image, Program, emit_conv, input_bytes, sync_stores
+from compiler.conv_layer import (
+    ConvLayer,
+    Image,
+    LoweredConv,
+    Program,
+    emit_conv,
+    input_bytes,
+    lower_conv,
+    sync_stores,
+)
 from compiler.tensor import Tensor, grouped
 from defs.params import GraceParams
 from sim.l3.machine import run
@@ -52,3 +61,18 @@ def few_layers(params: GraceParams, seed: int = 0, size: int = 8) -> ShortProgra
     expected = bytearray(image.memory)
     run(words, expected, params)
     return ShortProgram(bytearray(image.memory), words, expected, head)
+
+
+def one_layer(params: GraceParams, seed: int = 1) -> tuple[LoweredConv, bytearray]:
+    """A 3 × 3 conv layer (4 → 4 channels on 5 × 5, ReLU) lowered on its own, and the
+    image after L3 ran it: the fault and bus tests' program."""
+    rng = np.random.default_rng(seed)
+    c, o, h, w, k = 4, 4, 5, 5, 3
+    layer = ConvLayer(
+        rng.integers(-128, 128, (o, c, k, k)), rng.integers(-5000, 5000, o),
+        rng.integers(1, 1 << 16, o), rng.integers(16, 24, o), 1, 1, relu=True,
+    )  # fmt: skip
+    lowered = lower_conv(layer, rng.integers(-128, 128, (c, h, w)), params)
+    expected = bytearray(lowered.memory)
+    run(lowered.words, expected, params)
+    return lowered, expected

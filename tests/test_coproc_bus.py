@@ -11,10 +11,8 @@ trace, and in simulation on a fault planted in the responder.
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
-from compiler.conv_layer import ConvLayer, lower_conv
 from defs.coproc import Fault
 from defs.params import preset
 from sim.coproc_bus import (
@@ -26,7 +24,7 @@ from sim.coproc_bus import (
     simulate_bus,
 )
 from sim.coproc_host import host_image
-from sim.l3.machine import run
+from sim.coproc_programs import one_layer
 
 PARAMS = preset("tiny")
 
@@ -34,16 +32,7 @@ PARAMS = preset("tiny")
 @pytest.fixture(scope="module")
 def layer_program():
     """The conv layer of tests/test_coproc_faults.py and L3's image after it."""
-    rng = np.random.default_rng(1)
-    c, o, h, w, k = 4, 4, 5, 5, 3
-    layer = ConvLayer(
-        rng.integers(-128, 128, (o, c, k, k)), rng.integers(-5000, 5000, o),
-        rng.integers(1, 1 << 16, o), rng.integers(16, 24, o), 1, 1, relu=True,
-    )  # fmt: skip
-    lowered = lower_conv(layer, rng.integers(-128, 128, (c, h, w)), PARAMS)
-    expected = bytearray(lowered.memory)
-    run(lowered.words, expected, PARAMS)
-    return lowered, expected
+    return one_layer(PARAMS)
 
 
 # ---- the checkers on made-up traces: every rule, broken once --------------------------

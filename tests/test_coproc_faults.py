@@ -14,29 +14,20 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from compiler.conv_layer import ConvLayer, lower_conv, read_output
+from compiler.conv_layer import read_output
 from compiler.isa import body_fields, decode, encode
 from defs.coproc import Fault
 from defs.isa import Opcode, Queue
 from defs.params import preset
 from sim.coproc_host import host_image, run_pysim
-from sim.l3.machine import run
+from sim.coproc_programs import one_layer
 
 PARAMS = preset("tiny")
 
 
 @pytest.fixture(scope="module")
 def layer_program():
-    rng = np.random.default_rng(1)
-    c, o, h, w, k = 4, 4, 5, 5, 3
-    layer = ConvLayer(
-        rng.integers(-128, 128, (o, c, k, k)), rng.integers(-5000, 5000, o),
-        rng.integers(1, 1 << 16, o), rng.integers(16, 24, o), 1, 1, relu=True,
-    )  # fmt: skip
-    lowered = lower_conv(layer, rng.integers(-128, 128, (c, h, w)), PARAMS)
-    expected = bytearray(lowered.memory)
-    run(lowered.words, expected, PARAMS)
-    return lowered, expected
+    return one_layer(PARAMS)
 
 
 def _first(words: list[int], op: Opcode) -> int:

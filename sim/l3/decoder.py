@@ -23,10 +23,14 @@ class IsaDecoder:
         self.compiled = compiled
         self.memory = bytearray(compiled.memory)
 
+    def _run(self, words: list[int], name: str) -> None:
+        """Run a program (`name`: source or frame) on the image, changing it."""
+        run(words, self.memory, self.compiled.params)
+
     def encode_source(self, frame: npt.ArrayLike) -> None:
         """Run the source program on the decoded key frame (H, W, 3) uint8."""
         self.compiled.write_key_frame(self.memory, frame)
-        run(self.compiled.source_words, self.memory, self.compiled.params)
+        self._run(self.compiled.source_words, "source")
 
     def decode(
         self,
@@ -38,7 +42,7 @@ class IsaDecoder:
         """One inter frame from its keypoints (bitstream integers): (H, W, 3) uint8."""
         c = self.compiled
         c.write_keypoints(self.memory, kp_driving_q, kp_source_q, jac_driving_q, jac_source_q)
-        run(c.frame_words, self.memory, c.params)
+        self._run(c.frame_words, "frame")
         return c.read_frame(self.memory)
 
 
