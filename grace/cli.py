@@ -300,6 +300,11 @@ def _sim_top(
 
     if not 1 <= latency <= MAX_LATENCY:
         raise GraceError(f"--latency {latency}: the simulated memory answers in 1..{MAX_LATENCY}")
+    if model_preset != "tiny" and harness != "cpp":
+        raise GraceError(
+            f"--preset {model_preset}: its image is too large to load through cocotb; "
+            "add --harness cpp"
+        )
     with quiet():
         report = run_top(
             console, _params(model_preset), _params(hw), simulator=simulator, latency=latency,

@@ -193,7 +193,7 @@ def _summary(
         }
     return {
         "params": c.params.name,
-        "model": c.params.model.image_size,
+        "image_size": c.params.model.image_size,
         "simulator": simulator,
         "latency": latency,
         "stall_threshold": stalls,
