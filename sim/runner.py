@@ -160,7 +160,7 @@ def _command_failure(
 
 
 @contextlib.contextmanager
-def _exclusive(lock_file: Path) -> Iterator[None]:
+def exclusive(lock_file: Path) -> Iterator[None]:
     lock_file.parent.mkdir(parents=True, exist_ok=True)
     with lock_file.open("w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
@@ -193,7 +193,7 @@ def run_cocotb(
     run_dir.mkdir(parents=True, exist_ok=True)
     runner = get_runner(simulator)
     build_log = work / "build.log"
-    with _exclusive(work / ".build.lock"):
+    with exclusive(work / ".build.lock"):
         source = work / f"{toplevel}.v"
         # Rewrite only on change, so Verilator's make sees an up-to-date build.
         if not source.exists() or source.read_text() != verilog:
