@@ -1,7 +1,7 @@
 """The load queue's unit: LOAD, SYNC and END, in program order (docs/coprocessor.md).
 
 A LOAD into a buffer or write stream goes to the buffer reader; its words are
-handed to the engine's write port by `BufferRouter`, which gives the LOAD's
+handed to the engine's write port by a `Router`, which gives the LOAD's
 token to the compute queue when the last word is written. A LOAD into an
 input stream (`INPUT_STREAMS`) cannot finish before its engine runs the
 command that takes the words, which waits for this queue's tokens: it is
@@ -25,7 +25,7 @@ from defs.isa import Buffer, Opcode
 from rtl.coproc.bus import client_signature
 from rtl.coproc.decode import ENTRY, INDEX_BITS, fields
 from rtl.coproc.reader import TransferReader
-from rtl.coproc.routers import BufferRouter, StreamRouter, Target
+from rtl.coproc.routers import Router, Target
 from rtl.coproc.transfer_check import TransferCheck
 from rtl.stream_queue import StreamQueue
 
@@ -77,10 +77,8 @@ class LoadUnit(wiring.Component):
 
         buffered = {b: t for b, t in self.targets.items() if b not in INPUT_STREAMS}
         streamed = {b: t for b, t in self.targets.items() if b in INPUT_STREAMS}
-        m.submodules.buffer_router = buffer_router = BufferRouter(buffered, self.max_word_bytes)
-        m.submodules.stream_router = stream_router = StreamRouter(
-            streamed, self.max_word_bytes, depth
-        )
+        m.submodules.buffer_router = buffer_router = Router(buffered, self.max_word_bytes)
+        m.submodules.stream_router = stream_router = Router(streamed, self.max_word_bytes, depth)
         wiring.connect(m, buffer_reader.o, buffer_router.i)
         wiring.connect(m, stream_reader.o, stream_router.i)
         for b, t in self.targets.items():
@@ -212,7 +210,7 @@ class LoadUnit(wiring.Component):
         m.d.comb += [
             stream_cmds.i.payload.eq(cmd),
             buffer_reader.cmd.payload.eq(cmd),
-            stream_router.route.buffer.eq(buffer),
+            stream_router.route.buffer.eq(buffer),  # (its tokens go when queued: push 0)
             buffer_router.route.buffer.eq(buffer),
             buffer_router.route.addr.eq(body.buffer_addr),
             buffer_router.route.push.eq(header.push_next),

@@ -47,8 +47,10 @@ def reader_word_layout(max_word_bytes: int) -> data.StructLayout:
     return data.StructLayout({"data": unsigned(8 * max_word_bytes), "last": unsigned(1)})
 
 
-class BufferRouter(wiring.Component):
-    """Words into addressed buffers and write streams; a LOAD's token at its last word."""
+class Router(wiring.Component):
+    """Words into addressed buffers, write streams or input streams; a LOAD's token (if its
+    route asks for one) at its last word. The load unit has one for its buffer reader and
+    one for its stream reader."""
 
     ROUTE = data.StructLayout({"buffer": unsigned(5), "addr": unsigned(16), "push": unsigned(1)})
 
@@ -112,45 +114,4 @@ class BufferRouter(wiring.Component):
         inflight = Signal(range(self.depth + 2))
         m.d.sync += inflight.eq(inflight + (self.route_valid & routes.i.ready) - taken)
         m.d.comb += self.busy.eq(inflight != 0)
-        return m
-
-
-class StreamRouter(wiring.Component):
-    """Words into engines' input streams, in the order their LOADs were queued."""
-
-    ROUTE = data.StructLayout({"buffer": unsigned(5)})
-
-    def __init__(self, targets: dict[Buffer, Target], max_word_bytes: int, depth: int) -> None:
-        self.targets, self.depth = targets, depth
-        super().__init__(
-            {
-                "i": In(stream.Signature(reader_word_layout(max_word_bytes))),
-                "route": In(self.ROUTE),
-                "route_valid": In(1),
-                "route_ready": Out(1),
-                **{t.port: Out(t.signature) for t in targets.values()},
-            }
-        )
-
-    def elaborate(self, platform: object) -> Module:
-        m = Module()
-        m.submodules.routes = routes = StreamQueue(self.ROUTE.size, self.depth)
-        m.d.comb += [
-            routes.i.valid.eq(self.route_valid),
-            routes.i.payload.eq(self.route),
-            self.route_ready.eq(routes.i.ready),
-        ]
-        head = data.View(self.ROUTE, routes.o.payload)
-        # (only with a route: its storage reads X in Icarus until first written)
-        with m.If(routes.o.valid), m.Switch(head.buffer):
-            for b, t in self.targets.items():
-                with m.Case(b):
-                    port = getattr(self, t.port)
-                    m.d.comb += [
-                        port.valid.eq(self.i.valid & routes.o.valid),
-                        port.payload.eq(self.i.payload.data[: t.data_bits]),
-                        self.i.ready.eq(port.ready & routes.o.valid),
-                    ]
-        with m.If(self.i.valid & self.i.ready & self.i.payload.last):
-            m.d.comb += routes.o.ready.eq(1)
         return m
