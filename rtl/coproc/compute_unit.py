@@ -34,6 +34,10 @@ class EngineSlot:
 
 
 class ComputeUnit(wiring.Component):
+    #: Edges from an engine instruction taken at the head (IDLE) to its command offered
+    #: (ISSUE); the next instruction is taken the edge after the engine's `done`.
+    ISSUE_LATENCY = 1
+
     def __init__(self, params: GraceParams, engines: dict[Opcode, EngineSlot]) -> None:
         self.params, self.engines = params, engines
         super().__init__(

@@ -22,6 +22,11 @@ from rtl.coproc.reader import TransferReader
 #: Bytes the fetcher reads per reader word.
 FETCH_WORD_BYTES = 8
 CHUNK = 0xFFFF
+#: Reader words per instruction, taken one a cycle.
+PARTS = INSTRUCTION_BYTES // FETCH_WORD_BYTES
+#: Cycles per instruction at best: one per reader word, and the cycle it is offered
+#: (the assembled word takes no reader word while it waits to be dispatched).
+CYCLES_PER_INSTRUCTION = PARTS + 1
 
 
 class Fetcher(wiring.Component):
@@ -67,7 +72,7 @@ class Fetcher(wiring.Component):
             m.d.sync += requested.eq(requested + chunk)
 
         # four reader words make one instruction, the first in the low bits
-        parts = INSTRUCTION_BYTES // FETCH_WORD_BYTES
+        parts = PARTS
         assembled = Signal(INSTRUCTION_BITS)
         have = Signal(range(parts + 1))
         index = Signal(INDEX_BITS)

@@ -34,6 +34,10 @@ if TYPE_CHECKING:
 
 
 class LoadUnit(wiring.Component):
+    #: Edges from a transfer taken at the head (IDLE, the check's start) to its
+    #: DISPATCH: the check's LATENCY cycles in CHECK.
+    CHECK_TO_DISPATCH = TransferCheck.LATENCY + 1
+
     def __init__(self, params: GraceParams, targets: dict[Buffer, Target], addr_bits: int) -> None:
         self.params, self.targets, self.addr_bits = params, targets, addr_bits
         self.max_word_bytes = max(t.word_bytes for t in targets.values())

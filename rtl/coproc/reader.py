@@ -41,8 +41,22 @@ def byte_mask(count: object, n: int) -> object:
 class TransferReader(wiring.Component):
     """`cmd` in, read requests out on `mem`, words of the transfer out on `o`."""
 
+    #: Bus words the word FIFO holds by default: the read requests a reader may have
+    #: unanswered or untaken (its credit), so a reader alone moves at most this many
+    #: words per round trip (rtl/coproc_cycles.py).
+    WORD_FIFO_DEPTH = 32
+    #: Edges from a taken command to its first request (`busy` is a register).
+    CMD_TO_REQUEST = 1
+    #: Edges from a read's answer to its word on `o`: the buffered word FIFO's two, then
+    #: the gearbox register. Its credit returns one edge earlier, as the gearbox takes it.
+    ANSWER_TO_WORD = 3
+
     def __init__(
-        self, addr_bits: int, data_bytes: int, max_word_bytes: int, word_fifo_depth: int = 32
+        self,
+        addr_bits: int,
+        data_bytes: int,
+        max_word_bytes: int,
+        word_fifo_depth: int = WORD_FIFO_DEPTH,
     ) -> None:
         self.shift = check_data_bytes(data_bytes)
         if max_word_bytes < 1 or word_fifo_depth < 2:

@@ -31,6 +31,10 @@ IN_FLIGHT = 8
 
 
 class StoreUnit(wiring.Component):
+    #: Edges from a transfer taken at the head (IDLE, the check's start) to its
+    #: DISPATCH: the check's LATENCY cycles in CHECK.
+    CHECK_TO_DISPATCH = TransferCheck.LATENCY + 1
+
     def __init__(
         self, params: GraceParams, sources: dict[Source, stream.Signature], addr_bits: int
     ) -> None:

@@ -37,6 +37,9 @@ class TokenCounter(wiring.Component):
     """Tokens of one direction. `push` adds 0..2 (two units of a queue may finish in
     one cycle); `pop` takes one and must only be raised while `available`."""
 
+    #: Edges from a push to the token being `available` (`count` is a register).
+    LATENCY = 1
+
     def __init__(self, bits: int = TOKEN_BITS) -> None:
         # `bits` below TOKEN_BITS only for proofs that must reach the maximum in a few cycles
         self.bits = bits

@@ -24,6 +24,11 @@ from rtl.coproc.reader import byte_mask, transfer_layout
 class TransferWriter(wiring.Component):
     """`cmd` and words `i` in, write requests out on `mem`, `done` per command."""
 
+    #: Edges from a word taken on `i` to its write offered (`out` is a register).
+    WORD_TO_WRITE = 1
+    #: Edges from the last write's answer to `done` (the answers are counted in a register).
+    ACK_TO_DONE = 1
+
     def __init__(self, addr_bits: int, data_bytes: int, max_word_bytes: int) -> None:
         self.shift = check_data_bytes(data_bytes)
         if not 1 <= max_word_bytes <= data_bytes:
