@@ -5,9 +5,10 @@ and one inter frame's keypoints; the RTL runs the source program, then the
 frame program, on a simulated memory with the given latency and random
 stalls (Verilator or Icarus under cocotb). The whole image is compared with
 L3's (and so L2's) byte for byte. Reported: cycles per program, each engine's
-and queue's busy and stall share, the overlap ratio — the frame's cycles
+and queue's busy and stall share, the overlap ratio (the frame's cycles
 against Σ over steps of max(compute cycles, memory cycles at the port's
-bytes per cycle) — and the Verilator wall time; written to
+bytes per cycle)), the co-processor cycle model's prediction
+(rtl/coproc_cycles.py) and its error against the RTL, and the Verilator wall time; written to
 build/sim/top-<model>-<hw>/ as report.json and frame.png (L3 | RTL).
 """
 
@@ -23,10 +24,12 @@ from PIL import Image as PILImage
 from rich.console import Console
 
 from compiler.decoder import compile_decoder
-from compiler.report import cost_steps
+from compiler.isa import decode
+from compiler.report import command_cycles, cost_steps
 from defs.coproc import COUNTER_NAMES
 from defs.params import GraceParams
 from grace.compile_run import quantized_decoder
+from rtl.coproc_cycles import program_cycles
 from sim.coproc_frame import FrameCase, frame_case, mismatches, simulate_frame
 from sim.coproc_sim import CoprocRun
 
@@ -48,6 +51,10 @@ class TopReport:
                 f"{name} program: {run['instructions']:,} instructions, {run['cycles']:,} cycles; "
                 f"overlap ratio {run['overlap_ratio']:.3f} (cycles / Σ max(compute, memory) "
                 f"= {run['bound']:,})"
+            )
+            out.append(
+                f"  cycle model: {run['model_cycles']:,} cycles, {run['model_error']:+.2%} "
+                "against the RTL"
             )
             out.append("  busy / stall: " + ", ".join(
                 f"{k} {v['busy']:.1%}/{v['stall']:.1%}" for k, v in run["units"].items()
@@ -162,6 +169,16 @@ def run_top(
     return TopReport(out, summary)
 
 
+def model_cycles(words: list[int], params: GraceParams, latency: int, stalls: int) -> int:
+    """The co-processor cycle model's prediction (rtl/coproc_cycles.py) for a program,
+    each engine command priced by its engine's model."""
+    timing = program_cycles(
+        words, params, latency=latency, stall_threshold=stalls,
+        price=lambda word: command_cycles(decode(word, params), params),
+    )  # fmt: skip
+    return timing.cycles
+
+
 def _summary(
     case: FrameCase, run: CoprocRun, simulator: str, latency: int, stalls: int, seconds: float
 ) -> dict:
@@ -175,6 +192,7 @@ def _summary(
         costs = cost_steps(words, steps, c.params)
         bound = sum(max(s.compute_cycles, s.memory_cycles(bus)) for s in costs)
         cycles = max(result.cycles, 1)
+        model = model_cycles(words, c.params, latency, stalls)
         units = {}
         for unit in ("load", "compute", "store", "conv", "warp", "act", "softmax", "heatmap",
                      "motion", "port"):  # fmt: skip
@@ -188,6 +206,8 @@ def _summary(
             "fault": result.fault.name,
             "bound": bound,
             "overlap_ratio": result.cycles / max(bound, 1),
+            "model_cycles": model,
+            "model_error": model / cycles - 1,
             "counters": {k: result.counters[k] for k in COUNTER_NAMES},
             "units": units,
         }

@@ -160,6 +160,8 @@ def _widths(params: GraceParams) -> tuple[dict[Buffer, tuple[int, int]], dict[So
     for name, source in ENGINES.values():
         payload = core.engines[name].signature.members["o"].signature.members["payload"]
         sources[source] = -(-Shape.cast(payload.shape).width // 8)
+    for unused in (core, *core.engines.values()):  # read for their ports, never elaborated
+        unused._MustUse__silence = True  # type: ignore[attr-defined]
     return targets, sources
 
 
