@@ -20,6 +20,7 @@ import torch
 from compiler.decoder import compile_decoder
 from defs.coproc import Fault
 from defs.params import preset
+from grace.coproc_run import model_cycles
 from model.int_backend import IntBackend, frame_tensor, stream_keypoints
 from model.synthetic import ClipSpec, synthesize_clip
 from sim.coproc_frame import frame_case, mismatches, simulate_frame
@@ -71,6 +72,10 @@ def test_a_whole_frame_under_verilator_after_a_reset(tiny_frame, build_root) -> 
     np.testing.assert_array_equal(
         tiny_frame.frame(run.memory), tiny_frame.frame(tiny_frame.expected)
     )
+    # the co-processor cycle model (rtl/coproc_cycles.py) predicts the frame's cycles
+    compiled = tiny_frame.compiled
+    model = model_cycles(compiled.frame_words, compiled.params, latency=20, stalls=60)
+    assert model == pytest.approx(run.programs[0].cycles, rel=0.02)
 
 
 @pytest.mark.long

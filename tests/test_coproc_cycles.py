@@ -1,0 +1,112 @@
+"""The co-processor cycle model (rtl/coproc_cycles.py) on programs small enough to
+derive by hand from the RTL's declared latencies. Its error against the RTL on
+whole programs is checked where the RTL runs them (tests/test_coproc_rtl.py,
+`grace sim --block top`); a single LOAD here was also checked against Amaranth's
+simulator of the RTL (102 and 294 cycles for 64 and 256 words at latency 1).
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from compiler.isa import body_fields, decode, encode
+from compiler.report import command_cycles
+from defs.isa import Buffer, Opcode, Queue
+from defs.params import preset
+from rtl.coproc.compute_unit import ComputeUnit
+from rtl.coproc.fetch import PARTS
+from rtl.coproc.load_unit import LoadUnit
+from rtl.coproc.reader import TransferReader
+from rtl.coproc.tokens import TokenCounter
+from rtl.coproc_cycles import program_cycles, stall_probability
+from sim.coproc_programs import few_layers
+
+PARAMS = preset("tiny")
+ENDS = [encode(Opcode.END, PARAMS, {"queue": q}) for q in Queue]
+CONV_CYCLES = 5_000  # a made-up price: the chain below needs no real command
+
+
+def _price(word: int) -> int:
+    return command_cycles(decode(word, PARAMS), PARAMS)
+
+
+def _cycles(words: list[int], latency: int = 1, stalls: int = 0, price=_price) -> int:
+    return program_cycles(
+        words, PARAMS, latency=latency, stall_threshold=stalls, price=price
+    ).cycles
+
+
+def _load(words: int, *, apart: bool = False, **tokens: int) -> int:
+    """`words` conv input words, in one row, or `apart`: each in its own bus word."""
+    rows, row_words = (words, 1) if apart else (1, words)
+    fields = {"buffer": Buffer.CONV_INPUT, "buffer_addr": 0, "dram_addr": 0,
+              "stride": PARAMS.coproc.bus_bytes, "rows": rows, "row_words": row_words}  # fmt: skip
+    return encode(Opcode.LOAD, PARAMS, fields, tokens)
+
+
+def _conv(**tokens: int) -> int:
+    return encode(Opcode.CONV, PARAMS, {n: 0 for n, _ in body_fields(Opcode.CONV, PARAMS)}, tokens)
+
+
+def _first_fetch(latency: int) -> int:
+    """The first instruction's dispatch: the fetcher starts a cycle after `start`, asks
+    for its PARTS words one a cycle, and takes them one a cycle as they come."""
+    last_request = 1 + TransferReader.CMD_TO_REQUEST + PARTS
+    return last_request + latency + TransferReader.ANSWER_TO_WORD + PARTS
+
+
+def _load_alone(words: int, latency: int) -> int:
+    """A LOAD at the head: the check, then a word a cycle (tiny's conv input words are
+    4 bytes: half a bus word), the last `latency` + ANSWER_TO_WORD after its request."""
+    return (
+        LoadUnit.CHECK_TO_DISPATCH + TransferReader.CMD_TO_REQUEST + words
+        + latency + TransferReader.ANSWER_TO_WORD
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(("words", "latency"), [(64, 1), (256, 1), (256, 20)])
+def test_a_single_load_takes_its_fetch_check_words_and_round_trip(words, latency) -> None:
+    got = _cycles([_load(words), *ENDS], latency)
+    assert got == _first_fetch(latency) + _load_alone(words, latency)
+
+
+def test_a_chain_that_cannot_overlap_is_the_sum_of_its_parts() -> None:
+    """LOAD → CONV by a token: the CONV starts a token's latency after the LOAD's last
+    word, then issues and runs its cycles; the compute queue's END retires the cycle
+    after the engine's done."""
+    latency = 20
+    price = lambda word: CONV_CYCLES  # noqa: E731
+    load = _first_fetch(latency) + _load_alone(256, latency)
+    conv = ComputeUnit.ISSUE_LATENCY + CONV_CYCLES + 1
+    chain = [_load(256, push_next=1), _conv(pop_prev=1), *ENDS]
+    assert _cycles(chain, latency, price=price) == load + TokenCounter.LATENCY + conv
+    # without the token they overlap: the CONV (issued at its own fetch) ends last
+    apart = [_load(256), _conv(), *ENDS]
+    fetched = _first_fetch(latency) + 5  # the second instruction, CYCLES_PER_INSTRUCTION on
+    assert _cycles(apart, latency, price=price) == fetched + conv
+
+
+def test_stalls_stretch_a_transfer_by_the_share_of_cycles_the_port_can_take() -> None:
+    """Words a bus word each want the port every cycle; packed two to a bus word they
+    want half of it, which the stalls leave."""
+    words, threshold = 4096, 120
+    p = stall_probability(threshold)
+    assert p == pytest.approx(threshold / 256, abs=1e-3)
+    apart = [_load(words, apart=True), *ENDS]
+    extra = _cycles(apart, stalls=threshold) - _cycles(apart)
+    assert extra == pytest.approx(words * p / (1 - p), abs=10)  # the fetch's few too
+    packed = [_load(words), *ENDS]
+    assert _cycles(packed, stalls=threshold) - _cycles(packed) < 10
+
+
+def test_a_layer_gets_slower_with_latency_and_stalls() -> None:
+    words = few_layers(PARAMS, seed=3).words
+    by_latency = [_cycles(words, latency=n) for n in (1, 10, 20, 40, 63)]
+    by_stalls = [_cycles(words, latency=20, stalls=n) for n in (0, 30, 60, 120, 200)]
+    assert by_latency == sorted(by_latency) and by_latency[0] < by_latency[-1]
+    assert all(a < b for a, b in itertools.pairwise(by_stalls))
+    # and no faster than its engines' commands one after another
+    compute = sum(_price(w) for w in words if decode(w, PARAMS).op == Opcode.CONV)
+    assert by_latency[0] > compute
