@@ -155,7 +155,7 @@ def _widths(params: GraceParams) -> tuple[dict[Buffer, tuple[int, int]], dict[So
     from rtl.coproc.core import ENGINES, Core
 
     core = Core(params)
-    targets = {b: (t.word_bytes, t.split) for b, t in core._targets().items()}
+    targets = {b: (t.word_bytes, t.split) for b, t in core.targets().items()}
     sources = {}
     for name, source in ENGINES.values():
         payload = core.engines[name].signature.members["o"].signature.members["payload"]

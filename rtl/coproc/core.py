@@ -120,7 +120,8 @@ class Core(wiring.Component):
     def addr_bits(self) -> int:
         return ADDRESS_BITS - (self.params.coproc.bus_bytes.bit_length() - 1)
 
-    def _targets(self) -> dict[Buffer, Target]:
+    def targets(self) -> dict[Buffer, Target]:
+        """Each LOAD buffer's engine port, word size and depth (the cycle model reads them)."""
         p, targets = self.params, {}
         depths = {
             Buffer.CONV_INPUT: p.buffers.input_depth,
@@ -144,7 +145,7 @@ class Core(wiring.Component):
         m.submodules.port = port = MemoryPort(4, self.addr_bits, c.bus_bytes, c.outstanding)
         wiring.connect(m, wiring.flipped(self.mem), port.bus)
         m.submodules.fetch = fetch = Fetcher(self.addr_bits, c.bus_bytes)
-        targets = self._targets()
+        targets = self.targets()
         m.submodules.load = load = LoadUnit(p, targets, self.addr_bits)
         slots = {
             op: EngineSlot(
