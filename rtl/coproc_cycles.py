@@ -269,7 +269,7 @@ class _Machine:
         # waiting for their answers
         self.capacity = min(1.0 - p, c.outstanding / self.latency)
         self.credit = TransferReader.WORD_FIFO_DEPTH / (
-            self.latency + TransferReader.ANSWER_TO_WORD - 1
+            self.latency + TransferReader.ANSWER_TO_CREDIT
         )
         self.t = 0.0
         self.events: list[tuple[float, int, Callable[[], None]]] = []
@@ -539,7 +539,7 @@ class _Machine:
 
             self.at(done, answered)
             return
-        self.unit_free[unit] = t + TransferReader.CMD_TO_REQUEST
+        self.unit_free[unit] = t + TransferReader.FINAL_TO_CMD + TransferReader.CMD_TO_REQUEST
         last = t + self.latency + TransferReader.ANSWER_TO_WORD
 
         def arrived(inst: _Inst = inst, unit: str = unit, last: float = last) -> None:

@@ -5,11 +5,21 @@ endian, consecutive), row r at byte address `dram_addr + r*stride`, nothing
 aligned. Requests for the bus words covering each row go out row after row
 without waiting for answers, as far as a credit count allows: every answer must
 be taken (the response stream is always ready), so the reader asks only for
-what its word FIFO can hold. A gearbox of max_word_bytes + data_bytes bytes
-takes a bus word's bytes of the transfer in and gives a word out each cycle.
-Words never straddle rows (a row is whole words), so the rows' bytes simply
-follow each other. On an err answer the reader stops: the `error` flag stays up
-until reset, requests stop, data is dropped, commands are taken and ignored."""
+what its word FIFO can hold. Words never straddle rows (a row is whole words),
+so the rows' bytes simply follow each other through a ring of bytes: each
+answer's bytes of the transfer are written at the ring's write pointer, each
+word is read at its read pointer. On an err answer the reader stops: the
+`error` flag stays up until reset, requests stop, data is dropped, commands are
+taken and ignored.
+
+Why a ring and not a shift register: a shifting gearbox moves its bytes by the
+word just taken and then places the next answer behind them, two variable
+shifts in series in one cycle (22 ns on the ECP5). Here every decision of a
+cycle reads only registers (the pointers, the byte count, the head of each
+FIFO), a byte is written in place and a word read through one multiplexer, and
+the words leave through a `StreamQueue`, so the ready of the engine port they
+feed never reaches back in.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +28,7 @@ from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from rtl.coproc.bus import check_data_bytes, client_signature
+from rtl.stream_queue import StreamQueue
 
 
 def transfer_layout(max_word_bytes: int) -> data.StructLayout:
@@ -38,6 +49,13 @@ def byte_mask(count: object, n: int) -> object:
     return Cat((count > i).replicate(8) for i in range(n))
 
 
+def ring_bytes(max_word_bytes: int, data_bytes: int) -> int:
+    """The ring's size: a power of two with room for a bus word whenever the ring holds
+    less than a word and a bus word (wb + nd - 1 bytes), so at full rate an answer is
+    taken in every cycle a word is given."""
+    return 1 << (max_word_bytes + 2 * data_bytes - 2).bit_length()
+
+
 class TransferReader(wiring.Component):
     """`cmd` in, read requests out on `mem`, words of the transfer out on `o`."""
 
@@ -45,11 +63,18 @@ class TransferReader(wiring.Component):
     #: unanswered or untaken (its credit), so a reader alone moves at most this many
     #: words per round trip (rtl/coproc_cycles.py).
     WORD_FIFO_DEPTH = 32
-    #: Edges from a taken command to its first request (`busy` is a register).
-    CMD_TO_REQUEST = 1
-    #: Edges from a read's answer to its word on `o`: the buffered word FIFO's two, then
-    #: the gearbox register. Its credit returns one edge earlier, as the gearbox takes it.
-    ANSWER_TO_WORD = 3
+    #: Edges from a taken command to its first request: the row's end is computed
+    #: into a register first, so the request's checks read registers only.
+    CMD_TO_REQUEST = 2
+    #: Edges from a transfer's last request to the next command taken.
+    FINAL_TO_CMD = 1
+    #: Edges from a read's answer to its word on `o`: the buffered word FIFO's two, the
+    #: ring's write, then the output queue's two. Its credit returns at the ring's write.
+    ANSWER_TO_WORD = 5
+    #: Edges from an answer to its credit coming back (the ring takes its bytes).
+    ANSWER_TO_CREDIT = 2
+    #: Words of the output queue (three pass one word per cycle).
+    OUTPUT_DEPTH = 3
 
     def __init__(
         self,
@@ -76,99 +101,138 @@ class TransferReader(wiring.Component):
 
     def elaborate(self, platform: object) -> Module:
         m = Module()
-        s, nd, nm, depth = self.shift, self.data_bytes, self.max_word_bytes, self.word_fifo_depth
-        cmd, req, resp, o = self.cmd.payload, self.mem.request, self.mem.response, self.o
-        wb_bits = nm.bit_length()
-        m.submodules.words = words = fifo.SyncFIFOBuffered(width=8 * nd, depth=depth)
-        m.submodules.spans = spans = fifo.SyncFIFO(width=2 * s + 1, depth=depth)  # lo, count
-        m.submodules.shapes = shapes = fifo.SyncFIFO(width=32 + wb_bits, depth=4)
+        self._requests(m)
+        self._ring(m)
+        return m
 
-        # requests: the bus words of each row in turn
-        busy = Signal()
-        row_start, stride = Signal(32), Signal(24)
-        rows_left, row_bytes = Signal(16), Signal(16 + wb_bits)
+    def _requests(self, m: Module) -> None:
+        """The bus words of each row in turn, as far as the credit goes."""
+        s, nd, depth = self.shift, self.data_bytes, self.word_fifo_depth
+        cmd, req = self.cmd.payload, self.mem.request
+        wb_bits = self.max_word_bytes.bit_length()
+        m.submodules.spans = self.spans = spans = fifo.SyncFIFOBuffered(
+            width=2 * s + 1, depth=depth
+        )  # each request's first byte and byte count
+        m.submodules.shapes = self.shapes = shapes = fifo.SyncFIFOBuffered(
+            width=32 + wb_bits, depth=4
+        )  # each command's rows, row_words and word_bytes, for the ring
+        self.credit = credit = Signal(range(depth + 1), init=depth)
+        self.issue = issue = Signal()
+
+        row_start, row_end, stride = Signal(32), Signal(32), Signal(24)
+        row_bytes = Signal(16 + wb_bits)
+        rows_left = Signal(16)
+        last_row = Signal()  # rows_left == 1
         cur = Signal(32 - s)  # the next bus word to ask for
-        credit = Signal(range(depth + 1), init=depth)
-        row_end = Signal(33)
-        m.d.comb += row_end.eq(row_start + row_bytes - 1)
-        first_w, last_w = row_start[s:], row_end[s:]
-        at_last = cur == last_w
-        lo = Mux(cur == first_w, row_start[:s], 0)
-        hi = Mux(at_last, row_end[:s], nd - 1)
-        issue = Signal()
-        final = at_last & (rows_left == 1)
+        at_first, at_last = Signal(), Signal()
         m.d.comb += [
-            req.valid.eq(busy & (credit != 0) & ~self.error),
+            at_first.eq(cur == row_start[s:]),
+            at_last.eq(cur == row_end[s:]),
+        ]
+        lo = Mux(at_first, row_start[:s], 0)
+        hi = Mux(at_last, row_end[:s], nd - 1)
+        m.d.comb += [
+            spans.w_data.eq(Cat(lo[:s], (hi - lo + 1)[: s + 1])),
+            spans.w_en.eq(issue),
+            shapes.w_data.eq(Cat(cmd.rows, cmd.row_words, cmd.word_bytes)),
             req.payload.addr.eq(cur),
             issue.eq(req.valid & req.ready),
-            spans.w_en.eq(issue),
-            spans.w_data.eq(Cat(lo[:s], (hi - lo + 1)[: s + 1])),
         ]
-        with m.If(issue):
-            m.d.sync += cur.eq(cur + 1)
-            with m.If(final):
-                m.d.sync += busy.eq(0)
-            with m.Elif(at_last):
-                next_start = row_start + stride
-                m.d.sync += [
-                    rows_left.eq(rows_left - 1),
-                    row_start.eq(next_start),
-                    cur.eq(next_start[s:]),
-                ]
-        with m.If(self.error):
-            m.d.comb += self.cmd.ready.eq(1)
-        with m.Else():
-            m.d.comb += self.cmd.ready.eq((~busy | (issue & final)) & shapes.w_rdy)
-            m.d.comb += shapes.w_en.eq(self.cmd.valid & self.cmd.ready)
-        m.d.comb += shapes.w_data.eq(Cat(cmd.rows, cmd.row_words, cmd.word_bytes))
-        with m.If(shapes.w_en):
-            m.d.sync += [
-                busy.eq(1),
-                row_start.eq(cmd.dram_addr),
-                stride.eq(cmd.stride),
-                rows_left.eq(cmd.rows),
-                row_bytes.eq(cmd.row_words * cmd.word_bytes),
-                cur.eq(cmd.dram_addr[s:]),
-            ]
+        with m.FSM():
+            with m.State("IDLE"):
+                m.d.comb += self.cmd.ready.eq(self.error | shapes.w_rdy)
+                with m.If(self.cmd.valid & ~self.error & shapes.w_rdy):
+                    m.d.comb += shapes.w_en.eq(1)
+                    m.d.sync += [
+                        row_start.eq(cmd.dram_addr),
+                        stride.eq(cmd.stride),
+                        rows_left.eq(cmd.rows),
+                        last_row.eq(cmd.rows == 1),
+                        row_bytes.eq(cmd.row_words * cmd.word_bytes),
+                        cur.eq(cmd.dram_addr[s:]),
+                    ]
+                    m.next = "SETUP"
+            with m.State("SETUP"):
+                m.d.sync += row_end.eq(row_start + row_bytes - 1)
+                m.next = "RUN"
+            with m.State("RUN"):
+                m.d.comb += req.valid.eq((credit != 0) & ~self.error)
+                with m.If(self.error):
+                    m.next = "IDLE"
+                with m.Elif(issue):
+                    m.d.sync += cur.eq(cur + 1)
+                    with m.If(at_last & last_row):
+                        m.next = "IDLE"
+                    with m.Elif(at_last):
+                        m.d.sync += [
+                            rows_left.eq(rows_left - 1),
+                            last_row.eq(rows_left == 2),
+                            row_start.eq(row_start + stride),
+                            row_end.eq(row_end + stride),
+                            cur.eq((row_start + stride)[s:]),
+                        ]
 
-        # answers: kept while good; an err stops everything
+    def _ring(self, m: Module) -> None:
+        """Answers into the ring at its write pointer, words out at its read pointer."""
+        s, nd, nm, depth = self.shift, self.data_bytes, self.max_word_bytes, self.word_fifo_depth
+        resp, spans, shapes, credit = self.mem.response, self.spans, self.shapes, self.credit
+        size = ring_bytes(nm, nd)
+        ring_bits = size.bit_length() - 1
+        m.submodules.words = words = fifo.SyncFIFOBuffered(width=8 * nd, depth=depth)
+        m.submodules.out = out = StreamQueue(8 * nm + 1, self.OUTPUT_DEPTH)
         m.d.comb += [
             words.w_en.eq(resp.valid & ~resp.payload.error & ~self.error),
             words.w_data.eq(resp.payload.data),
+            self.o.valid.eq(out.o.valid),
+            self.o.payload.eq(out.o.payload),
+            out.o.ready.eq(self.o.ready),
         ]
         with m.If(resp.valid & resp.payload.error):
             m.d.sync += self.error.eq(1)
 
-        # the gearbox: `count` bytes of the transfer, oldest in byte 0
-        size = nm + nd
-        buf = Signal(8 * size)
-        count = Signal(range(size + 1))
-        rows, row_words, wb = shapes.r_data[:16], shapes.r_data[16:32], shapes.r_data[32:]
-        row_i, word_i = Signal(16), Signal(16)
-        emit, take = Signal(), Signal()
-        left, kept = Signal(range(size + 1)), Signal(8 * size)
+        ring = [Signal(8, name=f"ring_{j}") for j in range(size)]
+        wp, rp = Signal(range(size)), Signal(range(size))
+        count = Signal(range(size + 1))  # bytes in the ring
         span_lo, span_n = spans.r_data[:s], spans.r_data[s:]
-        piece = (words.r_data >> Cat(C(0, 3), span_lo)) & byte_mask(span_n, nd)
-        row_done, last = word_i == row_words - 1, Signal()
+        rows, row_words, wb = shapes.r_data[:16], shapes.r_data[16:32], shapes.r_data[32:]
+        take, emit = Signal(), Signal()
         m.d.comb += [
-            last.eq(row_done & (row_i == rows - 1)),
-            o.valid.eq(shapes.r_rdy & (count >= wb) & ~self.error),
-            o.payload.data.eq(buf[: 8 * nm] & byte_mask(wb, nm)),
-            o.payload.last.eq(last),
-            emit.eq(o.valid & o.ready),
-            left.eq(Mux(emit, count - wb, count)),
-            kept.eq(Mux(emit, buf >> Cat(C(0, 3), wb), buf)),
-            take.eq(words.r_rdy & (left + span_n <= size)),
+            # room for a whole bus word, whatever this cycle's word takes out
+            take.eq(words.r_rdy & spans.r_rdy & (count <= size - nd)),
             words.r_en.eq(take),
             spans.r_en.eq(take),
+        ]
+        for j in range(size):  # byte j holds the answer's byte k + lo, k its place after wp
+            k = Signal(range(size), name=f"place_{j}")
+            m.d.comb += k.eq(C(j, range(size)) - wp)
+            source = (k + span_lo)[:s] if s else C(0, 1)
+            with m.If(take & (k < span_n)):
+                m.d.sync += ring[j].eq(words.r_data.word_select(source, 8))
+
+        # a word: wb bytes from rp, once the ring has them; the row and transfer ends
+        # the word's row and place in it, counted from 1
+        row_i, word_i = Signal(16, init=1), Signal(16, init=1)
+        row_done, last = Signal(), Signal()
+        m.d.comb += [
+            row_done.eq(word_i == row_words),
+            last.eq(row_done & (row_i == rows)),
+            emit.eq(shapes.r_rdy & (count >= wb) & out.i.ready & ~self.error),
+            out.i.valid.eq(emit),
+            out.i.payload.eq(
+                Cat(
+                    Cat(Cat(ring).word_select((rp + i)[:ring_bits], 8) for i in range(nm))
+                    & byte_mask(wb, nm),
+                    last,
+                )
+            ),
             shapes.r_en.eq(emit & last),
         ]
         m.d.sync += [
-            buf.eq(kept | Mux(take, piece << Cat(C(0, 3), left), 0)),
-            count.eq(left + Mux(take, span_n, 0)),
-            credit.eq(credit - issue + take),
+            wp.eq(wp + Mux(take, span_n, 0)),
+            rp.eq(rp + Mux(emit, wb, 0)),
+            count.eq(count + Mux(take, span_n, 0) - Mux(emit, wb, 0)),
+            credit.eq(credit - self.issue + take),
         ]
         with m.If(emit):
-            m.d.sync += word_i.eq(Mux(row_done, 0, word_i + 1))
-            m.d.sync += row_i.eq(Mux(last, 0, Mux(row_done, row_i + 1, row_i)))
-        return m
+            m.d.sync += word_i.eq(Mux(row_done, 1, word_i + 1))
+            m.d.sync += row_i.eq(Mux(last, 1, Mux(row_done, row_i + 1, row_i)))

@@ -160,9 +160,9 @@ class StoreUnit(wiring.Component):
 
         # the route at the head feeds the writer from its engine's output stream
         route = data.View(route_layout, routes.o.payload)
-        taken = Signal(32)
+        taken = Signal(32, init=1)  # counting this word: `last` compares registers only
         last = Signal()
-        m.d.comb += last.eq(taken + 1 == route.count)
+        m.d.comb += last.eq(taken == route.count)
         with m.If(routes.o.valid), m.Switch(route.source):
             for s in self.sources:
                 o = getattr(self, f"{s.name.lower()}_o")
@@ -175,7 +175,7 @@ class StoreUnit(wiring.Component):
         with m.If(writer.i.valid & writer.i.ready):
             m.d.sync += taken.eq(taken + 1)
             with m.If(last):
-                m.d.sync += taken.eq(0)
+                m.d.sync += taken.eq(1)
                 m.d.comb += routes.o.ready.eq(1)
         m.d.comb += self.busy.eq((self.head.valid & ~self.ended) | (inflight != 0))
         return m

@@ -14,18 +14,22 @@ writer goes on, so `done` still comes and nothing waits forever."""
 from __future__ import annotations
 
 from amaranth import C, Cat, Module, Signal
-from amaranth.lib import fifo, stream, wiring
+from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from rtl.coproc.bus import check_data_bytes, client_signature
+from rtl.coproc.bus import check_data_bytes, client_signature, request_layout
 from rtl.coproc.reader import byte_mask, transfer_layout
+from rtl.stream_queue import StreamQueue
 
 
 class TransferWriter(wiring.Component):
     """`cmd` and words `i` in, write requests out on `mem`, `done` per command."""
 
-    #: Edges from a word taken on `i` to its write offered (`out` is a register).
-    WORD_TO_WRITE = 1
+    #: Words of the input and write queues (three pass one per cycle).
+    QUEUE_DEPTH = 3
+    #: Edges from a word taken on `i` to its write offered: through the word queue (two),
+    #: the window, then the write queue (two).
+    WORD_TO_WRITE = 5
     #: Edges from the last write's answer to `done` (the answers are counted in a register).
     ACK_TO_DONE = 1
 
@@ -61,17 +65,28 @@ class TransferWriter(wiring.Component):
         pos = Signal(s)  # the next byte's place in the window
         window, sel = Signal(16 * nd), Signal(2 * nd)
 
-        # the write being offered: a register, so `i.ready` does not wait on the bus
-        out_valid, out_final = Signal(), Signal()
-        out = Signal.like(req.payload)
-        free = ~out_valid | req.ready
-        m.d.comb += [req.valid.eq(out_valid), req.payload.eq(out)]
-        with m.If(req.ready):
-            m.d.sync += out_valid.eq(0)
+        # words in and writes out through queues whose ready and valid are registers, so
+        # neither the engine feeding `i` nor the window waits on the bus's answer
+        m.submodules.words = words = StreamQueue(8 * nm, self.QUEUE_DEPTH)
+        wiring.connect(m, wiring.flipped(self.i), words.i)
+        word = words.o
+        write_layout = data.StructLayout(
+            {"request": request_layout(self.addr_bits, nd), "final": 1}
+        )
+        m.submodules.writes = writes = StreamQueue(write_layout.size, self.QUEUE_DEPTH)
+        offered = data.View(write_layout, writes.o.payload)
+        m.d.comb += [
+            req.valid.eq(writes.o.valid),
+            req.payload.eq(offered.request),
+            writes.o.ready.eq(req.ready),
+        ]
+        free = writes.i.ready
+        out = data.View(write_layout, writes.i.payload)
 
         def emit(addr: object, bytes_: object, mask: object, final: object) -> list:
-            return [out_valid.eq(1), out.addr.eq(addr), out.data.eq(bytes_), out.sel.eq(mask),
-                    out.write.eq(1), out_final.eq(final)]  # fmt: skip
+            request = out.request
+            return [writes.i.valid.eq(1), request.addr.eq(addr), request.data.eq(bytes_),
+                    request.sel.eq(mask), request.write.eq(1), out.final.eq(final)]  # fmt: skip
 
         def next_row() -> None:
             with m.If(rows_left == 1):
@@ -86,7 +101,7 @@ class TransferWriter(wiring.Component):
                 m.d.sync += [base.eq(start[s:]), pos.eq(start[:s]), window.eq(0), sel.eq(0)]
                 m.next = "RUN"
 
-        placed = window | ((self.i.payload & byte_mask(wb, nm)) << Cat(C(0, 3), pos))
+        placed = window | ((word.payload & byte_mask(wb, nm)) << Cat(C(0, 3), pos))
         placed_sel = sel | (Cat((wb > k) for k in range(nm)) << pos)
         end = Signal(s + 1)
         m.d.comb += end.eq(pos + wb)
@@ -103,12 +118,12 @@ class TransferWriter(wiring.Component):
                     m.d.sync += [window.eq(0), sel.eq(0)]
                     m.next = "RUN"
             with m.State("RUN"):
-                m.d.comb += self.i.ready.eq(free)
-                with m.If(self.i.valid & free):
+                m.d.comb += word.ready.eq(free)
+                with m.If(word.valid & free):
                     m.d.sync += [words_left.eq(words_left - 1), pos.eq(end[:s])]
                     m.d.sync += [window.eq(placed), sel.eq(placed_sel)]
                     with m.If(end[s] | row_end):  # the lower bus word is done
-                        m.d.sync += emit(
+                        m.d.comb += emit(
                             base,
                             placed[: 8 * nd],
                             placed_sel[:nd],
@@ -126,7 +141,7 @@ class TransferWriter(wiring.Component):
                             next_row()
             # the row's last bytes, in the upper half
             with m.State("FLUSH"), m.If(free):
-                m.d.sync += emit(base, window[: 8 * nd], sel[:nd], last_row)
+                m.d.comb += emit(base, window[: 8 * nd], sel[:nd], last_row)
                 next_row()
 
         # done: when the answers counted reach the writes issued by a command's end (or
@@ -134,7 +149,7 @@ class TransferWriter(wiring.Component):
         issued, answered = Signal(16), Signal(16)
         sent = req.valid & req.ready
         m.d.sync += [issued.eq(issued + sent), answered.eq(answered + resp.valid)]
-        m.d.comb += [ends.w_en.eq(sent & out_final), ends.w_data.eq(issued + 1)]
+        m.d.comb += [ends.w_en.eq(sent & offered.final), ends.w_data.eq(issued + 1)]
         m.d.comb += [
             self.done.valid.eq(ends.r_rdy & ~(answered - ends.r_data)[15]),
             ends.r_en.eq(self.done.valid & self.done.ready),
