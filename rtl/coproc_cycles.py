@@ -50,6 +50,7 @@ from defs.coproc import INPUT_STREAMS
 from defs.isa import ENGINE_COMMANDS, QUEUE_OF, Buffer, Opcode, Queue, Source
 from rtl.coproc.compute_unit import ComputeUnit
 from rtl.coproc.core import TARGETS
+from rtl.coproc.decode import DECODE_LATENCY
 from rtl.coproc.fetch import CYCLES_PER_INSTRUCTION, PARTS
 from rtl.coproc.load_unit import LoadUnit
 from rtl.coproc.reader import TransferReader
@@ -360,7 +361,9 @@ class _Machine:
             credit = self.dispatches[i - ahead] if i >= ahead else 0.0
             requested = max(self.requested + PARTS / self.capacity, credit + PARTS)
             arrived = requested + self.latency + TransferReader.ANSWER_TO_WORD
-            ready = max(self.last_dispatch + CYCLES_PER_INSTRUCTION, arrived + PARTS)
+            ready = max(
+                self.last_dispatch + CYCLES_PER_INSTRUCTION, arrived + PARTS + DECODE_LATENCY
+            )
             if ready > self.t + _EPS:
                 self.wake(ready)
                 return moved

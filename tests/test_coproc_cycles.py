@@ -16,6 +16,7 @@ from compiler.report import command_cycles
 from defs.isa import Buffer, Opcode, Queue
 from defs.params import preset
 from rtl.coproc.compute_unit import ComputeUnit
+from rtl.coproc.decode import DECODE_LATENCY
 from rtl.coproc.fetch import PARTS
 from rtl.coproc.load_unit import LoadUnit
 from rtl.coproc.reader import TransferReader
@@ -52,9 +53,10 @@ def _conv(**tokens: int) -> int:
 
 def _first_fetch(latency: int) -> int:
     """The first instruction's dispatch: the fetcher starts a cycle after `start`, asks
-    for its PARTS words one a cycle, and takes them one a cycle as they come."""
+    for its PARTS words one a cycle, takes them one a cycle as they come, and the word
+    waits a DECODE_LATENCY in the decode register."""
     last_request = 1 + TransferReader.CMD_TO_REQUEST + PARTS
-    return last_request + latency + TransferReader.ANSWER_TO_WORD + PARTS
+    return last_request + latency + TransferReader.ANSWER_TO_WORD + PARTS + DECODE_LATENCY
 
 
 def _load_alone(words: int, latency: int) -> int:

@@ -233,27 +233,43 @@ class Core(wiring.Component):
             fetch.start.eq(start_fetch),
             decoder.word.eq(fetch.o.payload.word),
         ]
+        # the decode register: dispatch reads the word's checks from registers, not
+        # through the decoder from the fetcher (DECODE_LATENCY)
+        staged = Signal(ENTRY)
+        staged_valid, legal, end, queue_of = Signal(), Signal(), Signal(), Signal(2)
+        dispatch = Signal()
+        m.d.comb += fetch.o.ready.eq(~staged_valid | dispatch)
+        with m.If(fetch.o.valid & fetch.o.ready):
+            m.d.sync += [
+                staged_valid.eq(1),
+                staged.eq(fetch.o.payload),
+                legal.eq(decoder.legal),
+                end.eq(decoder.end),
+                queue_of.eq(decoder.queue),
+            ]
+        with m.Elif(dispatch):
+            m.d.sync += staged_valid.eq(0)
         dispatched_end = Signal(3)  # each queue's END has been dispatched
         dispatched = Signal(32)
         target_ready = Signal()
-        with m.Switch(decoder.queue):
+        with m.Switch(queue_of):
             for q, queue in zip(Queue, queues, strict=True):
                 with m.Case(q):
                     m.d.comb += target_ready.eq(queue.i.ready)
         after_end = Signal()
-        m.d.comb += after_end.eq(dispatched_end.bit_select(decoder.queue, 1))
+        m.d.comb += after_end.eq(dispatched_end.bit_select(queue_of, 1))
         illegal = Signal()
-        m.d.comb += illegal.eq(fetch.o.valid & (~decoder.legal | after_end))
-        with m.If(fetch.o.valid & running & ~halt & ~illegal & target_ready):
-            m.d.comb += fetch.o.ready.eq(1)
+        m.d.comb += illegal.eq(staged_valid & (~legal | after_end))
+        with m.If(staged_valid & running & ~halt & ~illegal & target_ready):
+            m.d.comb += dispatch.eq(1)
             for q, queue in zip(Queue, queues, strict=True):
                 m.d.comb += [
-                    queue.i.valid.eq(decoder.queue == q),
-                    queue.i.payload.eq(fetch.o.payload),
+                    queue.i.valid.eq(queue_of == q),
+                    queue.i.payload.eq(staged),
                 ]
             m.d.sync += dispatched.eq(dispatched + 1)
-            with m.If(decoder.end):
-                m.d.sync += dispatched_end.eq(dispatched_end | (1 << decoder.queue))
+            with m.If(end):
+                m.d.sync += dispatched_end.eq(dispatched_end | (1 << queue_of))
 
         # faults: the first wins
         ended = Signal()
@@ -267,14 +283,14 @@ class Core(wiring.Component):
         engine_moves += [e.done.valid & e.done.ready for e in self.engines.values()]
         m.d.comb += progress.eq(
             load.retire | compute.retire | store.retire | self.mem.ack | self.mem.err
-            | fetch.o.ready | Cat(*engine_moves).any()
+            | dispatch | Cat(*engine_moves).any()
         )  # fmt: skip
         with m.If(progress | ~running):
             m.d.sync += watch.eq(0)
         with m.Else():
             m.d.sync += watch.eq(watch + 1)
         candidates = [
-            (illegal & running, Fault.ILLEGAL_INSTRUCTION, fetch.o.payload.index),
+            (illegal & running, Fault.ILLEGAL_INSTRUCTION, staged.index),
             (load.fault != 0, load.fault, load.fault_index),
             (store.fault != 0, store.fault, store.fault_index),
             (port.error | load.error | store.error | fetch.error, Fault.BUS_ERROR, ~0),

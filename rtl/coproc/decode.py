@@ -83,6 +83,10 @@ class Decoder(wiring.Component):
         return m
 
 
+#: Edges from the fetcher's instruction to its dispatch: the decoder's answers are
+#: registered with the word (rtl/coproc/core.py), so dispatch reads registers only.
+DECODE_LATENCY = 1
+
 #: Bits of an instruction's index in the program (fomm-256's frame has 164,441).
 INDEX_BITS = 24
 
