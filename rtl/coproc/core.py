@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from amaranth import Cat, Module, Signal
+from amaranth import Cat, Module, ResetInserter, Signal, Value
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -41,6 +41,7 @@ from rtl.coproc.memory_port import MemoryPort
 from rtl.coproc.routers import Target
 from rtl.coproc.store_unit import StoreUnit
 from rtl.coproc.tokens import CHANNELS, TokenCounter, channel_name
+from rtl.replica import replica
 from rtl.stream_queue import StreamQueue
 from rtl.warp import WarpEngine
 
@@ -103,6 +104,7 @@ class Core(wiring.Component):
         super().__init__(
             {
                 "mem": Out(wishbone_signature(self.addr_bits, params.coproc.bus_bytes)),
+                "clear": In(1),  # reset everything (a register: each part takes a copy)
                 "start": In(1),
                 "program_base": In(32),
                 "program_words": In(32),
@@ -139,14 +141,20 @@ class Core(wiring.Component):
         m = Module()
         p = self.params
         c = p.coproc
-        for name, engine in self.engines.items():
-            m.submodules[name] = engine
 
-        m.submodules.port = port = MemoryPort(4, self.addr_bits, c.bus_bytes, c.outstanding)
+        def cleared(name: str, part: object) -> object:
+            # one reset register per part, placed near it: a single one drove every
+            # flip-flop of the core (the 4 x 4 top's critical path, 18 ns of routing)
+            return ResetInserter(replica(m, self.clear, f"clear_{name}"))(part)
+
+        for name, engine in self.engines.items():
+            m.submodules[name] = cleared(name, engine)
+
+        port = MemoryPort(4, self.addr_bits, c.bus_bytes, c.outstanding)
         wiring.connect(m, wiring.flipped(self.mem), port.bus)
-        m.submodules.fetch = fetch = Fetcher(self.addr_bits, c.bus_bytes)
+        fetch = Fetcher(self.addr_bits, c.bus_bytes)
         targets = self.targets()
-        m.submodules.load = load = LoadUnit(p, targets, self.addr_bits)
+        load = LoadUnit(p, targets, self.addr_bits)
         slots = {
             op: EngineSlot(
                 name,
@@ -155,12 +163,16 @@ class Core(wiring.Component):
             )
             for op, (name, _) in ENGINES.items()
         }
-        m.submodules.compute = compute = ComputeUnit(p, slots)
+        compute = ComputeUnit(p, slots)
         sources = {
             source: self.engines[name].signature.members["o"].signature
             for name, source in ENGINES.values()
         }
-        m.submodules.store = store = StoreUnit(p, sources, self.addr_bits)
+        store = StoreUnit(p, sources, self.addr_bits)
+        for name, part in (
+            ("port", port), ("fetch", fetch), ("load", load), ("compute", compute), ("store", store)
+        ):  # fmt: skip
+            m.submodules[name] = cleared(name, part)
         for i, client in enumerate((fetch.mem, load.mem_buffer, load.mem_stream, store.mem)):
             wiring.connect(m, client, port.client(i))
 
@@ -177,7 +189,8 @@ class Core(wiring.Component):
         # tokens
         counters = {}
         for giver, taker in CHANNELS:
-            counters[(giver, taker)] = m.submodules[channel_name(giver, taker)] = TokenCounter()
+            counters[(giver, taker)] = counter = TokenCounter()
+            m.submodules[channel_name(giver, taker)] = cleared(channel_name(giver, taker), counter)
         lc, cl = counters[(Queue.LOAD, Queue.COMPUTE)], counters[(Queue.COMPUTE, Queue.LOAD)]
         cs, sc = counters[(Queue.COMPUTE, Queue.STORE)], counters[(Queue.STORE, Queue.COMPUTE)]
         m.d.comb += [
@@ -206,7 +219,7 @@ class Core(wiring.Component):
         m.submodules.decoder = decoder = Decoder(p)
         queues = [StreamQueue(ENTRY.size, c.queue_depth) for _ in Queue]
         for q, queue in zip(Queue, queues, strict=True):
-            m.submodules[f"{q.name.lower()}_queue"] = queue
+            m.submodules[f"{q.name.lower()}_queue"] = cleared(f"{q.name.lower()}_queue", queue)
         for unit, queue in zip((load, compute, store), queues, strict=True):
             m.d.comb += [
                 unit.head.valid.eq(queue.o.valid),
@@ -325,6 +338,14 @@ class Core(wiring.Component):
             self.fault.eq(fault),
             self.fault_index.eq(fault_index),
         ]
+        # this module's own registers, from their own copy (last: it takes precedence)
+        own = [start_fetch, program_base, program_words, image_bytes, watchdog, staged_valid,
+               staged, legal, end, queue_of, dispatched, dispatched_end, watch, fault,
+               fault_index, running, self.done]  # fmt: skip
+        with m.If(replica(m, self.clear, "clear_core")):
+            for reg in own:
+                reg = Value.cast(reg)
+                m.d.sync += reg.eq(reg.init)
 
         events = {
             "load_busy": load.busy,

@@ -9,9 +9,10 @@ faulted included); the registers keep their values.
 
 from __future__ import annotations
 
+import itertools
 from typing import TYPE_CHECKING
 
-from amaranth import Module, ResetInserter, Signal
+from amaranth import Cat, Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -24,6 +25,9 @@ if TYPE_CHECKING:
 
 
 class Coprocessor(wiring.Component):
+    #: Edges from a start written to CONTROL to the core's `start`: the core has reset.
+    START_LATENCY = 3
+
     def __init__(self, params: GraceParams) -> None:
         self.params = params
         self.core = Core(params)
@@ -39,21 +43,27 @@ class Coprocessor(wiring.Component):
         m = Module()
         m.submodules.control = control = Control(self.params.coproc.bus_bytes)
         wiring.connect(m, wiring.flipped(self.ctrl), control.bus)
-        # the core resets on the edge a start is seen, and starts on the next
+        # a start (or soft reset) is registered here and again in each part of the core
+        # (its copies), which resets two edges after this register; the start reaches
+        # the core the cycle after that (START_LATENCY)
         clear = Signal()
-        start = Signal()
-        m.d.comb += clear.eq(control.start | control.soft_reset)
-        m.d.sync += start.eq(control.start)
-        m.submodules.core = core = ResetInserter(clear)(self.core)
+        clearing = Signal()  # the cycle the core's copies are up
+        m.d.sync += [clear.eq(control.start | control.soft_reset), clearing.eq(clear)]
+        start = [Signal(name=f"start_{k}") for k in range(self.START_LATENCY)]
+        m.d.sync += [start[0].eq(control.start)]
+        m.d.sync += [later.eq(earlier) for earlier, later in itertools.pairwise(start)]
+        m.submodules.core = core = self.core
         wiring.connect(m, wiring.flipped(self.mem), core.mem)
         m.d.comb += [
-            core.start.eq(start),
+            core.clear.eq(clear),
+            core.start.eq(start[-1]),
             core.program_base.eq(control.program_base),
             core.program_words.eq(control.program_words),
             core.image_bytes.eq(control.image_bytes),
             core.watchdog.eq(control.watchdog),
-            control.busy.eq(core.busy | start),
-            control.done.eq(core.done),
+            control.busy.eq(core.busy | Cat(start).any()),
+            # (the last run's done, until the core has reset for this one)
+            control.done.eq(core.done & ~clear & ~clearing),
             control.fault.eq(core.fault),
             control.fault_index.eq(core.fault_index),
             control.events.eq(core.events),
