@@ -50,6 +50,9 @@ class RunResult:
     fault_index: int
     cycles: int
     counters: dict[str, int] = field(default_factory=dict)
+    # `soft_reset`: STATUS after CONTROL's soft reset, and whether irq rose meanwhile
+    status_after_reset: int | None = None
+    irq_during_reset: bool = False
 
 
 def run_pysim(
@@ -63,6 +66,7 @@ def run_pysim(
     error_from: int | None = None,
     max_cycles: int = 200_000,
     preload: bool = False,
+    soft_reset: bool = False,
 ) -> RunResult:
     """Run a program in Amaranth's simulator (slow: for programs of a few tiles)."""
     bus = params.coproc.bus_bytes
@@ -125,6 +129,14 @@ def run_pysim(
             await ctx.tick()
             out += ctx.get(dut.backdoor_rdata).to_bytes(bus, "little")
         result["memory"] = out[: image.image_bytes]
+        if soft_reset:  # the run's end reported: a soft reset clears it, with no done
+            await access(ctx, Register.CONTROL, 2)
+            irq = False
+            for _ in range(8):
+                await ctx.tick()
+                irq |= bool(ctx.get(dut.irq))
+            result["irq_during_reset"] = irq
+            result["status_after_reset"] = await access(ctx, Register.STATUS)
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
@@ -132,5 +144,6 @@ def run_pysim(
     sim.run()
     return RunResult(
         result["memory"], result["fault"], result["fault_index"], result["cycles"],
-        result["counters"],
+        result["counters"], result.get("status_after_reset"),
+        result.get("irq_during_reset", False),
     )  # fmt: skip

@@ -96,8 +96,10 @@ def test_a_bus_error_ends_the_run(layer_program) -> None:
     lowered, _ = layer_program
     # the image's second half answers err: the layer's weights live there
     words = host_image(lowered.memory, lowered.words)
-    result = run_pysim(PARAMS, words, error_from=len(lowered.memory) // 2 // 8)
+    result = run_pysim(PARAMS, words, error_from=len(lowered.memory) // 2 // 8, soft_reset=True)
     assert result.fault == Fault.BUS_ERROR
+    # CONTROL's soft reset then clears the fault and done, and no irq rises meanwhile
+    assert result.status_after_reset == 0 and not result.irq_during_reset
 
 
 def test_a_token_that_never_comes_trips_the_watchdog(layer_program) -> None:
