@@ -36,7 +36,8 @@ if TYPE_CHECKING:
 class LoadUnit(wiring.Component):
     #: Edges from a transfer taken at the head (IDLE, the check's start) to its
     #: DISPATCH: the check's LATENCY cycles in CHECK.
-    CHECK_TO_DISPATCH = TransferCheck.LATENCY + 1
+    #: Edges from a LOAD at the head to its dispatch: the check, then DECIDE's registers.
+    CHECK_TO_DISPATCH = TransferCheck.LATENCY + 2
 
     def __init__(self, params: GraceParams, targets: dict[Buffer, Target], addr_bits: int) -> None:
         self.params, self.targets, self.addr_bits = params, targets, addr_bits
@@ -156,6 +157,7 @@ class LoadUnit(wiring.Component):
         push_here = Signal()
         m.d.comb += self.push.eq(push_here + buffer_router.token)
         wait = Signal(range(TransferCheck.LATENCY + 1))
+        known, fits, streamed_load = Signal(), Signal(), Signal()
         with m.FSM():
             with m.State("IDLE"), m.If(self.head.valid & ~self.halt & ~waits):
                 with m.If(opcode == Opcode.LOAD):
@@ -174,22 +176,29 @@ class LoadUnit(wiring.Component):
             with m.State("CHECK"):
                 m.d.sync += wait.eq(wait - 1)
                 with m.If(wait == 1):
-                    m.next = "DISPATCH"
+                    m.next = "DECIDE"
+            with m.State("DECIDE"):  # the answers into registers: dispatch reads registers
+                m.d.sync += [
+                    known.eq(target_known),
+                    fits.eq(check.ok & in_buffer),
+                    streamed_load.eq(is_stream),
+                ]
+                m.next = "DISPATCH"
             with m.State("DISPATCH"):
-                with m.If(~target_known):
+                with m.If(~known):
                     m.d.sync += [
                         self.fault.eq(Fault.ILLEGAL_INSTRUCTION),
                         self.fault_index.eq(self.head.payload.index),
                     ]
                     m.next = "FAULT"
-                with m.Elif(~check.ok | ~in_buffer):
+                with m.Elif(~fits):
                     m.d.sync += [
                         self.fault.eq(Fault.ADDRESS),
                         self.fault_index.eq(self.head.payload.index),
                     ]
                     m.next = "FAULT"
                 with (
-                    m.Elif(is_stream),
+                    m.Elif(streamed_load),
                     m.If(stream_cmds.i.ready & stream_router.route_ready & ~push_waits),
                 ):
                     m.d.comb += [

@@ -25,7 +25,8 @@ FIELD_BITS = 16
 
 
 class TransferCheck(wiring.Component):
-    LATENCY = FIELD_BITS + 2
+    #: The products' FIELD_BITS steps, their load, the sum's register and `ok`'s.
+    LATENCY = FIELD_BITS + 3
 
     def __init__(self, word_bytes_bits: int = 8) -> None:
         super().__init__(
@@ -72,8 +73,8 @@ class TransferCheck(wiring.Component):
                 m.d.sync += self.count.eq(self.count + words)
             with m.If(size_bits[0]):
                 m.d.sync += row_bytes.eq(row_bytes + words)
-        end = Signal(42)  # one past the last byte
-        m.d.comb += end.eq(self.dram_addr + row_reach + row_bytes)
+        end = Signal(42)  # one past the last byte (a register: the sum then the compare)
+        m.d.sync += end.eq(self.dram_addr + row_reach + row_bytes)
         nonempty = (self.rows != 0) & (self.row_words != 0)
         m.d.sync += self.ok.eq(nonempty & (end <= self.image_bytes))
         return m
