@@ -54,9 +54,9 @@ class TransferWriter(wiring.Component):
         m = Module()
         s, nd, nm = self.shift, self.data_bytes, self.max_word_bytes
         cmd, req, resp = self.cmd.payload, self.mem.request, self.mem.response
-        m.submodules.ends = ends = fifo.SyncFIFO(
-            width=16, depth=4
-        )  # writes issued at each command's end
+        # writes issued at each command's end: room for this command's and for those whose
+        # last write still waits in the write queue (one a command at most)
+        m.submodules.ends = ends = fifo.SyncFIFO(width=16, depth=4 + self.QUEUE_DEPTH)
 
         row_start, stride = Signal(32), Signal(24)
         rows_left, row_words, words_left = Signal(16), Signal(16), Signal(16)
@@ -108,8 +108,8 @@ class TransferWriter(wiring.Component):
         row_end, last_row = words_left == 1, rows_left == 1
         with m.FSM():
             with m.State("IDLE"):
-                # room for this command's end and the one whose last write may still wait in `out`
-                m.d.comb += self.cmd.ready.eq(ends.w_level <= ends.depth - 2)
+                # room for this command's end and those whose last writes wait in `writes`
+                m.d.comb += self.cmd.ready.eq(ends.w_level <= ends.depth - 1 - self.QUEUE_DEPTH)
                 with m.If(self.cmd.valid & self.cmd.ready):
                     m.d.sync += [row_start.eq(cmd.dram_addr), stride.eq(cmd.stride)]
                     m.d.sync += [rows_left.eq(cmd.rows), row_words.eq(cmd.row_words)]
