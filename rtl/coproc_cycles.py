@@ -64,9 +64,6 @@ if TYPE_CHECKING:
 
 #: LOADs the buffer reader's router holds routes for (its default depth).
 BUFFER_ROUTES = 4
-#: STOREs whose last write is out and whose `done` is not, beyond which the writer
-#: takes no command (its `ends` FIFO of 4 keeps a place for the one in `out`).
-WRITER_ENDS = 2
 #: The queues' engines by their STORE source, and the engine each LOAD buffer feeds.
 SOURCE_ENGINE = {Source[name.upper()]: name for name in ENGINE_COMMANDS.values()}
 _BUFFER_ENGINE = {b: engine for b, (engine, _, _) in TARGETS.items()}
@@ -379,15 +376,19 @@ class _Machine:
         return moved
 
     # --- the load unit ----------------------------------------------------------------
+    def checked(self, q: Queue) -> _Inst | None:
+        """The unit's LOAD or STORE once its transfer check is over (else wake then)."""
+        inst, when = self.pending[q]
+        if when > self.t + _EPS:
+            self.wake(when)
+            return None
+        return inst
+
     def load_unit(self) -> bool:
         q = Queue.LOAD
-        pending = self.pending[q]
-        if pending is not None:
-            inst, when = pending
-            if when > self.t + _EPS:
-                self.wake(when)
-                return False
-            if not self.load_dispatch(inst):
+        if self.pending[q] is not None:
+            inst = self.checked(q)
+            if inst is None or not self.load_dispatch(inst):
                 return False
             self.pending[q] = None
             self.pop(inst)
@@ -467,18 +468,17 @@ class _Machine:
     # --- the store unit ---------------------------------------------------------------
     def store_unit(self) -> bool:
         q = Queue.STORE
-        pending = self.pending[q]
-        if pending is not None:
-            inst, when = pending
-            if when > self.t + _EPS:
-                self.wake(when)
+        if self.pending[q] is not None:
+            inst = self.checked(q)
+            if inst is None:
                 return False
             writer_idle = self.flows["writer"] is None and not self.waiting["writer"]
             if not writer_idle or self.unit_free["writer"] > self.t + _EPS:
                 if writer_idle:
                     self.wake(self.unit_free["writer"])
                 return False
-            if len(self.unanswered) > WRITER_ENDS or len(self.in_flight["writer"]) >= IN_FLIGHT:
+            ends = TransferWriter.ENDS_TAKING_COMMANDS  # STOREs written, not yet done
+            if len(self.unanswered) > ends or len(self.in_flight["writer"]) >= IN_FLIGHT:
                 return False
             self.pending[q] = None
             self.pop(inst)

@@ -27,6 +27,11 @@ class TransferWriter(wiring.Component):
 
     #: Words of the input and write queues (three pass one per cycle).
     QUEUE_DEPTH = 3
+    #: Commands' ends (writes issued by a command's last) the `ends` FIFO holds, and the
+    #: ends waiting beyond which no command is taken: room stays for this command's and
+    #: for those whose last write still waits in the write queue (one a command at most).
+    ENDS_DEPTH = 4 + QUEUE_DEPTH
+    ENDS_TAKING_COMMANDS = ENDS_DEPTH - 1 - QUEUE_DEPTH
     #: Edges from a word taken on `i` to its write offered: through the word queue (two),
     #: the window, then the write queue (two).
     WORD_TO_WRITE = 5
@@ -54,9 +59,7 @@ class TransferWriter(wiring.Component):
         m = Module()
         s, nd, nm = self.shift, self.data_bytes, self.max_word_bytes
         cmd, req, resp = self.cmd.payload, self.mem.request, self.mem.response
-        # writes issued at each command's end: room for this command's and for those whose
-        # last write still waits in the write queue (one a command at most)
-        m.submodules.ends = ends = fifo.SyncFIFO(width=16, depth=4 + self.QUEUE_DEPTH)
+        m.submodules.ends = ends = fifo.SyncFIFO(width=16, depth=self.ENDS_DEPTH)
 
         row_start, stride = Signal(32), Signal(24)
         rows_left, row_words, words_left = Signal(16), Signal(16), Signal(16)
@@ -108,8 +111,7 @@ class TransferWriter(wiring.Component):
         row_end, last_row = words_left == 1, rows_left == 1
         with m.FSM():
             with m.State("IDLE"):
-                # room for this command's end and those whose last writes wait in `writes`
-                m.d.comb += self.cmd.ready.eq(ends.w_level <= ends.depth - 1 - self.QUEUE_DEPTH)
+                m.d.comb += self.cmd.ready.eq(ends.w_level <= self.ENDS_TAKING_COMMANDS)
                 with m.If(self.cmd.valid & self.cmd.ready):
                     m.d.sync += [row_start.eq(cmd.dram_addr), stride.eq(cmd.stride)]
                     m.d.sync += [rows_left.eq(cmd.rows), row_words.eq(cmd.row_words)]
