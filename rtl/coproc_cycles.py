@@ -51,8 +51,9 @@ from defs.isa import ENGINE_COMMANDS, QUEUE_OF, Buffer, Opcode, Queue, Source
 from rtl.coproc.compute_unit import ComputeUnit
 from rtl.coproc.core import TARGETS
 from rtl.coproc.decode import DECODE_LATENCY
-from rtl.coproc.fetch import CYCLES_PER_INSTRUCTION, PARTS
+from rtl.coproc.fetch import CYCLES_PER_INSTRUCTION, PARTS, START_TO_COMMAND
 from rtl.coproc.load_unit import LoadUnit
+from rtl.coproc.memory_port import MemoryPort
 from rtl.coproc.reader import TransferReader
 from rtl.coproc.store_unit import IN_FLIGHT, StoreUnit
 from rtl.coproc.tokens import TokenCounter
@@ -262,12 +263,14 @@ class _Machine:
         c = params.coproc
         self.program, self.depth, self.stream_depth = program, c.queue_depth, c.stream_loads
         self.latency = max(1, latency)
+        # a client's request to its answer: the port's register, then the memory
+        self.round_trip = self.latency + MemoryPort.REQUEST_LATENCY
         p = stall_probability(stall_threshold)
         # requests the port takes a cycle: not stalled, and no more than `outstanding`
         # waiting for their answers
         self.capacity = min(1.0 - p, c.outstanding / self.latency)
         self.credit = TransferReader.WORD_FIFO_DEPTH / (
-            self.latency + TransferReader.ANSWER_TO_CREDIT
+            self.round_trip + TransferReader.ANSWER_TO_CREDIT
         )
         self.t = 0.0
         self.events: list[tuple[float, int, Callable[[], None]]] = []
@@ -281,7 +284,7 @@ class _Machine:
         # fetch: the next instruction, when its predecessor left, its words' requests
         self.fetched = 0
         self.last_dispatch = -math.inf
-        self.requested = 1.0 + TransferReader.CMD_TO_REQUEST  # start → the fetcher's start
+        self.requested = START_TO_COMMAND + TransferReader.CMD_TO_REQUEST
         self.dispatches: list[float] = []
         # the readers' and writer's commands, and their flows
         self.waiting: dict[str, deque[tuple[_Inst, float]]] = {
@@ -357,7 +360,7 @@ class _Machine:
             ahead = TransferReader.WORD_FIFO_DEPTH // PARTS
             credit = self.dispatches[i - ahead] if i >= ahead else 0.0
             requested = max(self.requested + PARTS / self.capacity, credit + PARTS)
-            arrived = requested + self.latency + TransferReader.ANSWER_TO_WORD
+            arrived = requested + self.round_trip + TransferReader.ANSWER_TO_WORD
             ready = max(
                 self.last_dispatch + CYCLES_PER_INSTRUCTION, arrived + PARTS + DECODE_LATENCY
             )
@@ -531,7 +534,7 @@ class _Machine:
         if unit == "writer":
             self.unit_free[unit] = t + 1  # RUN → IDLE
             self.unanswered.append(inst)
-            done = t + TransferWriter.WORD_TO_WRITE + self.latency + TransferWriter.ACK_TO_DONE
+            done = t + TransferWriter.WORD_TO_WRITE + self.round_trip + TransferWriter.ACK_TO_DONE
 
             def answered(inst: _Inst = inst, done: float = done) -> None:
                 self.unanswered.remove(inst)
@@ -543,7 +546,7 @@ class _Machine:
             self.at(done, answered)
             return
         self.unit_free[unit] = t + TransferReader.FINAL_TO_CMD + TransferReader.CMD_TO_REQUEST
-        last = t + self.latency + TransferReader.ANSWER_TO_WORD
+        last = t + self.round_trip + TransferReader.ANSWER_TO_WORD
 
         def arrived(inst: _Inst = inst, unit: str = unit, last: float = last) -> None:
             self.in_flight[unit].remove(inst)

@@ -17,8 +17,9 @@ from defs.isa import Buffer, Opcode, Queue
 from defs.params import preset
 from rtl.coproc.compute_unit import ComputeUnit
 from rtl.coproc.decode import DECODE_LATENCY
-from rtl.coproc.fetch import PARTS
+from rtl.coproc.fetch import PARTS, START_TO_COMMAND
 from rtl.coproc.load_unit import LoadUnit
+from rtl.coproc.memory_port import MemoryPort
 from rtl.coproc.reader import TransferReader
 from rtl.coproc.tokens import TokenCounter
 from rtl.coproc_cycles import program_cycles, stall_probability
@@ -52,19 +53,22 @@ def _conv(**tokens: int) -> int:
 
 
 def _first_fetch(latency: int) -> int:
-    """The first instruction's dispatch: the fetcher starts a cycle after `start`, asks
-    for its PARTS words one a cycle, takes them one a cycle as they come, and the word
-    waits a DECODE_LATENCY in the decode register."""
-    last_request = 1 + TransferReader.CMD_TO_REQUEST + PARTS
-    return last_request + latency + TransferReader.ANSWER_TO_WORD + PARTS + DECODE_LATENCY
+    """The first instruction's dispatch: the fetcher offers its command
+    START_TO_COMMAND after `start`, asks for its PARTS words one a cycle, takes them
+    one a cycle as they come (through the port's register), and the word waits a
+    DECODE_LATENCY in the decode register."""
+    last_request = START_TO_COMMAND + TransferReader.CMD_TO_REQUEST + PARTS
+    trip = MemoryPort.REQUEST_LATENCY + latency + TransferReader.ANSWER_TO_WORD
+    return last_request + trip + PARTS + DECODE_LATENCY
 
 
 def _load_alone(words: int, latency: int) -> int:
     """A LOAD at the head: the check, then a word a cycle (tiny's conv input words are
-    4 bytes: half a bus word), the last `latency` + ANSWER_TO_WORD after its request."""
+    4 bytes: half a bus word), the last the port's register, `latency` and
+    ANSWER_TO_WORD after its request."""
     return (
         LoadUnit.CHECK_TO_DISPATCH + TransferReader.CMD_TO_REQUEST + words
-        + latency + TransferReader.ANSWER_TO_WORD
+        + MemoryPort.REQUEST_LATENCY + latency + TransferReader.ANSWER_TO_WORD
     )  # fmt: skip
 
 

@@ -401,9 +401,16 @@ def test_writer_error_still_signals_done() -> None:
     assert final[0] == bytes(model)
 
 
-#: A load's cycles beyond one per word: command to first request, the memory's
-#: latency (1), answer to word, and the edge its last word is taken on.
-FILL = TransferReader.CMD_TO_REQUEST + 1 + TransferReader.ANSWER_TO_WORD + 1
+#: A load's cycles beyond one per word: command to first request, the port's
+#: register, the memory's latency (1), answer to word, and the edge its last word
+#: is taken on.
+FILL = (
+    TransferReader.CMD_TO_REQUEST
+    + MemoryPort.REQUEST_LATENCY
+    + 1
+    + TransferReader.ANSWER_TO_WORD
+    + 1
+)
 
 
 def load_cycles(nd: int, t: Transfer) -> int:

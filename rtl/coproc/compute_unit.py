@@ -69,6 +69,11 @@ class ComputeUnit(wiring.Component):
         m.d.comb += waits.eq(
             (header.pop_prev & ~self.prev_available) | (header.pop_next & ~self.next_available)
         )
+        # the instruction's engine and tokens, registered as it leaves IDLE: ISSUE and RUN
+        # read registers, not the queue head's LUT RAM through an opcode compare
+        running = {op: Signal(name=f"running_{e.name}") for op, e in self.engines.items()}
+        pop_prev, pop_next = Signal(), Signal()
+        push_prev, push_next = Signal(), Signal()
         with m.FSM():
             with m.State("IDLE"):
                 m.d.comb += self.stall.eq(self.head.valid & waits)
@@ -85,35 +90,42 @@ class ComputeUnit(wiring.Component):
                         with m.If(header.opcode == Opcode.END):
                             m.d.sync += self.ended.eq(1)
                     with m.Else():
+                        m.d.sync += [r.eq(header.opcode == op) for op, r in running.items()]
+                        m.d.sync += [
+                            pop_prev.eq(header.pop_prev),
+                            pop_next.eq(header.pop_next),
+                            push_prev.eq(header.push_prev),
+                            push_next.eq(header.push_next),
+                        ]
                         m.next = "ISSUE"
             with m.State("ISSUE"):
                 for op, e in self.engines.items():
                     cmd = getattr(self, f"{e.name}_cmd")
-                    width = Shape.cast(e.cmd.members["payload"].shape).width
-                    m.d.comb += cmd.payload.eq(word[hsize : hsize + width])
-                    with m.If(header.opcode == op):
-                        m.d.comb += cmd.valid.eq(1)
-                        with m.If(cmd.ready):
-                            m.d.comb += [
-                                self.pop_prev.eq(header.pop_prev),
-                                self.pop_next.eq(header.pop_next),
-                                self.push_next.eq(header.push_next),
-                            ]
-                            m.d.sync += getattr(self, f"{e.name}_busy").eq(1)
-                            m.next = "RUN"
+                    m.d.comb += cmd.valid.eq(running[op])
+                    with m.If(running[op] & cmd.ready):
+                        m.d.comb += [
+                            self.pop_prev.eq(pop_prev),
+                            self.pop_next.eq(pop_next),
+                            self.push_next.eq(push_next),
+                        ]
+                        m.d.sync += getattr(self, f"{e.name}_busy").eq(1)
+                        m.next = "RUN"
             with m.State("RUN"):
                 for op, e in self.engines.items():
                     done = getattr(self, f"{e.name}_done")
-                    with m.If(header.opcode == op):
-                        m.d.comb += done.ready.eq(1)
-                        with m.If(done.valid):
-                            m.d.comb += [
-                                self.push_prev.eq(header.push_prev),
-                                self.head.ready.eq(1),
-                                self.retire.eq(1),
-                            ]
-                            m.d.sync += getattr(self, f"{e.name}_busy").eq(0)
-                            m.next = "IDLE"
+                    m.d.comb += done.ready.eq(running[op])
+                    with m.If(running[op] & done.valid):
+                        m.d.comb += [
+                            self.push_prev.eq(push_prev),
+                            self.head.ready.eq(1),
+                            self.retire.eq(1),
+                        ]
+                        m.d.sync += getattr(self, f"{e.name}_busy").eq(0)
+                        m.next = "IDLE"
+        for e in self.engines.values():  # the body is the command: forwarded unchanged
+            cmd = getattr(self, f"{e.name}_cmd")
+            width = Shape.cast(e.cmd.members["payload"].shape).width
+            m.d.comb += cmd.payload.eq(word[hsize : hsize + width])
         m.d.comb += [
             self.busy.eq(self.head.valid & ~self.ended),
         ]

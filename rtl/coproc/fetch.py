@@ -9,7 +9,7 @@ full queue downstream simply stops the fetch.
 
 from __future__ import annotations
 
-from amaranth import Module, Signal
+from amaranth import Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -22,6 +22,8 @@ from rtl.coproc.reader import TransferReader
 #: Bytes the fetcher reads per reader word.
 FETCH_WORD_BYTES = 8
 CHUNK = 0xFFFF
+#: Edges from `start` to the first command offered to the reader (its fields formed).
+START_TO_COMMAND = 2
 #: Reader words per instruction, taken one a cycle.
 PARTS = INSTRUCTION_BYTES // FETCH_WORD_BYTES
 #: Cycles per instruction at best: one per reader word, and the cycle it is offered
@@ -51,25 +53,35 @@ class Fetcher(wiring.Component):
         wiring.connect(m, wiring.flipped(self.mem), reader.mem)
         m.d.comb += self.error.eq(reader.error)
 
-        requested = Signal(32)  # instructions asked of the reader
-        remaining = Signal(32)
-        m.d.comb += remaining.eq(self.words - requested)
-        active = Signal()
+        # the next command's fields are registers, formed the cycle after the last
+        # command (or the start) from registers: nothing between the counts and the
+        # reader's command but its own registers
+        remaining = Signal(32)  # instructions not yet asked of the reader
+        addr = Signal(32)  # the first of them
         chunk = Signal(16)
-        with m.If(remaining > CHUNK):
-            m.d.comb += chunk.eq(CHUNK)
-        with m.Else():
-            m.d.comb += chunk.eq(remaining)
+        formed = Signal()  # `chunk` and `more` follow `remaining`
+        more = Signal()
+        active = Signal()
         m.d.comb += [
-            reader.cmd.valid.eq(active & (remaining != 0)),
-            reader.cmd.payload.dram_addr.eq(self.base + requested * INSTRUCTION_BYTES),
+            reader.cmd.valid.eq(active & formed & more),
+            reader.cmd.payload.dram_addr.eq(addr),
             reader.cmd.payload.stride.eq(INSTRUCTION_BYTES),
             reader.cmd.payload.rows.eq(chunk),
             reader.cmd.payload.row_words.eq(INSTRUCTION_BYTES // FETCH_WORD_BYTES),
             reader.cmd.payload.word_bytes.eq(FETCH_WORD_BYTES),
         ]
+        with m.If(~formed):
+            m.d.sync += [
+                chunk.eq(Mux(remaining > CHUNK, CHUNK, remaining)),
+                more.eq(remaining != 0),
+                formed.eq(1),
+            ]
         with m.If(reader.cmd.valid & reader.cmd.ready):
-            m.d.sync += requested.eq(requested + chunk)
+            m.d.sync += [
+                remaining.eq(remaining - chunk),
+                addr.eq(addr + chunk * INSTRUCTION_BYTES),
+                formed.eq(0),
+            ]
 
         # four reader words make one instruction, the first in the low bits
         parts = PARTS
@@ -97,5 +109,12 @@ class Fetcher(wiring.Component):
             m.d.sync += [have.eq(0), index.eq(index + 1)]
 
         with m.If(self.start):
-            m.d.sync += [active.eq(1), requested.eq(0), have.eq(0), index.eq(0)]
+            m.d.sync += [
+                active.eq(1),
+                remaining.eq(self.words),
+                addr.eq(self.base),
+                formed.eq(0),
+                have.eq(0),
+                index.eq(0),
+            ]
         return m

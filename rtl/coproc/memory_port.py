@@ -1,11 +1,12 @@
 """N clients onto one Wishbone B4 pipelined master, round-robin per request.
 
 Requests go out back to back (one per cycle across all clients when the slave
-does not stall); the client of each one waits in an in-order tag FIFO, so every
-ack or err goes back to the client that asked without the port holding any data.
+does not stall), each from a register `REQUEST_LATENCY` edge after its client's
+handshake; the client of each one waits in an in-order tag FIFO, so every ack
+or err goes back to the client that asked without the port holding any data.
 At `outstanding` requests in flight the port stops offering until answers come.
-A request offered while the slave stalls stays offered (the grant is held), as
-the pipelined protocol expects of stb and its address."""
+A request offered while the slave stalls stays offered (it waits in its
+register), as the pipelined protocol expects of stb and its address."""
 
 from __future__ import annotations
 
@@ -18,6 +19,9 @@ from rtl.coproc.bus import client_signature, request_layout, wishbone_signature
 
 class MemoryPort(wiring.Component):
     """`clients` request/response pairs (`client_0`, ...) onto `bus`."""
+
+    #: Edges from a client's request taken to its stb on the bus.
+    REQUEST_LATENCY = 1
 
     def __init__(
         self, clients: int, addr_bits: int, data_bytes: int, outstanding: int = 32
@@ -51,14 +55,10 @@ class MemoryPort(wiring.Component):
         )
 
         last = Signal(range(n), init=n - 1)  # the client granted last
-        held = Signal()  # a request was offered into a stall: keep offering it
-        held_client = Signal(range(n))
         grant = Signal(tag_bits)
         any_valid = Signal()
         # first valid client after `last`, in circular order
-        with m.If(held):
-            m.d.comb += [grant.eq(held_client), any_valid.eq(1)]
-        with m.Else(), m.Switch(last):
+        with m.Switch(last):
             for prev in range(n):
                 with m.Case(prev):
                     order = [(prev + 1 + k) % n for k in range(n)]
@@ -66,29 +66,38 @@ class MemoryPort(wiring.Component):
                         with (m.If if k == 0 else m.Elif)(requests[c].valid):
                             m.d.comb += [grant.eq(c), any_valid.eq(1)]
 
+        # the granted request waits in a register for the bus: stb, its address and
+        # data are registers, so neither the slave's address decode nor the clients'
+        # grant logic reaches the other in one cycle (on the ECP5 top the grant ran
+        # into the on-chip memory's address and the readers' next request)
+        offered = Signal()
+        offered_client = Signal(tag_bits)
+        offer = Signal(request_layout(self.addr_bits, self.data_bytes))
+        issue = Signal()
+        m.d.comb += [
+            bus.stb.eq(offered & tags.w_rdy),
+            bus.cyc.eq(bus.stb | tags.r_rdy),
+            bus.we.eq(offer.write),
+            bus.adr.eq(offer.addr),
+            bus.dat_w.eq(offer.data),
+            # a read asks for every byte (B4: sel marks the bytes expected)
+            bus.sel.eq(Mux(offer.write, offer.sel, -1)),
+            issue.eq(bus.stb & ~bus.stall),
+        ]
         chosen = Signal(request_layout(self.addr_bits, self.data_bytes))
         with m.Switch(grant):
             for c in range(n):
                 with m.Case(c):
                     m.d.comb += chosen.eq(requests[c].payload)
-        m.d.comb += [
-            bus.stb.eq(any_valid & tags.w_rdy & (held | ~self.halt)),
-            bus.cyc.eq(bus.stb | tags.r_rdy),
-            bus.we.eq(chosen.write),
-            bus.adr.eq(chosen.addr),
-            bus.dat_w.eq(chosen.data),
-            # a read asks for every byte (B4: sel marks the bytes expected)
-            bus.sel.eq(Mux(chosen.write, chosen.sel, -1)),
-        ]
-        issue = Signal()
-        m.d.comb += issue.eq(bus.stb & ~bus.stall)
+        take = Signal()  # a client's request into the register
+        m.d.comb += take.eq(any_valid & ~self.halt & (~offered | issue))
         for c in range(n):
-            m.d.comb += requests[c].ready.eq(issue & (grant == c))
-        m.d.comb += [tags.w_en.eq(issue), tags.w_data.eq(Cat(grant, chosen.addr))]
-        with m.If(issue):
-            m.d.sync += [last.eq(grant), held.eq(0)]
-        with m.Elif(bus.stb):
-            m.d.sync += [held.eq(1), held_client.eq(grant)]
+            m.d.comb += requests[c].ready.eq(take & (grant == c))
+        with m.If(take):
+            m.d.sync += [offered.eq(1), offered_client.eq(grant), offer.eq(chosen), last.eq(grant)]
+        with m.Elif(issue):
+            m.d.sync += offered.eq(0)
+        m.d.comb += [tags.w_en.eq(issue), tags.w_data.eq(Cat(offered_client, offer.addr))]
 
         # answers, in order, to the client at the FIFO's head
         answered = bus.ack | bus.err

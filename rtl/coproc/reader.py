@@ -63,9 +63,10 @@ class TransferReader(wiring.Component):
     #: unanswered or untaken (its credit), so a reader alone moves at most this many
     #: words per round trip (rtl/coproc_cycles.py).
     WORD_FIFO_DEPTH = 32
-    #: Edges from a taken command to its first request: the row's end is computed
-    #: into a register first, so the request's checks read registers only.
-    CMD_TO_REQUEST = 2
+    #: Edges from a taken command to its first request: the row's bytes (a multiply
+    #: of registers) then the row's end are computed into registers first, so the
+    #: request's checks read registers only.
+    CMD_TO_REQUEST = 3
     #: Edges from a transfer's last request to the next command taken.
     FINAL_TO_CMD = 1
     #: Edges from a read's answer to its word on `o`: the buffered word FIFO's two, the
@@ -120,6 +121,7 @@ class TransferReader(wiring.Component):
         self.issue = issue = Signal()
 
         row_start, row_end, stride = Signal(32), Signal(32), Signal(24)
+        row_words, word_bytes = Signal(16), Signal(wb_bits)
         row_bytes = Signal(16 + wb_bits)
         rows_left = Signal(16)
         last_row = Signal()  # rows_left == 1
@@ -148,10 +150,14 @@ class TransferReader(wiring.Component):
                         stride.eq(cmd.stride),
                         rows_left.eq(cmd.rows),
                         last_row.eq(cmd.rows == 1),
-                        row_bytes.eq(cmd.row_words * cmd.word_bytes),
+                        row_words.eq(cmd.row_words),
+                        word_bytes.eq(cmd.word_bytes),
                         cur.eq(cmd.dram_addr[s:]),
                     ]
-                    m.next = "SETUP"
+                    m.next = "PRODUCT"
+            with m.State("PRODUCT"):
+                m.d.sync += row_bytes.eq(row_words * word_bytes)
+                m.next = "SETUP"
             with m.State("SETUP"):
                 m.d.sync += row_end.eq(row_start + row_bytes - 1)
                 m.next = "RUN"

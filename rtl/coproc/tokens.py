@@ -10,7 +10,7 @@ no token is ever lost or made up silently (sim/formal_tokens.py proves it).
 
 from __future__ import annotations
 
-from amaranth import Module, Signal
+from amaranth import Cat, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -37,7 +37,8 @@ class TokenCounter(wiring.Component):
     """Tokens of one direction. `push` adds 0..2 (two units of a queue may finish in
     one cycle); `pop` takes one and must only be raised while `available`."""
 
-    #: Edges from a push to the token being `available` (`count` is a register).
+    #: Edges from a push to the token being `available` (`count` and `available` are
+    #: registers).
     LATENCY = 1
 
     def __init__(self, bits: int = TOKEN_BITS) -> None:
@@ -56,11 +57,30 @@ class TokenCounter(wiring.Component):
 
     def elaborate(self, platform: object) -> Module:
         m = Module()
-        after = Signal(self.bits + 2)
-        m.d.comb += after.eq(self.count + self.push - self.pop)
-        with m.If(after > self.max):
-            m.d.sync += self.overflow.eq(1)
+        # `push` and `pop` come late in the cycle (an engine's done, a queue head's
+        # decode): every sum and compare is formed from `count` alone, and the two
+        # only choose among them (the ECP5 top's slowest path was head → pop → an
+        # 8-bit add → the compare → count).
+        ceiling = self.max
+        stays = Signal()  # the update fits: not past MAX
+        m.d.comb += stays.eq(
+            (self.push == 0)
+            | ((self.push == 1) & (self.pop | (self.count != ceiling)))
+            | ((self.push == 2) & Mux(self.pop, self.count != ceiling, self.count < ceiling - 1))
+        )
+        after = Signal(self.bits)
+        after_nonzero = Signal()  # `after != 0`, chosen like `after`
+        with m.Switch(Cat(self.pop, self.push)):
+            with m.Case(0b001):  # −1
+                m.d.comb += [after.eq(self.count - 1), after_nonzero.eq(self.count != 1)]
+            with m.Case(0b000, 0b011):  # ±0
+                m.d.comb += [after.eq(self.count), after_nonzero.eq(self.count != 0)]
+            with m.Case(0b010, 0b101):  # +1
+                m.d.comb += [after.eq(self.count + 1), after_nonzero.eq(1)]
+            with m.Default():  # +2
+                m.d.comb += [after.eq(self.count + 2), after_nonzero.eq(1)]
+        with m.If(stays):
+            m.d.sync += [self.count.eq(after), self.available.eq(after_nonzero)]
         with m.Else():
-            m.d.sync += self.count.eq(after)
-        m.d.comb += self.available.eq(self.count != 0)
+            m.d.sync += self.overflow.eq(1)
         return m
