@@ -10,15 +10,16 @@ writer. This model replays that, an event per instruction step, not per cycle:
 - fetch: an instruction each `CYCLES_PER_INSTRUCTION`, its words `latency`
   after their requests, the reader's credit ahead of dispatch, a full queue
   (`queue_depth`) stopping it;
-- the units' state machines as the RTL has them: a LOAD or STORE spends
+- the units' state machines as the RTL has them: each takes its head's
+  instruction and decides on it `TAKE_LATENCY` later; a LOAD or STORE spends
   `CHECK_TO_DISPATCH` in the transfer check, then waits for its reader or
   the writer; SYNC and END one cycle; an engine command issues, runs its
   engine's model cycles (`price`) and retires at `done`; tokens are counted
   per direction and become available `TokenCounter.LATENCY` after a push;
 - transfers as flows of words on the port: each moves at most one word a
   cycle (the readers' gearbox, the writer), one bus word a cycle into a
-  reader, and `WORD_FIFO_DEPTH` requests per round trip (`latency` +
-  `ANSWER_TO_WORD`); the port gives the active flows round-robin shares of
+  reader, and `WORD_FIFO_DEPTH` requests per round trip (`latency` + the
+  port's `LATENCY` + `ANSWER_TO_WORD`); the port gives the active flows round-robin shares of
   what it can take — 1 − P(stall) requests a cycle, `outstanding` per
   `latency` — and a flow that needs less leaves the rest to the others;
 - engines and streams: a command's outputs appear evenly over its model
@@ -50,7 +51,7 @@ from defs.coproc import INPUT_STREAMS
 from defs.isa import ENGINE_COMMANDS, QUEUE_OF, Buffer, Opcode, Queue, Source
 from rtl.coproc.compute_unit import ComputeUnit
 from rtl.coproc.core import TARGETS
-from rtl.coproc.decode import DECODE_LATENCY
+from rtl.coproc.decode import DECODE_LATENCY, TAKE_LATENCY
 from rtl.coproc.fetch import CYCLES_PER_INSTRUCTION, PARTS, START_TO_COMMAND
 from rtl.coproc.load_unit import LoadUnit
 from rtl.coproc.memory_port import MemoryPort
@@ -263,8 +264,8 @@ class _Machine:
         c = params.coproc
         self.program, self.depth, self.stream_depth = program, c.queue_depth, c.stream_loads
         self.latency = max(1, latency)
-        # a client's request to its answer: the port's register, then the memory
-        self.round_trip = self.latency + MemoryPort.REQUEST_LATENCY
+        # a client's request to its answer: the memory and the port's two registers
+        self.round_trip = self.latency + MemoryPort.LATENCY
         p = stall_probability(stall_threshold)
         # requests the port takes a cycle: not stalled, and no more than `outstanding`
         # waiting for their answers
@@ -346,8 +347,11 @@ class _Machine:
         return self.queues[q][0] if self.queues[q] else None
 
     def leave(self, q: Queue, when: float) -> None:
+        """The unit lets its instruction go at `when`: it takes the next one (IDLE) the
+        edge after, and decides on it (tokens, SYNC, END) TAKE_LATENCY later; the
+        model's `t` of a unit's step is that decision's."""
         self.queues[q].popleft()
-        self.free[q] = when + 1
+        self.free[q] = when + 1 + TAKE_LATENCY
 
     # --- fetch ------------------------------------------------------------------------
     def fetch(self) -> bool:
@@ -401,7 +405,7 @@ class _Machine:
         if inst is None or not self.ready(inst):
             return False
         if inst.op == Opcode.LOAD:
-            self.pending[q] = (inst, self.t + LoadUnit.CHECK_TO_DISPATCH)
+            self.pending[q] = (inst, self.t + LoadUnit.CHECK_TO_DISPATCH - TAKE_LATENCY)
             self.busy["load"] += LoadUnit.CHECK_TO_DISPATCH
             return True
         if inst.tokens.get("push_next") and self.in_flight["buffer"]:
@@ -459,7 +463,7 @@ class _Machine:
             self.leave(q, self.t)
             return True
         # IDLE → ISSUE; the engine takes the command (its tokens then) and runs
-        start = self.t + ComputeUnit.ISSUE_LATENCY
+        start = self.t + ComputeUnit.ISSUE_LATENCY - TAKE_LATENCY
         self.pop(inst)
         self.give(inst, "push_next", start)
         inst.started = start
@@ -493,7 +497,7 @@ class _Machine:
         if inst is None or not self.ready(inst):
             return False
         if inst.op == Opcode.STORE:
-            self.pending[q] = (inst, self.t + StoreUnit.CHECK_TO_DISPATCH)
+            self.pending[q] = (inst, self.t + StoreUnit.CHECK_TO_DISPATCH - TAKE_LATENCY)
             self.busy["store"] += StoreUnit.CHECK_TO_DISPATCH
             return True
         if inst.tokens.get("push_prev") and self.in_flight["writer"]:

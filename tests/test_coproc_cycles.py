@@ -16,7 +16,7 @@ from compiler.report import command_cycles
 from defs.isa import Buffer, Opcode, Queue
 from defs.params import preset
 from rtl.coproc.compute_unit import ComputeUnit
-from rtl.coproc.decode import DECODE_LATENCY
+from rtl.coproc.decode import DECODE_LATENCY, TAKE_LATENCY
 from rtl.coproc.fetch import PARTS, START_TO_COMMAND
 from rtl.coproc.load_unit import LoadUnit
 from rtl.coproc.memory_port import MemoryPort
@@ -55,20 +55,21 @@ def _conv(**tokens: int) -> int:
 def _first_fetch(latency: int) -> int:
     """The first instruction's dispatch: the fetcher offers its command
     START_TO_COMMAND after `start`, asks for its PARTS words one a cycle, takes them
-    one a cycle as they come (through the port's register), and the word waits a
+    one a cycle as they come (through the port's registers), and the word waits a
     DECODE_LATENCY in the decode register."""
     last_request = START_TO_COMMAND + TransferReader.CMD_TO_REQUEST + PARTS
-    trip = MemoryPort.REQUEST_LATENCY + latency + TransferReader.ANSWER_TO_WORD
+    trip = MemoryPort.LATENCY + latency + TransferReader.ANSWER_TO_WORD
     return last_request + trip + PARTS + DECODE_LATENCY
 
 
 def _load_alone(words: int, latency: int) -> int:
-    """A LOAD at the head: the check, then a word a cycle (tiny's conv input words are
-    4 bytes: half a bus word), the last the port's register, `latency` and
-    ANSWER_TO_WORD after its request."""
+    """A LOAD decided on at the head (the model starts a unit's first instruction at
+    TAKEN, not counting its way into the queue): the rest of the check, then a word a
+    cycle (tiny's conv input words are 4 bytes: half a bus word), the last the port's
+    registers, `latency` and ANSWER_TO_WORD after its request."""
     return (
-        LoadUnit.CHECK_TO_DISPATCH + TransferReader.CMD_TO_REQUEST + words
-        + MemoryPort.REQUEST_LATENCY + latency + TransferReader.ANSWER_TO_WORD
+        LoadUnit.CHECK_TO_DISPATCH - TAKE_LATENCY + TransferReader.CMD_TO_REQUEST + words
+        + MemoryPort.LATENCY + latency + TransferReader.ANSWER_TO_WORD
     )  # fmt: skip
 
 

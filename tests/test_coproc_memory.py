@@ -402,15 +402,9 @@ def test_writer_error_still_signals_done() -> None:
 
 
 #: A load's cycles beyond one per word: command to first request, the port's
-#: register, the memory's latency (1), answer to word, and the edge its last word
+#: registers, the memory's latency (1), answer to word, and the edge its last word
 #: is taken on.
-FILL = (
-    TransferReader.CMD_TO_REQUEST
-    + MemoryPort.REQUEST_LATENCY
-    + 1
-    + TransferReader.ANSWER_TO_WORD
-    + 1
-)
+FILL = TransferReader.CMD_TO_REQUEST + MemoryPort.LATENCY + 1 + TransferReader.ANSWER_TO_WORD + 1
 
 
 def load_cycles(nd: int, t: Transfer) -> int:

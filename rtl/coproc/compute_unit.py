@@ -19,7 +19,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from defs.isa import Opcode
-from rtl.coproc.decode import ENTRY
+from rtl.coproc.decode import ENTRY, TAKE_LATENCY
 from rtl.isa import header_layout
 
 if TYPE_CHECKING:
@@ -35,8 +35,9 @@ class EngineSlot:
 
 class ComputeUnit(wiring.Component):
     #: Edges from an engine instruction taken at the head (IDLE) to its command offered
-    #: (ISSUE); the next instruction is taken the edge after the engine's `done`.
-    ISSUE_LATENCY = 1
+    #: (ISSUE), through TAKEN; the next instruction is taken the edge after the
+    #: engine's `done`.
+    ISSUE_LATENCY = TAKE_LATENCY + 1
 
     def __init__(self, params: GraceParams, engines: dict[Opcode, EngineSlot]) -> None:
         self.params, self.engines = params, engines
@@ -65,38 +66,42 @@ class ComputeUnit(wiring.Component):
         word = self.head.payload.word
         hsize = header_layout().size
         header = data.View(header_layout(), word[:hsize])
-        waits = Signal()
-        m.d.comb += waits.eq(
-            (header.pop_prev & ~self.prev_available) | (header.pop_next & ~self.next_available)
-        )
-        # the instruction's engine and tokens, registered as it leaves IDLE: ISSUE and RUN
-        # read registers, not the queue head's LUT RAM through an opcode compare
+        # the head's header into registers as it is taken (IDLE), the decision on them
+        # the edge after (TAKEN): no token, halt or queue logic reads the queue's LUT
+        # RAM through an opcode compare
         running = {op: Signal(name=f"running_{e.name}") for op, e in self.engines.items()}
         pop_prev, pop_next = Signal(), Signal()
         push_prev, push_next = Signal(), Signal()
+        control, end = Signal(), Signal()  # SYNC or END; END
+        waits = Signal()
+        m.d.comb += waits.eq((pop_prev & ~self.prev_available) | (pop_next & ~self.next_available))
         with m.FSM():
-            with m.State("IDLE"):
-                m.d.comb += self.stall.eq(self.head.valid & waits)
-                with m.If(self.head.valid & ~self.halt & ~waits):
-                    with m.If((header.opcode == Opcode.SYNC) | (header.opcode == Opcode.END)):
+            with m.State("IDLE"), m.If(self.head.valid & ~self.halt):
+                m.d.sync += [r.eq(header.opcode == op) for op, r in running.items()]
+                m.d.sync += [
+                    pop_prev.eq(header.pop_prev),
+                    pop_next.eq(header.pop_next),
+                    push_prev.eq(header.push_prev),
+                    push_next.eq(header.push_next),
+                    control.eq((header.opcode == Opcode.SYNC) | (header.opcode == Opcode.END)),
+                    end.eq(header.opcode == Opcode.END),
+                ]
+                m.next = "TAKEN"
+            with m.State("TAKEN"):
+                m.d.comb += self.stall.eq(waits)
+                with m.If(~self.halt & ~waits):
+                    with m.If(control):
                         m.d.comb += [
-                            self.pop_prev.eq(header.pop_prev),
-                            self.pop_next.eq(header.pop_next),
-                            self.push_prev.eq(header.push_prev),
-                            self.push_next.eq(header.push_next),
+                            self.pop_prev.eq(pop_prev),
+                            self.pop_next.eq(pop_next),
+                            self.push_prev.eq(push_prev),
+                            self.push_next.eq(push_next),
                             self.head.ready.eq(1),
                             self.retire.eq(1),
                         ]
-                        with m.If(header.opcode == Opcode.END):
-                            m.d.sync += self.ended.eq(1)
+                        m.d.sync += self.ended.eq(end)
+                        m.next = "IDLE"
                     with m.Else():
-                        m.d.sync += [r.eq(header.opcode == op) for op, r in running.items()]
-                        m.d.sync += [
-                            pop_prev.eq(header.pop_prev),
-                            pop_next.eq(header.pop_next),
-                            push_prev.eq(header.push_prev),
-                            push_next.eq(header.push_next),
-                        ]
                         m.next = "ISSUE"
             with m.State("ISSUE"):
                 for op, e in self.engines.items():

@@ -86,6 +86,9 @@ class Decoder(wiring.Component):
 #: Edges from the fetcher's instruction to its dispatch: the decoder's answers are
 #: registered with the word (rtl/coproc/core.py), so dispatch reads registers only.
 DECODE_LATENCY = 1
+#: Edges from an instruction taken at its queue's head (a unit's IDLE, which
+#: registers its header) to the unit deciding on it (TAKEN): tokens, SYNC and END.
+TAKE_LATENCY = 1
 
 #: Bits of an instruction's index in the program (fomm-256's frame has 164,441).
 INDEX_BITS = 24

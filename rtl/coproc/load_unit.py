@@ -23,7 +23,7 @@ from amaranth.lib.wiring import In, Out
 from defs.coproc import INPUT_STREAMS, Fault
 from defs.isa import Buffer, Opcode
 from rtl.coproc.bus import client_signature
-from rtl.coproc.decode import ENTRY, INDEX_BITS, fields
+from rtl.coproc.decode import ENTRY, INDEX_BITS, TAKE_LATENCY, fields
 from rtl.coproc.reader import TransferReader
 from rtl.coproc.routers import Router, Target
 from rtl.coproc.transfer_check import TransferCheck
@@ -34,10 +34,9 @@ if TYPE_CHECKING:
 
 
 class LoadUnit(wiring.Component):
-    #: Edges from a transfer taken at the head (IDLE, the check's start) to its
-    #: DISPATCH: the check's LATENCY cycles in CHECK.
-    #: Edges from a LOAD at the head to its dispatch: the check, then DECIDE's registers.
-    CHECK_TO_DISPATCH = TransferCheck.LATENCY + 2
+    #: Edges from a LOAD taken at the head (IDLE) to its dispatch: TAKEN, the check's
+    #: LATENCY cycles in CHECK, then DECIDE's registers.
+    CHECK_TO_DISPATCH = TAKE_LATENCY + TransferCheck.LATENCY + 2
 
     def __init__(self, params: GraceParams, targets: dict[Buffer, Target], addr_bits: int) -> None:
         self.params, self.targets, self.addr_bits = params, targets, addr_bits
@@ -139,42 +138,63 @@ class LoadUnit(wiring.Component):
             check.word_bytes.eq(buffer_word_bytes),
             check.image_bytes.eq(self.image_bytes),
         ]
-        in_buffer = Signal()  # an addressed buffer's words fit; a stream's start is 0
-        m.d.comb += in_buffer.eq(
-            Mux(
-                buffer_depth == 0,
-                body.buffer_addr == 0,
-                body.buffer_addr + check.count <= buffer_depth,
-            )
-        )
+        # whether the words fit (an addressed buffer's from buffer_addr; a stream's
+        # start is 0), in two steps of registers: the room during CHECK, from the head;
+        # then, in DECIDE, the check's count against it
+        room = Signal(32)  # words from buffer_addr to the buffer's end
+        addr_inside = Signal()  # buffer_addr <= the buffer's depth
+        addressed = Signal()
+        at_zero = Signal()
+        in_buffer = Signal()
+        m.d.comb += in_buffer.eq(Mux(addressed, addr_inside & (check.count <= room), at_zero))
 
+        # the head's header into registers as it is taken (IDLE), the decision on them
+        # the edge after (TAKEN): no token or queue logic reads the queue's LUT RAM
+        pop, push = Signal(), Signal()  # the instruction's pop_next, push_next
+        is_load, is_end = Signal(), Signal()
         waits = Signal()  # a token it needs has not come
-        m.d.comb += waits.eq(header.pop_next & ~self.pop_available)
+        m.d.comb += waits.eq(pop & ~self.pop_available)
         # a token given on leaving this unit waits for every buffer LOAD before it
         push_waits = Signal()
-        m.d.comb += push_waits.eq(header.push_next & buffer_router.busy)
+        m.d.comb += push_waits.eq(push & buffer_router.busy)
 
         push_here = Signal()
         m.d.comb += self.push.eq(push_here + buffer_router.token)
         wait = Signal(range(TransferCheck.LATENCY + 1))
         known, fits, streamed_load = Signal(), Signal(), Signal()
         with m.FSM():
-            with m.State("IDLE"), m.If(self.head.valid & ~self.halt & ~waits):
-                with m.If(opcode == Opcode.LOAD):
-                    m.d.comb += check.start.eq(1)
-                    m.d.sync += wait.eq(TransferCheck.LATENCY)
-                    m.next = "CHECK"
-                with m.Elif(~push_waits):  # SYNC, END
-                    m.d.comb += [
-                        self.pop.eq(header.pop_next),
-                        push_here.eq(header.push_next),
-                        self.head.ready.eq(1),
-                        self.retire.eq(1),
-                    ]
-                    with m.If(opcode == Opcode.END):
-                        m.d.sync += self.ended.eq(1)
+            with m.State("IDLE"), m.If(self.head.valid & ~self.halt):
+                m.d.sync += [
+                    pop.eq(header.pop_next),
+                    push.eq(header.push_next),
+                    is_load.eq(opcode == Opcode.LOAD),
+                    is_end.eq(opcode == Opcode.END),
+                ]
+                m.next = "TAKEN"
+            with m.State("TAKEN"):
+                m.d.comb += self.stall.eq(waits)
+                with m.If(~self.halt & ~waits):
+                    with m.If(is_load):
+                        m.d.comb += check.start.eq(1)
+                        m.d.sync += wait.eq(TransferCheck.LATENCY)
+                        m.next = "CHECK"
+                    with m.Elif(~push_waits):  # SYNC, END
+                        m.d.comb += [
+                            self.pop.eq(pop),
+                            push_here.eq(push),
+                            self.head.ready.eq(1),
+                            self.retire.eq(1),
+                        ]
+                        m.d.sync += self.ended.eq(is_end)
+                        m.next = "IDLE"
             with m.State("CHECK"):
-                m.d.sync += wait.eq(wait - 1)
+                m.d.sync += [
+                    wait.eq(wait - 1),
+                    room.eq(buffer_depth - body.buffer_addr),
+                    addr_inside.eq(body.buffer_addr <= buffer_depth),
+                    addressed.eq(buffer_depth != 0),
+                    at_zero.eq(body.buffer_addr == 0),
+                ]
                 with m.If(wait == 1):
                     m.next = "DECIDE"
             with m.State("DECIDE"):  # the answers into registers: dispatch reads registers
@@ -204,8 +224,8 @@ class LoadUnit(wiring.Component):
                     m.d.comb += [
                         stream_cmds.i.valid.eq(1),
                         stream_router.route_valid.eq(1),
-                        self.pop.eq(header.pop_next),
-                        push_here.eq(header.push_next),
+                        self.pop.eq(pop),
+                        push_here.eq(push),
                         self.head.ready.eq(1),
                         self.retire.eq(1),
                     ]
@@ -214,7 +234,7 @@ class LoadUnit(wiring.Component):
                     m.d.comb += [
                         buffer_reader.cmd.valid.eq(1),
                         buffer_router.route_valid.eq(1),
-                        self.pop.eq(header.pop_next),
+                        self.pop.eq(pop),
                         self.head.ready.eq(1),
                     ]
                     m.next = "IDLE"
@@ -226,8 +246,7 @@ class LoadUnit(wiring.Component):
             stream_router.route.buffer.eq(buffer),  # (its tokens go when queued: push 0)
             buffer_router.route.buffer.eq(buffer),
             buffer_router.route.addr.eq(body.buffer_addr),
-            buffer_router.route.push.eq(header.push_next),
+            buffer_router.route.push.eq(push),
             self.busy.eq((self.head.valid & ~self.ended) | buffer_router.busy),
-            self.stall.eq(self.head.valid & waits),
         ]
         return m

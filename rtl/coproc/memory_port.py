@@ -1,9 +1,9 @@
 """N clients onto one Wishbone B4 pipelined master, round-robin per request.
 
 Requests go out back to back (one per cycle across all clients when the slave
-does not stall), each from a register `REQUEST_LATENCY` edge after its client's
-handshake; the client of each one waits in an in-order tag FIFO, so every ack
-or err goes back to the client that asked without the port holding any data.
+does not stall), each from a register an edge after its client's handshake;
+the client of each one waits in an in-order tag FIFO, so every ack or err goes
+back, through a register, to the client that asked.
 At `outstanding` requests in flight the port stops offering until answers come.
 A request offered while the slave stalls stays offered (it waits in its
 register), as the pipelined protocol expects of stb and its address."""
@@ -20,8 +20,9 @@ from rtl.coproc.bus import client_signature, request_layout, wishbone_signature
 class MemoryPort(wiring.Component):
     """`clients` request/response pairs (`client_0`, ...) onto `bus`."""
 
-    #: Edges from a client's request taken to its stb on the bus.
-    REQUEST_LATENCY = 1
+    #: Edges the port adds to a client's round trip: the request's register before
+    #: the bus, the answer's after it.
+    LATENCY = 2
 
     def __init__(
         self, clients: int, addr_bits: int, data_bytes: int, outstanding: int = 32
@@ -99,16 +100,19 @@ class MemoryPort(wiring.Component):
             m.d.sync += offered.eq(0)
         m.d.comb += [tags.w_en.eq(issue), tags.w_data.eq(Cat(offered_client, offer.addr))]
 
-        # answers, in order, to the client at the FIFO's head
+        # answers, in order, to the client at the FIFO's head, from registers: the
+        # slave's ack and data reach no client's logic in the cycle they come
         answered = bus.ack | bus.err
         head_client, head_addr = tags.r_data[:tag_bits], tags.r_data[tag_bits:]
         m.d.comb += tags.r_en.eq(answered)
+        answer_data, answer_error = Signal.like(bus.dat_r), Signal()
+        m.d.sync += [answer_data.eq(bus.dat_r), answer_error.eq(bus.err)]
         for c in range(n):
             response = self.client(c).response
+            m.d.sync += response.valid.eq(answered & (head_client == c))
             m.d.comb += [
-                response.valid.eq(answered & (head_client == c)),
-                response.payload.data.eq(bus.dat_r),
-                response.payload.error.eq(bus.err),
+                response.payload.data.eq(answer_data),
+                response.payload.error.eq(answer_error),
             ]
         with m.If(bus.err & ~self.error):
             m.d.sync += [self.error.eq(1), self.error_addr.eq(head_addr)]

@@ -76,40 +76,45 @@ class Router(wiring.Component):
             routes.i.payload.eq(self.route),
             self.route_ready.eq(routes.i.ready),
         ]
+        # the route in use is a register, loaded from the queue's head as the last one
+        # ends: the words' handshakes read a one-hot target and a running address, not
+        # the queue's LUT RAM through a decode and an adder
         head = data.View(self.ROUTE, routes.o.payload)
-        offset = Signal(16)  # buffer words written of this LOAD
+        current = Signal()  # a route is loaded
+        to = {b: Signal(name=f"to_{t.port}") for b, t in self.targets.items()}
+        addr = Signal(16)  # the next buffer word's address
+        push = Signal()
         row = Signal(8)  # reader words of the current buffer word (weights)
         word = self.i.payload.data
-        taken = Signal()
-        # (only with a route: its storage reads X in Icarus until first written)
-        with m.If(routes.o.valid), m.Switch(head.buffer):
-            for b, t in self.targets.items():
-                with m.Case(b):
-                    port = getattr(self, t.port)
-                    m.d.comb += [
-                        port.valid.eq(self.i.valid & routes.o.valid),
-                        self.i.ready.eq(port.ready & routes.o.valid),
-                    ]
-                    if t.kind == "stream":
-                        m.d.comb += port.payload.eq(word[: t.data_bits])
-                    else:
-                        m.d.comb += [
-                            port.payload.addr.eq(head.addr + offset),
-                            port.payload.data.eq(word[: t.data_bits]),
-                        ]
-                    if t.kind == "weight":
-                        m.d.comb += port.payload.row.eq(row)
-                        with m.If(self.i.valid & self.i.ready):
-                            m.d.sync += row.eq(row + 1)
-                            with m.If(row == t.split - 1):
-                                m.d.sync += [row.eq(0), offset.eq(offset + 1)]
-                    else:
-                        with m.If(self.i.valid & self.i.ready):
-                            m.d.sync += offset.eq(offset + 1)
+        taken = Signal()  # the route's last word
         m.d.comb += taken.eq(self.i.valid & self.i.ready & self.i.payload.last)
-        with m.If(taken):
-            m.d.sync += [offset.eq(0), row.eq(0)]
-            m.d.comb += [routes.o.ready.eq(1), self.token.eq(head.push)]
+        load = Signal()
+        m.d.comb += [load.eq(routes.o.valid & (~current | taken)), routes.o.ready.eq(load)]
+        with m.If(load):
+            m.d.sync += [current.eq(1), addr.eq(head.addr), push.eq(head.push), row.eq(0)]
+            m.d.sync += [flag.eq(head.buffer == b) for b, flag in to.items()]
+        with m.Elif(taken):  # no route until the next is loaded: words wait
+            m.d.sync += [current.eq(0), *(flag.eq(0) for flag in to.values())]
+        for b, t in self.targets.items():
+            port = getattr(self, t.port)
+            m.d.comb += port.valid.eq(self.i.valid & to[b])
+            with m.If(to[b]):
+                m.d.comb += self.i.ready.eq(port.ready)
+            if t.kind == "stream":
+                m.d.comb += port.payload.eq(word[: t.data_bits])
+                continue
+            m.d.comb += [port.payload.addr.eq(addr), port.payload.data.eq(word[: t.data_bits])]
+            moved = self.i.valid & port.ready & to[b] & ~taken
+            if t.kind == "weight":
+                m.d.comb += port.payload.row.eq(row)
+                with m.If(moved):
+                    m.d.sync += row.eq(row + 1)
+                    with m.If(row == t.split - 1):
+                        m.d.sync += [row.eq(0), addr.eq(addr + 1)]
+            else:
+                with m.If(moved):
+                    m.d.sync += addr.eq(addr + 1)
+        m.d.comb += self.token.eq(taken & push)
         # LOADs dispatched and not finished (the queue's head shows two edges late)
         inflight = Signal(range(self.depth + 2))
         m.d.sync += inflight.eq(inflight + (self.route_valid & routes.i.ready) - taken)

@@ -18,7 +18,7 @@ from amaranth.lib.wiring import In, Out
 from defs.coproc import Fault
 from defs.isa import Opcode, Source
 from rtl.coproc.bus import client_signature
-from rtl.coproc.decode import ENTRY, INDEX_BITS, fields
+from rtl.coproc.decode import ENTRY, INDEX_BITS, TAKE_LATENCY, fields
 from rtl.coproc.transfer_check import TransferCheck
 from rtl.coproc.writer import TransferWriter
 from rtl.stream_queue import StreamQueue
@@ -31,9 +31,9 @@ IN_FLIGHT = 8
 
 
 class StoreUnit(wiring.Component):
-    #: Edges from a transfer taken at the head (IDLE, the check's start) to its
-    #: DISPATCH: the check's LATENCY cycles in CHECK.
-    CHECK_TO_DISPATCH = TransferCheck.LATENCY + 1
+    #: Edges from a STORE taken at the head (IDLE) to its DISPATCH: TAKEN, the
+    #: check's LATENCY cycles in CHECK, then DECIDE's registers.
+    CHECK_TO_DISPATCH = TAKE_LATENCY + TransferCheck.LATENCY + 2
 
     def __init__(
         self, params: GraceParams, sources: dict[Source, stream.Signature], addr_bits: int
@@ -97,7 +97,6 @@ class StoreUnit(wiring.Component):
             writer.cmd.payload.row_words.eq(body.row_words),
             writer.cmd.payload.word_bytes.eq(word_bytes),
             routes.i.payload.eq(Cat(body.source, check.count)),
-            tokens.i.payload.eq(header.push_prev),
         ]
 
         # STOREs handed to the writer whose writes are not all acknowledged
@@ -110,37 +109,54 @@ class StoreUnit(wiring.Component):
         ]
         dispatch = Signal()
         m.d.sync += inflight.eq(inflight + dispatch - done)
+        # the head's header into registers as it is taken (IDLE), the decision on them
+        # the edge after (TAKEN): no token or queue logic reads the queue's LUT RAM
+        pop, push = Signal(), Signal()  # the instruction's pop_prev, push_prev
+        is_store, is_end = Signal(), Signal()
         waits = Signal()
-        m.d.comb += waits.eq(header.pop_prev & ~self.pop_available)
+        m.d.comb += waits.eq(pop & ~self.pop_available)
+        m.d.comb += tokens.i.payload.eq(push)
         push_here = Signal()
         m.d.comb += self.push.eq(push_here + (done & tokens.o.payload[0]))
 
         wait = Signal(range(TransferCheck.LATENCY + 1))
+        known, fits = Signal(), Signal()
         with m.FSM():
-            with m.State("IDLE"):
-                m.d.comb += self.stall.eq(self.head.valid & waits)
-                with m.If(self.head.valid & ~self.halt & ~waits):
-                    with m.If(header.opcode == Opcode.STORE):
+            with m.State("IDLE"), m.If(self.head.valid & ~self.halt):
+                m.d.sync += [
+                    pop.eq(header.pop_prev),
+                    push.eq(header.push_prev),
+                    is_store.eq(header.opcode == Opcode.STORE),
+                    is_end.eq(header.opcode == Opcode.END),
+                ]
+                m.next = "TAKEN"
+            with m.State("TAKEN"):
+                m.d.comb += self.stall.eq(waits)
+                with m.If(~self.halt & ~waits):
+                    with m.If(is_store):
                         m.d.comb += check.start.eq(1)
                         m.d.sync += wait.eq(TransferCheck.LATENCY)
                         m.next = "CHECK"
-                    with m.Elif(~(header.push_prev & (inflight != 0))):  # SYNC, END
+                    with m.Elif(~(push & (inflight != 0))):  # SYNC, END
                         m.d.comb += [
-                            self.pop.eq(header.pop_prev),
-                            push_here.eq(header.push_prev),
+                            self.pop.eq(pop),
+                            push_here.eq(push),
                             self.head.ready.eq(1),
                             self.retire.eq(1),
                         ]
-                        with m.If(header.opcode == Opcode.END):
-                            m.d.sync += self.ended.eq(1)
+                        m.d.sync += self.ended.eq(is_end)
+                        m.next = "IDLE"
             with m.State("CHECK"):
                 m.d.sync += wait.eq(wait - 1)
                 with m.If(wait == 1):
-                    m.next = "DISPATCH"
+                    m.next = "DECIDE"
+            with m.State("DECIDE"):  # the answers into registers: dispatch reads registers
+                m.d.sync += [known.eq(source_known), fits.eq(check.ok)]
+                m.next = "DISPATCH"
             with m.State("DISPATCH"):
-                with m.If(~source_known | ~check.ok):
+                with m.If(~known | ~fits):
                     m.d.sync += [
-                        self.fault.eq(Mux(source_known, Fault.ADDRESS, Fault.ILLEGAL_INSTRUCTION)),
+                        self.fault.eq(Mux(known, Fault.ADDRESS, Fault.ILLEGAL_INSTRUCTION)),
                         self.fault_index.eq(self.head.payload.index),
                     ]
                     m.next = "FAULT"
@@ -150,7 +166,7 @@ class StoreUnit(wiring.Component):
                         routes.i.valid.eq(1),
                         tokens.i.valid.eq(1),
                         dispatch.eq(1),
-                        self.pop.eq(header.pop_prev),
+                        self.pop.eq(pop),
                         self.head.ready.eq(1),
                         self.retire.eq(1),
                     ]
@@ -158,24 +174,34 @@ class StoreUnit(wiring.Component):
             with m.State("FAULT"):
                 pass
 
-        # the route at the head feeds the writer from its engine's output stream
+        # the route in use is a register, loaded from the queue's head as the last one
+        # ends: the handshakes read a one-hot source and a registered `last`, not the
+        # queue's LUT RAM through a decode and a 32-bit compare
         route = data.View(route_layout, routes.o.payload)
-        taken = Signal(32, init=1)  # counting this word: `last` compares registers only
-        last = Signal()
-        m.d.comb += last.eq(taken == route.count)
-        with m.If(routes.o.valid), m.Switch(route.source):
-            for s in self.sources:
-                o = getattr(self, f"{s.name.lower()}_o")
-                with m.Case(s):
-                    m.d.comb += [
-                        writer.i.valid.eq(o.valid & routes.o.valid),
-                        writer.i.payload.eq(o.payload),
-                        o.ready.eq(writer.i.ready & routes.o.valid),
-                    ]
-        with m.If(writer.i.valid & writer.i.ready):
-            m.d.sync += taken.eq(taken + 1)
-            with m.If(last):
-                m.d.sync += taken.eq(1)
-                m.d.comb += routes.o.ready.eq(1)
+        current = {s: Signal(name=f"from_{s.name.lower()}") for s in self.sources}
+        left = Signal(32)  # words of the route after this one
+        last = Signal()  # this word is the route's last (`left` is 0)
+        moved = Signal()
+        m.d.comb += moved.eq(writer.i.valid & writer.i.ready)
+        load = Signal()
+        m.d.comb += [
+            load.eq(routes.o.valid & (~Cat(*current.values()).any() | (moved & last))),
+            routes.o.ready.eq(load),
+        ]
+        with m.If(load):
+            m.d.sync += [left.eq(route.count - 1), last.eq(route.count == 1)]
+            m.d.sync += [flag.eq(route.source == s) for s, flag in current.items()]
+        with m.Elif(moved):
+            m.d.sync += [left.eq(left - 1), last.eq(left == 1)]
+            with m.If(last):  # no route until the next is loaded: words wait
+                m.d.sync += [flag.eq(0) for flag in current.values()]
+        for s in self.sources:
+            o = getattr(self, f"{s.name.lower()}_o")
+            with m.If(current[s]):
+                m.d.comb += [
+                    writer.i.valid.eq(o.valid),
+                    writer.i.payload.eq(o.payload),
+                    o.ready.eq(writer.i.ready),
+                ]
         m.d.comb += self.busy.eq((self.head.valid & ~self.ended) | (inflight != 0))
         return m
