@@ -406,6 +406,14 @@ def build(
     "--key-codec", type=click.Choice(["jpeg", "webp", "png"]), default="jpeg", show_default=True
 )
 @click.option("--kp-step", default=1 / 256, show_default=True, help="Keypoint quantisation step.")
+@click.option(
+    "--kp-coder",
+    type=click.Choice(["adaptive", "exp-golomb"]),
+    default="adaptive",
+    show_default=True,
+    help="Keypoint residual coder: a model fitted per GOP with ANS coding, or "
+    "predictive Exp-Golomb (docs/bitstream.md).",
+)
 @friendly
 def encode(
     source: str | None,
@@ -419,6 +427,7 @@ def encode(
     quality: int,
     key_codec: str,
     kp_step: float,
+    kp_coder: str,
 ) -> None:
     """Encode a video (file or folder of frames) or a synthetic clip to a bitstream."""
     from grace.codec_run import CodecReport, input_clip, load_models
@@ -428,7 +437,7 @@ def encode(
         raise GraceError(f"--frames {frames}: must be at least 1")
     params = _params(params_spec)
     settings = CodecSettings(
-        gop_size=gop, key_codec=key_codec, key_quality=quality, kp_step=kp_step
+        gop_size=gop, key_codec=key_codec, key_quality=quality, kp_step=kp_step, kp_coder=kp_coder
     )
     kp_detector, _ = load_models(params, checkpoint)
     clip, fps = input_clip(params, source, synthetic, frames, face)

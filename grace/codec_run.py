@@ -122,6 +122,8 @@ class CodecReport:
             f"{self.frames} frames at {float(self.fps):g} fps, {self.size}x{self.size}",
             f"bitrate {r.total_kbps:.2f} kbps  (key frames {r.key_frame_kbps:.2f}, "
             f"keypoints + headers {r.keypoint_kbps:.2f}; {r.bytes:,} bytes)",
+            f"keypoints ({r.keypoint_coder} coder): {r.keypoint_bits_per_frame:.1f} bits/frame, "
+            f"{r.keypoint_bits_per_frame * float(self.fps) / 1000:.2f} kbps",
         ]
         if self.quality is not None:
             out.append(f"quality vs source: {self.quality.row()}")

@@ -1,11 +1,15 @@
-"""The GRACE bitstream, version 1: writer, parser and the bit-level coding they share.
+"""The GRACE bitstream, version 2: writer, parser and the bit-level coding they share.
 
 A clip is a header followed by one packet per GOP. A packet carries the key frame
 (already compressed by a standard image codec; stored as opaque bytes plus a codec
-id) and the keypoints of every frame of the GOP, quantised to integers and coded
-as signed Exp-Golomb codes (order 0): the key frame's keypoints as absolute values,
-each inter frame's as the residual from the previous frame. The normative
-specification is docs/bitstream.md; this module is its reference implementation.
+id) and the keypoints of every frame of the GOP, quantised to integers. The header
+names the keypoint coder of every packet: coder 0 writes signed Exp-Golomb codes
+(order 0), the key frame's keypoints as absolute values and each inter frame's as
+the residual from the previous frame (version 1's only coder); coder 1 fits a model
+per GOP and entropy-codes the residuals with ANS (model/keypoint_coding.py). The
+reader also decodes version-1 streams (coder 0, one header byte shorter). The
+normative specification is docs/bitstream.md; this module is its reference
+implementation.
 
 Why the bit I/O and Exp-Golomb coder are hand-written: they are about forty lines,
 and no maintained Python library writes Exp-Golomb codes with exactly the layout
@@ -38,7 +42,11 @@ __all__ = [
     "CODEC_PNG",
     "CODEC_WEBP",
     "FORMAT_VERSION",
+    "KP_CODERS",
+    "KP_CODER_ADAPTIVE",
+    "KP_CODER_EXP_GOLOMB",
     "MAGIC",
+    "SUPPORTED_VERSIONS",
     "BitReader",
     "BitWriter",
     "BitstreamError",
@@ -57,7 +65,14 @@ __all__ = [
 IntArray = npt.NDArray[np.int32]
 
 MAGIC = b"GRCE"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # what write_stream writes
+SUPPORTED_VERSIONS = (1, 2)  # what read_stream reads
+
+#: Keypoint coders (the header's coder byte, version 2): how packets code keypoints.
+KP_CODER_EXP_GOLOMB = 0  # predictive signed Exp-Golomb, version 1's only coder
+KP_CODER_ADAPTIVE = 1  # per-GOP fitted model, ANS, escapes (model/keypoint_coding.py)
+KP_CODERS = {"exp-golomb": KP_CODER_EXP_GOLOMB, "adaptive": KP_CODER_ADAPTIVE}
+KP_CODER_NAMES = {code: name for name, code in KP_CODERS.items()}
 
 CODEC_JPEG = 0
 CODEC_WEBP = 1
@@ -81,8 +96,9 @@ SE_MAX = UE_MAX // 2  # 2**32 - 1
 
 # Header, after magic (4), version (1), preset length (1) and preset (L bytes):
 # width, height, fps_num, fps_den, gop_size (u16 each), num_kp (u8), jacobian (u8),
-# kp_step, jacobian_step (IEEE 754 binary64 each), num_frames (u32). Big-endian.
-_HEADER_FIXED = struct.Struct(">5HBBddI")
+# kp_step, jacobian_step (IEEE 754 binary64 each), num_frames (u32), and from
+# version 2 on the keypoint coder (u8). Big-endian.
+_HEADER_FIXED = {1: struct.Struct(">5HBBddI"), 2: struct.Struct(">5HBBddIB")}
 _PACKET_HEAD = struct.Struct(">BI")  # packet type, payload length
 _GOP_HEAD = struct.Struct(">BHI")  # key codec, frames in GOP, key frame length
 _CRC = struct.Struct(">I")
@@ -90,9 +106,10 @@ _CRC = struct.Struct(">I")
 _CORRUPT = "the file is corrupt — re-encode or re-transfer it"
 _TRUNCATED = "the file is truncated — re-transfer it or re-encode the clip"
 _NOT_GRACE = "this is not a GRACE stream — check the file path"
+_SUPPORTED = ", ".join(map(str, SUPPORTED_VERSIONS))
 _UNSUPPORTED = (
-    f"this reader supports version {FORMAT_VERSION} only — re-encode with a GRACE "
-    f"release that writes version {FORMAT_VERSION}, or upgrade the reader"
+    f"this reader supports versions {_SUPPORTED} — re-encode with a GRACE release that "
+    f"writes version {FORMAT_VERSION}, or upgrade the reader"
 )
 
 
@@ -132,6 +149,7 @@ class StreamHeader:
     kp_step: float  # quantisation step of keypoint coordinates, 2**-32..2**16
     jacobian_step: float  # quantisation step of Jacobian entries (checked even if unused)
     num_frames: int  # frames in the clip, 1..2**32-1
+    kp_coder: int = KP_CODER_ADAPTIVE  # KP_CODERS; version-1 streams read as Exp-Golomb
 
 
 @dataclass(frozen=True)
@@ -158,6 +176,7 @@ class StreamStats:
     header_bytes: int  # stream header including its CRC
     key_frame_bytes: int  # compressed key-frame bytes only
     keypoint_bytes: int  # everything else: packet headers, CRCs, codec ids, coded keypoints
+    keypoint_section_bytes: int  # of which the packets' keypoint sections (the coder's output)
 
 
 # ---------------------------------------------------------------------------------
@@ -272,6 +291,10 @@ class BitReader:
     def _offset(self) -> int:
         return self._base + self._pos // 8
 
+    def byte_offset(self) -> int:
+        """Stream offset of the byte holding the next bit (for error messages)."""
+        return self._offset()
+
     def read_bits(self, n: int) -> int:
         if n > self.remaining:
             raise BitstreamError(f"{self._context} ends inside a field", self._offset())
@@ -366,6 +389,8 @@ def _validate_header(h: StreamHeader) -> bytes:
             raise ValueError(f"{name} must be in {lo}..{hi}, got {value}")
     if not isinstance(h.jacobian, bool | np.bool_):
         raise ValueError(f"jacobian must be a bool, got {h.jacobian!r}")
+    if isinstance(h.kp_coder, bool) or h.kp_coder not in KP_CODER_NAMES:
+        raise ValueError(f"kp_coder must be 0 (exp-golomb) or 1 (adaptive), got {h.kp_coder!r}")
     _check_step(h.kp_step, "kp_step")
     _check_step(h.jacobian_step, "jacobian_step")
     return preset
@@ -412,13 +437,25 @@ def _encode_gop(h: StreamHeader, g: GopPacket, frames: int, i: int) -> bytes:
         frames_q = np.concatenate([frames_q, jac], axis=1)
     elif g.source_jacobian is not None or g.inter_jacobian is not None:
         raise ValueError(f"{what}: header says jacobian=False but the GOP has Jacobians")
+    if len(key) > 0xFFFFFFFF:
+        raise ValueError(f"{what}: key frame of {len(key)} bytes exceeds 2**32 - 1")
+    if h.kp_coder == KP_CODER_ADAPTIVE:
+        # Imported here: it builds on this module's bit layer, and needs constriction.
+        from model.keypoint_coding import encode_adaptive
+
+        section = encode_adaptive(frames_q, k, bool(h.jacobian))
+    else:
+        section = _encode_exp_golomb(frames_q)
+    return _GOP_HEAD.pack(g.key_codec, frames, len(key)) + key + section
+
+
+def _encode_exp_golomb(frames_q: npt.NDArray[np.int64]) -> bytes:
+    """Coder 0: frame 0's values, then each frame's residual from the previous one."""
     coded = np.concatenate([frames_q[:1], np.diff(frames_q, axis=0)]).reshape(-1)
     w = BitWriter()
     for v in coded.tolist():
         w.write_se(v)
-    if len(key) > 0xFFFFFFFF:
-        raise ValueError(f"{what}: key frame of {len(key)} bytes exceeds 2**32 - 1")
-    return _GOP_HEAD.pack(g.key_codec, frames, len(key)) + key + w.getvalue()
+    return w.getvalue()
 
 
 def write_stream(header: StreamHeader, gops: list[GopPacket]) -> bytes:
@@ -438,7 +475,7 @@ def write_stream(header: StreamHeader, gops: list[GopPacket]) -> bytes:
         MAGIC
         + bytes([FORMAT_VERSION, len(preset)])
         + preset
-        + _HEADER_FIXED.pack(
+        + _HEADER_FIXED[FORMAT_VERSION].pack(
             header.width,
             header.height,
             header.fps_num,
@@ -449,6 +486,7 @@ def write_stream(header: StreamHeader, gops: list[GopPacket]) -> bytes:
             float(header.kp_step),
             float(header.jacobian_step),
             header.num_frames,
+            header.kp_coder,
         )
     )
     out = [head, _CRC.pack(zlib.crc32(head))]
@@ -495,22 +533,25 @@ def _read_header(cur: _Cursor) -> tuple[StreamHeader, int]:
     if magic != MAGIC:
         raise BitstreamError(f"bad magic {magic!r}, expected {MAGIC!r}", 0, _NOT_GRACE)
     version = cur.take(1, "format version")[0]
-    if version != FORMAT_VERSION:
+    if version not in SUPPORTED_VERSIONS:
         raise BitstreamError(
-            f"unsupported format version {version} (supported: {FORMAT_VERSION})",
+            f"unsupported format version {version} (supported: {_SUPPORTED})",
             4,
             _UNSUPPORTED,
         )
     preset_len = cur.take(1, "preset name length")[0]
     preset_raw = cur.take(preset_len, "preset name")
-    fixed = cur.take(_HEADER_FIXED.size, "header fields")
+    fixed = cur.take(_HEADER_FIXED[version].size, "header fields")
     crc_at = cur.pos
     (crc,) = _CRC.unpack(cur.take(_CRC.size, "header CRC"))
     if zlib.crc32(data[:crc_at]) != crc:
         raise BitstreamError("header CRC mismatch", crc_at)
     # The CRC matched, so from here on a bad value was written that way on purpose
     # or by a broken writer: say which field.
-    w, ht, fn, fd, gop, nkp, jac, kp_step, j_step, nfr = _HEADER_FIXED.unpack(fixed)
+    w, ht, fn, fd, gop, nkp, jac, kp_step, j_step, nfr, *coder = _HEADER_FIXED[version].unpack(
+        fixed
+    )
+    kp_coder = coder[0] if coder else KP_CODER_EXP_GOLOMB
     if not 1 <= preset_len <= MAX_PRESET_BYTES:
         raise BitstreamError(f"preset name length {preset_len} not in 1..{MAX_PRESET_BYTES}", 5)
     try:
@@ -534,6 +575,8 @@ def _read_header(cur: _Cursor) -> tuple[StreamHeader, int]:
     for name, step, off in (("kp_step", kp_step, 12), ("jacobian_step", j_step, 20)):
         if not (math.isfinite(step) and STEP_MIN <= step <= STEP_MAX):
             raise BitstreamError(f"{name} {step!r} outside [2**-32, 2**16]", base + off)
+    if kp_coder not in KP_CODER_NAMES:
+        raise BitstreamError(f"unknown keypoint coder {kp_coder}", base + 32)
     header = StreamHeader(
         preset=preset,
         width=w,
@@ -546,6 +589,7 @@ def _read_header(cur: _Cursor) -> tuple[StreamHeader, int]:
         kp_step=kp_step,
         jacobian_step=j_step,
         num_frames=nfr,
+        kp_coder=kp_coder,
     )
     return header, cur.pos
 
@@ -571,7 +615,34 @@ def _decode_gop(h: StreamHeader, payload: bytes, base: int, frames: int, index: 
         )
     key = payload[_GOP_HEAD.size : bits_at]
     k = h.num_kp
-    per_frame = k * (6 if h.jacobian else 2)
+    if h.kp_coder == KP_CODER_ADAPTIVE:
+        from model.keypoint_coding import decode_adaptive
+
+        values = decode_adaptive(payload[bits_at:], base + bits_at, frames, k, h.jacobian, where)
+    else:
+        values = _decode_exp_golomb(h, payload, base, bits_at, frames, where)
+    values32 = values.astype(np.int32)
+    kp = values32[:, : 2 * k].reshape(frames, k, 2)
+    if h.jacobian:
+        jac = values32[:, 2 * k :].reshape(frames, k, 2, 2)
+        src_j, inter_j = jac[0].copy(), jac[1:].copy()
+    else:
+        src_j = inter_j = None
+    return GopPacket(
+        key_codec=codec,
+        key_frame=bytes(key),
+        source_kp=kp[0].copy(),
+        source_jacobian=src_j,
+        inter_kp=kp[1:].copy(),
+        inter_jacobian=inter_j,
+    )
+
+
+def _decode_exp_golomb(
+    h: StreamHeader, payload: bytes, base: int, bits_at: int, frames: int, where: str
+) -> npt.NDArray[np.int64]:
+    """Coder 0's keypoint section: (frames, V) values, checked against int32."""
+    per_frame = h.num_kp * (6 if h.jacobian else 2)
     reader = BitReader(payload[bits_at:], base + bits_at, f"{where} keypoint payload")
     total = per_frame * frames
     if total > reader.remaining:  # every code is >= 1 bit: refuse before allocating
@@ -596,21 +667,7 @@ def _decode_gop(h: StreamHeader, payload: bytes, base: int, frames: int, index: 
             prev[j] = v
             row[j] = v
     reader.finish()
-    values32 = values.astype(np.int32)
-    kp = values32[:, : 2 * k].reshape(frames, k, 2)
-    if h.jacobian:
-        jac = values32[:, 2 * k :].reshape(frames, k, 2, 2)
-        src_j, inter_j = jac[0].copy(), jac[1:].copy()
-    else:
-        src_j = inter_j = None
-    return GopPacket(
-        key_codec=codec,
-        key_frame=bytes(key),
-        source_kp=kp[0].copy(),
-        source_jacobian=src_j,
-        inter_kp=kp[1:].copy(),
-        inter_jacobian=inter_j,
-    )
+    return values
 
 
 def _read(data: bytes) -> tuple[StreamHeader, list[GopPacket], StreamStats]:
@@ -624,7 +681,7 @@ def _read(data: bytes) -> tuple[StreamHeader, list[GopPacket], StreamStats]:
     n_gops = -(-header.num_frames // header.gop_size)
     last = header.num_frames - (n_gops - 1) * header.gop_size
     gops: list[GopPacket] = []
-    key_bytes = 0
+    key_bytes = section_bytes = 0
     for i in range(n_gops):
         start = cur.pos
         if start == len(data):
@@ -641,6 +698,7 @@ def _read(data: bytes) -> tuple[StreamHeader, list[GopPacket], StreamStats]:
         frames = last if i == n_gops - 1 else header.gop_size
         g = _decode_gop(header, payload, start + _PACKET_HEAD.size, frames, i)
         key_bytes += len(g.key_frame)
+        section_bytes += plen - _GOP_HEAD.size - len(g.key_frame)
         gops.append(g)
     if cur.pos != len(data):
         raise BitstreamError(
@@ -650,6 +708,7 @@ def _read(data: bytes) -> tuple[StreamHeader, list[GopPacket], StreamStats]:
         header_bytes=header_bytes,
         key_frame_bytes=key_bytes,
         keypoint_bytes=len(data) - header_bytes - key_bytes,
+        keypoint_section_bytes=section_bytes,
     )
     return header, gops, stats
 

@@ -24,6 +24,8 @@ from model.bitstream import (
     CODEC_JPEG,
     CODEC_PNG,
     CODEC_WEBP,
+    KP_CODER_NAMES,
+    KP_CODERS,
     BitstreamError,
     GopPacket,
     StreamHeader,
@@ -54,6 +56,7 @@ class CodecSettings:
     key_quality: int = 90  # Pillow quality (JPEG/WebP); ignored for PNG
     kp_step: float = 1 / 256  # keypoint coordinates live in [-1, 1]
     jacobian_step: float = 1 / 64
+    kp_coder: str = "adaptive"  # or "exp-golomb" (version 1's coder); docs/bitstream.md
 
     def __post_init__(self) -> None:
         if not 1 <= self.gop_size <= 65535:
@@ -61,6 +64,10 @@ class CodecSettings:
         if self.key_codec not in KEY_CODECS:
             raise CodecError(
                 f"key-frame codec {self.key_codec!r}: choose one of {', '.join(KEY_CODECS)}"
+            )
+        if self.kp_coder not in KP_CODERS:
+            raise CodecError(
+                f"keypoint coder {self.kp_coder!r}: choose one of {', '.join(KP_CODERS)}"
             )
         if not 1 <= self.key_quality <= 100:
             raise CodecError(f"key-frame quality {self.key_quality}: must be in 1..100")
@@ -156,6 +163,7 @@ def encode_clip(
         kp_step=settings.kp_step,
         jacobian_step=settings.jacobian_step,
         num_frames=t_total,
+        kp_coder=KP_CODERS[settings.kp_coder],
     )
     return EncodedClip(write_stream(header, gops), header, np.concatenate(keypoints))
 
@@ -228,6 +236,8 @@ class Rate:
     key_frame_kbps: float
     keypoint_kbps: float  # keypoints plus all headers and packet overhead
     bytes: int
+    keypoint_coder: str  # "exp-golomb" or "adaptive"
+    keypoint_bits_per_frame: float  # the packets' keypoint sections only, per frame
 
 
 def bitrate(data: bytes) -> Rate:
@@ -240,6 +250,8 @@ def bitrate(data: bytes) -> Rate:
         key_frame_kbps=stats.key_frame_bytes * kbps,
         keypoint_kbps=(stats.keypoint_bytes + stats.header_bytes) * kbps,
         bytes=len(data),
+        keypoint_coder=KP_CODER_NAMES[header.kp_coder],
+        keypoint_bits_per_frame=8 * stats.keypoint_section_bytes / header.num_frames,
     )
 
 
