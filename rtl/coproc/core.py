@@ -214,8 +214,7 @@ class Core(wiring.Component):
         m.d.sync += start_fetch.eq(self.start)
         fault = Signal(8)
         fault_index = Signal(32)
-        halt = Signal()
-        m.d.comb += halt.eq(fault != 0)
+        halt = Signal()  # a fault is latched (a register beside it: no compare)
         m.submodules.decoder = decoder = Decoder(p)
         queues = [StreamQueue(ENTRY.size, c.queue_depth) for _ in Queue]
         for q, queue in zip(Queue, queues, strict=True):
@@ -284,17 +283,19 @@ class Core(wiring.Component):
             with m.If(end):
                 m.d.sync += dispatched_end.eq(dispatched_end | (1 << queue_of))
 
-        # faults: the first wins
+        # faults: the first wins. Their wide conditions (compares of 32-bit counts, ORs
+        # across the core) are registered first: a fault or the end is seen an edge
+        # later, which nothing depends on but `done`.
+        all_dispatched = Signal()  # no word of the program is left to dispatch
+        m.d.sync += all_dispatched.eq((dispatched == program_words) & ~self.start)
         ended = Signal()
         # every queue ran its END, and no word of the program is left behind one
-        m.d.comb += ended.eq(
-            load.ended & compute.ended & store.ended & (dispatched == program_words)
-        )
+        m.d.comb += ended.eq(load.ended & compute.ended & store.ended & all_dispatched)
         watch = Signal(32)
         progress = Signal()
         engine_moves = [e.o.valid & e.o.ready for e in self.engines.values()]
         engine_moves += [e.done.valid & e.done.ready for e in self.engines.values()]
-        m.d.comb += progress.eq(
+        m.d.sync += progress.eq(
             load.retire | compute.retire | store.retire | self.mem.ack | self.mem.err
             | dispatch | Cat(*engine_moves).any()
         )  # fmt: skip
@@ -302,23 +303,29 @@ class Core(wiring.Component):
             m.d.sync += watch.eq(0)
         with m.Else():
             m.d.sync += watch.eq(watch + 1)
+        watch_over, bus_error, overflow = Signal(), Signal(), Signal()
+        m.d.sync += [
+            watch_over.eq((watchdog != 0) & (watch >= watchdog)),
+            bus_error.eq(port.error | load.error | store.error | fetch.error),
+            overflow.eq(Cat(*(t.overflow for t in counters.values())).any()),
+        ]
         candidates = [
             (illegal & running, Fault.ILLEGAL_INSTRUCTION, staged.index),
             (load.fault != 0, load.fault, load.fault_index),
             (store.fault != 0, store.fault, store.fault_index),
-            (port.error | load.error | store.error | fetch.error, Fault.BUS_ERROR, ~0),
-            (Cat(*(t.overflow for t in counters.values())).any(), Fault.TOKEN_OVERFLOW, ~0),
+            (bus_error, Fault.BUS_ERROR, ~0),
+            (overflow, Fault.TOKEN_OVERFLOW, ~0),
             (
-                running & (dispatched == program_words) & (dispatched_end != 0b111),
+                running & all_dispatched & (dispatched_end != 0b111),
                 Fault.PROGRAM_END,
                 dispatched,
             ),
-            (running & (watchdog != 0) & (watch >= watchdog), Fault.WATCHDOG, ~0),
+            (running & watch_over, Fault.WATCHDOG, ~0),
         ]
-        with m.If(running & (fault == 0)):
+        with m.If(running & ~halt):
             for k, (when, code, index) in enumerate(candidates):
                 with (m.If if k == 0 else m.Elif)(when):
-                    m.d.sync += [fault.eq(code), fault_index.eq(index)]
+                    m.d.sync += [fault.eq(code), fault_index.eq(index), halt.eq(1)]
 
         # a run: start … every queue ended and every transfer finished, or a fault and
         # nothing on the bus (the port offers no new request once halted)
@@ -341,7 +348,8 @@ class Core(wiring.Component):
         # this module's own registers, from their own copy (last: it takes precedence)
         own = [start_fetch, program_base, program_words, image_bytes, watchdog, staged_valid,
                staged, legal, end, queue_of, dispatched, dispatched_end, watch, fault,
-               fault_index, running, self.done]  # fmt: skip
+               fault_index, halt, all_dispatched, progress, watch_over, bus_error, overflow,
+               running, self.done]  # fmt: skip
         with m.If(replica(m, self.clear, "clear_core")):
             for reg in own:
                 reg = Value.cast(reg)

@@ -64,9 +64,9 @@ class TransferReader(wiring.Component):
     #: words per round trip (rtl/coproc_cycles.py).
     WORD_FIFO_DEPTH = 32
     #: Edges from a taken command to its first request: the row's bytes (a multiply
-    #: of registers) then the row's end are computed into registers first, so the
-    #: request's checks read registers only.
-    CMD_TO_REQUEST = 3
+    #: of registers), their last, then the first row's fields are formed into
+    #: registers first, so every request reads registers only.
+    CMD_TO_REQUEST = 4
     #: Edges from a transfer's last request to the next command taken.
     FINAL_TO_CMD = 1
     #: Edges from a read's answer to its word on `o`: the buffered word FIFO's two, the
@@ -120,19 +120,35 @@ class TransferReader(wiring.Component):
         self.credit = credit = Signal(range(depth + 1), init=depth)
         self.issue = issue = Signal()
 
-        row_start, row_end, stride = Signal(32), Signal(32), Signal(24)
+        # Each row's first bus word `cur`, its first byte's place `lo` and its bus words
+        # after the first, `left`, follow from the row's start and the row's bytes;
+        # the next row's are formed while this one's requests go out (`next_*`), so a
+        # row change, and every request, reads registers only: no compare of wide
+        # addresses, no adder between them and the request.
+        row_start, stride = Signal(32), Signal(24)
         row_words, word_bytes = Signal(16), Signal(wb_bits)
         row_bytes = Signal(16 + wb_bits)
+        last_byte = Signal(16 + wb_bits)  # row_bytes − 1: a row's last byte after its first
         rows_left = Signal(16)
         last_row = Signal()  # rows_left == 1
         cur = Signal(32 - s)  # the next bus word to ask for
-        at_first, at_last = Signal(), Signal()
-        m.d.comb += [
-            at_first.eq(cur == row_start[s:]),
-            at_last.eq(cur == row_end[s:]),
-        ]
-        lo = Mux(at_first, row_start[:s], 0)
-        hi = Mux(at_last, row_end[:s], nd - 1)
+        left = Signal(16 + wb_bits)  # bus words of the row after `cur`
+        row_lo, end_lo = Signal(s), Signal(s)  # the row's first and last byte in their words
+        at_first = Signal()
+        next_start = Signal(32)  # the next row's first byte
+        next_lo, next_end_lo = Signal(s), Signal(s)
+        next_left = Signal.like(left)
+
+        def form_next(lo: object) -> list:
+            """The next row's fields, from its first byte's place `lo` in its bus word."""
+            reach = Signal(len(last_byte) + 1)
+            m.d.comb += reach.eq(lo + last_byte)
+            return [next_lo.eq(lo), next_end_lo.eq(reach[:s]), next_left.eq(reach[s:])]
+
+        at_last = Signal()
+        m.d.comb += at_last.eq(left == 0)
+        lo = Mux(at_first, row_lo, 0)
+        hi = Mux(at_last, end_lo, nd - 1)
         m.d.comb += [
             spans.w_data.eq(Cat(lo[:s], (hi - lo + 1)[: s + 1])),
             spans.w_en.eq(issue),
@@ -152,31 +168,46 @@ class TransferReader(wiring.Component):
                         last_row.eq(cmd.rows == 1),
                         row_words.eq(cmd.row_words),
                         word_bytes.eq(cmd.word_bytes),
-                        cur.eq(cmd.dram_addr[s:]),
                     ]
                     m.next = "PRODUCT"
             with m.State("PRODUCT"):
                 m.d.sync += row_bytes.eq(row_words * word_bytes)
                 m.next = "SETUP"
             with m.State("SETUP"):
-                m.d.sync += row_end.eq(row_start + row_bytes - 1)
+                m.d.sync += last_byte.eq(row_bytes - 1)
+                m.next = "FIRST"
+            with m.State("FIRST"):  # the first row's fields in place, the second's formed
+                m.d.sync += [
+                    cur.eq(row_start[s:]),
+                    row_lo.eq(row_start[:s]),
+                    at_first.eq(1),
+                    next_start.eq(row_start + stride),
+                ]
+                reach = Signal(len(last_byte) + 1)
+                m.d.comb += reach.eq(row_start[:s] + last_byte)
+                m.d.sync += [end_lo.eq(reach[:s]), left.eq(reach[s:])]
+                m.d.sync += form_next((row_start[:s] + stride[:s])[:s])
                 m.next = "RUN"
             with m.State("RUN"):
                 m.d.comb += req.valid.eq((credit != 0) & ~self.error)
                 with m.If(self.error):
                     m.next = "IDLE"
                 with m.Elif(issue):
-                    m.d.sync += cur.eq(cur + 1)
+                    m.d.sync += [cur.eq(cur + 1), left.eq(left - 1), at_first.eq(0)]
                     with m.If(at_last & last_row):
                         m.next = "IDLE"
-                    with m.Elif(at_last):
+                    with m.Elif(at_last):  # the next row's fields in place, the one after's formed
                         m.d.sync += [
                             rows_left.eq(rows_left - 1),
                             last_row.eq(rows_left == 2),
-                            row_start.eq(row_start + stride),
-                            row_end.eq(row_end + stride),
-                            cur.eq((row_start + stride)[s:]),
+                            cur.eq(next_start[s:]),
+                            row_lo.eq(next_lo),
+                            end_lo.eq(next_end_lo),
+                            left.eq(next_left),
+                            at_first.eq(1),
+                            next_start.eq(next_start + stride),
                         ]
+                        m.d.sync += form_next((next_lo + stride[:s])[:s])
 
     def _ring(self, m: Module) -> None:
         """Answers into the ring at its write pointer, words out at its read pointer."""
