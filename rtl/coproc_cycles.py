@@ -56,6 +56,7 @@ from rtl.coproc.fetch import CYCLES_PER_INSTRUCTION, PARTS, START_TO_COMMAND
 from rtl.coproc.load_unit import LoadUnit
 from rtl.coproc.memory_port import MemoryPort
 from rtl.coproc.reader import TransferReader
+from rtl.coproc.routers import Router
 from rtl.coproc.store_unit import IN_FLIGHT, StoreUnit
 from rtl.coproc.tokens import TokenCounter
 from rtl.coproc.writer import TransferWriter
@@ -538,7 +539,10 @@ class _Machine:
         if unit == "writer":
             self.unit_free[unit] = t + 1  # RUN → IDLE
             self.unanswered.append(inst)
-            done = t + TransferWriter.WORD_TO_WRITE + self.round_trip + TransferWriter.ACK_TO_DONE
+            done = (
+                t + TransferWriter.WORD_TO_WRITE + self.round_trip + TransferWriter.ACK_TO_DONE
+                + StoreUnit.DONE_TO_TOKEN
+            )  # fmt: skip
 
             def answered(inst: _Inst = inst, done: float = done) -> None:
                 self.unanswered.remove(inst)
@@ -556,7 +560,7 @@ class _Machine:
             self.in_flight[unit].remove(inst)
             self.finished.add(inst.index)
             if unit == "buffer":
-                self.give(inst, "push_next", last)
+                self.give(inst, "push_next", last + Router.WORD_TO_TOKEN)
             self.end = max(self.end, last)
 
         self.at(last, arrived)

@@ -21,6 +21,7 @@ from rtl.coproc.fetch import PARTS, START_TO_COMMAND
 from rtl.coproc.load_unit import LoadUnit
 from rtl.coproc.memory_port import MemoryPort
 from rtl.coproc.reader import TransferReader
+from rtl.coproc.routers import Router
 from rtl.coproc.tokens import TokenCounter
 from rtl.coproc_cycles import program_cycles, stall_probability
 from sim.coproc_programs import few_layers
@@ -80,15 +81,16 @@ def test_a_single_load_takes_its_fetch_check_words_and_round_trip(words, latency
 
 
 def test_a_chain_that_cannot_overlap_is_the_sum_of_its_parts() -> None:
-    """LOAD → CONV by a token: the CONV starts a token's latency after the LOAD's last
-    word, then issues and runs its cycles; the compute queue's END retires the cycle
-    after the engine's done."""
+    """LOAD → CONV by a token: the router pushes it WORD_TO_TOKEN after the LOAD's last
+    word, the CONV starts a token's latency later, then issues and runs its cycles; the
+    compute queue's END retires the cycle after the engine's done."""
     latency = 20
     price = lambda word: CONV_CYCLES  # noqa: E731
     load = _first_fetch(latency) + _load_alone(256, latency)
     conv = ComputeUnit.ISSUE_LATENCY + CONV_CYCLES + 1
     chain = [_load(256, push_next=1), _conv(pop_prev=1), *ENDS]
-    assert _cycles(chain, latency, price=price) == load + TokenCounter.LATENCY + conv
+    token = Router.WORD_TO_TOKEN + TokenCounter.LATENCY
+    assert _cycles(chain, latency, price=price) == load + token + conv
     # without the token they overlap: the CONV (issued at its own fetch) ends last
     apart = [_load(256), _conv(), *ENDS]
     fetched = _first_fetch(latency) + 5  # the second instruction, CYCLES_PER_INSTRUCTION on

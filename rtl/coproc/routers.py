@@ -52,6 +52,9 @@ class Router(wiring.Component):
     route asks for one) at its last word. The load unit has one for its buffer reader and
     one for its stream reader."""
 
+    #: Edges from a LOAD's last word taken to its token pushed.
+    WORD_TO_TOKEN = 1
+
     ROUTE = data.StructLayout({"buffer": unsigned(5), "addr": unsigned(16), "push": unsigned(1)})
 
     def __init__(self, targets: dict[Buffer, Target], max_word_bytes: int, depth: int = 4) -> None:
@@ -114,7 +117,8 @@ class Router(wiring.Component):
             else:
                 with m.If(moved):
                     m.d.sync += addr.eq(addr + 1)
-        m.d.comb += self.token.eq(taken & push)
+        # the token from a register: the engine port's ready reaches no token counter
+        m.d.sync += self.token.eq(taken & push)
         # LOADs dispatched and not finished (the queue's head shows two edges late)
         inflight = Signal(range(self.depth + 2))
         m.d.sync += inflight.eq(inflight + (self.route_valid & routes.i.ready) - taken)

@@ -34,6 +34,8 @@ class StoreUnit(wiring.Component):
     #: Edges from a STORE taken at the head (IDLE) to its DISPATCH: TAKEN, the
     #: check's LATENCY cycles in CHECK, then DECIDE's registers.
     CHECK_TO_DISPATCH = TAKE_LATENCY + TransferCheck.LATENCY + 2
+    #: Edges from the writer's `done` to the STORE's token pushed (and its end counted).
+    DONE_TO_TOKEN = 1
 
     def __init__(
         self, params: GraceParams, sources: dict[Source, stream.Signature], addr_bits: int
@@ -107,8 +109,12 @@ class StoreUnit(wiring.Component):
             writer.done.ready.eq(tokens.o.valid),
             tokens.o.ready.eq(done),
         ]
+        # the STORE's end, and its token, from registers: the writer's count compare
+        # reaches no token counter
+        finished, finished_push = Signal(), Signal()
+        m.d.sync += [finished.eq(done), finished_push.eq(done & tokens.o.payload[0])]
         dispatch = Signal()
-        m.d.sync += inflight.eq(inflight + dispatch - done)
+        m.d.sync += inflight.eq(inflight + dispatch - finished)
         # the head's header into registers as it is taken (IDLE), the decision on them
         # the edge after (TAKEN): no token or queue logic reads the queue's LUT RAM
         pop, push = Signal(), Signal()  # the instruction's pop_prev, push_prev
@@ -117,7 +123,7 @@ class StoreUnit(wiring.Component):
         m.d.comb += waits.eq(pop & ~self.pop_available)
         m.d.comb += tokens.i.payload.eq(push)
         push_here = Signal()
-        m.d.comb += self.push.eq(push_here + (done & tokens.o.payload[0]))
+        m.d.comb += self.push.eq(push_here + finished_push)
 
         wait = Signal(range(TransferCheck.LATENCY + 1))
         known, fits = Signal(), Signal()
