@@ -34,7 +34,7 @@ from rtl.act.softmax import SoftmaxUnit
 from rtl.conv import ConvEngine
 from rtl.coproc.bus import wishbone_signature
 from rtl.coproc.compute_unit import ComputeUnit, EngineSlot
-from rtl.coproc.decode import ENTRY, Decoder
+from rtl.coproc.decode import ENTRY, Decoder, segments_clear
 from rtl.coproc.fetch import Fetcher
 from rtl.coproc.load_unit import LoadUnit
 from rtl.coproc.memory_port import MemoryPort
@@ -243,18 +243,34 @@ class Core(wiring.Component):
             fetch.base.eq(program_base),
             fetch.words.eq(program_words),
             fetch.start.eq(start_fetch),
-            decoder.word.eq(fetch.o.payload.word),
         ]
-        # the decode register: dispatch reads the word's checks from registers, not
-        # through the decoder from the fetcher (DECODE_LATENCY)
+        # two decode registers: the word with its padding segments' zero tests, then
+        # the decoder's answers; dispatch reads registers only (DECODE_LATENCY)
+        fetched = Signal(ENTRY)
+        fetched_valid = Signal()
+        fetched_clear = Signal(len(decoder.clear))
         staged = Signal(ENTRY)
         staged_valid, legal, end, queue_of = Signal(), Signal(), Signal(), Signal(2)
         dispatch = Signal()
-        m.d.comb += fetch.o.ready.eq(~staged_valid | dispatch)
+        advance = Signal()  # the fetched word moves to the decode register
+        m.d.comb += [
+            advance.eq(fetched_valid & (~staged_valid | dispatch)),
+            fetch.o.ready.eq(~fetched_valid | advance),
+            decoder.word.eq(fetched.word),
+            decoder.clear.eq(fetched_clear),
+        ]
         with m.If(fetch.o.valid & fetch.o.ready):
             m.d.sync += [
+                fetched_valid.eq(1),
+                fetched.eq(fetch.o.payload),
+                fetched_clear.eq(segments_clear(fetch.o.payload.word, p)),
+            ]
+        with m.Elif(advance):
+            m.d.sync += fetched_valid.eq(0)
+        with m.If(advance):
+            m.d.sync += [
                 staged_valid.eq(1),
-                staged.eq(fetch.o.payload),
+                staged.eq(fetched),
                 legal.eq(decoder.legal),
                 end.eq(decoder.end),
                 queue_of.eq(decoder.queue),
@@ -346,10 +362,10 @@ class Core(wiring.Component):
             self.fault_index.eq(fault_index),
         ]
         # this module's own registers, from their own copy (last: it takes precedence)
-        own = [start_fetch, program_base, program_words, image_bytes, watchdog, staged_valid,
-               staged, legal, end, queue_of, dispatched, dispatched_end, watch, fault,
-               fault_index, halt, all_dispatched, progress, watch_over, bus_error, overflow,
-               running, self.done]  # fmt: skip
+        own = [start_fetch, program_base, program_words, image_bytes, watchdog, fetched,
+               fetched_valid, fetched_clear, staged_valid, staged, legal, end, queue_of,
+               dispatched, dispatched_end, watch, fault, fault_index, halt, all_dispatched,
+               progress, watch_over, bus_error, overflow, running, self.done]  # fmt: skip
         with m.If(replica(m, self.clear, "clear_core")):
             for reg in own:
                 reg = Value.cast(reg)

@@ -9,9 +9,10 @@ come from the ISA table through `rtl.isa`'s layouts, so they cannot drift.
 
 from __future__ import annotations
 
+import itertools
 from typing import TYPE_CHECKING
 
-from amaranth import Module, Signal, unsigned
+from amaranth import Cat, Module, Signal, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -35,14 +36,31 @@ def body_end(op: Opcode, params: GraceParams) -> int:
     return header_layout().size + layout.members["body"].size
 
 
+def padding_segments(params: GraceParams) -> list[tuple[int, int]]:
+    """The word's bits from the shortest instruction's end on, cut at every opcode's end:
+    an opcode's padding is clear when the segments from its end on are all zero."""
+    ends = sorted({body_end(op, params) for op in Opcode} | {INSTRUCTION_BITS})
+    return list(itertools.pairwise(ends))
+
+
+def segments_clear(word: Value, params: GraceParams) -> Value:
+    """One bit per `padding_segments`: that segment of `word` is all zero. Registered
+    before the `Decoder` (DECODE_LATENCY), so its wide zero tests and the opcode's
+    choice among them are not in one cycle."""
+    return Cat(*(word[a:b] == 0 for a, b in padding_segments(params)))
+
+
 class Decoder(wiring.Component):
-    """Combinational: `legal` and `queue` of `word`."""
+    """Combinational: `legal` and `queue` of `word`, given `clear`, its padding segments'
+    zero tests (`segments_clear`)."""
 
     def __init__(self, params: GraceParams) -> None:
         self.params = params
+        self.segments = padding_segments(params)
         super().__init__(
             {
                 "word": In(INSTRUCTION_BITS),
+                "clear": In(len(self.segments)),
                 "legal": Out(1),
                 "queue": Out(2),
                 "end": Out(1),  # an END: its queue ends
@@ -58,7 +76,8 @@ class Decoder(wiring.Component):
             for op in Opcode:
                 with m.Case(op):
                     end = body_end(op, self.params)
-                    m.d.comb += padding_clear.eq(self.word[end:] == 0)
+                    mine = [k for k, (a, _) in enumerate(self.segments) if a >= end]
+                    m.d.comb += padding_clear.eq(Cat(*(self.clear[k] for k in mine)).all())
                     if op in QUEUE_OF:
                         m.d.comb += queue.eq(QUEUE_OF[op])
                     else:  # SYNC and END carry their queue
@@ -83,9 +102,10 @@ class Decoder(wiring.Component):
         return m
 
 
-#: Edges from the fetcher's instruction to its dispatch: the decoder's answers are
-#: registered with the word (rtl/coproc/core.py), so dispatch reads registers only.
-DECODE_LATENCY = 1
+#: Edges from the fetcher's instruction to its dispatch: its padding segments' zero
+#: tests are registered with the word, then the decoder's answers (rtl/coproc/core.py),
+#: so dispatch reads registers only.
+DECODE_LATENCY = 2
 #: Edges from an instruction taken at its queue's head (a unit's IDLE, which
 #: registers its header) to the unit deciding on it (TAKEN): tokens, SYNC and END.
 TAKE_LATENCY = 1
