@@ -553,7 +553,11 @@ class _Machine:
 
             self.at(done, answered)
             return
-        self.unit_free[unit] = t + TransferReader.FINAL_TO_CMD + TransferReader.CMD_TO_REQUEST
+        self.unit_free[unit] = (
+            t
+            + TransferReader.FINAL_TO_CMD
+            + (TransferReader.CMD_TO_REQUEST - TransferReader.HOLD_LATENCY)
+        )
         last = t + self.round_trip + TransferReader.ANSWER_TO_WORD
 
         def arrived(inst: _Inst = inst, unit: str = unit, last: float = last) -> None:

@@ -63,10 +63,13 @@ class TransferReader(wiring.Component):
     #: unanswered or untaken (its credit), so a reader alone moves at most this many
     #: words per round trip (rtl/coproc_cycles.py).
     WORD_FIFO_DEPTH = 32
-    #: Edges from a taken command to its first request: the row's bytes (a multiply
-    #: of registers), their last, then the first row's fields are formed into
-    #: registers first, so every request reads registers only.
-    CMD_TO_REQUEST = 4
+    #: Edges from a taken command to its first request: it waits in a register, then
+    #: the row's bytes (a multiply of registers), their last, then the first row's
+    #: fields are formed into registers, so every request reads registers only.
+    CMD_TO_REQUEST = 5
+    #: Of those, the edge in the command register: a command that waits there while
+    #: the previous transfer ends is taken FINAL_TO_CMD after its last request.
+    HOLD_LATENCY = 1
     #: Edges from a transfer's last request to the next command taken.
     FINAL_TO_CMD = 1
     #: Edges from a read's answer to its word on `o`: the buffered word FIFO's two, the
@@ -109,7 +112,17 @@ class TransferReader(wiring.Component):
     def _requests(self, m: Module) -> None:
         """The bus words of each row in turn, as far as the credit goes."""
         s, nd, depth = self.shift, self.data_bytes, self.word_fifo_depth
-        cmd, req = self.cmd.payload, self.mem.request
+        req = self.mem.request
+        # the command waits in a register: `cmd.ready` is a register, so the unit that
+        # hands it over decides without this reader's state in its cycle
+        cmd = Signal.like(self.cmd.payload)
+        held = Signal()
+        taken = Signal()  # IDLE takes the held command
+        m.d.comb += self.cmd.ready.eq(~held)
+        with m.If(self.cmd.valid & ~held):
+            m.d.sync += [held.eq(1), cmd.eq(self.cmd.payload)]
+        with m.Elif(taken):
+            m.d.sync += held.eq(0)
         wb_bits = self.max_word_bytes.bit_length()
         m.submodules.spans = self.spans = spans = fifo.SyncFIFOBuffered(
             width=2 * s + 1, depth=depth
@@ -158,8 +171,8 @@ class TransferReader(wiring.Component):
         ]
         with m.FSM():
             with m.State("IDLE"):
-                m.d.comb += self.cmd.ready.eq(self.error | shapes.w_rdy)
-                with m.If(self.cmd.valid & ~self.error & shapes.w_rdy):
+                m.d.comb += taken.eq(held & (self.error | shapes.w_rdy))
+                with m.If(held & ~self.error & shapes.w_rdy):
                     m.d.comb += shapes.w_en.eq(1)
                     m.d.sync += [
                         row_start.eq(cmd.dram_addr),
