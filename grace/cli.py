@@ -831,6 +831,51 @@ def quantize_command(
     )
 
 
+@main.command("rd")
+@params_option
+@checkpoint_option
+@click.option("--quick", is_flag=True, help="One short clip, two settings per codec (tests).")
+@click.option(
+    "--codecs",
+    default="grace,hevc,av1,h264,repeat",
+    show_default=True,
+    help="Comma-separated: grace, hevc (x265), av1 (SVT-AV1), h264 (x264), repeat (key frame).",
+)
+@click.option("--clips", type=int, default=None, help="Held-out clips [full: 6, quick: 1].")
+@click.option("--frames", type=int, default=None, help="Frames per clip [full: 128, quick: 16].")
+@click.option("--min-kbps", default=2.0, show_default=True, help="Low end of the compared range.")
+@click.option("--max-kbps", default=100.0, show_default=True, help="High end.")
+@click.option(
+    "-o",
+    "--output",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=BUILD_ROOT / "rd",
+    show_default=True,
+)
+@friendly
+def rd_command(
+    params_spec: str,
+    checkpoint: Path | None,
+    quick: bool,
+    codecs: str,
+    clips: int | None,
+    frames: int | None,
+    min_kbps: float,
+    max_kbps: float,
+    out_dir: Path,
+) -> None:
+    """Rate–quality curves: GRACE against HEVC, AV1, H.264 and key-frame repeat (docs/rd.md)."""
+    from grace.rd_run import RdError, make_plan, parse_codecs, run_rd
+    from model.conventional import ConventionalError
+
+    try:
+        plan = make_plan(quick, clips, frames, min_kbps, max_kbps)
+        run_rd(console, _params(params_spec), checkpoint, out_dir, plan, parse_codecs(codecs))
+    except (RdError, ConventionalError) as exc:
+        raise GraceError(str(exc)) from None
+
+
 @main.command()
 @friendly
 def demo() -> None:
