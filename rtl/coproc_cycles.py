@@ -491,7 +491,8 @@ class _Machine:
             self.pending[q] = None
             self.pop(inst)
             self.in_flight["writer"].append(inst)
-            self.waiting["writer"].append((inst, self.t + 1))  # the writer's IDLE → RUN
+            # the writer's command register, then its IDLE → RUN
+            self.waiting["writer"].append((inst, self.t + TransferWriter.HOLD_LATENCY + 1))
             self.leave(q, self.t)
             return True
         inst = self.head(q)

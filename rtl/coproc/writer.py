@@ -37,6 +37,8 @@ class TransferWriter(wiring.Component):
     WORD_TO_WRITE = 5
     #: Edges from the last write's answer to `done` (the answers are counted in a register).
     ACK_TO_DONE = 1
+    #: Edges from a command taken on `cmd` (while IDLE) to IDLE taking it from its register.
+    HOLD_LATENCY = 1
 
     def __init__(self, addr_bits: int, data_bytes: int, max_word_bytes: int) -> None:
         self.shift = check_data_bytes(data_bytes)
@@ -58,7 +60,17 @@ class TransferWriter(wiring.Component):
     def elaborate(self, platform: object) -> Module:
         m = Module()
         s, nd, nm = self.shift, self.data_bytes, self.max_word_bytes
-        cmd, req, resp = self.cmd.payload, self.mem.request, self.mem.response
+        req, resp = self.mem.request, self.mem.response
+        # the command waits in a register, taken while IDLE: `cmd.ready` reads registers
+        # only, so the store unit's dispatch does not run into the writer's field
+        # registers' clock enables in the same cycle
+        cmd = Signal.like(self.cmd.payload)
+        held, idle, taken = Signal(), Signal(), Signal()
+        m.d.comb += self.cmd.ready.eq(~held & idle)
+        with m.If(self.cmd.valid & self.cmd.ready):
+            m.d.sync += [held.eq(1), cmd.eq(self.cmd.payload)]
+        with m.Elif(taken):
+            m.d.sync += held.eq(0)
         m.submodules.ends = ends = fifo.SyncFIFO(width=16, depth=self.ENDS_DEPTH)
 
         row_start, stride = Signal(32), Signal(24)
@@ -111,8 +123,11 @@ class TransferWriter(wiring.Component):
         row_end, last_row = words_left == 1, rows_left == 1
         with m.FSM():
             with m.State("IDLE"):
-                m.d.comb += self.cmd.ready.eq(ends.w_level <= self.ENDS_TAKING_COMMANDS)
-                with m.If(self.cmd.valid & self.cmd.ready):
+                m.d.comb += [
+                    idle.eq(1),
+                    taken.eq(held & (ends.w_level <= self.ENDS_TAKING_COMMANDS)),
+                ]
+                with m.If(taken):
                     m.d.sync += [row_start.eq(cmd.dram_addr), stride.eq(cmd.stride)]
                     m.d.sync += [rows_left.eq(cmd.rows), row_words.eq(cmd.row_words)]
                     m.d.sync += [words_left.eq(cmd.row_words), wb.eq(cmd.word_bytes)]
