@@ -17,13 +17,19 @@ with PyAV and converted back to RGB for scoring against the source.
 - H.264: x264 writes its options as an SEI message (about 600 bytes) in the
   first packet; a user would drop it (`-bsf:v filter_units=remove_types=6`), so
   that filter runs here before the bytes are counted and decoded. x265's
-  version SEI is off (`info=0`). SVT-AV1 writes no such message.
+  version SEI is off (`info=0`).
+- AV1: SVT-AV1 starts every packet with a temporal delimiter OBU (2 bytes, no
+  information; MP4 and Matroska store AV1 without them), removed with
+  `filter_units=remove_types=2`. H.264/HEVC keep their Annex B start codes,
+  the size of the 4-byte NAL lengths MP4 would store instead.
 - Long GOP: one key frame per clip (`gop_size` = the clip's length, mapped by
   FFmpeg to x264/x265's keyint and SVT-AV1's intra period); scene-cut
   detection stays as the encoders ship it. B-frames/hierarchical GOPs as the
   preset chooses (random access, not low delay: that favours these codecs).
-- One thread per encoder: reproducible, and fair to the single-threaded GRACE
-  decoder measured beside them.
+- `thread_count = 1`, so the encoders do not fight over two shared cores.
+  SVT-AV1 repeats itself byte for byte; x265 (which keeps its own thread pool,
+  `pools=none` included) and x264 vary by up to about 1 % in bytes between runs
+  on the same input, so their figures move in the second decimal.
 """
 
 from __future__ import annotations
@@ -54,6 +60,8 @@ class ConventionalCodec:
     sweep: tuple[int, ...]  # the full run's values, coarsest (lowest rate) first
     quick: tuple[int, ...]  # two values for the quick run
     extra: dict[str, str] = field(default_factory=dict)
+    #: FFmpeg bitstream filter run on the packets before they are counted and decoded
+    bsf: str | None = None
 
     def options(self, value: int) -> dict[str, str]:
         return {self.knob: str(value), "preset": self.preset, **self.extra}
@@ -86,6 +94,7 @@ CONVENTIONAL: dict[str, ConventionalCodec] = {
         "2",
         sweep=(63, 58, 52, 46, 40, 34, 28, 22, 16, 10, 4),
         quick=(58, 34),
+        bsf="filter_units=remove_types=2",  # temporal delimiter OBUs
     ),
     "h264": ConventionalCodec(
         "h264",
@@ -96,10 +105,9 @@ CONVENTIONAL: dict[str, ConventionalCodec] = {
         "veryslow",
         sweep=(51, 46, 42, 38, 34, 30, 26, 22, 18, 14, 10, 6),
         quick=(45, 30),
+        bsf="filter_units=remove_types=6",  # SEI NAL units (x264's options)
     ),
 }
-
-_SEI_FILTER = "filter_units=remove_types=6"  # H.264 NAL type 6: SEI
 
 
 @dataclass(frozen=True)
@@ -154,9 +162,9 @@ def encode_decode(frames: np.ndarray, fps: Fraction, codec: ConventionalCodec, v
         packets += encoder.encode(None)
     except av.error.FFmpegError as exc:
         raise ConventionalError(f"{codec.encoder} refused {codec.knob}={value}: {exc}") from None
-    if codec.encoder == "libx264":
-        sei = av.bitstream.BitStreamFilterContext(_SEI_FILTER, "h264")
-        packets = [out for p in [*packets, None] for out in sei.filter(p)]
+    if codec.bsf is not None:
+        bsf = av.bitstream.BitStreamFilterContext(codec.bsf, codec.name)  # FFmpeg codec id
+        packets = [out for p in [*packets, None] for out in bsf.filter(p)]
     payload = tuple(bytes(p) for p in packets)
     decoder = av.CodecContext.create(codec.decoder, "r")
     decoded = []

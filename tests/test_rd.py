@@ -141,6 +141,8 @@ def test_conventional_codec_round_trip(name: str, clip: np.ndarray) -> None:
     assert quality(clip, fine.frames).psnr > 30
     if name == "h264":  # x264's options SEI (NAL 6) is filtered out before counting
         assert 6 not in nal_types(fine.packets, hevc=False) and 5 in nal_types(fine.packets, False)
+    if name == "av1":  # temporal delimiters (OBU type 2: header byte 0x12, size 0) removed
+        assert not any(p.startswith(b"\x12\x00") for p in fine.packets)
     if name == "hevc":  # info=0: no prefix SEI (NAL 39)
         assert 39 not in nal_types(fine.packets, hevc=True) and 32 in nal_types(fine.packets, True)
 
