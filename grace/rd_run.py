@@ -111,14 +111,14 @@ def make_plan(
 
 
 def _clips(params: GraceParams, plan: RdPlan) -> list[tuple[str, np.ndarray]]:
+    """Two thirds unseen identities, one third the colour photo (unseen motion)."""
     from grace.train_run import heldout_clips
 
-    groups = heldout_clips(params, max(1, plan.clips - plan.clips // 3), frames=plan.frames)
-    unseen, photo = groups.values()
+    photos = plan.clips // 3
+    groups = heldout_clips(params, plan.clips - photos, frames=plan.frames)
+    unseen, photo = groups.values()  # heldout_clips gives at least `photos` photo clips
     named = [(f"unseen identity {i}", c) for i, c in enumerate(unseen)]
-    named = named[: plan.clips - min(len(photo), plan.clips // 3)]
-    named += [(f"colour photo {i}", c) for i, c in enumerate(photo)]
-    return named[: plan.clips]
+    return named + [(f"colour photo {i}", c) for i, c in enumerate(photo[:photos])]
 
 
 def _points(plan: RdPlan, codecs: tuple[str, ...]) -> list[Point]:
@@ -246,7 +246,7 @@ def run_rd(
     finally:
         torch.set_num_threads(threads)
     out_dir.mkdir(parents=True, exist_ok=True)
-    report = _report(params, plan, clips, points, codecs, strip_frame)
+    report = _report(params, checkpoint, plan, clips, points, codecs, strip_frame)
     report["minutes"] = (time.monotonic() - start) / 60
     (out_dir / "rd.json").write_text(json.dumps(report, indent=1) + "\n")
     plot_curves(report, out_dir / "rd.png")
@@ -269,6 +269,7 @@ def _label(name: str) -> str:
 
 def _report(
     params: GraceParams,
+    checkpoint: Path | None,
     plan: RdPlan,
     clips: list[tuple[str, np.ndarray]],
     points: list[Point],
@@ -279,13 +280,14 @@ def _report(
     from model.rd import METRICS, crossover, front
 
     settings = {
-        "grace": "float decoder of the committed checkpoint; GOP length x key-frame JPEG "
+        "grace": "float decoder of the checkpoint; GOP length x key-frame JPEG "
         "quality (Pillow, 4:2:0); adaptive keypoint coder; whole bitstream counted",
         "repeat": "frame 0 once as JPEG (Pillow), shown for every frame",
         **{name: c.describe() for name, c in CONVENTIONAL.items()},
     }
     report: dict = {
         "preset": params.name,
+        "checkpoint": str(checkpoint) if checkpoint else "committed",
         "size": params.model.image_size,
         "fps": float(FPS),
         "frames_per_clip": plan.frames,
@@ -376,10 +378,13 @@ def _print_summary(console: Console, report: dict) -> None:
         table.add_section()
     console.print(table)
     lo, hi = report["limits_kbps"]
-    for key, rows in report["crossovers"].items():
-        label = report["metrics"][key]["label"]
-        for row in rows.values():
-            console.print(f"{label}: {row['sentence']}")
-    if not report["crossovers"]:
-        console.print("no crossovers: GRACE was not measured (--codecs)")
+    sentences = [
+        f"{report['metrics'][key]['label']}: {row['sentence']}"
+        for key, rows in report["crossovers"].items()
+        for row in rows.values()
+    ]
+    for sentence in sentences:
+        console.print(sentence)
+    if not sentences:
+        console.print("no crossovers: --codecs needs grace and at least one of hevc, av1, h264")
     console.print(f"(curves compared within {lo:g}-{hi:g} kbps)")
