@@ -73,8 +73,9 @@ class TransferReader(wiring.Component):
     #: Edges from a transfer's last request to the next command taken.
     FINAL_TO_CMD = 1
     #: Edges from a read's answer to its word on `o`: the buffered word FIFO's two, the
-    #: ring's write, then the output queue's two. Its credit returns at the ring's write.
-    ANSWER_TO_WORD = 5
+    #: landing register, the ring's write, then the output queue's two. Its credit
+    #: returns as the FIFO gives it up.
+    ANSWER_TO_WORD = 6
     #: Edges from an answer to its credit coming back (the ring takes its bytes).
     ANSWER_TO_CREDIT = 2
     #: Words of the output queue (three pass one word per cycle).
@@ -242,7 +243,8 @@ class TransferReader(wiring.Component):
 
         ring = [Signal(8, name=f"ring_{j}") for j in range(size)]
         wp, rp = Signal(range(size)), Signal(range(size))
-        count = Signal(range(size + 1))  # bytes in the ring
+        count = Signal(range(size + 1))  # bytes in the ring or on their way to it
+        filled = Signal(range(size + 1))  # bytes in the ring
         span_lo, span_n = spans.r_data[:s], spans.r_data[s:]
         rows, row_words, wb = shapes.r_data[:16], shapes.r_data[16:32], shapes.r_data[32:]
         take, emit = Signal(), Signal()
@@ -252,12 +254,31 @@ class TransferReader(wiring.Component):
             words.r_en.eq(take),
             spans.r_en.eq(take),
         ]
-        for j in range(size):  # byte j holds the answer's byte k + lo, k its place after wp
+        # An answer lands in two steps. Taken, it is rotated so that its byte for ring
+        # byte j sits at place j mod nd, and registered with its place and count; the
+        # edge after, each ring byte copies its place of the landed word. So each
+        # answer bit reaches nd places, not the ring's every byte through a byte
+        # multiplexer (the 4 x 4 top's routing-bound critical path).
+        landed = Signal(8 * nd)
+        landed_valid = Signal()
+        landed_at = Signal.like(wp)
+        landed_n = Signal.like(span_n)
+        turn = Signal(s) if s else C(0, 1)  # answer byte (i + turn) mod nd goes to place i
+        if s:
+            m.d.comb += turn.eq(span_lo - wp[:s])
+        m.d.sync += [
+            landed_valid.eq(take),
+            landed_at.eq(wp),
+            landed_n.eq(span_n),
+            landed.eq(
+                Cat(words.r_data.word_select((i + turn)[:s] if s else 0, 8) for i in range(nd))
+            ),
+        ]
+        for j in range(size):  # byte j holds the landed word's place j mod nd
             k = Signal(range(size), name=f"place_{j}")
-            m.d.comb += k.eq(C(j, range(size)) - wp)
-            source = (k + span_lo)[:s] if s else C(0, 1)
-            with m.If(take & (k < span_n)):
-                m.d.sync += ring[j].eq(words.r_data.word_select(source, 8))
+            m.d.comb += k.eq(C(j, range(size)) - landed_at)
+            with m.If(landed_valid & (k < landed_n)):
+                m.d.sync += ring[j].eq(landed.word_select(j % nd, 8))
 
         # a word: wb bytes from rp, once the ring has them; the row and transfer ends
         # the word's row and place in it, counted from 1
@@ -266,7 +287,7 @@ class TransferReader(wiring.Component):
         m.d.comb += [
             row_done.eq(word_i == row_words),
             last.eq(row_done & (row_i == rows)),
-            emit.eq(shapes.r_rdy & (count >= wb) & out.i.ready & ~self.error),
+            emit.eq(shapes.r_rdy & (filled >= wb) & out.i.ready & ~self.error),
             out.i.valid.eq(emit),
             out.i.payload.eq(
                 Cat(
@@ -281,6 +302,7 @@ class TransferReader(wiring.Component):
             wp.eq(wp + Mux(take, span_n, 0)),
             rp.eq(rp + Mux(emit, wb, 0)),
             count.eq(count + Mux(take, span_n, 0) - Mux(emit, wb, 0)),
+            filled.eq(filled + Mux(landed_valid, landed_n, 0) - Mux(emit, wb, 0)),
             credit.eq(credit - self.issue + take),
         ]
         with m.If(emit):
