@@ -1,8 +1,10 @@
 """The co-processor cycle model (rtl/coproc_cycles.py) on programs small enough to
 derive by hand from the RTL's declared latencies. Its error against the RTL on
 whole programs is checked where the RTL runs them (tests/test_coproc_rtl.py,
-`grace sim --block top`); a single LOAD here was also checked against Amaranth's
-simulator of the RTL (102 and 294 cycles for 64 and 256 words at latency 1).
+`grace sim --block top`); a single LOAD here was also run on Amaranth's simulator of
+the RTL with `sim.coproc_host.run_pysim` (128 and 320 cycles for 64 and 256 words at
+latency 1): the model counts 3 fewer, the first instruction's way into its queue and
+unit, which it leaves out.
 """
 
 from __future__ import annotations
