@@ -261,23 +261,21 @@ class TransferReader(wiring.Component):
         # multiplexer (the 4 x 4 top's routing-bound critical path).
         landed = Signal(8 * nd)
         landed_valid = Signal()
-        landed_at = Signal.like(wp)
         landed_n = Signal.like(span_n)
+        landed_to = Signal(size)  # the ring bytes it fills
         turn = Signal(s) if s else C(0, 1)  # answer byte (i + turn) mod nd goes to place i
         if s:
             m.d.comb += turn.eq(span_lo - wp[:s])
         m.d.sync += [
             landed_valid.eq(take),
-            landed_at.eq(wp),
             landed_n.eq(span_n),
+            landed_to.eq(Cat(((C(j, range(size)) - wp)[:ring_bits] < span_n) for j in range(size))),
             landed.eq(
                 Cat(words.r_data.word_select((i + turn)[:s] if s else 0, 8) for i in range(nd))
             ),
         ]
         for j in range(size):  # byte j holds the landed word's place j mod nd
-            k = Signal(range(size), name=f"place_{j}")
-            m.d.comb += k.eq(C(j, range(size)) - landed_at)
-            with m.If(landed_valid & (k < landed_n)):
+            with m.If(landed_valid & landed_to[j]):
                 m.d.sync += ring[j].eq(landed.word_select(j % nd, 8))
 
         # a word: wb bytes from rp, once the ring has them; the row and transfer ends
