@@ -597,6 +597,16 @@ def compile_command(model_spec: str, hw_spec: str, random_weights: bool) -> None
     help="Export the trained weights here (e.g. model/weights/tiny.pth).",
 )
 @click.option("--eval-clips", default=8, show_default=True, help="Held-out clips to score.")
+@click.option(
+    "--gan",
+    is_flag=True,
+    help="Add FOMM's multi-scale discriminator, LSGAN and feature-matching losses "
+    "(run kept apart, under build/train/PRESET-gan).",
+)
+@click.option("--gan-weight", default=1.0, show_default=True, help="With --gan: generator GAN.")
+@click.option(
+    "--fm-weight", default=10.0, show_default=True, help="With --gan: feature matching, per layer."
+)
 @friendly
 def train_command(
     params_spec: str,
@@ -605,22 +615,28 @@ def train_command(
     fresh: bool,
     output: Path | None,
     eval_clips: int,
+    gan: bool,
+    gan_weight: float,
+    fm_weight: float,
 ) -> None:
     """Train a preset's decoder on synthetic clips (CPU, resumable) and score it."""
     from grace.train_run import run_training
 
     if steps < 1 or eval_clips < 1:
         raise GraceError("--steps and --eval-clips must be at least 1")
+    if gan and (gan_weight < 0 or fm_weight < 0 or gan_weight == fm_weight == 0):
+        raise GraceError("--gan-weight and --fm-weight must be >= 0, one of them > 0")
     params = _params(params_spec)
     run_training(
         console,
         params,
-        BUILD_ROOT / "train" / params.name,
+        BUILD_ROOT / "train" / (params.name + ("-gan" if gan else "")),
         steps=steps,
         minutes=minutes,
         fresh=fresh,
         output=output,
         eval_clips=eval_clips,
+        gan_weights=(gan_weight, fm_weight) if gan else None,
     )
 
 

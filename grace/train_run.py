@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
@@ -13,6 +14,8 @@ from rich.table import Table
 from defs.params import GraceParams
 
 HELDOUT_SEED = 1_000_003
+#: Progress labels of the adversarial losses (the others show their first 5 letters).
+LABELS = {"generator_gan": "G-gan", "feature_matching": "feat", "discriminator_gan": "D-gan"}
 
 
 def heldout_clips(params: GraceParams, count: int, frames: int = 32) -> dict[str, list]:
@@ -45,13 +48,22 @@ def run_training(
     fresh: bool,
     output: Path | None,
     eval_clips: int,
+    gan_weights: tuple[float, float] | None = None,
 ) -> dict:
+    """Train (resuming the run in `work_dir` unless `fresh`), score, export.
+
+    gan_weights: (generator GAN, feature matching) to add FOMM's adversarial
+    losses; None trains with the reconstruction and equivariance losses only.
+    """
     from model.checkpoint import load_checkpoint, save_checkpoint
     from model.evaluate import evaluate, reconstruct
     from model.train import TrainConfig, train
     from model.video_io import write_strip
 
-    cfg = TrainConfig(steps=steps, minutes=minutes)
+    gan = {}
+    if gan_weights is not None:
+        gan = {"generator_gan_weight": gan_weights[0], "feature_matching_weight": gan_weights[1]}
+    cfg = TrainConfig(steps=steps, minutes=minutes, **gan)
     start = time.monotonic()
     columns = (
         TextColumn("training {task.description}"),
@@ -61,10 +73,11 @@ def run_training(
         TimeElapsedColumn(),
     )
     with Progress(*columns, console=console) as progress:
-        task = progress.add_task(params.name, total=cfg.steps, losses="")
+        name = params.name + (" + GAN" if cfg.gan else "")
+        task = progress.add_task(name, total=cfg.steps, losses="")
 
         def on_step(step: int, losses: dict[str, float]) -> None:
-            text = "  ".join(f"{k[:5]} {v:.4f}" for k, v in losses.items())
+            text = "  ".join(f"{LABELS.get(k, k[:5])} {v:.4f}" for k, v in losses.items())
             progress.update(task, completed=step, losses=text)
             if not console.is_terminal and step % 100 == 0:  # CI logs: a line now and then
                 console.print(f"step {step}/{cfg.steps}  {text}")
@@ -97,6 +110,13 @@ def run_training(
         console.print(f"strip: {strip}")
     console.print(f"training time {train_minutes:.1f} min")
     if output is not None:
-        save_checkpoint(output, params.model, kp_detector, generator, grace_heldout=summary)
+        save_checkpoint(
+            output,
+            params.model,
+            kp_detector,
+            generator,
+            grace_heldout=summary,
+            grace_train_config=dataclasses.asdict(cfg),
+        )
         console.print(f"exported weights to {output} ({output.stat().st_size / 1e6:.2f} MB)")
     return summary
