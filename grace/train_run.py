@@ -55,6 +55,8 @@ def run_training(
     gan_weights: (generator GAN, feature matching) to add FOMM's adversarial
     losses; None trains with the reconstruction and equivariance losses only.
     """
+    import torch
+
     from model.checkpoint import load_checkpoint, save_checkpoint
     from model.evaluate import evaluate, reconstruct
     from model.train import TrainConfig, train
@@ -76,13 +78,21 @@ def run_training(
         name = params.name + (" + GAN" if cfg.gan else "")
         task = progress.add_task(name, total=cfg.steps, losses="")
 
+        last = {"step": 0, "text": ""}
+
         def on_step(step: int, losses: dict[str, float]) -> None:
             text = "  ".join(f"{LABELS.get(k, k[:5])} {v:.4f}" for k, v in losses.items())
+            last.update(step=step, text=text)
             progress.update(task, completed=step, losses=text)
             if not console.is_terminal and step % 100 == 0:  # CI logs: a line now and then
                 console.print(f"step {step}/{cfg.steps}  {text}")
 
         path = train(params.model, cfg, work_dir, resume=not fresh, on_step=on_step)
+    if last["step"]:
+        console.print(f"step {last['step']}/{cfg.steps}  {last['text']}")
+    done = int(torch.load(path, map_location="cpu", weights_only=True)["step"])
+    if done < cfg.steps:
+        console.print(f"stopped at step {done}: run again (without --fresh) to resume")
     train_minutes = (time.monotonic() - start) / 60
     kp_detector, generator = load_checkpoint(path, params.model)
     groups = heldout_clips(params, eval_clips)
