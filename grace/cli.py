@@ -803,6 +803,53 @@ def _elementwise_lines(engine: GraceParams, reports: dict[str, ElementwiseReport
         )
 
 
+@main.command("compare")
+@click.argument("candidate", type=click.Path(dir_okay=False, path_type=Path))
+@params_option
+@click.option(
+    "--baseline",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Checkpoint to beat (default: the one committed for the preset).",
+)
+@click.option("--clips", default=8, show_default=True, help="Held-out clips (unseen identities).")
+@click.option("--frames", default=32, show_default=True, help="Frames per clip.")
+@click.option(
+    "-o",
+    "--output",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=BUILD_ROOT / "compare",
+    show_default=True,
+)
+@friendly
+def compare_command(
+    candidate: Path,
+    params_spec: str,
+    baseline: Path | None,
+    clips: int,
+    frames: int,
+    out_dir: Path,
+) -> None:
+    """A trained checkpoint against the committed one: PSNR, SSIM, MS-SSIM and GMSD on
+    held-out clips, a side-by-side strip, and whether it should replace it."""
+    from grace.codec_run import default_checkpoint
+    from grace.compare_run import run_compare
+
+    if clips < 1 or frames < 2:
+        raise GraceError(f"--clips {clips} / --frames {frames}: need at least 1 clip of 2 frames")
+    params = _params(params_spec)
+    run_compare(
+        console,
+        params,
+        baseline or default_checkpoint(params),
+        candidate,
+        out_dir,
+        clips=clips,
+        frames=frames,
+    )
+
+
 @main.command("quantize")
 @params_option
 @checkpoint_option

@@ -35,7 +35,7 @@ def run_quantize(
         quantize_decoder,
         stream_keypoints,
     )
-    from model.metrics import quality
+    from model.metrics import Quality, quality
 
     if random_weights:
         from model.agc import build_generator, build_kp_detector
@@ -68,9 +68,9 @@ def run_quantize(
             "int8 vs source": quality(ref, it),
             "int8 vs float": quality(fl, it),
         }
-        table = Table("comparison", "PSNR dB", "SSIM", "MS-SSIM", title=group, box=None)
+        table = Table("comparison", *Quality.COLUMNS, title=group, box=None)
         for name, q in rows.items():
-            table.add_row(name, f"{q.psnr:.2f}", f"{q.ssim:.4f}", f"{q.ms_ssim:.4f}")
+            table.add_row(name, *q.cells())
         console.print(table)
         report["groups"][group] = {k: v.__dict__ for k, v in rows.items()}
     with console.status("per-layer SQNR…"):

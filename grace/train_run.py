@@ -59,6 +59,7 @@ def run_training(
 
     from model.checkpoint import load_checkpoint, save_checkpoint
     from model.evaluate import evaluate, reconstruct
+    from model.metrics import Quality
     from model.train import TrainConfig, train
     from model.video_io import write_strip
 
@@ -102,19 +103,14 @@ def run_training(
             scores = evaluate(kp_detector, generator, clips)
         table = Table(
             "method",
-            "PSNR dB",
-            "SSIM",
-            "MS-SSIM",
+            *Quality.COLUMNS,
             title=f"{group}: {len(clips)} clips × {clips[0].shape[0]} frames "
             "(frame 0 = key frame, not scored)",
         )
         for name, q in scores.items():
-            table.add_row(name, f"{q.psnr:.2f}", f"{q.ssim:.4f}", f"{q.ms_ssim:.4f}")
+            table.add_row(name, *q.cells())
         console.print(table)
-        summary[group] = {
-            name: {"psnr": q.psnr, "ssim": q.ssim, "ms_ssim": q.ms_ssim}
-            for name, q in scores.items()
-        }
+        summary[group] = {name: dataclasses.asdict(q) for name, q in scores.items()}
         strip = work_dir / f"heldout-{len(summary)}.png"
         write_strip({"source": clips[0], **reconstruct(kp_detector, generator, clips[0])}, strip)
         console.print(f"strip: {strip}")

@@ -1,4 +1,4 @@
-"""Quality metrics of decoded frames against the source: PSNR, SSIM, MS-SSIM."""
+"""Quality metrics of decoded frames against the source: PSNR, SSIM, MS-SSIM, GMSD."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import torch
 from pytorch_msssim import ms_ssim
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
+from model.perceptual import clip_gmsd
+
 _WIN = 7  # SSIM window for skimage; odd, fits 32 px frames
 
 
@@ -17,9 +19,19 @@ class Quality:
     psnr: float  # dB, mean over frames
     ssim: float
     ms_ssim: float
+    gmsd: float  # perceptual (model/perceptual.py); lower is better
+
+    #: Column headings for `cells`, for tables that list several qualities.
+    COLUMNS = ("PSNR dB", "SSIM", "MS-SSIM", "GMSD")
+
+    def cells(self) -> tuple[str, ...]:
+        return f"{self.psnr:.2f}", f"{self.ssim:.4f}", f"{self.ms_ssim:.4f}", f"{self.gmsd:.4f}"
 
     def row(self) -> str:
-        return f"PSNR {self.psnr:5.2f} dB  SSIM {self.ssim:.4f}  MS-SSIM {self.ms_ssim:.4f}"
+        return (
+            f"PSNR {self.psnr:5.2f} dB  SSIM {self.ssim:.4f}  MS-SSIM {self.ms_ssim:.4f}  "
+            f"GMSD {self.gmsd:.4f}"
+        )
 
 
 def frame_psnr(ref: np.ndarray, out: np.ndarray) -> float:
@@ -39,7 +51,9 @@ def quality(reference: np.ndarray, decoded: np.ndarray) -> Quality:
             for r, d in zip(reference, decoded, strict=True)
         ]
     )
-    return Quality(float(psnr), float(ssim), _ms_ssim(reference, decoded))
+    return Quality(
+        float(psnr), float(ssim), _ms_ssim(reference, decoded), clip_gmsd(reference, decoded)
+    )
 
 
 def _ms_ssim(reference: np.ndarray, decoded: np.ndarray) -> float:

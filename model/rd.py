@@ -16,7 +16,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
@@ -40,15 +40,8 @@ METRICS: dict[str, Metric] = {
 def measure(reference: np.ndarray, decoded: np.ndarray) -> dict[str, float]:
     """Every metric of METRICS, mean over the frames of (T, H, W, 3) uint8 clips."""
     from model.metrics import quality
-    from model.perceptual import clip_gmsd
 
-    q = quality(reference, decoded)
-    return {
-        "psnr": q.psnr,
-        "ssim": q.ssim,
-        "ms_ssim": q.ms_ssim,
-        "gmsd": clip_gmsd(reference, decoded),
-    }
+    return asdict(quality(reference, decoded))
 
 
 def front(
