@@ -73,9 +73,9 @@ class TransferReader(wiring.Component):
     #: Edges from a transfer's last request to the next command taken.
     FINAL_TO_CMD = 1
     #: Edges from a read's answer to its word on `o`: the buffered word FIFO's two, the
-    #: landing register, the ring's write, then the output queue's two. Its credit
-    #: returns as the FIFO gives it up.
-    ANSWER_TO_WORD = 6
+    #: landing register, the ring's write, the word's register, then the output queue's
+    #: two. Its credit returns as the FIFO gives it up.
+    ANSWER_TO_WORD = 7
     #: Edges from an answer to its credit coming back (the ring takes its bytes).
     ANSWER_TO_CREDIT = 2
     #: Words of the output queue (three pass one word per cycle).
@@ -282,20 +282,32 @@ class TransferReader(wiring.Component):
         # the word's row and place in it, counted from 1
         row_i, word_i = Signal(16, init=1), Signal(16, init=1)
         row_done, last = Signal(), Signal()
+        # An emitted word waits in a register before the output queue, so the queue's
+        # LUT RAM write enable reads registers, not the `filled >= wb` compare (the 4 x 4
+        # top's critical path after batch 8).
+        word = Signal.like(out.i.payload)
+        word_held = Signal()
         m.d.comb += [
             row_done.eq(word_i == row_words),
             last.eq(row_done & (row_i == rows)),
-            emit.eq(shapes.r_rdy & (filled >= wb) & out.i.ready & ~self.error),
-            out.i.valid.eq(emit),
-            out.i.payload.eq(
-                Cat(
-                    Cat(Cat(ring).word_select((rp + i)[:ring_bits], 8) for i in range(nm))
-                    & byte_mask(wb, nm),
-                    last,
-                )
-            ),
+            emit.eq(shapes.r_rdy & (filled >= wb) & (~word_held | out.i.ready) & ~self.error),
+            out.i.valid.eq(word_held),
+            out.i.payload.eq(word),
             shapes.r_en.eq(emit & last),
         ]
+        with m.If(emit):
+            m.d.sync += [
+                word_held.eq(1),
+                word.eq(
+                    Cat(
+                        Cat(Cat(ring).word_select((rp + i)[:ring_bits], 8) for i in range(nm))
+                        & byte_mask(wb, nm),
+                        last,
+                    )
+                ),
+            ]
+        with m.Elif(out.i.ready):
+            m.d.sync += word_held.eq(0)
         m.d.sync += [
             wp.eq(wp + Mux(take, span_n, 0)),
             rp.eq(rp + Mux(emit, wb, 0)),
