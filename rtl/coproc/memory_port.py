@@ -1,7 +1,9 @@
 """N clients onto one Wishbone B4 pipelined master, round-robin per request.
 
-Requests go out back to back (one per cycle across all clients when the slave
-does not stall), each from a register an edge after its client's handshake;
+Each client's requests wait in its own `SkidRegister`, so its `ready` is a
+register and the grant reads registers only. Requests go out back to back (one
+per cycle across all clients when the slave does not stall), each from a
+register an edge after it is granted;
 the client of each one waits in an in-order tag FIFO, so every ack or err goes
 back, through a register, to the client that asked.
 At `outstanding` requests in flight the port stops offering until answers come.
@@ -15,14 +17,15 @@ from amaranth.lib import fifo, wiring
 from amaranth.lib.wiring import In, Out
 
 from rtl.coproc.bus import client_signature, request_layout, wishbone_signature
+from rtl.skid_register import SkidRegister
 
 
 class MemoryPort(wiring.Component):
     """`clients` request/response pairs (`client_0`, ...) onto `bus`."""
 
-    #: Edges the port adds to a client's round trip: the request's register before
-    #: the bus, the answer's after it.
-    LATENCY = 2
+    #: Edges the port adds to a client's round trip: the client's skid register and
+    #: the offered request's register before the bus, the answer's after it.
+    LATENCY = SkidRegister.LATENCY + 2
 
     def __init__(
         self, clients: int, addr_bits: int, data_bytes: int, outstanding: int = 32
@@ -49,7 +52,12 @@ class MemoryPort(wiring.Component):
     def elaborate(self, platform: object) -> Module:
         m = Module()
         n, bus = self.clients, self.bus
-        requests = [self.client(i).request for i in range(n)]
+        requests = []
+        for i in range(n):
+            slot = SkidRegister(request_layout(self.addr_bits, self.data_bytes))
+            m.submodules[f"slot_{i}"] = slot
+            wiring.connect(m, wiring.flipped(self.client(i).request), slot.i)
+            requests.append(slot.o)
         tag_bits = max(1, (n - 1).bit_length())
         m.submodules.tags = tags = fifo.SyncFIFO(
             width=tag_bits + self.addr_bits, depth=self.outstanding
