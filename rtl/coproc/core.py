@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from amaranth import Cat, Module, ResetInserter, Signal, Value
+from amaranth import Cat, Instance, Module, ResetInserter, Signal, Value
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -41,6 +41,7 @@ from rtl.coproc.memory_port import MemoryPort
 from rtl.coproc.routers import Target
 from rtl.coproc.store_unit import StoreUnit
 from rtl.coproc.tokens import CHANNELS, TokenCounter, channel_name
+from rtl.dsp import platform_target
 from rtl.replica import replica
 from rtl.stream_queue import StreamQueue
 from rtl.warp import WarpEngine
@@ -142,10 +143,27 @@ class Core(wiring.Component):
         p = self.params
         c = p.coproc
 
+        if platform_target(platform) == "ecp5":
+            # one copy of clear on a global network (a DCCA buffer): a part's own
+            # copy still crossed the die to the part's farthest flip-flop (the 4 x 4
+            # top's critical path once the port had its skid registers: 10.7 ns of
+            # routing into the warp engine's resets)
+            on_global = Signal()
+            m.submodules.clear_buffer = Instance(
+                "DCCA", i_CLKI=replica(m, self.clear, "clear_global"), i_CE=1, o_CLKO=on_global
+            )
+
+            def clear_of(name: str) -> Value:
+                return on_global
+        else:
+
+            def clear_of(name: str) -> Value:
+                # one reset register per part, placed near it: a single one drove every
+                # flip-flop of the core (the 4 x 4 top's critical path, 18 ns of routing)
+                return replica(m, self.clear, f"clear_{name}")
+
         def cleared(name: str, part: object) -> object:
-            # one reset register per part, placed near it: a single one drove every
-            # flip-flop of the core (the 4 x 4 top's critical path, 18 ns of routing)
-            return ResetInserter(replica(m, self.clear, f"clear_{name}"))(part)
+            return ResetInserter(clear_of(name))(part)
 
         for name, engine in self.engines.items():
             m.submodules[name] = cleared(name, engine)
