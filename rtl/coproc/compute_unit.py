@@ -63,9 +63,11 @@ class ComputeUnit(wiring.Component):
 
     def elaborate(self, platform: object) -> Module:
         m = Module()
-        word = self.head.payload.word
         hsize = header_layout().size
-        header = data.View(header_layout(), word[:hsize])
+        header = data.View(header_layout(), self.head.payload.word[:hsize])
+        # the body, the engine's command, from a copy of the head registered as it is
+        # taken: no engine's command logic reads the queue's LUT RAM
+        word = Signal.like(self.head.payload.word)
         # the head's header into registers as it is taken (IDLE), the decision on them
         # the edge after (TAKEN): no token, halt or queue logic reads the queue's LUT
         # RAM through an opcode compare
@@ -77,6 +79,7 @@ class ComputeUnit(wiring.Component):
         m.d.comb += waits.eq((pop_prev & ~self.prev_available) | (pop_next & ~self.next_available))
         with m.FSM():
             with m.State("IDLE"), m.If(self.head.valid & ~self.halt):
+                m.d.sync += word.eq(self.head.payload.word)
                 m.d.sync += [r.eq(header.opcode == op) for op, r in running.items()]
                 m.d.sync += [
                     pop_prev.eq(header.pop_prev),

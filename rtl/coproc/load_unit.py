@@ -98,9 +98,13 @@ class LoadUnit(wiring.Component):
             stream_cmds.o.ready.eq(stream_reader.cmd.ready),
         ]
 
-        word = self.head.payload.word
-        load = fields(Opcode.LOAD, p, word)
-        header, body = load.header, load.body
+        # the header is decoded from the queue's head as it is taken (IDLE); the body
+        # from a copy of the head registered then, so no check, command or room logic
+        # reads the queue's LUT RAM (the 4 x 4 top's critical path ran from it into
+        # the check's adders)
+        held = Signal.like(self.head.payload)
+        header = fields(Opcode.LOAD, p, self.head.payload.word).header
+        body = fields(Opcode.LOAD, p, held.word).body
         opcode = Signal(4)
         m.d.comb += opcode.eq(header.opcode)
         buffer = Signal(5)
@@ -165,6 +169,7 @@ class LoadUnit(wiring.Component):
         with m.FSM():
             with m.State("IDLE"), m.If(self.head.valid & ~self.halt):
                 m.d.sync += [
+                    held.eq(self.head.payload),
                     pop.eq(header.pop_next),
                     push.eq(header.push_next),
                     is_load.eq(opcode == Opcode.LOAD),
@@ -208,13 +213,13 @@ class LoadUnit(wiring.Component):
                 with m.If(~known):
                     m.d.sync += [
                         self.fault.eq(Fault.ILLEGAL_INSTRUCTION),
-                        self.fault_index.eq(self.head.payload.index),
+                        self.fault_index.eq(held.index),
                     ]
                     m.next = "FAULT"
                 with m.Elif(~fits):
                     m.d.sync += [
                         self.fault.eq(Fault.ADDRESS),
-                        self.fault_index.eq(self.head.payload.index),
+                        self.fault_index.eq(held.index),
                     ]
                     m.next = "FAULT"
                 with (

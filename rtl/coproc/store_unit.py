@@ -78,8 +78,12 @@ class StoreUnit(wiring.Component):
         m.submodules.routes = routes = StreamQueue(route_layout.size, IN_FLIGHT)
         m.submodules.tokens = tokens = StreamQueue(1, IN_FLIGHT)  # each STORE's push_prev
 
-        store = fields(Opcode.STORE, p, self.head.payload.word)
-        header, body = store.header, store.body
+        # the header is decoded from the queue's head as it is taken (IDLE); the body
+        # from a copy of the head registered then (no check or command logic reads
+        # the queue's LUT RAM)
+        held = Signal.like(self.head.payload)
+        header = fields(Opcode.STORE, p, self.head.payload.word).header
+        body = fields(Opcode.STORE, p, held.word).body
         source_known = Signal()
         word_bytes = Signal(range(self.max_word_bytes + 1))
         with m.Switch(body.source):
@@ -130,6 +134,7 @@ class StoreUnit(wiring.Component):
         with m.FSM():
             with m.State("IDLE"), m.If(self.head.valid & ~self.halt):
                 m.d.sync += [
+                    held.eq(self.head.payload),
                     pop.eq(header.pop_prev),
                     push.eq(header.push_prev),
                     is_store.eq(header.opcode == Opcode.STORE),
@@ -163,7 +168,7 @@ class StoreUnit(wiring.Component):
                 with m.If(~known | ~fits):
                     m.d.sync += [
                         self.fault.eq(Mux(known, Fault.ADDRESS, Fault.ILLEGAL_INSTRUCTION)),
-                        self.fault_index.eq(self.head.payload.index),
+                        self.fault_index.eq(held.index),
                     ]
                     m.next = "FAULT"
                 with m.Elif(writer.cmd.ready & routes.i.ready & tokens.i.ready):
