@@ -96,9 +96,9 @@ def plan(
 def _harnessed(block: str, params: GraceParams, target: Board) -> StreamHarness:
     """The block, placed for the board's device where a floorplan exists, in its harness
     (the co-processor: on its on-chip memory, boots itself)."""
-    if block == "top":
-        return CoprocBoardTop(params)
     options = block_options(block, params, target.platform.device)
+    if block == "top":
+        return CoprocBoardTop(params, **options)
     return StreamHarness(make_block(block, params, **options))
 
 

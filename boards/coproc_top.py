@@ -10,6 +10,8 @@ synthesis tools: its program and data come from a RAM it writes.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from amaranth import Elaboratable, Module, Signal
 from amaranth.lib import io, wiring
 
@@ -23,9 +25,14 @@ MEMORY_WORDS = 4096
 
 
 class CoprocBoardTop(Elaboratable):
-    def __init__(self, params: GraceParams, depth_words: int = MEMORY_WORDS) -> None:
+    def __init__(
+        self,
+        params: GraceParams,
+        depth_words: int = MEMORY_WORDS,
+        mac_sites: Mapping[tuple[int, int], str] | None = None,
+    ) -> None:
         self.params, self.depth_words = params, depth_words
-        self.coproc = Coprocessor(params)
+        self.coproc = Coprocessor(params, mac_sites)
         #: Flip-flops outside the co-processor and its memory (the boot sequencer).
         self.flip_flops = 4
 

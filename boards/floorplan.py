@@ -85,14 +85,14 @@ def ecp5_85f_mac_sites(rows: int, cols: int) -> dict[tuple[int, int], str]:
     return sites
 
 
-#: The conv engine's multipliers outside the array, as the board harness's
-#: elaborated hierarchy names their modules (the harness calls the engine
-#: `block`): the residual gain, the input address, the requantizer's two slices.
+#: The conv engine's multipliers outside the array, as the engine's elaborated
+#: hierarchy names their modules: the residual gain, the input address, the
+#: requantizer's two slices.
 CONV_UNIT_MULTIPLIERS = (
-    "block.output.residual_gain",
-    "block.address.row_times_width",
-    "block.output.path.requant.partial0_dsp",
-    "block.output.path.requant.partial1_dsp",
+    "output.residual_gain",
+    "address.row_times_width",
+    "output.path.requant.partial0_dsp",
+    "output.path.requant.partial1_dsp",
 )
 
 
@@ -115,14 +115,14 @@ def ecp5_85f_unit_sites(rows: int, cols: int) -> dict[str, str]:
 #: The warp engine's multipliers, by instance (an unnamed part's number may change:
 #: a wildcard, still held to one multiplier each).
 WARP_MULTIPLIERS = (
-    "block.address.row_times_width",
-    "block.axis_x.scale*",
-    "block.axis_y.scale*",
-    "block.lerp0.column0",
-    "block.lerp0.column1",
-    "block.lerp0.row",
-    "block.output0.requant.partial0_dsp",
-    "block.output0.requant.partial1_dsp",
+    "address.row_times_width",
+    "axis_x.scale*",
+    "axis_y.scale*",
+    "lerp0.column0",
+    "lerp0.column1",
+    "lerp0.row",
+    "output0.requant.partial0_dsp",
+    "output0.requant.partial1_dsp",
 )
 
 
@@ -142,10 +142,22 @@ _MAC_FLOORPLANS = {"LFE5U-85F": ecp5_85f_mac_sites}
 _UNIT_FLOORPLANS = {"LFE5U-85F": ecp5_85f_unit_sites}
 
 
+#: Where a block's build finds an engine's multipliers: the harness calls a block
+#: `block`; the co-processor's board top holds its engines in its core.
+_ENGINE_PATHS = {
+    ("conv", "conv"): "block",
+    ("warp", "warp"): "block",
+    ("top", "conv"): "coproc.core.conv",
+}
+
+
 def block_options(block: str, params: GraceParams, device: str) -> dict[str, object]:
-    """Keyword arguments for `make_block` that place `block` on `device` (may be none)."""
+    """Keyword arguments for `make_block` (or the co-processor's board top) that place
+    `block` on `device` (may be none): the conv array's sites, in the engine alone and
+    in the co-processor alike (unpinned in the top, the placer spread the array's rows
+    over the die and the router stalled at ~6,000 overused wires)."""
     floorplan = _MAC_FLOORPLANS.get(device)
-    if block != "conv" or floorplan is None:
+    if block not in ("conv", "top") or floorplan is None:
         return {}
     return {"mac_sites": floorplan(params.array.rows, params.array.cols)}
 
@@ -161,14 +173,15 @@ def pin_commands(block: str, params: GraceParams, device: str, top: str) -> str:
     build instead of losing its site.
     """
     floorplan = _UNIT_FLOORPLANS.get(device)
-    if floorplan is None or block not in ("conv", "warp"):
+    if floorplan is None or block not in ("conv", "warp", "top"):
         return ""
     if block == "warp":
-        sites = ecp5_85f_warp_sites()
+        engine, sites = "warp", ecp5_85f_warp_sites()
     else:
-        sites = floorplan(params.array.rows, params.array.cols)
+        engine, sites = "conv", floorplan(params.array.rows, params.array.cols)
+    prefix = f"{top}.{_ENGINE_PATHS[block, engine]}"
     commands = []
     for path, site in sites.items():
-        cell = f"{top}.{path}/t:MULT18X18D"
+        cell = f"{prefix}.{path}/t:MULT18X18D"
         commands += [f"select -assert-count 1 {cell}", f'setattr -set BEL "{site}" {cell}']
     return "; ".join(commands)

@@ -63,11 +63,31 @@ def test_incomplete_sites_are_refused() -> None:
         ConvEngine(params, mac_sites={(0, 0): "X4/Y10/MULT18_0"})
 
 
-def test_only_the_conv_block_on_a_floorplanned_device_gets_sites() -> None:
+def test_only_the_conv_block_and_the_top_on_a_floorplanned_device_get_sites() -> None:
     params = preset("ulx3s-85f")
     assert set(block_options("conv", params, "LFE5U-85F")) == {"mac_sites"}
+    assert block_options("top", params, "LFE5U-85F") == block_options("conv", params, "LFE5U-85F")
     assert block_options("requant", params, "LFE5U-85F") == {}
+    assert block_options("warp", params, "LFE5U-85F") == {}
     assert block_options("conv", preset("icebreaker"), "iCE40UP5K") == {}
+    assert block_options("top", preset("icebreaker"), "iCE40UP5K") == {}
+
+
+def test_the_tops_conv_unit_multipliers_are_pinned_inside_its_core() -> None:
+    """The same four sites as the engine alone, selected where the board top holds the
+    engine (a build fails if a name selects no multiplier)."""
+    from boards.floorplan import CONV_UNIT_MULTIPLIERS, pin_commands
+
+    params = preset("ulx3s-85f")
+    top = pin_commands("top", params, "LFE5U-85F", "top").split("; ")
+    alone = pin_commands("conv", params, "LFE5U-85F", "top").split("; ")
+    selects = [c for c in top if c.startswith("select")]
+    assert len(selects) == len(CONV_UNIT_MULTIPLIERS) == 4
+    assert all(c.startswith("select -assert-count 1 top.coproc.core.conv.") for c in selects)
+    assert [c for c in top if c.startswith("setattr")] == [
+        c.replace("top.block.", "top.coproc.core.conv.") for c in alone if c.startswith("setattr")
+    ]
+    assert pin_commands("top", preset("icebreaker"), "iCE40UP5K", "top") == ""
 
 
 def test_board_plans_carry_the_sites() -> None:

@@ -47,6 +47,8 @@ from rtl.stream_queue import StreamQueue
 from rtl.warp import WarpEngine
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from defs.params import GraceParams
 
 #: Byte-address bits of the memory port.
@@ -85,9 +87,13 @@ TARGETS = {
 }
 
 
-def make_engines(params: GraceParams) -> dict[str, wiring.Component]:
+def make_engines(
+    params: GraceParams, mac_sites: Mapping[tuple[int, int], str] | None = None
+) -> dict[str, wiring.Component]:
+    """The engines, the conv engine's multipliers on `mac_sites` if given (a board's
+    floorplan, boards/floorplan.py)."""
     return {
-        "conv": ConvEngine(params),
+        "conv": ConvEngine(params, mac_sites=mac_sites),
         "warp": WarpEngine(params),
         "act": ActEngine(params),
         "softmax": SoftmaxUnit(params),
@@ -97,11 +103,13 @@ def make_engines(params: GraceParams) -> dict[str, wiring.Component]:
 
 
 class Core(wiring.Component):
-    def __init__(self, params: GraceParams) -> None:
+    def __init__(
+        self, params: GraceParams, mac_sites: Mapping[tuple[int, int], str] | None = None
+    ) -> None:
         self.params = params
         if params.numeric.act_bits != 8 or params.numeric.weight_bits != 8:
             raise ValueError("the co-processor moves 8-bit activations and weights only")
-        self.engines = make_engines(params)
+        self.engines = make_engines(params, mac_sites)
         super().__init__(
             {
                 "mem": Out(wishbone_signature(self.addr_bits, params.coproc.bus_bytes)),

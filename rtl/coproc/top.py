@@ -21,6 +21,8 @@ from rtl.coproc.control import Control, control_signature
 from rtl.coproc.core import Core
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from defs.params import GraceParams
 
 
@@ -28,9 +30,12 @@ class Coprocessor(wiring.Component):
     #: Edges from a start written to CONTROL to the core's `start`: the core has reset.
     START_LATENCY = 3
 
-    def __init__(self, params: GraceParams) -> None:
+    def __init__(
+        self, params: GraceParams, mac_sites: Mapping[tuple[int, int], str] | None = None
+    ) -> None:
+        """`mac_sites`: the conv engine's multipliers' sites (a board's floorplan) or None."""
         self.params = params
-        self.core = Core(params)
+        self.core = Core(params, mac_sites)
         super().__init__(
             {
                 "mem": Out(wishbone_signature(self.core.addr_bits, params.coproc.bus_bytes)),
