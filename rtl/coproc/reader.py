@@ -159,8 +159,9 @@ class TransferReader(wiring.Component):
             m.d.comb += reach.eq(lo + last_byte)
             return [next_lo.eq(lo), next_end_lo.eq(reach[:s]), next_left.eq(reach[s:])]
 
+        # left == 0, a register: a 19-bit compare before the span's count and the turn's
+        # running sum was the full top's deepest path (boards/depth.py)
         at_last = Signal()
-        m.d.comb += at_last.eq(left == 0)
         lo = Mux(at_first, row_lo, 0)
         hi = Mux(at_last, end_lo, nd - 1)
         span_n = (hi - lo + 1)[: s + 1]
@@ -207,7 +208,7 @@ class TransferReader(wiring.Component):
                 ]
                 reach = Signal(len(last_byte) + 1)
                 m.d.comb += reach.eq(row_start[:s] + last_byte)
-                m.d.sync += [end_lo.eq(reach[:s]), left.eq(reach[s:])]
+                m.d.sync += [end_lo.eq(reach[:s]), left.eq(reach[s:]), at_last.eq(reach[s:] == 0)]
                 m.d.sync += form_next((row_start[:s] + stride[:s])[:s])
                 m.next = "RUN"
             with m.State("RUN"):
@@ -215,7 +216,8 @@ class TransferReader(wiring.Component):
                 with m.If(self.error):
                     m.next = "IDLE"
                 with m.Elif(issue):
-                    m.d.sync += [cur.eq(cur + 1), left.eq(left - 1), at_first.eq(0)]
+                    m.d.sync += [cur.eq(cur + 1), left.eq(left - 1), at_last.eq(left == 1)]
+                    m.d.sync += at_first.eq(0)
                     with m.If(at_last & last_row):
                         m.next = "IDLE"
                     with m.Elif(at_last):  # the next row's fields in place, the one after's formed
@@ -226,6 +228,7 @@ class TransferReader(wiring.Component):
                             row_lo.eq(next_lo),
                             end_lo.eq(next_end_lo),
                             left.eq(next_left),
+                            at_last.eq(next_left == 0),
                             at_first.eq(1),
                             next_start.eq(next_start + stride),
                         ]
