@@ -448,9 +448,10 @@ class _Machine:
                 return False
             self.busy["compute"] += self.t - c.started
             self.busy[c.engine] = self.busy.get(c.engine, 0.0) + self.t - c.started
-            self.give(c, "push_prev", self.t)
+            retired = self.t + ComputeUnit.DONE_TO_RETIRE
+            self.give(c, "push_prev", retired)
             self.running = None
-            self.leave(q, self.t)
+            self.leave(q, retired)
             return True
         inst = self.head(q)
         if inst is None or not self.ready(inst):

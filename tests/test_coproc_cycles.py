@@ -85,11 +85,11 @@ def test_a_single_load_takes_its_fetch_check_words_and_round_trip(words, latency
 def test_a_chain_that_cannot_overlap_is_the_sum_of_its_parts() -> None:
     """LOAD → CONV by a token: the router pushes it WORD_TO_TOKEN after the LOAD's last
     word, the CONV starts a token's latency later, then issues and runs its cycles; the
-    compute queue's END retires the cycle after the engine's done."""
+    compute queue's END retires DONE_TO_RETIRE + 1 edges after the engine's done."""
     latency = 20
     price = lambda word: CONV_CYCLES  # noqa: E731
     load = _first_fetch(latency) + _load_alone(256, latency)
-    conv = ComputeUnit.ISSUE_LATENCY + CONV_CYCLES + 1
+    conv = ComputeUnit.ISSUE_LATENCY + CONV_CYCLES + ComputeUnit.DONE_TO_RETIRE + 1
     chain = [_load(256, push_next=1), _conv(pop_prev=1), *ENDS]
     token = Router.WORD_TO_TOKEN + TokenCounter.LATENCY
     assert _cycles(chain, latency, price=price) == load + token + conv
