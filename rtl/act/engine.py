@@ -40,6 +40,7 @@ from rtl.bram import RegisteredRAM
 from rtl.output_path import OutputPath, element_user_layout, lanes_in_lockstep
 from rtl.pipeline import delay, equals
 from rtl.prefetch import PrefetchQueue
+from rtl.replica import replica
 
 if TYPE_CHECKING:
     from defs.params import GraceParams
@@ -103,15 +104,13 @@ class ActEngine(wiring.Component):
         # command reads them at least five edges after its own
         m.d.comb += [self.table_write.ready.eq(1), self.param_write.ready.eq(1)]
         tw, pw = self.table_write.payload, self.param_write.payload
-        t_addr, t_data, t_en = Signal(LUT_IN_BITS + len(tw.table)), Signal(8), Signal()
-        p_addr, p_data = Signal.like(pw.addr), Signal.like(pw.data)
-        m.d.sync += [
-            t_addr.eq(Cat(tw.index, tw.table)),
-            t_data.eq(tw.data),
-            t_en.eq(self.table_write.valid),
-            p_addr.eq(pw.addr),
-            p_data.eq(pw.data),
-        ]
+        # own registers (replicas): Yosys merges registers of the same signal, and in
+        # the co-processor every engine registers the same router words
+        t_addr = replica(m, Cat(tw.index, tw.table), "t_addr")
+        t_data = replica(m, tw.data, "t_data")
+        p_addr, p_data = replica(m, pw.addr, "p_addr"), replica(m, pw.data, "p_data")
+        t_en = Signal()
+        m.d.sync += t_en.eq(self.table_write.valid)
 
         side = delay(
             m,

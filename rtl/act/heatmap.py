@@ -55,6 +55,7 @@ from rtl.bram import RegisteredRAM
 from rtl.dsp import Multiplier, platform_target
 from rtl.output_path import OutputPath, element_user_layout, lanes_in_lockstep
 from rtl.pipeline import delay
+from rtl.replica import replica
 from rtl.row_queue import NO_RW_CHECK
 
 if TYPE_CHECKING:
@@ -182,18 +183,15 @@ class HeatmapUnit(wiring.Component):
         gw, kw, tw = (
             self.grid_write.payload, self.keypoint_write.payload, self.gaussian_write.payload
         )  # fmt: skip
-        grid_w = Signal.like(gw)
-        grid_w_en = Signal()
-        kp_w = Signal.like(kw)
-        kp_w_en = Signal()
-        table_w = Signal.like(tw)
-        table_w_en = Signal()
+        # own registers (replicas): Yosys merges registers of the same signal, and in
+        # the co-processor every engine registers the same router words
+        grid_w = data.View(gw.shape(), replica(m, gw, "grid_w"))
+        kp_w = data.View(kw.shape(), replica(m, kw, "kp_w"))
+        table_w = data.View(tw.shape(), replica(m, tw, "table_w"))
+        grid_w_en, kp_w_en, table_w_en = Signal(), Signal(), Signal()
         m.d.sync += [
-            grid_w.eq(gw),
             grid_w_en.eq(self.grid_write.valid),
-            kp_w.eq(kw),
             kp_w_en.eq(self.keypoint_write.valid),
-            table_w.eq(tw),
             table_w_en.eq(self.gaussian_write.valid),
         ]
 

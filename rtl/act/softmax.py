@@ -38,6 +38,7 @@ from rtl.bram import RegisteredRAM
 from rtl.output_path import OutputPath, element_user_layout, lanes_in_lockstep
 from rtl.pipeline import LoopCounter, delay, equals
 from rtl.prefetch import PrefetchQueue
+from rtl.replica import replica
 from rtl.tile_control import TileControl
 
 if TYPE_CHECKING:
@@ -210,11 +211,14 @@ class SoftmaxUnit(wiring.Component):
         m.submodules.exp_table = table
         ew = self.exp_write.payload
         m.d.comb += [self.exp_write.ready.eq(1), table.r_clear.eq(0)]
-        m.d.sync += [
-            table.w_addr.eq(ew.index),
-            table.w_data.eq(ew.data),
-            table.w_en.eq(self.exp_write.valid),
+        # own registers (replicas): Yosys merges registers of the same signal, and in
+        # the co-processor every engine registers the same router words (the full
+        # top's critical path: this address register driving the heatmap's table too)
+        m.d.comb += [
+            table.w_addr.eq(replica(m, ew.index, "exp_w_addr")),
+            table.w_data.eq(replica(m, ew.data, "exp_w_data")),
         ]
+        m.d.sync += table.w_en.eq(self.exp_write.valid)
         read = delay(m, Cat(exponentiating, index), RegisteredRAM.READ_LATENCY, "logit_read")
         k = Signal(LUT_IN_BITS)  # m − x_c, 0 .. 255
         m.d.sync += k.eq(top - logits.r_data.as_signed())

@@ -38,6 +38,7 @@ from rtl.dsp import platform_target
 from rtl.output_path import OutputPath, element_user_layout, lanes_in_lockstep
 from rtl.pipeline import delay, equals
 from rtl.prefetch import PrefetchQueue
+from rtl.replica import replica
 from rtl.warp.coordinates import HALF_BITS, AxisUnit
 from rtl.warp.issue import WarpIssue
 from rtl.warp.layouts import (
@@ -209,8 +210,9 @@ class WarpEngine(wiring.Component):
         # a bank many edges after its own: writes before a command are seen by it)
         wp = self.feature_write.payload
         m.d.comb += self.feature_write.ready.eq(1)
-        w_addr, w_data = Signal.like(wp.addr), Signal.like(wp.data)
-        m.d.sync += [w_addr.eq(wp.addr), w_data.eq(wp.data)]
+        # own registers (replicas): Yosys merges registers of the same signal, and in
+        # the co-processor every engine registers the same router words
+        w_addr, w_data = replica(m, wp.addr, "w_addr"), replica(m, wp.data, "w_data")
         for k, ram in enumerate(banks):
             enable = Signal(name=f"w_en{k}")
             m.d.sync += enable.eq(self.feature_write.valid & equals(wp.bank, k))
