@@ -15,7 +15,7 @@ writer. This model replays that, an event per instruction step, not per cycle:
   `CHECK_TO_DISPATCH` in the transfer check, then waits for its reader or
   the writer; SYNC and END one cycle; an engine command issues, runs its
   engine's model cycles (`price`) and retires at `done`; tokens are counted
-  per direction and become available `TokenCounter.LATENCY` after a push;
+  per direction and become available `PUSH_LATENCY + TokenCounter.LATENCY` after a push;
 - transfers as flows of words on the port: each moves at most one word a
   cycle (the readers' gearbox, the writer), one bus word a cycle into a
   reader, and `WORD_FIFO_DEPTH` requests per round trip (`latency` + the
@@ -58,7 +58,7 @@ from rtl.coproc.memory_port import MemoryPort
 from rtl.coproc.reader import TransferReader
 from rtl.coproc.routers import Router
 from rtl.coproc.store_unit import IN_FLIGHT, StoreUnit
-from rtl.coproc.tokens import TokenCounter
+from rtl.coproc.tokens import PUSH_LATENCY, TokenCounter
 from rtl.coproc.writer import TransferWriter
 from rtl.isa import header_layout, instruction_layout
 
@@ -313,7 +313,9 @@ class _Machine:
             self.at(when, lambda: None)
 
     def push(self, giver: Queue, taker: Queue, when: float) -> None:
-        self.tokens.setdefault((giver, taker), deque()).append(when + TokenCounter.LATENCY)
+        self.tokens.setdefault((giver, taker), deque()).append(
+            when + PUSH_LATENCY + TokenCounter.LATENCY
+        )
 
     def ready(self, inst: _Inst) -> bool:
         """Every token `inst` pops is available now (else a wake-up when one will be)."""

@@ -24,7 +24,7 @@ from rtl.coproc.load_unit import LoadUnit
 from rtl.coproc.memory_port import MemoryPort
 from rtl.coproc.reader import TransferReader
 from rtl.coproc.routers import Router
-from rtl.coproc.tokens import TokenCounter
+from rtl.coproc.tokens import PUSH_LATENCY, TokenCounter
 from rtl.coproc_cycles import program_cycles, stall_probability
 from sim.coproc_programs import few_layers
 
@@ -91,7 +91,7 @@ def test_a_chain_that_cannot_overlap_is_the_sum_of_its_parts() -> None:
     load = _first_fetch(latency) + _load_alone(256, latency)
     conv = ComputeUnit.ISSUE_LATENCY + CONV_CYCLES + ComputeUnit.DONE_TO_RETIRE + 1
     chain = [_load(256, push_next=1), _conv(pop_prev=1), *ENDS]
-    token = Router.WORD_TO_TOKEN + TokenCounter.LATENCY
+    token = Router.WORD_TO_TOKEN + PUSH_LATENCY + TokenCounter.LATENCY
     assert _cycles(chain, latency, price=price) == load + token + conv
     # without the token they overlap: the CONV (issued at its own fetch) ends last
     apart = [_load(256), _conv(), *ENDS]

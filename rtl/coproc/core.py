@@ -219,19 +219,27 @@ class Core(wiring.Component):
             m.submodules[channel_name(giver, taker)] = cleared(channel_name(giver, taker), counter)
         lc, cl = counters[(Queue.LOAD, Queue.COMPUTE)], counters[(Queue.COMPUTE, Queue.LOAD)]
         cs, sc = counters[(Queue.COMPUTE, Queue.STORE)], counters[(Queue.STORE, Queue.COMPUTE)]
+        # each push through a register (PUSH_LATENCY), cleared with this module's own
+        pushes = {(giver, taker): Signal(2, name=f"{channel_name(giver, taker)}_push")
+                  for giver, taker in CHANNELS}  # fmt: skip
+        m.d.sync += [
+            pushes[Queue.LOAD, Queue.COMPUTE].eq(load.push),
+            pushes[Queue.COMPUTE, Queue.LOAD].eq(compute.push_prev),
+            pushes[Queue.COMPUTE, Queue.STORE].eq(compute.push_next),
+            pushes[Queue.STORE, Queue.COMPUTE].eq(store.push),
+        ]
+        pushing = Signal()  # a push on its way: the run is not finished
+        m.d.comb += pushing.eq(Cat(*pushes.values()).any())
+        m.d.comb += [counters[channel].push.eq(push) for channel, push in pushes.items()]
         m.d.comb += [
             load.pop_available.eq(cl.available),
             cl.pop.eq(load.pop),
-            lc.push.eq(load.push),
             compute.prev_available.eq(lc.available),
             compute.next_available.eq(sc.available),
             lc.pop.eq(compute.pop_prev),
             sc.pop.eq(compute.pop_next),
-            cl.push.eq(compute.push_prev),
-            cs.push.eq(compute.push_next),
             store.pop_available.eq(cs.available),
             cs.pop.eq(store.pop),
-            sc.push.eq(store.push),
         ]
 
         # fetch → decode → the queues
@@ -375,7 +383,8 @@ class Core(wiring.Component):
         m.d.comb += [
             port.halt.eq(halt),
             finished.eq(
-                ~self.mem.cyc & (halt | (ended & ~load.busy & ~store.busy & ~compute.busy))
+                ~self.mem.cyc
+                & (halt | (ended & ~load.busy & ~store.busy & ~compute.busy & ~pushing))
             ),
         ]
         with m.If(self.start):
@@ -391,7 +400,8 @@ class Core(wiring.Component):
         own = [start_fetch, program_base, program_words, image_bytes, watchdog, fetched,
                fetched_valid, fetched_clear, staged_valid, staged, legal, end, queue_of,
                dispatched, dispatched_end, watch, fault, fault_index, halt, all_dispatched,
-               progress, watch_over, bus_error, overflow, running, self.done]  # fmt: skip
+               progress, watch_over, bus_error, overflow, running, self.done,
+               *pushes.values()]  # fmt: skip
         with m.If(replica(m, self.clear, "clear_core")):
             for reg in own:
                 reg = Value.cast(reg)

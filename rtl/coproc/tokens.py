@@ -24,6 +24,12 @@ CHANNELS = (
     (Queue.STORE, Queue.COMPUTE),
 )
 
+#: Edges a push waits in the core's register before it reaches its counter: the
+#: units decide a push in the cycle they let an instruction go, and the counter's
+#: sums and compares after that decision were the full top's critical path (route
+#: → the load unit's dispatch → push → count, 14.7 ns).
+PUSH_LATENCY = 1
+
 #: Bits of a counter: tokens given and not yet taken, at most.
 TOKEN_BITS = 8
 MAX = (1 << TOKEN_BITS) - 1
