@@ -11,7 +11,9 @@ the co-processor's own multiplies would otherwise take DSP blocks the engines
 need (the ULX3S top used 161 of the ECP5-85F's 156), and a check of
 `LATENCY` cycles per LOAD or STORE hides behind the transfers before it.
 Raise `start` for one cycle with the fields; they must hold until `ok` and
-`count` are read, `LATENCY` edges later.
+`count` are read, `LATENCY` edges later. `start` waits a cycle in a register: the
+units raise it as they decide on their head's tokens, and it reset or loaded
+every register here in that cycle (the full top's critical path, 11.3 ns).
 """
 
 from __future__ import annotations
@@ -25,8 +27,9 @@ FIELD_BITS = 16
 
 
 class TransferCheck(wiring.Component):
-    #: The products' FIELD_BITS steps, their load, the sum's register and `ok`'s.
-    LATENCY = FIELD_BITS + 3
+    #: `start`'s register, the products' FIELD_BITS steps, their load, the sum's
+    #: register and `ok`'s.
+    LATENCY = FIELD_BITS + 4
 
     def __init__(self, word_bytes_bits: int = 8) -> None:
         super().__init__(
@@ -52,7 +55,9 @@ class TransferCheck(wiring.Component):
         reach_bits = Signal(FIELD_BITS)  # rows − 1, shifted right k times
         rows_bits = Signal(FIELD_BITS)
         size_bits = Signal(len(self.word_bytes))
-        with m.If(self.start):
+        started = Signal()
+        m.d.sync += started.eq(self.start)
+        with m.If(started):
             m.d.sync += [
                 row_reach.eq(0), row_bytes.eq(0), self.count.eq(0),
                 stride.eq(self.stride), words.eq(self.row_words),
