@@ -59,7 +59,6 @@ from rtl.dsp import platform_target
 from rtl.output_path import OutputPath, element_user_layout, lanes_in_lockstep
 from rtl.pipeline import delay, equals
 from rtl.prefetch import PrefetchQueue
-from rtl.replica import replica
 
 if TYPE_CHECKING:
     from defs.params import GraceParams
@@ -138,22 +137,15 @@ class MotionUnit(wiring.Component):
         )  # fmt: skip
         gw, kw, jw = self.grid_write, self.keypoint_write, self.jacobian_write
         m.d.comb += [gw.ready.eq(1), kw.ready.eq(1), jw.ready.eq(1)]
-        # addresses and data in own registers (replicas): Yosys merges registers of
-        # the same signal, and in the co-processor every engine registers the same
-        # router words
-        m.d.comb += [
-            grid.w_addr.eq(replica(m, gw.payload.index, "grid_w_addr")),
-            grid.w_data.eq(replica(m, gw.payload.value, "grid_w_data")),
-            keypoints_w.addr.eq(replica(m, kw.payload.keypoint, "keypoints_w_addr")),
-            keypoints_w.data.eq(
-                replica(m, Cat(kw.payload.x, kw.payload.y), "keypoints_w_data").replicate(2)
-            ),
-            jacobians_w.addr.eq(replica(m, jw.payload.keypoint, "jacobians_w_addr")),
-            jacobians_w.data.eq(replica(m, jw.payload.value, "jacobians_w_data").replicate(4)),
-        ]
         m.d.sync += [
+            grid.w_addr.eq(gw.payload.index),
+            grid.w_data.eq(gw.payload.value),
             grid.w_en.eq(gw.valid),
+            keypoints_w.addr.eq(kw.payload.keypoint),
+            keypoints_w.data.eq(Cat(kw.payload.x, kw.payload.y).replicate(2)),
             keypoints_w.en.eq(Mux(kw.payload.source, 0b10, 0b01) & kw.valid.replicate(2)),
+            jacobians_w.addr.eq(jw.payload.keypoint),
+            jacobians_w.data.eq(jw.payload.value.replicate(4)),
             jacobians_w.en.eq((jw.valid << Cat(jw.payload.col, jw.payload.row))[:4]),
         ]
 
