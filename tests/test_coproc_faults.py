@@ -17,8 +17,9 @@ import pytest
 from compiler.conv_layer import read_output
 from compiler.isa import body_fields, decode, encode
 from defs.coproc import Fault
-from defs.isa import Opcode, Queue
+from defs.isa import Buffer, Opcode, Queue
 from defs.params import preset
+from rtl.coproc.tokens import MAX as TOKEN_MAX
 from sim.coproc_host import host_image, run_pysim
 from sim.coproc_programs import one_layer
 
@@ -129,6 +130,22 @@ def test_tokens_never_taken_overflow() -> None:
     sync = encode(Opcode.SYNC, PARAMS, {"queue": Queue.LOAD}, {"push_next": 1})
     result = run_pysim(PARAMS, host_image(bytes(64), [sync] * 256 + _end()))
     assert result.fault == Fault.TOKEN_OVERFLOW
+
+
+def test_an_overflow_by_a_programs_last_token_is_reported() -> None:
+    """The overflowing token is the program's last act: a LOAD's, pushed as its transfer
+    ends, after the load queue's END has retired. The run must not end before the
+    overflow, registered on its way from the router to the fault, is seen."""
+    fields = {"buffer": Buffer.CONV_INPUT, "buffer_addr": 0, "dram_addr": 0,
+              "stride": PARAMS.coproc.bus_bytes, "rows": 1, "row_words": 4}  # fmt: skip
+    load = encode(Opcode.LOAD, PARAMS, fields, {"push_next": 1})
+    sync = encode(Opcode.SYNC, PARAMS, {"queue": Queue.LOAD}, {"push_next": 1})
+    others = [encode(Opcode.END, PARAMS, {"queue": q}) for q in (Queue.COMPUTE, Queue.STORE)]
+    end = encode(Opcode.END, PARAMS, {"queue": Queue.LOAD})
+    for syncs, fault in ((TOKEN_MAX, Fault.TOKEN_OVERFLOW), (TOKEN_MAX - 1, Fault.NONE)):
+        words = [*others, *[sync] * syncs, load, end]
+        result = run_pysim(PARAMS, host_image(bytes(64), words))
+        assert result.fault == fault, f"{syncs} tokens before the LOAD's"
 
 
 def test_a_program_without_its_ends_is_refused(layer_program) -> None:

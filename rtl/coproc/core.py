@@ -228,8 +228,6 @@ class Core(wiring.Component):
             pushes[Queue.COMPUTE, Queue.STORE].eq(compute.push_next),
             pushes[Queue.STORE, Queue.COMPUTE].eq(store.push),
         ]
-        pushing = Signal()  # a push on its way: the run is not finished
-        m.d.comb += pushing.eq(Cat(*pushes.values()).any())
         m.d.comb += [counters[channel].push.eq(push) for channel, push in pushes.items()]
         m.d.comb += [
             load.pop_available.eq(cl.available),
@@ -379,12 +377,24 @@ class Core(wiring.Component):
 
         # a run: start … every queue ended and every transfer finished, or a fault and
         # nothing on the bus (the port offers no new request once halted)
+        # A token on its way (from a unit, in a push register) or an overflow not yet a
+        # fault holds the run: a LOAD's or STORE's token comes as its transfer ends,
+        # after its queue's END, and an overflow by it must become the fault, not be
+        # dropped as the run ends.
+        settling = Signal()
+        unit_pushes = Cat(load.push, compute.push_prev, compute.push_next, store.push)
+        m.d.comb += settling.eq(
+            unit_pushes.any()
+            | Cat(*pushes.values()).any()
+            | Cat(*(t.overflow for t in counters.values())).any()
+            | overflow
+        )
         finished = Signal()
         m.d.comb += [
             port.halt.eq(halt),
             finished.eq(
                 ~self.mem.cyc
-                & (halt | (ended & ~load.busy & ~store.busy & ~compute.busy & ~pushing))
+                & (halt | (ended & ~load.busy & ~store.busy & ~compute.busy & ~settling))
             ),
         ]
         with m.If(self.start):
