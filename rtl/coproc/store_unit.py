@@ -132,7 +132,10 @@ class StoreUnit(wiring.Component):
         wait = Signal(range(TransferCheck.LATENCY + 1))
         known, fits = Signal(), Signal()
         with m.FSM():
-            with m.State("IDLE"), m.If(self.head.valid & ~self.halt):
+            with m.State("IDLE"):
+                # the head is copied on every idle edge, taken or not: the copies'
+                # clock enable is the state, not the queue's `valid` (that net
+                # reached the 133 flip-flops of a copy in 9.7 ns on the ULX3S top)
                 m.d.sync += [
                     held.eq(self.head.payload),
                     pop.eq(header.pop_prev),
@@ -140,7 +143,8 @@ class StoreUnit(wiring.Component):
                     is_store.eq(header.opcode == Opcode.STORE),
                     is_end.eq(header.opcode == Opcode.END),
                 ]
-                m.next = "TAKEN"
+                with m.If(self.head.valid & ~self.halt):
+                    m.next = "TAKEN"
             with m.State("TAKEN"):
                 m.d.comb += self.stall.eq(waits)
                 with m.If(~self.halt & ~waits):
