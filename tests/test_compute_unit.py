@@ -17,23 +17,14 @@ from amaranth.sim import Simulator, SimulatorContext
 from compiler.isa import body_fields, encode
 from defs.isa import Opcode
 from defs.params import preset
-from rtl.coproc.compute_unit import ComputeUnit, EngineSlot
-from rtl.coproc.core import ENGINES, make_engines
+from rtl.coproc.compute_unit import ComputeUnit
+from rtl.coproc.core import ENGINES, engine_slots, make_engines
 
 PARAMS = preset("tiny")
 
 
 def _unit() -> ComputeUnit:
-    engines = make_engines(PARAMS)
-    slots = {
-        op: EngineSlot(
-            name,
-            engines[name].signature.members["cmd"].signature.flip(),
-            engines[name].signature.members["done"].signature,
-        )
-        for op, (name, _) in ENGINES.items()
-    }
-    return ComputeUnit(PARAMS, slots)
+    return ComputeUnit(PARAMS, engine_slots(make_engines(PARAMS)))
 
 
 def _instruction(op: Opcode) -> int:

@@ -102,6 +102,18 @@ def make_engines(
     }
 
 
+def engine_slots(engines: Mapping[str, wiring.Component]) -> dict[Opcode, EngineSlot]:
+    """The compute unit's view of each engine: its command and done ports."""
+    return {
+        op: EngineSlot(
+            name,
+            engines[name].signature.members["cmd"].signature.flip(),
+            engines[name].signature.members["done"].signature,
+        )
+        for op, (name, _) in ENGINES.items()
+    }
+
+
 class Core(wiring.Component):
     def __init__(
         self, params: GraceParams, mac_sites: Mapping[tuple[int, int], str] | None = None
@@ -181,15 +193,7 @@ class Core(wiring.Component):
         fetch = Fetcher(self.addr_bits, c.bus_bytes)
         targets = self.targets()
         load = LoadUnit(p, targets, self.addr_bits)
-        slots = {
-            op: EngineSlot(
-                name,
-                self.engines[name].signature.members["cmd"].signature.flip(),
-                self.engines[name].signature.members["done"].signature,
-            )
-            for op, (name, _) in ENGINES.items()
-        }
-        compute = ComputeUnit(p, slots)
+        compute = ComputeUnit(p, engine_slots(self.engines))
         sources = {
             source: self.engines[name].signature.members["o"].signature
             for name, source in ENGINES.values()
