@@ -63,7 +63,7 @@ def _check_frame(case, run) -> None:
 def test_a_whole_frame_under_verilator_after_a_reset(tiny_frame, build_root) -> None:
     run = simulate_frame(
         tiny_frame, simulator="verilator", build_dir=build_root / "coproc", latency=20,
-        stall_threshold=60, seed=7, reset_after=300_000, reset_program=1,
+        stall_threshold=60, seed=7, reset_after=100_000, reset_program=1,
     )  # fmt: skip
     # the source program ran once, the frame program after the reset
     assert len(run.programs) == 1
