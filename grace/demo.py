@@ -17,7 +17,7 @@ Two halves, as far as GRACE reaches today:
    engine and the frame run on L3 (against decode_int), then on the
    co-processor's Verilog (Verilator from C++, against decode_int; a strip of
    the source and the float, int8 and RTL frames), fomm-256's convs, warps and
-   element-wise ops priced on the ULX3S engine → board build plans.
+   element-wise ops priced on the ULX3S engine → the command that builds a block.
 """
 
 from __future__ import annotations
@@ -33,7 +33,6 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from boards.build import plan
 from boards.targets import BOARDS
 from defs.params import GraceParams, preset
 from grace.summary import elaborate_block, run_warps, simulate_block
@@ -309,13 +308,12 @@ def hardware_demo(
 
     engine = preset("ulx3s-85f").replace(model=preset("fomm-256").model)
     _, priced, priced_warps, priced_elementwise = write_report(engine, build_root / "bench")
-    built = (block, "conv", "warp", "act", "softmax", "heatmap", "motion", "top")
-    for name in BOARDS:
-        for each in built:
-            plan(each, preset(name), name)
+    # (not planned here: elaborating the 16 plans took a minute of the demo, and
+    # tests/test_boards.py plans each block for each board)
+    buildable = (block, "conv", "warp", "act", "softmax", "heatmap", "motion", "top")
     console.print(
-        f"9. build plans ready for {', '.join(BOARDS)} ({', '.join(built)}; run "
-        f"`grace build --board NAME --block conv` (or another) for resources and Fmax)"
+        f"9. for resources and Fmax on a board: `grace build --board "
+        f"{'|'.join(BOARDS)} --block {'|'.join(buildable)}`"
     )
     n = params.numeric
     warp_verdict = (
