@@ -110,7 +110,7 @@ def _plan(
     block: str = "",
 ) -> BuildPlan:
     platform = platform_at(target, params.clock_hz)
-    overrides = _overrides(target.family, seed)
+    overrides = _overrides(target.family, seed, block)
     pins = pin_commands(block, params, target.platform.device, TOP)
     if pins:  # the floorplan's sites for multipliers outside the block's own arguments
         overrides["script_after_read"] += f"; {pins}"
@@ -122,7 +122,14 @@ def _plan(
 AFTER_READ = f"{KEEP_REPLICAS}; {UNCHECKED_COLLISIONS}"
 
 
-def _overrides(family: str, seed: int | None = None) -> dict[str, str]:
+#: Blocks placed by nextpnr's electrostatic placer (`--placer static`) rather than
+#: HeAP. The co-processor's top, on the same netlist (default seed): HeAP 76.2 MHz
+#: with 459 nets of 6 ns or more of routing, static 81.7 MHz with 259, in half
+#: the time; seed 2, static: 86.4 MHz with 171 (docs/coprocessor.md, "Silicon").
+STATIC_PLACER_BLOCKS = ("top",)
+
+
+def _overrides(family: str, seed: int | None = None, block: str = "") -> dict[str, str]:
     # Over-constrained clocks must still produce a bitstream and a report. The
     # placer's seed moves a dense design's Fmax by ±10 % (docs/conv_engine.md);
     # without one, nextpnr's own initial state.
@@ -133,6 +140,8 @@ def _overrides(family: str, seed: int | None = None) -> dict[str, str]:
         # router2 converges on the conv engine's dense DSP columns where the
         # default router was still resolving congestion after 30 minutes
         overrides["nextpnr_opts"] += " --router router2"
+        if block in STATIC_PLACER_BLOCKS:
+            overrides["nextpnr_opts"] += " --placer static"
     if family == "ice40":
         overrides["synth_opts"] = "-dsp"  # synth_ice40 leaves SB_MAC16 unused without it
     return overrides

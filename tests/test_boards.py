@@ -34,6 +34,15 @@ def test_bad_seed_is_one_clear_error(tmp_path) -> None:
         build("requant", preset("icebreaker"), tmp_path, seed=0)
 
 
+def test_only_the_ecp5_top_is_placed_by_the_static_placer() -> None:
+    def script(block: str, board_name: str) -> str:
+        return plan(block, preset(board_name), board_name).files["build_top.sh"]
+
+    assert "--placer static" in script("top", "ulx3s-85f")
+    assert "--placer" not in script("conv", "ulx3s-85f")
+    assert "--placer" not in script("requant", "icebreaker")
+
+
 def test_ice40_build_uses_dsps() -> None:
     assert "-dsp" in plan("requant", preset("icebreaker")).files["top.ys"]
 
