@@ -180,18 +180,6 @@ def exclusive(lock_file: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-#: Verilator options for every cocotb build. The runner makes every signal of the
-#: design public (`--public-flat-rw`), which doubles the C++ to compile; the
-#: testbenches touch only the top level's ports, so `--public-depth 1` keeps just
-#: those, and `-O3` with fast X handling (Amaranth initialises every register)
-#: speeds the model. Measured on the whole tiny frame (tests/test_coproc_rtl.py,
-#: cold builds): build 186 → 94 s, run 209 → 188 s with `--public-depth 1`,
-#: run → 153 s with the rest.
-VERILATOR_ARGS = [
-    "-Wno-fatal", "--public-depth", "1", "-O3", "--x-assign", "fast", "--x-initial", "fast",
-]  # fmt: skip
-
-
 def run_cocotb(
     *,
     verilog: str,
@@ -226,7 +214,7 @@ def run_cocotb(
                     sources=[source],
                     hdl_toplevel=toplevel,
                     build_dir=work,
-                    build_args=VERILATOR_ARGS if simulator == "verilator" else [],
+                    build_args=["-Wno-fatal"] if simulator == "verilator" else [],
                     timescale=("1ns", "1ps"),
                     waves=waves,
                     log_file=build_log,
