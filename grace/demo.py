@@ -308,7 +308,7 @@ def hardware_demo(
 
     engine = preset("ulx3s-85f").replace(model=preset("fomm-256").model)
     _, priced, priced_warps, priced_elementwise = write_report(engine, build_root / "bench")
-    # (not planned here: elaborating the 16 plans took a minute of the demo, and
+    # (not planned here: elaborating the 16 plans took 24 s of CPU, and
     # tests/test_boards.py plans each block for each board)
     buildable = (block, "conv", "warp", "act", "softmax", "heatmap", "motion", "top")
     console.print(
