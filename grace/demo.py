@@ -36,6 +36,7 @@ from rich.table import Table
 from boards.targets import BOARDS
 from defs.params import GraceParams, preset
 from grace.summary import elaborate_block, run_warps, simulate_block
+from rtl.blocks import BLOCKS
 from sim.runner import quiet
 
 if TYPE_CHECKING:
@@ -310,10 +311,9 @@ def hardware_demo(
     _, priced, priced_warps, priced_elementwise = write_report(engine, build_root / "bench")
     # (not planned here: elaborating the 16 plans took 24 s of CPU, and
     # tests/test_boards.py plans each block for each board)
-    buildable = (block, "conv", "warp", "act", "softmax", "heatmap", "motion", "top")
     console.print(
         f"9. for resources and Fmax on a board: `grace build --board "
-        f"{'|'.join(BOARDS)} --block {'|'.join(buildable)}`"
+        f"{'|'.join(BOARDS)} --block {'|'.join(BLOCKS)}`"
     )
     n = params.numeric
     warp_verdict = (
