@@ -11,12 +11,12 @@ import random
 from dataclasses import dataclass
 
 import pytest
-from amaranth import Module
+from amaranth import Module, Signal
 from amaranth.lib import wiring
 from amaranth.sim import Simulator, SimulatorContext
 
 from rtl.coproc.memory_port import MemoryPort
-from rtl.coproc.reader import TransferReader
+from rtl.coproc.reader import TransferReader, shift_add
 from rtl.coproc.sim_memory import SimMemory
 from rtl.coproc.writer import TransferWriter
 
@@ -160,6 +160,28 @@ def test_reader_random(data_bytes: int, max_word: int, latency: int, stall: int)
     sim.add_testbench(drain)
     sim.run()
     assert got == expected
+
+
+@pytest.mark.parametrize("b_bits", [1, 2, 3, 4, 5])
+def test_shift_add_is_the_product(b_bits: int) -> None:
+    """The readers' row bytes multiply (in LUTs): every `b`, random and extreme `a`."""
+    a, b = Signal(16), Signal(b_bits)
+    m = Module()
+    product = Signal(16 + b_bits)
+    m.d.comb += product.eq(shift_add(a, b))
+    rng = random.Random(b_bits)
+    cases = [(x, y) for x in (0, 1, 0xFFFF, *(rng.getrandbits(16) for _ in range(20)))
+             for y in range(1 << b_bits)]  # fmt: skip
+
+    async def bench(ctx: SimulatorContext) -> None:
+        for x, y in cases:
+            ctx.set(a, x)
+            ctx.set(b, y)
+            assert ctx.get(product) == x * y, f"{x} * {y}"
+
+    sim = Simulator(m)
+    sim.add_testbench(bench)
+    sim.run()
 
 
 def store_words(rng: random.Random, t: Transfer, max_word: int) -> list[int]:
