@@ -273,6 +273,10 @@ class TransferReader(wiring.Component):
 
         ring = [Signal(8, name=f"ring_{j}") for j in range(size)]
         wp, rp = Signal(range(size)), Signal(range(size))
+        # rp + i for each byte i of a word, kept as registers: each byte's select reads
+        # its own register, not an adder after rp (with the ring's 32-to-1
+        # multiplexers, the ULX3S top's critical path at seed 2)
+        at = [Signal(ring_bits, init=i % size, name=f"rp_plus_{i}") for i in range(nm)]
         count = Signal(range(size + 1))  # bytes in the ring or on their way to it
         filled = Signal(range(size + 1))  # bytes in the ring
         span_n, span_turn = spans.r_data[: s + 1], spans.r_data[s + 1 :]
@@ -333,7 +337,7 @@ class TransferReader(wiring.Component):
                 word_held.eq(emit),
                 word.eq(
                     Cat(
-                        Cat(Cat(ring).word_select((rp + i)[:ring_bits], 8) for i in range(nm))
+                        Cat(Cat(ring).word_select(at[i], 8) for i in range(nm))
                         & byte_mask(wb, nm),
                         last,
                     )
@@ -342,6 +346,7 @@ class TransferReader(wiring.Component):
         m.d.sync += [
             wp.eq(wp + Mux(take, span_n, 0)),
             rp.eq(rp + Mux(emit, wb, 0)),
+            *(a.eq(a + Mux(emit, wb, 0)) for a in at),
             count.eq(count + Mux(take, span_n, 0) - Mux(emit, wb, 0)),
             filled.eq(filled + Mux(landed_valid, landed_n, 0) - Mux(emit, wb, 0)),
             credit.eq(credit - self.issue + take),
