@@ -330,10 +330,14 @@ class Core(wiring.Component):
         m.d.comb += target_ready.eq((to_queue & Cat(q.i.ready for q in queues)).any())
         illegal = Signal()
         m.d.comb += illegal.eq(staged_valid & refused)
+        # every queue sees the staged word whether it is dispatched or not: gated by the
+        # dispatch decision, the queues' LUT RAM write data (3 x 128 bits) read it (the
+        # ULX3S top's critical path, halt → dispatch → a write data LUT, both seeds)
+        m.d.comb += [queue.i.payload.eq(staged) for queue in queues]
         with m.If(staged_valid & running & ~halt & ~refused & target_ready):
             m.d.comb += dispatch.eq(1)
             for k, queue in enumerate(queues):
-                m.d.comb += [queue.i.valid.eq(to_queue[k]), queue.i.payload.eq(staged)]
+                m.d.comb += queue.i.valid.eq(to_queue[k])
             m.d.sync += dispatched.eq(dispatched + 1)
             with m.If(end):
                 m.d.sync += dispatched_end.eq(dispatched_end | to_queue)
