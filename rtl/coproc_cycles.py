@@ -567,8 +567,9 @@ class _Machine:
         def arrived(inst: _Inst = inst, unit: str = unit, last: float = last) -> None:
             self.in_flight[unit].remove(inst)
             self.finished.add(inst.index)
-            if unit == "buffer":
+            if unit == "buffer":  # its last word in the engine's buffer, its token after
                 self.give(inst, "push_next", last + Router.WORD_TO_TOKEN)
+                self.end = max(self.end, last + Router.DELIVERY_LATENCY)
             self.end = max(self.end, last)
 
         self.at(last, arrived)

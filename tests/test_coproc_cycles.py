@@ -79,8 +79,9 @@ def _load_alone(words: int, latency: int) -> int:
 
 @pytest.mark.parametrize(("words", "latency"), [(64, 1), (256, 1), (256, 20)])
 def test_a_single_load_takes_its_fetch_check_words_and_round_trip(words, latency) -> None:
+    """... and its last word's way through the router into the engine's buffer."""
     got = _cycles([_load(words), *ENDS], latency)
-    assert got == _first_fetch(latency) + _load_alone(words, latency)
+    assert got == _first_fetch(latency) + _load_alone(words, latency) + Router.DELIVERY_LATENCY
 
 
 #: Cycles the RTL takes beyond the model on a program: its first instruction's way

@@ -4,7 +4,16 @@ Each LOAD leaves a route (its buffer, first address and token) in a small
 queue as it is dispatched; the router hands its reader's words, in order, to
 that route's engine port, writing buffer words at consecutive addresses (a
 conv weight word arrives as `rows` words of one row each), and drops the
-route at the transfer's last word — giving the LOAD's token then.
+route at the transfer's last word — giving the LOAD's token once that word is
+in the engine.
+
+Each engine port is fed from a register of its own (`DELIVERY_LATENCY`), which
+the placer puts between the router and its engine: fed straight from the
+reader's output queue, a word's bits left its LUT RAM for 7 to 13 engine ports
+over the die (25 of the ULX3S top's nets with 6 ns or more of routing). The
+register's `ready` is the port's, passed through: every buffer write port is
+always ready. A route's words wait while the last word of the one before is
+still in its register, so LOADs finish, and give their tokens, in order.
 """
 
 from __future__ import annotations
@@ -52,8 +61,11 @@ class Router(wiring.Component):
     route asks for one) at its last word. The load unit has one for its buffer reader and
     one for its stream reader."""
 
-    #: Edges from a LOAD's last word taken to its token pushed.
-    WORD_TO_TOKEN = 1
+    #: Edges from a word taken from the reader to its engine port (its register).
+    DELIVERY_LATENCY = 1
+    #: Edges from a LOAD's last word taken from the reader to its token pushed: the
+    #: delivery register, then the token's register.
+    WORD_TO_TOKEN = DELIVERY_LATENCY + 1
 
     ROUTE = data.StructLayout({"buffer": unsigned(5), "addr": unsigned(16), "push": unsigned(1)})
 
@@ -89,38 +101,67 @@ class Router(wiring.Component):
         push = Signal()
         row = Signal(8)  # reader words of the current buffer word (weights)
         word = self.i.payload.data
-        taken = Signal()  # the route's last word
+        taken = Signal()  # the route's last word, into its delivery register
+        delivered = Signal()  # a route's last word, into its engine port
+        pending = Signal()  # a route's last word waits in its delivery register
         m.d.comb += taken.eq(self.i.valid & self.i.ready & self.i.payload.last)
         load = Signal()
-        m.d.comb += [load.eq(routes.o.valid & (~current | taken)), routes.o.ready.eq(load)]
+        m.d.comb += [
+            load.eq(routes.o.valid & (~current | taken) & (~pending | delivered)),
+            routes.o.ready.eq(load),
+        ]
         with m.If(load):
             m.d.sync += [current.eq(1), addr.eq(head.addr), push.eq(head.push), row.eq(0)]
             m.d.sync += [flag.eq(head.buffer == b) for b, flag in to.items()]
         with m.Elif(taken):  # no route until the next is loaded: words wait
             m.d.sync += [current.eq(0), *(flag.eq(0) for flag in to.values())]
+        with m.If(taken):
+            m.d.sync += pending.eq(1)
+        with m.Elif(delivered):
+            m.d.sync += pending.eq(0)
+        token = Signal()  # the delivered last word's route gives a token
         for b, t in self.targets.items():
             port = getattr(self, t.port)
-            m.d.comb += port.valid.eq(self.i.valid & to[b])
+            # the delivery register: the port's valid and payload, and whether this is
+            # a route's last word and its token
+            valid = Signal(name=f"{t.port}_valid")
+            payload = Signal.like(port.payload, name=f"{t.port}_payload")
+            last, gives = Signal(name=f"{t.port}_last"), Signal(name=f"{t.port}_gives")
+            free = Signal(name=f"{t.port}_free")
+            m.d.comb += [
+                port.valid.eq(valid),
+                port.payload.eq(payload),
+                free.eq(~valid | port.ready),
+            ]
+            with m.If(valid & port.ready & last):
+                m.d.comb += [delivered.eq(1), token.eq(gives)]
             with m.If(to[b]):
-                m.d.comb += self.i.ready.eq(port.ready)
+                m.d.comb += self.i.ready.eq(free)
+            moved = Signal(name=f"{t.port}_moved")
+            m.d.comb += moved.eq(self.i.valid & free & to[b])
+            with m.If(free):
+                m.d.sync += [valid.eq(moved), last.eq(self.i.payload.last), gives.eq(push)]
+                if t.kind == "stream":
+                    m.d.sync += payload.eq(word[: t.data_bits])
+                else:
+                    m.d.sync += [payload.addr.eq(addr), payload.data.eq(word[: t.data_bits])]
+                    if t.kind == "weight":
+                        m.d.sync += payload.row.eq(row)
             if t.kind == "stream":
-                m.d.comb += port.payload.eq(word[: t.data_bits])
                 continue
-            m.d.comb += [port.payload.addr.eq(addr), port.payload.data.eq(word[: t.data_bits])]
-            moved = self.i.valid & port.ready & to[b] & ~taken
+            advance = moved & ~self.i.payload.last  # the route's next word, if any
             if t.kind == "weight":
-                m.d.comb += port.payload.row.eq(row)
-                with m.If(moved):
+                with m.If(advance):
                     m.d.sync += row.eq(row + 1)
                     with m.If(row == t.split - 1):
                         m.d.sync += [row.eq(0), addr.eq(addr + 1)]
             else:
-                with m.If(moved):
+                with m.If(advance):
                     m.d.sync += addr.eq(addr + 1)
         # the token from a register: the engine port's ready reaches no token counter
-        m.d.sync += self.token.eq(taken & push)
+        m.d.sync += self.token.eq(token)
         # LOADs dispatched and not finished (the queue's head shows two edges late)
         inflight = Signal(range(self.depth + 2))
-        m.d.sync += inflight.eq(inflight + (self.route_valid & routes.i.ready) - taken)
+        m.d.sync += inflight.eq(inflight + (self.route_valid & routes.i.ready) - delivered)
         m.d.comb += self.busy.eq(inflight != 0)
         return m
