@@ -8,6 +8,7 @@ suite for every board); `build()` runs synthesis and place-and-route under
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -72,6 +73,11 @@ class BuildReport:
     build_dir: Path
     bitstream: Path
     available: dict[str, int] = field(default_factory=dict)
+    #: Timing endpoints (flip-flop, RAM and DSP inputs) whose data arrives after the
+    #: target clock's period, of all (nextpnr's detailed timing report): how far a
+    #: design that misses its clock is from meeting it, where Fmax names one path.
+    late_endpoints: int = 0
+    endpoints: int = 0
 
     @property
     def timing_met(self) -> bool:
@@ -128,12 +134,18 @@ AFTER_READ = f"{KEEP_REPLICAS}; {UNCHECKED_COLLISIONS}"
 #: the time; seed 2, static: 86.4 MHz with 171 (docs/coprocessor.md, "Silicon").
 STATIC_PLACER_BLOCKS = ("top",)
 
+#: nextpnr's timing report (JSON, with every endpoint's arrival), in the build directory.
+TIMING_REPORT = "timing.json"
+
 
 def _overrides(family: str, seed: int | None = None, block: str = "") -> dict[str, str]:
     # Over-constrained clocks must still produce a bitstream and a report. The
     # placer's seed moves a dense design's Fmax by ±10 % (docs/conv_engine.md);
     # without one, nextpnr's own initial state.
-    overrides = {"nextpnr_opts": "--timing-allow-fail", "script_after_read": AFTER_READ}
+    overrides = {
+        "nextpnr_opts": f"--timing-allow-fail --report {TIMING_REPORT} --detailed-timing-report",
+        "script_after_read": AFTER_READ,
+    }
     if seed is not None:
         overrides["nextpnr_opts"] += f" --seed {seed}"
     if family == "ecp5":
@@ -187,7 +199,15 @@ def build(
         yosys_log=(build_dir / f"{TOP}.rpt").read_text(errors="replace"),
         nextpnr_log=(build_dir / f"{TOP}.tim").read_text(errors="replace"),
     )
+    timing = build_dir / TIMING_REPORT
+    late, endpoints = (
+        late_endpoints(json.loads(timing.read_text()), 1e9 / params.clock_hz)
+        if timing.exists()
+        else (0, 0)
+    )
     result = BuildReport(
+        late_endpoints=late,
+        endpoints=endpoints,
         board=name,
         block=block,
         target_mhz=params.clock_hz / 1e6,
@@ -317,6 +337,18 @@ def parse_report(family: str, *, yosys_log: str, nextpnr_log: str) -> dict:
         )
     # nextpnr prints Fmax before and after routing; the last one is post-route.
     return {**counts, "fmax_mhz": float(fmax[-1]), "available": available}
+
+
+def late_endpoints(timing: dict, period_ns: float) -> tuple[int, int]:
+    """(endpoints whose latest arrival exceeds `period_ns`, all endpoints) of a nextpnr
+    `--report --detailed-timing-report` JSON: each net's endpoints carry the
+    earliest and the latest arrival of data there, in ns from the clock edge."""
+    arrivals = [
+        max(endpoint["delay"])
+        for net in timing.get("detailed_net_timings", [])
+        for endpoint in net["endpoints"]
+    ]
+    return sum(a > period_ns for a in arrivals), len(arrivals)
 
 
 def _yosys_cells(log: str) -> dict[str, int]:

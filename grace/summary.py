@@ -592,6 +592,10 @@ def render_build(report: BuildReport, seconds: float) -> Table:
         ("block RAM", f"{report.brams}"),
         ("Fmax (post-route)", f"{report.fmax_mhz:.1f} MHz"),
         ("target clock", f"{report.target_mhz:.1f} MHz, {met}"),
+        (
+            "late endpoints",
+            f"{report.late_endpoints:,} of {report.endpoints:,} miss the target clock",
+        ),
         ("bitstream", str(report.bitstream)),
         ("wall time", f"{seconds:.0f} s"),
     ]

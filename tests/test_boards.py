@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from boards.build import BuildError, build, parse_report, plan, prepare_tools, sweep
+from boards.build import (
+    BuildError,
+    build,
+    late_endpoints,
+    parse_report,
+    plan,
+    prepare_tools,
+    sweep,
+)
 from boards.targets import BOARDS, UnknownBoard, board
 from defs.params import preset
 from rtl.blocks import BLOCKS
@@ -130,6 +138,27 @@ def test_real_seed_sweep_icebreaker(build_root) -> None:
     for seed, report in reports.items():
         assert report.build_dir.name.endswith(f"-seed{seed}")
         assert report.bitstream.exists() and 10 < report.fmax_mhz < 300
+        assert 0 <= report.late_endpoints < report.endpoints
+
+
+def test_late_endpoints_counts_latest_arrivals_past_the_period() -> None:
+    """From nextpnr's detailed timing report: each endpoint's [earliest, latest] arrival."""
+
+    def net(*delays: list[float]) -> dict:
+        return {"endpoints": [{"cell": "c", "port": "DI", "delay": d} for d in delays]}
+
+    timing = {
+        "detailed_net_timings": [net([1.0, 8.5], [0.5, 7.9]), net([2.0, 8.0]), net([9.0, 9.1])]
+    }
+    assert late_endpoints(timing, 8.0) == (2, 4)  # 8.0 itself is in time
+    assert late_endpoints(timing, 9.5) == (0, 4)
+    assert late_endpoints({}, 8.0) == (0, 0)
+
+
+def test_every_build_writes_the_detailed_timing_report() -> None:
+    for block, board_name in (("top", "ulx3s-85f"), ("requant", "icebreaker")):
+        script = plan(block, preset(board_name), board_name).files["build_top.sh"]
+        assert "--report timing.json --detailed-timing-report" in script
 
 
 def test_parse_report_unfinished_build() -> None:

@@ -337,8 +337,7 @@ class TransferReader(wiring.Component):
                 word_held.eq(emit),
                 word.eq(
                     Cat(
-                        Cat(Cat(ring).word_select(at[i], 8) for i in range(nm))
-                        & byte_mask(wb, nm),
+                        Cat(Cat(ring).word_select(at[i], 8) for i in range(nm)) & byte_mask(wb, nm),
                         last,
                     )
                 ),

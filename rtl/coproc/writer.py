@@ -98,7 +98,6 @@ class TransferWriter(wiring.Component):
         free = writes.i.ready
         out = data.View(write_layout, writes.i.payload)
 
-
         # What a word decides by (its row's end, the transfer's, the window's) is held in
         # registers formed a word ahead, so no compare of a 16-bit count or adder sits
         # between the word queue's head and the window's enables (the full top's
