@@ -29,6 +29,7 @@ from amaranth.lib.wiring import In, Out
 
 from rtl.coproc.bus import check_data_bytes, client_signature
 from rtl.stream_queue import StreamQueue
+from rtl.thermometer import thermometer_next
 
 
 def transfer_layout(max_word_bytes: int) -> data.StructLayout:
@@ -143,7 +144,9 @@ class TransferReader(wiring.Component):
         m.submodules.shapes = self.shapes = shapes = fifo.SyncFIFOBuffered(
             width=32 + wb_bits, depth=4
         )  # each command's rows, row_words and word_bytes, for the ring
-        self.credit = credit = Signal(range(depth + 1), init=depth)
+        # the credit in thermometer code (bit k: more than k left), so "some credit"
+        # is a register, not a compare before `issue` and its ~150 clock enables
+        self.credit = credit = Signal(depth, init=(1 << depth) - 1)
         self.issue = issue = Signal()
 
         # Each row's first bus word `cur`, its first byte's place `lo` and its bus words
@@ -231,7 +234,7 @@ class TransferReader(wiring.Component):
                 m.d.sync += form_next((row_start[:s] + stride[:s])[:s])
                 m.next = "RUN"
             with m.State("RUN"):
-                m.d.comb += req.valid.eq((credit != 0) & ~self.error)
+                m.d.comb += req.valid.eq(credit[0] & ~self.error)
                 with m.If(self.error):
                     m.next = "IDLE"
                 with m.Elif(issue):
@@ -348,7 +351,7 @@ class TransferReader(wiring.Component):
             *(a.eq(a + Mux(emit, wb, 0)) for a in at),
             count.eq(count + Mux(take, span_n, 0) - Mux(emit, wb, 0)),
             filled.eq(filled + Mux(landed_valid, landed_n, 0) - Mux(emit, wb, 0)),
-            credit.eq(credit - self.issue + take),
+            credit.eq(thermometer_next(credit, take, self.issue)),
         ]
         with m.If(emit):
             m.d.sync += word_i.eq(Mux(row_done, 1, word_i + 1))
