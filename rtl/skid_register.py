@@ -34,11 +34,17 @@ class SkidRegister(wiring.Component):
             taken.eq(self.i.valid & self.i.ready),
             given.eq(self.o.valid & self.o.ready),
         ]
+        # the skid copies `i` on every edge it is empty, so its clock enable is a
+        # register; an element it holds is marked by `skid_valid` (on the ECP5
+        # co-processor's port, the store writer's request reached the enables of its
+        # client's skid through the stall logic, 101 endpoints late at 125 MHz)
+        with m.If(~skid_valid):
+            m.d.sync += skid.eq(self.i.payload)
         with m.If(~self.o.valid | given):  # the output register is free this edge
             with m.If(skid_valid):
                 m.d.sync += [self.o.payload.eq(skid), self.o.valid.eq(1), skid_valid.eq(0)]
             with m.Else():
                 m.d.sync += [self.o.payload.eq(self.i.payload), self.o.valid.eq(taken)]
         with m.Elif(taken):  # the output stalls: the element waits behind it
-            m.d.sync += [skid.eq(self.i.payload), skid_valid.eq(1)]
+            m.d.sync += skid_valid.eq(1)
         return m
