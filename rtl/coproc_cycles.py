@@ -544,8 +544,8 @@ class _Machine:
             self.unit_free[unit] = t + 1  # RUN → IDLE
             self.unanswered.append(inst)
             done = (
-                t + TransferWriter.WORD_TO_WRITE + self.round_trip + TransferWriter.ACK_TO_DONE
-                + StoreUnit.DONE_TO_TOKEN
+                t + StoreUnit.SOURCE_LATENCY + TransferWriter.WORD_TO_WRITE + self.round_trip
+                + TransferWriter.ACK_TO_DONE + StoreUnit.DONE_TO_TOKEN
             )  # fmt: skip
 
             def answered(inst: _Inst = inst, done: float = done) -> None:

@@ -91,6 +91,9 @@ class TransferReader(wiring.Component):
     ANSWER_TO_WORD = 7
     #: Edges from an answer to its credit coming back (the ring takes its bytes).
     ANSWER_TO_CREDIT = 2
+    #: Cycles a transfer's first word waits after the last word of the transfer
+    #: before it, when its bytes are already in the ring (the word size's change).
+    WORD_GAP = 1
     #: Words of the output queue (three pass one word per cycle).
     OUTPUT_DEPTH = 3
 
@@ -326,11 +329,25 @@ class TransferReader(wiring.Component):
         word = Signal.like(out.i.payload)
         word_held = Signal()
         free = Signal()
+        # Whether the ring holds a word is a register, `filled >= wb` formed a cycle
+        # ahead from the next `filled`; it holds for the shape at the FIFO's head when
+        # that shape was there the cycle before and was not taken (`steady`). So a
+        # transfer's first word waits a cycle after the last word of the one before
+        # (WORD_GAP), and emit is one LUT of registers: the compare's carry chain
+        # before emit, and its adders after, set the ULX3S top's clock (12.3 ns).
+        enough, steady = Signal(), Signal()
+        filled_next = Signal.like(filled)
+        m.d.comb += filled_next.eq(filled + Mux(landed_valid, landed_n, 0) - Mux(emit, wb, 0))
+        m.d.sync += [
+            filled.eq(filled_next),
+            enough.eq(filled_next >= wb),
+            steady.eq(shapes.r_rdy & ~shapes.r_en),
+        ]
         m.d.comb += [
             row_done.eq(word_i == row_words),
             last.eq(row_done & (row_i == rows)),
             free.eq(~word_held | out.i.ready),
-            emit.eq(shapes.r_rdy & (filled >= wb) & free & ~self.error),
+            emit.eq(steady & enough & free & ~self.error),
             out.i.valid.eq(word_held),
             out.i.payload.eq(word),
             shapes.r_en.eq(emit & last),
@@ -350,7 +367,6 @@ class TransferReader(wiring.Component):
             rp.eq(rp + Mux(emit, wb, 0)),
             *(a.eq(a + Mux(emit, wb, 0)) for a in at),
             count.eq(count + Mux(take, span_n, 0) - Mux(emit, wb, 0)),
-            filled.eq(filled + Mux(landed_valid, landed_n, 0) - Mux(emit, wb, 0)),
             credit.eq(thermometer_next(credit, take, self.issue)),
         ]
         with m.If(emit):

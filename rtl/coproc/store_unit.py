@@ -21,6 +21,7 @@ from rtl.coproc.bus import client_signature
 from rtl.coproc.decode import ENTRY, INDEX_BITS, TAKE_LATENCY, fields
 from rtl.coproc.transfer_check import TransferCheck
 from rtl.coproc.writer import TransferWriter
+from rtl.skid_register import SkidRegister
 from rtl.stream_queue import StreamQueue
 
 if TYPE_CHECKING:
@@ -36,6 +37,12 @@ class StoreUnit(wiring.Component):
     CHECK_TO_DISPATCH = TAKE_LATENCY + TransferCheck.LATENCY + 2
     #: Edges from the writer's `done` to the STORE's token pushed (and its end counted).
     DONE_TO_TOKEN = 1
+    #: Edges from an engine's output word taken to the writer's input: each engine's
+    #: words wait in a skid register of their own (`ready` and `valid` registers), so
+    #: neither the engines' valid nor the writer's ready meets the route's one-hot
+    #: choice in one cycle (an engine's valid across the die, through the choice, into
+    #: the route queue's pointers set the ULX3S top's clock at seed 2, 12.7 ns).
+    SOURCE_LATENCY = SkidRegister.LATENCY
 
     def __init__(
         self, params: GraceParams, sources: dict[Source, stream.Signature], addr_bits: int
@@ -210,8 +217,12 @@ class StoreUnit(wiring.Component):
             m.d.sync += [left.eq(left - 1), last.eq(left == 1)]
             with m.If(last):  # no route until the next is loaded: words wait
                 m.d.sync += [flag.eq(0) for flag in current.values()]
-        for s in self.sources:
-            o = getattr(self, f"{s.name.lower()}_o")
+        for s, signature in self.sources.items():
+            m.submodules[f"from_{s.name.lower()}_skid"] = skid = SkidRegister(
+                signature.members["payload"].shape
+            )
+            wiring.connect(m, wiring.flipped(getattr(self, f"{s.name.lower()}_o")), skid.i)
+            o = skid.o
             with m.If(current[s]):
                 m.d.comb += [
                     writer.i.valid.eq(o.valid),
