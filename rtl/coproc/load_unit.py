@@ -82,7 +82,9 @@ class LoadUnit(wiring.Component):
         buffered = {b: t for b, t in self.targets.items() if b not in INPUT_STREAMS}
         streamed = {b: t for b, t in self.targets.items() if b in INPUT_STREAMS}
         m.submodules.buffer_router = buffer_router = Router(buffered, self.max_word_bytes)
-        m.submodules.stream_router = stream_router = Router(streamed, self.max_word_bytes, depth)
+        m.submodules.stream_router = stream_router = Router(
+            streamed, self.max_word_bytes, depth, tokens=False
+        )
         wiring.connect(m, buffer_reader.o, buffer_router.i)
         wiring.connect(m, stream_reader.o, stream_router.i)
         for b, t in self.targets.items():

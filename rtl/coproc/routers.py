@@ -11,9 +11,10 @@ Each engine port is fed from a register of its own (`DELIVERY_LATENCY`), which
 the placer puts between the router and its engine: fed straight from the
 reader's output queue, a word's bits left its LUT RAM for 7 to 13 engine ports
 over the die (25 of the ULX3S top's nets with 6 ns or more of routing). The
-register's `ready` is the port's, passed through: every buffer write port is
-always ready. A route's words wait while the last word of the one before is
-still in its register, so LOADs finish, and give their tokens, in order.
+register is a `SkidRegister`, so the ready the router reads is a register too
+(an input stream's engine stalls; the buffer write ports are always ready). A
+route's words wait while the last word of the one before is still in its
+register, so LOADs finish, and give their tokens, in order.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from defs.isa import Buffer
+from rtl.skid_register import SkidRegister
 from rtl.stream_queue import StreamQueue
 
 
@@ -62,14 +64,25 @@ class Router(wiring.Component):
     one for its stream reader."""
 
     #: Edges from a word taken from the reader to its engine port (its register).
-    DELIVERY_LATENCY = 1
+    DELIVERY_LATENCY = SkidRegister.LATENCY
     #: Edges from a LOAD's last word taken from the reader to its token pushed: the
     #: delivery register, then the token's register.
     WORD_TO_TOKEN = DELIVERY_LATENCY + 1
 
     ROUTE = data.StructLayout({"buffer": unsigned(5), "addr": unsigned(16), "push": unsigned(1)})
 
-    def __init__(self, targets: dict[Buffer, Target], max_word_bytes: int, depth: int = 4) -> None:
+    def __init__(
+        self,
+        targets: dict[Buffer, Target],
+        max_word_bytes: int,
+        depth: int = 4,
+        *,
+        tokens: bool = True,
+    ) -> None:
+        #: Routes may ask for a token. Without, a route's words need not wait for the
+        #: last word before them to be delivered (the stream reader's LOADs give their
+        #: tokens as they are queued), so no engine's ready reaches the route queue.
+        self.tokens = tokens
         self.targets, self.depth = targets, depth
         super().__init__(
             {
@@ -107,7 +120,7 @@ class Router(wiring.Component):
         m.d.comb += taken.eq(self.i.valid & self.i.ready & self.i.payload.last)
         load = Signal()
         m.d.comb += [
-            load.eq(routes.o.valid & (~current | taken) & (~pending | delivered)),
+            load.eq(routes.o.valid & (~current | taken) & (~pending | delivered | ~self.tokens)),
             routes.o.ready.eq(load),
         ]
         with m.If(load):
@@ -122,35 +135,40 @@ class Router(wiring.Component):
         token = Signal()  # the delivered last word's route gives a token
         for b, t in self.targets.items():
             port = getattr(self, t.port)
-            # the delivery register: the port's valid and payload, and whether this is
-            # a route's last word and its token
-            valid = Signal(name=f"{t.port}_valid")
-            payload = Signal.like(port.payload, name=f"{t.port}_payload")
-            last, gives = Signal(name=f"{t.port}_last"), Signal(name=f"{t.port}_gives")
-            free = Signal(name=f"{t.port}_free")
+            # the delivery register: the port's word, whether it is a route's last and
+            # whether that gives a token; a skid register, so the ready it shows the
+            # router is a register too (an input stream's engine stalls)
+            delivery = data.StructLayout(
+                {"word": port.payload.shape(), "last": unsigned(1), "gives": unsigned(1)}
+            )
+            m.submodules[f"to_{t.port}_skid"] = skid = SkidRegister(delivery)
+            out = skid.o.payload
             m.d.comb += [
-                port.valid.eq(valid),
-                port.payload.eq(payload),
-                free.eq(~valid | port.ready),
+                port.valid.eq(skid.o.valid),
+                port.payload.eq(out.word),
+                skid.o.ready.eq(port.ready),
             ]
-            with m.If(valid & port.ready & last):
-                m.d.comb += [delivered.eq(1), token.eq(gives)]
-            with m.If(to[b]):
-                m.d.comb += self.i.ready.eq(free)
+            with m.If(skid.o.valid & port.ready & out.last):
+                m.d.comb += [delivered.eq(1), token.eq(out.gives)]
             moved = Signal(name=f"{t.port}_moved")
-            m.d.comb += moved.eq(self.i.valid & free & to[b])
-            with m.If(free):
-                m.d.sync += [valid.eq(moved), last.eq(self.i.payload.last), gives.eq(push)]
-                if t.kind == "stream":
-                    m.d.sync += payload.eq(word[: t.data_bits])
-                else:
-                    m.d.sync += [payload.addr.eq(addr), payload.data.eq(word[: t.data_bits])]
-                    if t.kind == "weight":
-                        m.d.sync += payload.row.eq(row)
+            m.d.comb += [
+                moved.eq(self.i.valid & skid.i.ready & to[b]),
+                skid.i.valid.eq(self.i.valid & to[b]),
+                skid.i.payload.last.eq(self.i.payload.last),
+                skid.i.payload.gives.eq(push),
+            ]
+            with m.If(to[b]):
+                m.d.comb += self.i.ready.eq(skid.i.ready)
             if t.kind == "stream":
+                m.d.comb += skid.i.payload.word.eq(word[: t.data_bits])
                 continue
+            m.d.comb += [
+                skid.i.payload.word.addr.eq(addr),
+                skid.i.payload.word.data.eq(word[: t.data_bits]),
+            ]
             advance = moved & ~self.i.payload.last  # the route's next word, if any
             if t.kind == "weight":
+                m.d.comb += skid.i.payload.word.row.eq(row)
                 with m.If(advance):
                     m.d.sync += row.eq(row + 1)
                     with m.If(row == t.split - 1):
@@ -159,7 +177,7 @@ class Router(wiring.Component):
                 with m.If(advance):
                     m.d.sync += addr.eq(addr + 1)
         # the token from a register: the engine port's ready reaches no token counter
-        m.d.sync += self.token.eq(token)
+        m.d.sync += self.token.eq(token & self.tokens)
         # LOADs dispatched and not finished (the queue's head shows two edges late)
         inflight = Signal(range(self.depth + 2))
         m.d.sync += inflight.eq(inflight + (self.route_valid & routes.i.ready) - delivered)
