@@ -86,9 +86,9 @@ class TransferReader(wiring.Component):
     #: Edges from a transfer's last request to the next command taken.
     FINAL_TO_CMD = 1
     #: Edges from a read's answer to its word on `o`: the buffered word FIFO's two, the
-    #: landing register, the ring's write, the word's two select stages, then the
-    #: output queue's two. Its credit returns as the FIFO gives it up.
-    ANSWER_TO_WORD = 8
+    #: landing register, the ring's write, the word's register, then the output queue's
+    #: two. Its credit returns as the FIFO gives it up.
+    ANSWER_TO_WORD = 7
     #: Edges from an answer to its credit coming back (the ring takes its bytes).
     ANSWER_TO_CREDIT = 2
     #: Cycles a transfer's first word waits after the last word of the transfer
@@ -352,36 +352,13 @@ class TransferReader(wiring.Component):
             out.i.payload.eq(word),
             shapes.r_en.eq(emit & last),
         ]
-        # The word's bytes are chosen in two register stages that move together
-        # (both on `free`): first each byte's candidate in every group of 2^low ring
-        # bytes, then the group. A ring byte to the word register in one cycle was a
-        # 32-to-1 multiplexer 5 LUTs deep after a select with ~70 loads (the ULX3S
-        # top's critical path, 12.2 ns). The ring's bytes of an emitted word stay
-        # until the emit's edge, where the first stage takes them.
-        low = (ring_bits + 1) // 2
-        groups = size >> low
-        ring_groups = [Cat(ring[g << low : (g + 1) << low]) for g in range(groups)]
-        picked = [[Signal(8, name=f"pick_{i}_{g}") for g in range(groups)] for i in range(nm)]
-        group_of = [Signal(ring_bits - low, name=f"group_{i}") for i in range(nm)]
-        picked_valid, picked_last = Signal(), Signal()
-        picked_mask = Signal(8 * nm)
         with m.If(free):
-            for i in range(nm):
-                m.d.sync += [
-                    picked[i][g].eq(ring_groups[g].word_select(at[i][:low], 8))
-                    for g in range(groups)
-                ]
-                m.d.sync += group_of[i].eq(at[i][low:])
             m.d.sync += [
-                picked_valid.eq(emit),
-                picked_last.eq(last),
-                picked_mask.eq(byte_mask(wb, nm)),
-                word_held.eq(picked_valid),
+                word_held.eq(emit),
                 word.eq(
                     Cat(
-                        Cat(Cat(picked[i]).word_select(group_of[i], 8) for i in range(nm))
-                        & picked_mask,
-                        picked_last,
+                        Cat(Cat(ring).word_select(at[i], 8) for i in range(nm)) & byte_mask(wb, nm),
+                        last,
                     )
                 ),
             ]
