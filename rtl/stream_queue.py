@@ -28,9 +28,6 @@ from rtl.thermometer import thermometer_next
 class StreamQueue(wiring.Component):
     """`depth` entries of `width` bits from `i` to `o`, in order."""
 
-    #: Edges from an element pushed into an empty queue to it on `o`.
-    LATENCY = 2
-
     def __new__(cls, width: int, depth: int, *, transparent_storage: bool = True) -> StreamQueue:
         # Validated before the object exists, so a rejected one is not reported by
         # Amaranth as an elaboratable that was created but never used.

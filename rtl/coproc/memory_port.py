@@ -1,10 +1,7 @@
 """N clients onto one Wishbone B4 pipelined master, round-robin per request.
 
-Each client's requests wait in a small queue of its own (`StreamQueue`, LUT
-RAM), so its `ready` is a register, the grant reads registers only, and a grant
-moves the queue's read pointer, not the clock enables of a register as wide as a
-request (through a `SkidRegister` there, the grant reached the enables of the
-store writer's 100-bit request in 12.4 ns on the ULX3S top). Requests go out back to back (one
+Each client's requests wait in its own `SkidRegister`, so its `ready` is a
+register and the grant reads registers only. Requests go out back to back (one
 per cycle across all clients when the slave does not stall), each from a
 register an edge after it is granted;
 the client of each one waits in an in-order tag FIFO, so every ack or err goes
@@ -20,17 +17,15 @@ from amaranth.lib import fifo, wiring
 from amaranth.lib.wiring import In, Out
 
 from rtl.coproc.bus import client_signature, request_layout, wishbone_signature
-from rtl.stream_queue import StreamQueue
+from rtl.skid_register import SkidRegister
 
 
 class MemoryPort(wiring.Component):
     """`clients` request/response pairs (`client_0`, ...) onto `bus`."""
 
-    #: Edges the port adds to a client's round trip: the client's queue and the
-    #: offered request's register before the bus, the answer's after it.
-    LATENCY = StreamQueue.LATENCY + 2
-    #: Requests a client's queue holds (three pass one per cycle).
-    SLOT_DEPTH = 3
+    #: Edges the port adds to a client's round trip: the client's skid register and
+    #: the offered request's register before the bus, the answer's after it.
+    LATENCY = SkidRegister.LATENCY + 2
 
     def __init__(
         self, clients: int, addr_bits: int, data_bytes: int, outstanding: int = 32
@@ -58,17 +53,11 @@ class MemoryPort(wiring.Component):
         m = Module()
         n, bus = self.clients, self.bus
         requests = []
-        layout = request_layout(self.addr_bits, self.data_bytes)
         for i in range(n):
-            slot = StreamQueue(layout.size, self.SLOT_DEPTH)
+            slot = SkidRegister(request_layout(self.addr_bits, self.data_bytes))
             m.submodules[f"slot_{i}"] = slot
-            request = self.client(i).request
-            m.d.comb += [
-                slot.i.valid.eq(request.valid),
-                slot.i.payload.eq(request.payload),
-                request.ready.eq(slot.i.ready),
-            ]
-            requests.append(slot.o)  # its payload: a request's bits
+            wiring.connect(m, wiring.flipped(self.client(i).request), slot.i)
+            requests.append(slot.o)
         tag_bits = max(1, (n - 1).bit_length())
         m.submodules.tags = tags = fifo.SyncFIFO(
             width=tag_bits + self.addr_bits, depth=self.outstanding
@@ -110,16 +99,13 @@ class MemoryPort(wiring.Component):
                 with m.Case(c):
                     m.d.comb += chosen.eq(requests[c].payload)
         take = Signal()  # a client's request into the register
-        free = Signal()  # the register is empty, or its request goes out this edge
-        m.d.comb += [free.eq(~offered | issue), take.eq(any_valid & ~self.halt & free)]
+        m.d.comb += take.eq(any_valid & ~self.halt & (~offered | issue))
         for c in range(n):
             m.d.comb += requests[c].ready.eq(take & (grant == c))
-        # the register copies the granted request on every edge it is free, taken or
-        # not (`offered` says which): its clock enables read no grant
-        with m.If(free):
-            m.d.sync += [offered.eq(take), offered_client.eq(grant), offer.eq(chosen)]
         with m.If(take):
-            m.d.sync += last.eq(grant)
+            m.d.sync += [offered.eq(1), offered_client.eq(grant), offer.eq(chosen), last.eq(grant)]
+        with m.Elif(issue):
+            m.d.sync += offered.eq(0)
         m.d.comb += [tags.w_en.eq(issue), tags.w_data.eq(Cat(offered_client, offer.addr))]
 
         # answers, in order, to the client at the FIFO's head, from registers: the
