@@ -93,6 +93,10 @@ class TransferReader(wiring.Component):
     ANSWER_TO_CREDIT = 2
     #: Cycles a transfer's first word waits after the last word of the transfer
     #: before it, when its bytes are already in the ring (the word size's change).
+    #: Its requests go out CMD_TO_REQUEST after the last one before, so its bytes are
+    #: there that early only when the output stalls: the cycle model leaves it out
+    #: (on tiny's frame the RTL's cycles moved by +1 and +98 with it and the routers'
+    #: and store unit's register stages, which the model counts; model −0.10 %).
     WORD_GAP = 1
     #: Words of the output queue (three pass one word per cycle).
     OUTPUT_DEPTH = 3
