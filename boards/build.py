@@ -130,8 +130,9 @@ AFTER_READ = f"{KEEP_REPLICAS}; {UNCHECKED_COLLISIONS}"
 
 #: Blocks placed by nextpnr's electrostatic placer (`--placer static`) rather than
 #: HeAP. The co-processor's top, on the same netlist (default seed): HeAP 76.2 MHz
-#: with 459 nets of 6 ns or more of routing, static 81.7 MHz with 259, in half
-#: the time; seed 2, static: 86.4 MHz with 171 (docs/coprocessor.md, "Silicon").
+#: with 459 endpoints whose data arrived 6 ns or more after the edge even at the
+#: earliest, static 81.7 MHz with 259, in half the time; seed 2, static: 86.4 MHz
+#: with 171 (docs/coprocessor.md, "Silicon").
 STATIC_PLACER_BLOCKS = ("top",)
 
 #: nextpnr's timing report (JSON, with every endpoint's arrival), in the build directory.

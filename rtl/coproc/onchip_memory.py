@@ -6,9 +6,9 @@ cycle, never a stall, each answered `LATENCY` edges later, and `err` for a word
 address past the RAM. The read data leaves through a register beside each block
 RAM tile: Yosys maps this RAM without the tiles' output registers, and on the
 ULX3S top its 16 tiles' data reached the port's answer register in 8.3 ns of
-routing after the tiles' clock-to-out. Then a second register, which the placer
-puts between the tiles and the port: from one register, 63 of the 64 data bits
-still took 6 ns or more of routing to the port (the static placer's top).
+routing after the tiles' clock-to-out. A second register follows, which the
+placer can put between the tiles and the port (added with other changes; its
+effect alone is not measured).
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ in the engine.
 Each engine port is fed from a register of its own (`DELIVERY_LATENCY`), which
 the placer puts between the router and its engine: fed straight from the
 reader's output queue, a word's bits left its LUT RAM for 7 to 13 engine ports
-over the die (25 of the ULX3S top's nets with 6 ns or more of routing). The
+over the die (reaching some 7–8.6 ns after the clock edge on the ULX3S top). The
 register is a `SkidRegister`, so the ready the router reads is a register too
 (an input stream's engine stalls; the buffer write ports are always ready). A
 route's words wait while the last word of the one before is still in its
@@ -180,6 +180,9 @@ class Router(wiring.Component):
         m.d.sync += self.token.eq(token & self.tokens)
         # LOADs dispatched and not finished (the queue's head shows two edges late)
         inflight = Signal(range(self.depth + 2))
-        m.d.sync += inflight.eq(inflight + (self.route_valid & routes.i.ready) - delivered)
+        # (with tokens one route's last word is in flight at a time; without, several
+        # may be delivered in one cycle, so a route ends as its last word is taken)
+        ended = delivered if self.tokens else taken
+        m.d.sync += inflight.eq(inflight + (self.route_valid & routes.i.ready) - ended)
         m.d.comb += self.busy.eq(inflight != 0)
         return m
