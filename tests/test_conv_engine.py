@@ -348,7 +348,10 @@ def test_an_empty_pooled_output_is_refused() -> None:
 COCOTB_CASES = [0, 4, 13, 20]
 
 
-@pytest.mark.parametrize("simulator", ["icarus", "verilator"])
+# Icarus in `make test-long` only: the same Verilog runs here under Verilator, and the conv
+# engine under Icarus in `test_cocotb_reports_a_wrong_expectation`, `test_conv_split.py`
+# and the co-processor's three-layer program (41 s of the suite's 20-minute budget).
+@pytest.mark.parametrize("simulator", [pytest.param("icarus", marks=pytest.mark.long), "verilator"])
 def test_verilog_matches_l2(simulator: str, build_root) -> None:
     build_dir = build_root / "sim" / "conv" / PARAMS.key()
     for index in COCOTB_CASES:
