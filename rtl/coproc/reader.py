@@ -282,10 +282,11 @@ class TransferReader(wiring.Component):
             m.d.sync += self.error.eq(1)
 
         ring = [Signal(8, name=f"ring_{j}") for j in range(size)]
-        wp, rp = Signal(range(size)), Signal(range(size))
-        # rp + i for each byte i of a word, kept as registers: each byte's select reads
-        # its own register, not an adder after rp (with the ring's 32-to-1
-        # multiplexers, the ULX3S top's critical path at seed 2)
+        wp = Signal(range(size))
+        # the read pointer plus i for each byte i of a word, kept as registers (at[0] is
+        # the read pointer `rp`): each byte's select reads its own register, not an
+        # adder after rp (with the ring's 32-to-1 multiplexers, the ULX3S top's
+        # critical path at seed 2)
         at = [Signal(ring_bits, init=i % size, name=f"rp_plus_{i}") for i in range(nm)]
         count = Signal(range(size + 1))  # bytes in the ring or on their way to it
         filled = Signal(range(size + 1))  # bytes in the ring
@@ -368,7 +369,6 @@ class TransferReader(wiring.Component):
             ]
         m.d.sync += [
             wp.eq(wp + Mux(take, span_n, 0)),
-            rp.eq(rp + Mux(emit, wb, 0)),
             *(a.eq(a + Mux(emit, wb, 0)) for a in at),
             count.eq(count + Mux(take, span_n, 0) - Mux(emit, wb, 0)),
             credit.eq(thermometer_next(credit, take, self.issue)),
