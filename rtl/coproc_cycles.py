@@ -569,8 +569,8 @@ class _Machine:
             self.finished.add(inst.index)
             if unit == "buffer":  # its last word in the engine's buffer, its token after
                 self.give(inst, "push_next", last + Router.WORD_TO_TOKEN)
-                self.end = max(self.end, last + Router.DELIVERY_LATENCY)
-            self.end = max(self.end, last)
+            delivered = last + (Router.DELIVERY_LATENCY if unit == "buffer" else 0)
+            self.end = max(self.end, delivered)
 
         self.at(last, arrived)
 
