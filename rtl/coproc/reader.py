@@ -28,6 +28,7 @@ from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from rtl.coproc.bus import check_data_bytes, client_signature
+from rtl.replica import register_copies
 from rtl.stream_queue import StreamQueue
 from rtl.thermometer import thermometer_next
 
@@ -283,11 +284,16 @@ class TransferReader(wiring.Component):
 
         ring = [Signal(8, name=f"ring_{j}") for j in range(size)]
         wp = Signal(range(size))
-        # the read pointer plus i for each byte i of a word, kept as registers (at[0] is
-        # the read pointer `rp`): each byte's select reads its own register, not an
-        # adder after rp (with the ring's 32-to-1 multiplexers, the ULX3S top's
-        # critical path at seed 2)
-        at = [Signal(ring_bits, init=i % size, name=f"rp_plus_{i}") for i in range(nm)]
+        # the read pointer plus i for each byte i of a word, kept as registers (at[i][0]
+        # for i = 0 is the read pointer): each bit of the word reads its own copy, not
+        # an adder after the read pointer (with the ring's 32-to-1 multiplexers, the
+        # ULX3S top's critical path at seed 2), nor one register spread over all eight
+        # bits' multiplexers (`rp_plus_0`, 6.5 ns of routing to its ~70 loads: the
+        # default seed's critical path). Copies synthesis keeps apart (rtl/replica.py).
+        at = [
+            register_copies(f"rp_plus_{i}", tuple(range(8)), ring_bits, init=i % size)
+            for i in range(nm)
+        ]
         count = Signal(range(size + 1))  # bytes in the ring or on their way to it
         filled = Signal(range(size + 1))  # bytes in the ring
         span_n, span_turn = spans.r_data[: s + 1], spans.r_data[s + 1 :]
@@ -324,6 +330,11 @@ class TransferReader(wiring.Component):
         # a word: wb bytes from rp, once the ring has them; the row and transfer ends
         # the word's row and place in it, counted from 1
         row_i, word_i = Signal(16, init=1), Signal(16, init=1)
+        # whether the word is its row's last and the transfer's, registers formed from
+        # the next counts against the shape at the FIFO's head; they hold whenever a word
+        # may go (`steady`: the head was there the cycle before), so the FIFO's read
+        # enable and the counts read no 16-bit compare (before: 52 endpoints late at
+        # 125 MHz, the shape FIFO's head register enabled through them)
         row_done, last = Signal(), Signal()
         # An emitted word waits in a register before the output queue, so the queue's
         # LUT RAM write enable reads registers, not the `filled >= wb` compare (the 4 x 4
@@ -348,9 +359,18 @@ class TransferReader(wiring.Component):
             enough.eq(filled_next >= wb),
             steady.eq(shapes.r_rdy & ~shapes.r_en),
         ]
+        word_i_next, row_i_next = Signal.like(word_i), Signal.like(row_i)
         m.d.comb += [
-            row_done.eq(word_i == row_words),
-            last.eq(row_done & (row_i == rows)),
+            word_i_next.eq(Mux(emit, Mux(row_done, 1, word_i + 1), word_i)),
+            row_i_next.eq(Mux(emit & row_done, Mux(last, 1, row_i + 1), row_i)),
+        ]
+        m.d.sync += [
+            word_i.eq(word_i_next),
+            row_i.eq(row_i_next),
+            row_done.eq(word_i_next == row_words),
+            last.eq((word_i_next == row_words) & (row_i_next == rows)),
+        ]
+        m.d.comb += [
             free.eq(~word_held | out.i.ready),
             emit.eq(steady & enough & free & ~self.error),
             out.i.valid.eq(word_held),
@@ -362,17 +382,19 @@ class TransferReader(wiring.Component):
                 word_held.eq(emit),
                 word.eq(
                     Cat(
-                        Cat(Cat(ring).word_select(at[i], 8) for i in range(nm)) & byte_mask(wb, nm),
+                        Cat(
+                            Cat(r[b] for r in ring).bit_select(at[i][b], 1)
+                            for i in range(nm)
+                            for b in range(8)
+                        )
+                        & byte_mask(wb, nm),
                         last,
                     )
                 ),
             ]
         m.d.sync += [
             wp.eq(wp + Mux(take, span_n, 0)),
-            *(a.eq(a + Mux(emit, wb, 0)) for a in at),
+            *(copy.eq(a[0] + Mux(emit, wb, 0)) for a in at for copy in a.values()),
             count.eq(count + Mux(take, span_n, 0) - Mux(emit, wb, 0)),
             credit.eq(thermometer_next(credit, take, self.issue)),
         ]
-        with m.If(emit):
-            m.d.sync += word_i.eq(Mux(row_done, 1, word_i + 1))
-            m.d.sync += row_i.eq(Mux(last, 1, Mux(row_done, row_i + 1, row_i)))
