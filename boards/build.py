@@ -78,6 +78,9 @@ class BuildReport:
     #: design that misses its clock is from meeting it, where Fmax names one path.
     late_endpoints: int = 0
     endpoints: int = 0
+    #: The parts (hierarchy paths) holding most late endpoints: (part, count, latest
+    #: arrival in ns), most first (`late_by_part`).
+    late_parts: tuple[tuple[str, int, float], ...] = ()
 
     @property
     def timing_met(self) -> bool:
@@ -201,14 +204,12 @@ def build(
         nextpnr_log=(build_dir / f"{TOP}.tim").read_text(errors="replace"),
     )
     timing = build_dir / TIMING_REPORT
-    late, endpoints = (
-        late_endpoints(json.loads(timing.read_text()), 1e9 / params.clock_hz)
-        if timing.exists()
-        else (0, 0)
-    )
+    detailed = json.loads(timing.read_text()) if timing.exists() else {}
+    late, endpoints = late_endpoints(detailed, 1e9 / params.clock_hz)
     result = BuildReport(
         late_endpoints=late,
         endpoints=endpoints,
+        late_parts=tuple(late_by_part(detailed, 1e9 / params.clock_hz)),
         board=name,
         block=block,
         target_mhz=params.clock_hz / 1e6,
@@ -350,6 +351,24 @@ def late_endpoints(timing: dict, period_ns: float) -> tuple[int, int]:
         for endpoint in net["endpoints"]
     ]
     return sum(a > period_ns for a in arrivals), len(arrivals)
+
+
+def late_by_part(
+    timing: dict, period_ns: float, *, depth: int = 4, parts: int = 8
+) -> list[tuple[str, int, float]]:
+    """The late endpoints of a detailed timing report grouped by the part that holds
+    them: the cell's hierarchy path (its name up to the last dot), cut to `depth`
+    levels. (part, late endpoints, latest arrival in ns) for the `parts` with most,
+    most first: where a design that misses its clock has to be worked on."""
+    found: dict[str, list[float]] = {}
+    for net in timing.get("detailed_net_timings", []):
+        for endpoint in net["endpoints"]:
+            arrival = max(endpoint["delay"])
+            if arrival > period_ns:
+                path = endpoint["cell"].rpartition(".")[0] or "(top)"
+                found.setdefault(".".join(path.split(".")[:depth]), []).append(arrival)
+    ranked = sorted(found.items(), key=lambda kv: (-len(kv[1]), kv[0]))
+    return [(part, len(arrivals), max(arrivals)) for part, arrivals in ranked[:parts]]
 
 
 def _yosys_cells(log: str) -> dict[str, int]:

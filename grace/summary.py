@@ -596,6 +596,10 @@ def render_build(report: BuildReport, seconds: float) -> Table:
             "late endpoints",
             f"{report.late_endpoints:,} of {report.endpoints:,} miss the target clock",
         ),
+        *(
+            ("" if k else "late, by part", f"{count:,} in {part} (latest {worst:.2f} ns)")
+            for k, (part, count, worst) in enumerate(report.late_parts)
+        ),
         ("bitstream", str(report.bitstream)),
         ("wall time", f"{seconds:.0f} s"),
     ]

@@ -7,6 +7,7 @@ import pytest
 from boards.build import (
     BuildError,
     build,
+    late_by_part,
     late_endpoints,
     parse_report,
     plan,
@@ -153,6 +154,26 @@ def test_late_endpoints_counts_latest_arrivals_past_the_period() -> None:
     assert late_endpoints(timing, 8.0) == (2, 4)  # 8.0 itself is in time
     assert late_endpoints(timing, 9.5) == (0, 4)
     assert late_endpoints({}, 8.0) == (0, 0)
+
+
+def test_late_endpoints_are_grouped_by_the_part_that_holds_them() -> None:
+    def net(*cells: tuple[str, float]) -> dict:
+        return {"endpoints": [{"cell": c, "port": "CE", "delay": [0.1, d]} for c, d in cells]}
+
+    timing = {
+        "detailed_net_timings": [
+            net(("top.core.reader.word_FF_Q_2", 9.0), ("top.core.reader.ring.b_FF", 8.5)),
+            net(("top.core.port.slot_1.skid_FF", 8.2), ("top.core.reader.at_FF", 7.9)),
+            net(("$nextpnr_CCU2C_7$COMB0", 8.1), ("top.core.port.slot_3.o_FF", 10.0)),
+        ]
+    }
+    assert late_by_part(timing, 8.0, depth=3) == [
+        ("top.core.port", 2, 10.0),  # slot_1 and slot_3 cut to three levels
+        ("top.core.reader", 2, 9.0),  # ring.b is a level deeper; at_FF is in time
+        ("(top)", 1, 8.1),  # a cell without a hierarchy
+    ]
+    assert late_by_part(timing, 8.0, depth=2, parts=1) == [("top.core", 4, 10.0)]
+    assert late_by_part(timing, 10.0) == [] and late_by_part({}, 8.0) == []
 
 
 def test_every_build_writes_the_detailed_timing_report() -> None:
