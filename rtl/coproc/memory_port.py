@@ -3,8 +3,7 @@
 Each client's requests wait in its own `SkidRegister`, so its `ready` is a
 register and the grant reads registers only. Requests go out back to back (one
 per cycle across all clients when the slave does not stall), each from a
-second skid register an edge after it is granted, so the slave's stall reaches
-that register's enables and not the clients';
+register an edge after it is granted;
 the client of each one waits in an in-order tag FIFO, so every ack or err goes
 back, through a register, to the client that asked.
 At `outstanding` requests in flight the port stops offering until answers come.
@@ -14,7 +13,7 @@ register), as the pipelined protocol expects of stb and its address."""
 from __future__ import annotations
 
 from amaranth import Cat, Module, Mux, Signal
-from amaranth.lib import data, fifo, wiring
+from amaranth.lib import fifo, wiring
 from amaranth.lib.wiring import In, Out
 
 from rtl.coproc.bus import client_signature, request_layout, wishbone_signature
@@ -25,7 +24,7 @@ class MemoryPort(wiring.Component):
     """`clients` request/response pairs (`client_0`, ...) onto `bus`."""
 
     #: Edges the port adds to a client's round trip: the client's skid register and
-    #: the offered request's skid register before the bus, the answer's after it.
+    #: the offered request's register before the bus, the answer's after it.
     LATENCY = SkidRegister.LATENCY + 2
 
     def __init__(
@@ -76,47 +75,38 @@ class MemoryPort(wiring.Component):
                         with (m.If if k == 0 else m.Elif)(requests[c].valid):
                             m.d.comb += [grant.eq(c), any_valid.eq(1)]
 
-        # the granted request waits in a skid register for the bus: stb, its address and
+        # the granted request waits in a register for the bus: stb, its address and
         # data are registers, so neither the slave's address decode nor the clients'
         # grant logic reaches the other in one cycle (on the ECP5 top the grant ran
-        # into the on-chip memory's address and the readers' next request), and the
-        # grant reads the skid's `ready`, a register, not the slave's stall (which ran
-        # into every client skid's clock enables: 236 endpoints late at 125 MHz)
-        offer_layout = data.StructLayout(
-            {"request": request_layout(self.addr_bits, self.data_bytes), "client": tag_bits}
-        )
-        m.submodules.offer = offer = SkidRegister(offer_layout)
-        offered = offer.o.payload.request
+        # into the on-chip memory's address and the readers' next request)
+        offered = Signal()
+        offered_client = Signal(tag_bits)
+        offer = Signal(request_layout(self.addr_bits, self.data_bytes))
         issue = Signal()
         m.d.comb += [
-            offer.o.ready.eq(tags.w_rdy & ~bus.stall),
-            bus.stb.eq(offer.o.valid & tags.w_rdy),
+            bus.stb.eq(offered & tags.w_rdy),
             bus.cyc.eq(bus.stb | tags.r_rdy),
-            bus.we.eq(offered.write),
-            bus.adr.eq(offered.addr),
-            bus.dat_w.eq(offered.data),
+            bus.we.eq(offer.write),
+            bus.adr.eq(offer.addr),
+            bus.dat_w.eq(offer.data),
             # a read asks for every byte (B4: sel marks the bytes expected)
-            bus.sel.eq(Mux(offered.write, offered.sel, -1)),
-            issue.eq(offer.o.valid & offer.o.ready),
+            bus.sel.eq(Mux(offer.write, offer.sel, -1)),
+            issue.eq(bus.stb & ~bus.stall),
         ]
+        chosen = Signal(request_layout(self.addr_bits, self.data_bytes))
         with m.Switch(grant):
             for c in range(n):
                 with m.Case(c):
-                    m.d.comb += offer.i.payload.request.eq(requests[c].payload)
-        take = Signal()  # a client's request into the skid register
-        m.d.comb += [
-            offer.i.payload.client.eq(grant),
-            offer.i.valid.eq(any_valid & ~self.halt),
-            take.eq(offer.i.valid & offer.i.ready),
-        ]
+                    m.d.comb += chosen.eq(requests[c].payload)
+        take = Signal()  # a client's request into the register
+        m.d.comb += take.eq(any_valid & ~self.halt & (~offered | issue))
         for c in range(n):
             m.d.comb += requests[c].ready.eq(take & (grant == c))
         with m.If(take):
-            m.d.sync += last.eq(grant)
-        m.d.comb += [
-            tags.w_en.eq(issue),
-            tags.w_data.eq(Cat(offer.o.payload.client, offered.addr)),
-        ]
+            m.d.sync += [offered.eq(1), offered_client.eq(grant), offer.eq(chosen), last.eq(grant)]
+        with m.Elif(issue):
+            m.d.sync += offered.eq(0)
+        m.d.comb += [tags.w_en.eq(issue), tags.w_data.eq(Cat(offered_client, offer.addr))]
 
         # answers, in order, to the client at the FIFO's head, from registers: the
         # slave's ack and data reach no client's logic in the cycle they come

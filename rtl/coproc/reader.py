@@ -28,7 +28,6 @@ from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from rtl.coproc.bus import check_data_bytes, client_signature
-from rtl.replica import register_copies
 from rtl.stream_queue import StreamQueue
 from rtl.thermometer import thermometer_next
 
@@ -284,16 +283,13 @@ class TransferReader(wiring.Component):
 
         ring = [Signal(8, name=f"ring_{j}") for j in range(size)]
         wp = Signal(range(size))
-        # the read pointer plus i for each byte i of a word, kept as registers (at[i][0]
-        # for i = 0 is the read pointer): each bit of the word reads its own copy, not
-        # an adder after the read pointer (with the ring's 32-to-1 multiplexers, the
-        # ULX3S top's critical path at seed 2), nor one register spread over all eight
-        # bits' multiplexers (`rp_plus_0`, 6.5 ns of routing to its ~70 loads: the
-        # default seed's critical path). Copies synthesis keeps apart (rtl/replica.py).
-        at = [
-            register_copies(f"rp_plus_{i}", tuple(range(8)), ring_bits, init=i % size)
-            for i in range(nm)
-        ]
+        # the read pointer plus i for each byte i of a word, kept as registers (at[0] is
+        # the read pointer `rp`): each byte's select reads its own register, not an
+        # adder after rp (with the ring's 32-to-1 multiplexers, the ULX3S top's
+        # critical path at seed 2). A copy per bit of the word (replicas) made the
+        # top worse: 1,858 endpoints late at 125 MHz against 843, the copies' next
+        # value routed to all eight and the multiplexers spread further.
+        at = [Signal(ring_bits, init=i % size, name=f"rp_plus_{i}") for i in range(nm)]
         count = Signal(range(size + 1))  # bytes in the ring or on their way to it
         filled = Signal(range(size + 1))  # bytes in the ring
         span_n, span_turn = spans.r_data[: s + 1], spans.r_data[s + 1 :]
@@ -382,19 +378,14 @@ class TransferReader(wiring.Component):
                 word_held.eq(emit),
                 word.eq(
                     Cat(
-                        Cat(
-                            Cat(r[b] for r in ring).bit_select(at[i][b], 1)
-                            for i in range(nm)
-                            for b in range(8)
-                        )
-                        & byte_mask(wb, nm),
+                        Cat(Cat(ring).word_select(at[i], 8) for i in range(nm)) & byte_mask(wb, nm),
                         last,
                     )
                 ),
             ]
         m.d.sync += [
             wp.eq(wp + Mux(take, span_n, 0)),
-            *(copy.eq(a[0] + Mux(emit, wb, 0)) for a in at for copy in a.values()),
+            *(a.eq(a + Mux(emit, wb, 0)) for a in at),
             count.eq(count + Mux(take, span_n, 0) - Mux(emit, wb, 0)),
             credit.eq(thermometer_next(credit, take, self.issue)),
         ]
