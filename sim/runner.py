@@ -39,7 +39,7 @@ _SIMULATOR_BINARY = {"icarus": "iverilog", "verilator": "verilator"}
 #: and optimises across none of them; the benches touch only the top's ports, so
 #: `--public-depth 1` makes those public and no more. Measured alone on the whole tiny
 #: frame (tests/test_coproc_rtl.py): the run 149 s -> 55 s, the build about the same.
-VERILATOR_BUILD_ARGS = ["-Wno-fatal", "--no-public-flat-rw", "--public-depth", "1"]
+VERILATOR_BUILD_ARGS = ("-Wno-fatal", "--no-public-flat-rw", "--public-depth", "1")
 
 # Inside `quiet()`: the runner's messages go to its log files only.
 _QUIET: ContextVar[bool] = ContextVar("grace_sim_quiet", default=False)
@@ -222,7 +222,7 @@ def run_cocotb(
                     sources=[source],
                     hdl_toplevel=toplevel,
                     build_dir=work,
-                    build_args=VERILATOR_BUILD_ARGS if simulator == "verilator" else [],
+                    build_args=list(VERILATOR_BUILD_ARGS) if simulator == "verilator" else [],
                     timescale=("1ns", "1ps"),
                     waves=waves,
                     log_file=build_log,
