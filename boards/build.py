@@ -14,7 +14,7 @@ import re
 import shutil
 import sys
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from multiprocessing import get_context
@@ -205,11 +205,12 @@ def build(
     )
     timing = build_dir / TIMING_REPORT
     detailed = json.loads(timing.read_text()) if timing.exists() else {}
-    late, endpoints = late_endpoints(detailed, 1e9 / params.clock_hz)
+    period_ns = 1e9 / params.clock_hz
+    late, endpoints = late_endpoints(detailed, period_ns)
     result = BuildReport(
         late_endpoints=late,
         endpoints=endpoints,
-        late_parts=tuple(late_by_part(detailed, 1e9 / params.clock_hz)),
+        late_parts=tuple(late_by_part(detailed, period_ns)),
         board=name,
         block=block,
         target_mhz=params.clock_hz / 1e6,
@@ -345,12 +346,15 @@ def late_endpoints(timing: dict, period_ns: float) -> tuple[int, int]:
     """(endpoints whose latest arrival exceeds `period_ns`, all endpoints) of a nextpnr
     `--report --detailed-timing-report` JSON: each net's endpoints carry the
     earliest and the latest arrival of data there, in ns from the clock edge."""
-    arrivals = [
-        max(endpoint["delay"])
-        for net in timing.get("detailed_net_timings", [])
-        for endpoint in net["endpoints"]
-    ]
+    arrivals = [arrival for _, arrival in _arrivals(timing)]
     return sum(a > period_ns for a in arrivals), len(arrivals)
+
+
+def _arrivals(timing: dict) -> Iterator[tuple[str, float]]:
+    """Each endpoint's cell and latest arrival (ns) in a detailed timing report."""
+    for net in timing.get("detailed_net_timings", []):
+        for endpoint in net["endpoints"]:
+            yield endpoint["cell"], max(endpoint["delay"])
 
 
 def late_by_part(
@@ -361,12 +365,10 @@ def late_by_part(
     levels. (part, late endpoints, latest arrival in ns) for the `parts` with most,
     most first: where a design that misses its clock has to be worked on."""
     found: dict[str, list[float]] = {}
-    for net in timing.get("detailed_net_timings", []):
-        for endpoint in net["endpoints"]:
-            arrival = max(endpoint["delay"])
-            if arrival > period_ns:
-                path = endpoint["cell"].rpartition(".")[0] or "(top)"
-                found.setdefault(".".join(path.split(".")[:depth]), []).append(arrival)
+    for cell, arrival in _arrivals(timing):
+        if arrival > period_ns:
+            path = cell.rpartition(".")[0] or "(top)"
+            found.setdefault(".".join(path.split(".")[:depth]), []).append(arrival)
     ranked = sorted(found.items(), key=lambda kv: (-len(kv[1]), kv[0]))
     return [(part, len(arrivals), max(arrivals)) for part, arrivals in ranked[:parts]]
 
