@@ -286,7 +286,10 @@ class TransferReader(wiring.Component):
         # the read pointer plus i for each byte i of a word, kept as registers (at[0] is
         # the read pointer `rp`): each byte's select reads its own register, not an
         # adder after rp (with the ring's 32-to-1 multiplexers, the ULX3S top's
-        # critical path at seed 2)
+        # critical path at seed 2). A copy per bit of the word (replicas) made the
+        # top worse (built with a skid register on the port: the load unit's late
+        # endpoints 337 -> 821 at 125 MHz), the copies' next value routed to all
+        # eight and the multiplexers spread further.
         at = [Signal(ring_bits, init=i % size, name=f"rp_plus_{i}") for i in range(nm)]
         count = Signal(range(size + 1))  # bytes in the ring or on their way to it
         filled = Signal(range(size + 1))  # bytes in the ring
@@ -324,6 +327,11 @@ class TransferReader(wiring.Component):
         # a word: wb bytes from rp, once the ring has them; the row and transfer ends
         # the word's row and place in it, counted from 1
         row_i, word_i = Signal(16, init=1), Signal(16, init=1)
+        # whether the word is its row's last and the transfer's, registers formed from
+        # the next counts against the shape at the FIFO's head; they hold whenever a word
+        # may go (`steady`: the head was there the cycle before), so the FIFO's read
+        # enable and the counts read no 16-bit compare (before: 52 endpoints late at
+        # 125 MHz, the shape FIFO's head register enabled through them)
         row_done, last = Signal(), Signal()
         # An emitted word waits in a register before the output queue, so the queue's
         # LUT RAM write enable reads registers, not the `filled >= wb` compare (the 4 x 4
@@ -348,9 +356,18 @@ class TransferReader(wiring.Component):
             enough.eq(filled_next >= wb),
             steady.eq(shapes.r_rdy & ~shapes.r_en),
         ]
+        word_i_next, row_i_next = Signal.like(word_i), Signal.like(row_i)
         m.d.comb += [
-            row_done.eq(word_i == row_words),
-            last.eq(row_done & (row_i == rows)),
+            word_i_next.eq(Mux(emit, Mux(row_done, 1, word_i + 1), word_i)),
+            row_i_next.eq(Mux(emit & row_done, Mux(last, 1, row_i + 1), row_i)),
+        ]
+        m.d.sync += [
+            word_i.eq(word_i_next),
+            row_i.eq(row_i_next),
+            row_done.eq(word_i_next == row_words),
+            last.eq((word_i_next == row_words) & (row_i_next == rows)),
+        ]
+        m.d.comb += [
             free.eq(~word_held | out.i.ready),
             emit.eq(steady & enough & free & ~self.error),
             out.i.valid.eq(word_held),
@@ -373,6 +390,3 @@ class TransferReader(wiring.Component):
             count.eq(count + Mux(take, span_n, 0) - Mux(emit, wb, 0)),
             credit.eq(thermometer_next(credit, take, self.issue)),
         ]
-        with m.If(emit):
-            m.d.sync += word_i.eq(Mux(row_done, 1, word_i + 1))
-            m.d.sync += row_i.eq(Mux(last, 1, Mux(row_done, row_i + 1, row_i)))
