@@ -600,6 +600,18 @@ def render_build(report: BuildReport, seconds: float) -> Table:
             ("" if k else "late, by part", f"{count:,} in {part} (latest {worst:.2f} ns)")
             for k, (part, count, worst) in enumerate(report.late_parts)
         ),
+        *(
+            [("late, by pin", " · ".join(f"{pin} {count:,}" for pin, count in report.late_pins))]
+            if report.late_pins
+            else []
+        ),
+        *(
+            (
+                "" if k else "late, by net",
+                f"{late:,} of {fanout:,} {pins} pins driven by {driver} (latest {worst:.2f} ns)",
+            )
+            for k, (driver, pins, late, fanout, worst) in enumerate(report.late_nets)
+        ),
         ("bitstream", str(report.bitstream)),
         ("wall time", f"{seconds:.0f} s"),
     ]

@@ -7,7 +7,9 @@ import pytest
 from boards.build import (
     BuildError,
     build,
+    late_by_net,
     late_by_part,
+    late_by_pin,
     late_endpoints,
     parse_report,
     plan,
@@ -176,6 +178,26 @@ def test_late_endpoints_are_grouped_by_the_part_that_holds_them() -> None:
     assert late_by_part(timing, 10.0) == [] and late_by_part({}, 8.0) == []
 
 
+def test_late_endpoints_are_counted_by_pin_kind_and_by_net() -> None:
+    def endpoint(port: str, delay: float) -> dict:
+        return {"cell": "c", "port": port, "delay": [0.1, delay]}
+
+    enable = {
+        "driver": "core.writer.advance_LUT4_Z",
+        "endpoints": [endpoint("CE", 9.0 + k / 10) for k in range(3)] + [endpoint("CE", 7.0)],
+    }
+    data = {"driver": "core.port.grant_FF", "endpoints": [endpoint("DI", 8.5), endpoint("M", 8.1)]}
+    early = {"driver": "core.fast_FF", "endpoints": [endpoint("DI", 2.0)]}
+    timing = {"detailed_net_timings": [data, early, enable]}
+    assert late_by_pin(timing, 8.0) == [("CE", 3), ("DI", 1), ("M", 1)]
+    assert late_by_net(timing, 8.0) == [
+        ("core.writer.advance_LUT4_Z", "CE", 3, 4, 9.2),  # the in-time fourth counts as fanout
+        ("core.port.grant_FF", "DI/M", 2, 2, 8.5),
+    ]
+    assert late_by_net(timing, 8.0, nets=1)[0][0] == "core.writer.advance_LUT4_Z"
+    assert late_by_net(timing, 9.5) == [] and late_by_pin({}, 8.0) == []
+
+
 def test_every_build_writes_the_detailed_timing_report() -> None:
     for block, board_name in (("top", "ulx3s-85f"), ("requant", "icebreaker")):
         script = plan(block, preset(board_name), board_name).files["build_top.sh"]
@@ -205,3 +227,23 @@ def test_programming_failure_is_one_clear_error(monkeypatch, tmp_path) -> None:
     monkeypatch.setenv("OPENFPGALOADER", str(tmp_path / "no-such-loader"))
     with pytest.raises(ProgrammingError, match="not found"):
         run_programmer(BOARDS["ulx3s-85f"], str(tmp_path / "top.bit"))
+
+
+def test_the_build_table_names_late_pins_and_nets(tmp_path) -> None:
+    from rich.console import Console
+
+    from boards.build import BuildReport
+    from grace.summary import render_build
+
+    report = BuildReport(
+        board="ulx3s-85f", block="top", luts=1, ffs=2, dsps=3, brams=4, fmax_mhz=90.0,
+        target_mhz=150.0, harness_ffs=0, build_dir=tmp_path, bitstream=tmp_path / "top.bit",
+        late_endpoints=5, endpoints=10, late_parts=(("core.writer", 3, 9.2),),
+        late_pins=(("CE", 3), ("DI", 2)),
+        late_nets=(("core.writer.advance_LUT4_Z", "CE", 3, 4, 9.2),),
+    )  # fmt: skip
+    console = Console(record=True, width=200)
+    console.print(render_build(report, 1.0))
+    text = console.export_text()
+    assert "late, by pin" in text and "CE 3 · DI 2" in text
+    assert "3 of 4 CE pins driven by core.writer.advance_LUT4_Z (latest 9.20 ns)" in text
