@@ -57,6 +57,7 @@ from defs.coproc import Fault
 from defs.params import GraceParams
 from sim.coproc_host import HostImage
 from sim.runner import SimResult, run_cocotb
+from sim.verilog_cache import cached_verilog
 
 TOPLEVEL = "grace_coproc_bus"
 
@@ -271,7 +272,10 @@ def simulate_bus(
         (work / stale).unlink(missing_ok=True)
     (work / "memory.bin").write_bytes(image.blob)
     (work / "run.json").write_text(json.dumps(settings))
-    text = verilog.convert(Coprocessor(params), name=TOPLEVEL, emit_src=False)
+    text = cached_verilog(
+        f"Coprocessor {TOPLEVEL} {params.key()}",
+        lambda: verilog.convert(Coprocessor(params), name=TOPLEVEL, emit_src=False),
+    )
     result = run_cocotb(
         verilog=text,
         toplevel=TOPLEVEL,

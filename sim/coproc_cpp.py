@@ -24,6 +24,7 @@ from defs.params import GraceParams
 from sim.coproc_host import HostImage
 from sim.coproc_sim import CoprocRun, ProgramRun
 from sim.runner import SimResult, SimulationError, exclusive, prepare_environment
+from sim.verilog_cache import cached_verilog
 
 HARNESS = Path(__file__).resolve().parent / "cpp" / "coproc_harness.cpp"
 TOPLEVEL = "grace_coproc"
@@ -37,7 +38,10 @@ def build_harness(params: GraceParams, build_root: Path) -> Path:
 
     if params.coproc.bus_bytes != 8:
         raise SimulationError("the C++ harness moves 8-byte bus words; bus_bytes is not 8")
-    text = verilog.convert(Coprocessor(params), name=TOPLEVEL, emit_src=False)
+    text = cached_verilog(
+        f"Coprocessor {TOPLEVEL} {params.key()}",
+        lambda: verilog.convert(Coprocessor(params), name=TOPLEVEL, emit_src=False),
+    )
     digest = hashlib.sha256((text + HARNESS.read_text()).encode()).hexdigest()[:12]
     work = (build_root / "sim" / "cpp" / f"{params.key()}-{digest}").resolve()
     binary = work / "obj" / TOPLEVEL

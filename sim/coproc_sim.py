@@ -17,6 +17,7 @@ from defs.coproc import Fault
 from defs.params import GraceParams
 from sim.coproc_host import HostImage
 from sim.runner import SimResult, run_cocotb
+from sim.verilog_cache import cached_verilog
 
 TOPLEVEL = "grace_coproc"
 
@@ -86,7 +87,10 @@ def simulate(
     (work / "run.json").write_text(json.dumps(settings))
     for stale in ("result.json", "image.bin"):
         (work / stale).unlink(missing_ok=True)
-    text = verilog.convert(SimTop(params, depth), name=TOPLEVEL, emit_src=False)
+    text = cached_verilog(
+        f"SimTop {TOPLEVEL} {params.key()} {depth}",
+        lambda: verilog.convert(SimTop(params, depth), name=TOPLEVEL, emit_src=False),
+    )
     result = run_cocotb(
         verilog=text,
         toplevel=TOPLEVEL,
