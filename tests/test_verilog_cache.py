@@ -3,7 +3,7 @@ component and the same sources, and an edit to any RTL source elaborates afresh.
 
 from __future__ import annotations
 
-from sim.verilog_cache import SOURCE_PACKAGES, cached_verilog, sources_digest
+from sim.verilog_cache import RTL_PACKAGES, SOURCE_PACKAGES, cached_verilog, sources_digest
 
 
 def test_a_text_is_elaborated_once_per_component_and_sources(tmp_path) -> None:
@@ -55,7 +55,7 @@ def test_the_rtl_packages_are_all_digested() -> None:
 
     repo = Path(__file__).resolve().parents[1]
     imported: set[str] = set()
-    for path in (p for package in SOURCE_PACKAGES for p in (repo / package).rglob("*.py")):
+    for path in (p for package in RTL_PACKAGES for p in (repo / package).rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
                 imported.add(node.module.split(".")[0])
