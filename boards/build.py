@@ -356,11 +356,16 @@ def late_endpoints(timing: dict, period_ns: float) -> tuple[int, int]:
     return sum(a > period_ns for a in arrivals), len(arrivals)
 
 
+def _arrival(endpoint: dict) -> float:
+    """An endpoint's latest arrival (ns): its `delay` is [earliest, latest]."""
+    return max(endpoint["delay"])
+
+
 def _arrivals(timing: dict) -> Iterator[tuple[str, float]]:
     """Each endpoint's cell and latest arrival (ns) in a detailed timing report."""
     for net in timing.get("detailed_net_timings", []):
         for endpoint in net["endpoints"]:
-            yield endpoint["cell"], max(endpoint["delay"])
+            yield endpoint["cell"], _arrival(endpoint)
 
 
 def late_by_pin(timing: dict, period_ns: float) -> list[tuple[str, int]]:
@@ -370,7 +375,7 @@ def late_by_pin(timing: dict, period_ns: float) -> list[tuple[str, int]]:
     found: dict[str, int] = {}
     for net in timing.get("detailed_net_timings", []):
         for endpoint in net["endpoints"]:
-            if max(endpoint["delay"]) > period_ns:
+            if _arrival(endpoint) > period_ns:
                 found[endpoint["port"]] = found.get(endpoint["port"], 0) + 1
     return sorted(found.items(), key=lambda kv: (-kv[1], kv[0]))
 
@@ -383,10 +388,10 @@ def late_by_net(
     enable computed by a few LUTs is one net with a hundred late endpoints: one change."""
     found = []
     for net in timing.get("detailed_net_timings", []):
-        late = [e for e in net["endpoints"] if max(e["delay"]) > period_ns]
+        late = [e for e in net["endpoints"] if _arrival(e) > period_ns]
         if late:
             pins = sorted({e["port"] for e in late})
-            worst = max(max(e["delay"]) for e in late)
+            worst = max(map(_arrival, late))
             found.append((net["driver"], "/".join(pins), len(late), len(net["endpoints"]), worst))
     found.sort(key=lambda row: (-row[2], row[0]))
     return found[:nets]

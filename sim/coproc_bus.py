@@ -57,7 +57,7 @@ from defs.coproc import Fault
 from defs.params import GraceParams
 from sim.coproc_host import HostImage
 from sim.runner import SimResult, run_cocotb
-from sim.verilog_cache import cached_verilog
+from sim.verilog_cache import cached_convert
 
 TOPLEVEL = "grace_coproc_bus"
 
@@ -247,7 +247,6 @@ def simulate_bus(
     """Run `image`'s programs on `Coprocessor(params)` once per pass, each from the host's
     image. `plant` names a fault of `PLANTS` for the bench's memory to commit; with
     `check=False` a failing bench returns its violations instead of raising."""
-    from amaranth.back import verilog
 
     from rtl.coproc.top import Coprocessor
 
@@ -272,10 +271,7 @@ def simulate_bus(
         (work / stale).unlink(missing_ok=True)
     (work / "memory.bin").write_bytes(image.blob)
     (work / "run.json").write_text(json.dumps(settings))
-    text = cached_verilog(
-        f"Coprocessor {TOPLEVEL} {params.key()}",
-        lambda: verilog.convert(Coprocessor(params), name=TOPLEVEL, emit_src=False),
-    )
+    text = cached_convert(Coprocessor, TOPLEVEL, params)
     result = run_cocotb(
         verilog=text,
         toplevel=TOPLEVEL,

@@ -24,7 +24,7 @@ from defs.params import GraceParams
 from sim.coproc_host import HostImage
 from sim.coproc_sim import CoprocRun, ProgramRun
 from sim.runner import SimResult, SimulationError, exclusive, prepare_environment
-from sim.verilog_cache import cached_verilog
+from sim.verilog_cache import cached_convert
 
 HARNESS = Path(__file__).resolve().parent / "cpp" / "coproc_harness.cpp"
 TOPLEVEL = "grace_coproc"
@@ -32,16 +32,12 @@ TOPLEVEL = "grace_coproc"
 
 def build_harness(params: GraceParams, build_root: Path) -> Path:
     """The harness binary for `Coprocessor(params)`, built if missing."""
-    from amaranth.back import verilog
 
     from rtl.coproc.top import Coprocessor
 
     if params.coproc.bus_bytes != 8:
         raise SimulationError("the C++ harness moves 8-byte bus words; bus_bytes is not 8")
-    text = cached_verilog(
-        f"Coprocessor {TOPLEVEL} {params.key()}",
-        lambda: verilog.convert(Coprocessor(params), name=TOPLEVEL, emit_src=False),
-    )
+    text = cached_convert(Coprocessor, TOPLEVEL, params)
     digest = hashlib.sha256((text + HARNESS.read_text()).encode()).hexdigest()[:12]
     work = (build_root / "sim" / "cpp" / f"{params.key()}-{digest}").resolve()
     binary = work / "obj" / TOPLEVEL

@@ -17,7 +17,7 @@ from defs.coproc import Fault
 from defs.params import GraceParams
 from sim.coproc_host import HostImage
 from sim.runner import SimResult, run_cocotb
-from sim.verilog_cache import cached_verilog
+from sim.verilog_cache import cached_convert
 
 TOPLEVEL = "grace_coproc"
 
@@ -59,7 +59,6 @@ def simulate(
     reset_program: int = 0,
     max_cycles: int = 50_000_000,
 ) -> CoprocRun:
-    from amaranth.back import verilog
 
     from rtl.coproc.sim_top import SimTop
 
@@ -87,10 +86,7 @@ def simulate(
     (work / "run.json").write_text(json.dumps(settings))
     for stale in ("result.json", "image.bin"):
         (work / stale).unlink(missing_ok=True)
-    text = cached_verilog(
-        f"SimTop {TOPLEVEL} {params.key()} {depth}",
-        lambda: verilog.convert(SimTop(params, depth), name=TOPLEVEL, emit_src=False),
-    )
+    text = cached_convert(SimTop, TOPLEVEL, params, depth)
     result = run_cocotb(
         verilog=text,
         toplevel=TOPLEVEL,

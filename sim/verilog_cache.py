@@ -19,6 +19,7 @@ import os
 from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 from sim.runner import exclusive
 
@@ -67,3 +68,15 @@ def cached_verilog(
         partial.write_text(text)
         partial.replace(path)  # whole or absent, even if this process is killed
         return text
+
+
+def cached_convert(component: Callable[..., Any], name: str, *args: Any) -> str:
+    """`verilog.convert(component(*args), name=name)` without source locations, through
+    the cache: the description is the class, the module name and the arguments' reprs
+    (a `GraceParams` prints every field)."""
+    from amaranth.back import verilog
+
+    description = " ".join([component.__qualname__, name, *map(repr, args)])
+    return cached_verilog(
+        description, lambda: verilog.convert(component(*args), name=name, emit_src=False)
+    )
