@@ -46,17 +46,26 @@ def request_layout(addr_bits: int, data_bytes: int) -> data.StructLayout:
     )
 
 
+def read_request_layout(addr_bits: int) -> data.StructLayout:
+    """A read-only client's request: the word's address alone. Sent in the full layout,
+    the constant zeros of its data and byte selects still took registers in the port
+    (Yosys keeps a register held at zero through a loop of enabled registers)."""
+    return data.StructLayout({"addr": addr_bits})
+
+
 def response_layout(data_bytes: int) -> data.StructLayout:
     """A read's data (meaningless for a write) and whether the slave answered err."""
     return data.StructLayout({"data": 8 * data_bytes, "error": 1})
 
 
-def client_signature(addr_bits: int, data_bytes: int) -> wiring.Signature:
-    """The client's (master-side) view: requests out, responses in, always accepted."""
+def client_signature(addr_bits: int, data_bytes: int, *, writes: bool = True) -> wiring.Signature:
+    """The client's (master-side) view: requests out, responses in, always accepted. A
+    client that only reads (`writes` False) sends addresses only."""
     check_data_bytes(data_bytes)
+    layout = request_layout(addr_bits, data_bytes) if writes else read_request_layout(addr_bits)
     return wiring.Signature(
         {
-            "request": Out(stream.Signature(request_layout(addr_bits, data_bytes))),
+            "request": Out(stream.Signature(layout)),
             "response": In(stream.Signature(response_layout(data_bytes), always_ready=True)),
         }
     )

@@ -39,7 +39,7 @@ class Fetcher(wiring.Component):
                 "start": In(1),  # a pulse: fetch from `base`
                 "base": In(32),
                 "words": In(32),
-                "mem": Out(client_signature(addr_bits, data_bytes)),
+                "mem": Out(client_signature(addr_bits, data_bytes, writes=False)),
                 "o": Out(stream.Signature(ENTRY)),
                 "error": Out(1),
             }

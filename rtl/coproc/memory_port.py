@@ -7,10 +7,13 @@ register an edge after it is granted;
 the client of each one waits in an in-order tag FIFO, so every ack or err goes
 back, through a register, to the client that asked.
 At `outstanding` requests in flight the port stops offering until answers come.
+A client named in `read_only` sends addresses only, so its slot holds no data.
 A request offered while the slave stalls stays offered (it waits in its
 register), as the pipelined protocol expects of stb and its address."""
 
 from __future__ import annotations
+
+from collections.abc import Collection
 
 from amaranth import Cat, Module, Mux, Signal
 from amaranth.lib import fifo, wiring
@@ -28,14 +31,24 @@ class MemoryPort(wiring.Component):
     LATENCY = SkidRegister.LATENCY + 2
 
     def __init__(
-        self, clients: int, addr_bits: int, data_bytes: int, outstanding: int = 32
+        self,
+        clients: int,
+        addr_bits: int,
+        data_bytes: int,
+        outstanding: int = 32,
+        *,
+        read_only: Collection[int] = (),
     ) -> None:
         if clients < 1 or outstanding < 1:
             raise ValueError("MemoryPort needs at least one client and one outstanding request")
+        if not set(read_only) <= set(range(clients)):
+            raise ValueError(f"read_only names clients 0 to {clients - 1}, not {sorted(read_only)}")
         self.clients, self.addr_bits, self.data_bytes = clients, addr_bits, data_bytes
         self.outstanding = outstanding
+        self.writes = [i not in read_only for i in range(clients)]
         members = {
-            f"client_{i}": In(client_signature(addr_bits, data_bytes)) for i in range(clients)
+            f"client_{i}": In(client_signature(addr_bits, data_bytes, writes=self.writes[i]))
+            for i in range(clients)
         }
         members |= {
             "bus": Out(wishbone_signature(addr_bits, data_bytes)),
@@ -54,7 +67,7 @@ class MemoryPort(wiring.Component):
         n, bus = self.clients, self.bus
         requests = []
         for i in range(n):
-            slot = SkidRegister(request_layout(self.addr_bits, self.data_bytes))
+            slot = SkidRegister(self.client(i).request.payload.shape())
             m.submodules[f"slot_{i}"] = slot
             wiring.connect(m, wiring.flipped(self.client(i).request), slot.i)
             requests.append(slot.o)
@@ -97,7 +110,10 @@ class MemoryPort(wiring.Component):
         with m.Switch(grant):
             for c in range(n):
                 with m.Case(c):
-                    m.d.comb += chosen.eq(requests[c].payload)
+                    if self.writes[c]:
+                        m.d.comb += chosen.eq(requests[c].payload)
+                    else:  # a read: no data, no byte selects
+                        m.d.comb += chosen.addr.eq(requests[c].payload.addr)
         take = Signal()  # a client's request into the register
         m.d.comb += take.eq(any_valid & ~self.halt & (~offered | issue))
         for c in range(n):

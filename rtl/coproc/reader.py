@@ -116,7 +116,7 @@ class TransferReader(wiring.Component):
         super().__init__(
             {
                 "cmd": In(stream.Signature(transfer_layout(max_word_bytes))),
-                "mem": Out(client_signature(addr_bits, data_bytes)),
+                "mem": Out(client_signature(addr_bits, data_bytes, writes=False)),
                 "o": Out(
                     stream.Signature(data.StructLayout({"data": 8 * max_word_bytes, "last": 1}))
                 ),
