@@ -41,6 +41,7 @@ class LoadUnit(wiring.Component):
     def __init__(self, params: GraceParams, targets: dict[Buffer, Target], addr_bits: int) -> None:
         self.params, self.targets, self.addr_bits = params, targets, addr_bits
         self.max_word_bytes = max(t.word_bytes for t in targets.values())
+        reads = client_signature(addr_bits, params.coproc.bus_bytes, writes=False)
         super().__init__(
             {
                 "head": In(stream.Signature(ENTRY)),
@@ -50,8 +51,8 @@ class LoadUnit(wiring.Component):
                 "pop_available": In(1),
                 "pop": Out(1),
                 "push": Out(2),
-                "mem_buffer": Out(client_signature(addr_bits, params.coproc.bus_bytes, writes=False)),
-                "mem_stream": Out(client_signature(addr_bits, params.coproc.bus_bytes, writes=False)),
+                "mem_buffer": Out(reads),
+                "mem_stream": Out(reads),
                 **{t.port: Out(t.signature) for t in targets.values()},
                 "fault": Out(4),
                 "fault_index": Out(INDEX_BITS),
