@@ -33,7 +33,8 @@ class CoprocBoardTop(Elaboratable):
     ) -> None:
         self.params, self.depth_words = params, depth_words
         self.coproc = Coprocessor(params, mac_sites)
-        #: Flip-flops outside the co-processor and its memory (the boot sequencer).
+        #: Flip-flops outside the co-processor and its memory (the boot sequencer's, and
+        #: the two before the LED).
         self.flip_flops = 6
 
     def elaborate(self, platform: object) -> Module:

@@ -188,7 +188,8 @@ class Core(wiring.Component):
         for name, engine in self.engines.items():
             m.submodules[name] = cleared(name, engine)
 
-        # the fetcher's and the load unit's readers send addresses only
+        # clients 0-2, the fetcher and the load unit's two readers (connected below, in
+        # that order), send addresses only
         port = MemoryPort(4, self.addr_bits, c.bus_bytes, c.outstanding, read_only=(0, 1, 2))
         wiring.connect(m, wiring.flipped(self.mem), port.bus)
         fetch = Fetcher(self.addr_bits, c.bus_bytes)
