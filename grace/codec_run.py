@@ -69,7 +69,7 @@ def make_backend(
             return IsaBackend(IsaDecoder(compiled), integers, on_frame)
         from sim.coproc_decoder import RtlDecoder
 
-        rtl = RtlDecoder(compiled, build_dir=build_root)
+        rtl = RtlDecoder(compiled, build_dir=build_root, long_run=params.name != "tiny")
         return IsaBackend(rtl, integers, on_frame)
     raise CodecRunError(f"backend {name!r} is not available; use float, int, isa or rtl")
 

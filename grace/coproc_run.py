@@ -147,6 +147,7 @@ def run_top(
                 case.compiled.params, case.image, build_root=build_root, memory_words=words,
                 latency=latency, stall_threshold=stalls, seed=seed,
                 on_cycles=lambda n: progress.update(task, completed=n),
+                long_run=model.name != "tiny",
             )  # fmt: skip
     else:
         with console.status(

@@ -4,8 +4,8 @@ The same host protocol as L3's `IsaDecoder` (sim/l3/decoder.py): the memory
 image persists across runs — the source program leaves the source features
 and the small key frame in it, each frame program of the GOP reads them —
 and the host writes the key frame or a frame's keypoints, runs the program,
-reads the pixels. Each run is one simulation of `SimTop`'s Verilator model
-driven from C++ (sim/coproc_cpp.py), starting from the image the last one
+reads the pixels. Each run is one simulation of the co-processor's Verilator
+model driven from C++ (sim/coproc_cpp.py), starting from the image the last one
 left; a fault ends the decoding with one line naming it.
 """
 
@@ -35,11 +35,12 @@ class RtlDecoder(IsaDecoder):
         latency: int = 20,
         stall_threshold: int = 60,
         seed: int = 1,
+        long_run: bool = False,
     ) -> None:
         super().__init__(compiled)
         self.options = {
             "build_root": build_dir, "latency": latency, "stall_threshold": stall_threshold,
-            "seed": seed,
+            "seed": seed, "long_run": long_run,
         }  # fmt: skip
         self.runs: list[CoprocRun] = []
 

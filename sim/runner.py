@@ -208,8 +208,11 @@ def run_cocotb(
     env: Mapping[str, str] | None = None,
     waves: bool = False,
     seed: int = 0,
+    opt_fast: str | None = None,
 ) -> SimResult:
-    """Build `verilog` (text) under `build_dir/simulator`, run `test_module` in `run_dir`."""
+    """Build `verilog` (text) under `build_dir/simulator`, run `test_module` in `run_dir`.
+    `opt_fast`: Verilator's optimisation of the model's per-cycle C++ (its `OPT_FAST`;
+    default -Os), for a build whose compile would outweigh its runs."""
     from cocotb_tools.runner import get_results, get_runner
 
     require_simulator(simulator)
@@ -225,7 +228,7 @@ def run_cocotb(
         # Rewrite only on change, so Verilator's make sees an up-to-date build.
         if not source.exists() or source.read_text() != verilog:
             source.write_text(verilog)
-        with _runner_messages(runner, work / "runner.log") as messages:
+        with _runner_messages(runner, work / "runner.log") as messages, opt_fast_flag(opt_fast):
             try:
                 runner.build(
                     sources=[source],
@@ -280,6 +283,23 @@ def run_cocotb(
             f"{simulator} produced no results for {toplevel}; log {test_log}:\n{_tail(test_log)}"
         ) from None
     return SimResult(simulator, tests, failed, results_xml, test_log)
+
+
+@contextlib.contextmanager
+def opt_fast_flag(level: str | None) -> Iterator[None]:
+    """`OPT_FAST=level` in MAKEFLAGS while a build runs: cocotb's runner calls make
+    itself, so Verilator's `-MAKEFLAGS` would not reach it. A user's own is kept."""
+    saved = os.environ.get("MAKEFLAGS")
+    flags = saved or ""
+    if level is not None and "OPT_FAST" not in flags:
+        os.environ["MAKEFLAGS"] = f"{flags} OPT_FAST={level}".strip()
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop("MAKEFLAGS", None)
+        else:
+            os.environ["MAKEFLAGS"] = saved
 
 
 #: Yosys's marker register in every combinational process of its Verilog output.

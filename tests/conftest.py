@@ -17,6 +17,13 @@ settings.load_profile("ci" if os.environ.get("CI") else "dev")
 REPO = Path(__file__).resolve().parent.parent
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """`heavy` tests first (in their order): pytest-xdist deals the first quarter of the
+    tests out in turn, so two heavy ones start on different workers at once, and no
+    worker is left with one at the end while the other idles."""
+    items.sort(key=lambda item: item.get_closest_marker("heavy") is None)
+
+
 @pytest.fixture(scope="session")
 def build_root() -> Path:
     root = REPO / "build" / "tests"

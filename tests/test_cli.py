@@ -120,6 +120,7 @@ def test_sim_runs_the_element_wise_units(block: str, units: str) -> None:
     assert "cycle model" in result.output
 
 
+@pytest.mark.heavy
 def test_demo_runs() -> None:
     result = run("demo")
     assert result.exit_code == 0, result.output

@@ -73,6 +73,7 @@ def _check_frame(case, run) -> None:
     np.testing.assert_array_equal(case.frame(run.memory), case.frame(case.expected))
 
 
+@pytest.mark.heavy
 def test_a_whole_frame_under_verilator_after_a_reset(tiny_frame, build_root) -> None:
     run = simulate_frame(
         tiny_frame, simulator="verilator", build_dir=build_root / "coproc", latency=20,
