@@ -469,7 +469,7 @@ class _Machine:
         # IDLE → ISSUE; the engine takes the command (its tokens then) and runs
         start = self.t + ComputeUnit.ISSUE_LATENCY - TAKE_LATENCY
         self.pop(inst)
-        self.give(inst, "push_next", start)
+        self.give(inst, "push_next", start + ComputeUnit.ISSUE_TO_TOKENS)
         inst.started = start
         self.running = inst
         self.free[q] = math.inf

@@ -2,11 +2,11 @@
 
 An engine instruction's body is the engine's command (docs/isa.md), so it is
 forwarded unchanged. Its token to the store queue is given as the engine takes
-the command: the STOREs that pop it read the engine's output stream, which
-the engine fills as it runs (a token given at the end would wait for a
-store the full stream waits for). Its token to the load queue — the buffers
-it read are free — is given at the engine's `done`, and only then does the
-next instruction start, so tokens leave in program order.
+the command (an edge after, `ISSUE_TO_TOKENS`): the STOREs that pop it read the
+engine's output stream, which the engine fills as it runs (a token given at the
+end would wait for a store the full stream waits for). Its token to the load
+queue — the buffers it read are free — is given at the engine's `done`, and only
+then does the next instruction start, so tokens leave in program order.
 """
 
 from __future__ import annotations
@@ -42,6 +42,11 @@ class ComputeUnit(wiring.Component):
     #: head let go (DONE): the engines' done queues' `valid` reaches no queue's or token
     #: counter's enables in its cycle (the 4 x 4 top's critical path, 12.1 ns).
     DONE_TO_RETIRE = 1
+    #: Edges from the engine taking its command (ISSUE) to the instruction's pops and
+    #: its token to the store queue: the engine's `ready`, across the die, reaches
+    #: registers only (into the token counters in its cycle it set the ULX3S top's
+    #: clock at seed 7, 12.4 ns).
+    ISSUE_TO_TOKENS = 1
 
     def __init__(self, params: GraceParams, engines: dict[Opcode, EngineSlot]) -> None:
         self.params, self.engines = params, engines
@@ -81,6 +86,14 @@ class ComputeUnit(wiring.Component):
         control, end = Signal(), Signal()  # SYNC or END; END
         waits = Signal()
         m.d.comb += waits.eq((pop_prev & ~self.prev_available) | (pop_next & ~self.next_available))
+        issued = Signal()  # the engine took the command on the last edge
+        m.d.sync += issued.eq(0)
+        with m.If(issued):  # RUN's first cycle: the fields hold until the next IDLE
+            m.d.comb += [
+                self.pop_prev.eq(pop_prev),
+                self.pop_next.eq(pop_next),
+                self.push_next.eq(push_next),
+            ]
         with m.FSM():
             with m.State("IDLE"):
                 # the head is copied on every idle edge, taken or not: the copies'
@@ -119,12 +132,7 @@ class ComputeUnit(wiring.Component):
                     cmd = getattr(self, f"{e.name}_cmd")
                     m.d.comb += cmd.valid.eq(running[op])
                     with m.If(running[op] & cmd.ready):
-                        m.d.comb += [
-                            self.pop_prev.eq(pop_prev),
-                            self.pop_next.eq(pop_next),
-                            self.push_next.eq(push_next),
-                        ]
-                        m.d.sync += getattr(self, f"{e.name}_busy").eq(1)
+                        m.d.sync += [issued.eq(1), getattr(self, f"{e.name}_busy").eq(1)]
                         m.next = "RUN"
             with m.State("RUN"):
                 for op, e in self.engines.items():

@@ -41,8 +41,12 @@ class StoreUnit(wiring.Component):
     #: words wait in a skid register of their own (`ready` and `valid` registers), so
     #: neither the engines' valid nor the writer's ready meets the route's one-hot
     #: choice in one cycle (an engine's valid across the die, through the choice, into
-    #: the route queue's pointers set the ULX3S top's clock at seed 2, 12.7 ns).
-    SOURCE_LATENCY = SkidRegister.LATENCY
+    #: the route queue's pointers set the ULX3S top's clock at seed 2, 12.7 ns). The
+    #: chosen word waits in one more before the writer, so the choice's `moved` (the
+    #: route's count and flags) reads registers only, and the writer's word queue
+    #: starts from registers (the choice into the queue's LUT RAM, back into the
+    #: route's `last` and its count's enables, set it at seed 11, 12.9 ns).
+    SOURCE_LATENCY = 2 * SkidRegister.LATENCY
 
     def __init__(
         self, params: GraceParams, sources: dict[Source, stream.Signature], addr_bits: int
@@ -204,7 +208,9 @@ class StoreUnit(wiring.Component):
         left = Signal(32)  # words of the route after this one
         last = Signal()  # this word is the route's last (`left` is 0)
         moved = Signal()
-        m.d.comb += moved.eq(writer.i.valid & writer.i.ready)
+        m.submodules.to_writer = to_writer = SkidRegister(unsigned(8 * self.max_word_bytes))
+        wiring.connect(m, to_writer.o, writer.i)
+        m.d.comb += moved.eq(to_writer.i.valid & to_writer.i.ready)
         load = Signal()
         m.d.comb += [
             load.eq(routes.o.valid & (~Cat(*current.values()).any() | (moved & last))),
@@ -225,9 +231,9 @@ class StoreUnit(wiring.Component):
             o = skid.o
             with m.If(current[s]):
                 m.d.comb += [
-                    writer.i.valid.eq(o.valid),
-                    writer.i.payload.eq(o.payload),
-                    o.ready.eq(writer.i.ready),
+                    to_writer.i.valid.eq(o.valid),
+                    to_writer.i.payload.eq(o.payload),
+                    o.ready.eq(to_writer.i.ready),
                 ]
         m.d.comb += self.busy.eq((self.head.valid & ~self.ended) | (inflight != 0))
         return m

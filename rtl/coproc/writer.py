@@ -2,14 +2,15 @@
 
 Each word's low `word_bytes` bytes go to the next byte addresses of its row
 (the layout of TransferReader, reader.py). Bytes gather in a window of two bus
-words: when the lower one is complete, or the row ends, it goes out as a write
-with `sel` on exactly the bytes of the transfer, so memory around is never
-touched. A word is at most one bus word (store words are 1 to 5 bytes), so it
-fills at most the window; a row that ends in the upper half takes one more
-cycle to write it. Writes go out without waiting for acks; `done` gives one
-element per command once every write of it is acknowledged (counted in order:
-the answers come in order). An err answer raises the sticky `error` flag; the
-writer goes on, so `done` still comes and nothing waits forever."""
+words (the upper one as wide as a word reaches): when the lower one is
+complete, or the row ends, it goes out as a write with `sel` on exactly the
+bytes of the transfer, so memory around is never touched. A word is at most
+one bus word (store words are 1 to 5 bytes), so it fills at most the window; a
+row that ends in the upper half takes one more cycle to write it. Writes go out
+without waiting for acks; `done` gives one element per command once every write
+of it is acknowledged (counted in order: the answers come in order). An err
+answer raises the sticky `error` flag; the writer goes on, so `done` still comes
+and nothing waits forever."""
 
 from __future__ import annotations
 
@@ -78,7 +79,11 @@ class TransferWriter(wiring.Component):
         wb = Signal(nm.bit_length())
         base = Signal(32 - s)  # the window's lower bus word
         pos = Signal(s)  # the next byte's place in the window
-        window, sel = Signal(16 * nd), Signal(2 * nd)
+        # a word of at most `nm` bytes placed at most at byte nd - 1 reaches byte
+        # nd + nm - 2: the window's bytes beyond never change (36 registers Yosys kept
+        # on the ULX3S top, on its enable of 197 pins; boards/stuck.py)
+        window_bytes = nd + nm - 1
+        window, sel = Signal(8 * window_bytes), Signal(window_bytes)
 
         # words in and writes out through queues whose ready and valid are registers, so
         # neither the engine feeding `i` nor the window waits on the bus's answer
