@@ -348,25 +348,38 @@ class TransferReader(wiring.Component):
         # transfer's first word waits a cycle after the last word of the one before
         # (WORD_GAP), and emit is one LUT of registers: the compare's carry chain
         # before emit, and its adders after, set the ULX3S top's clock (12.3 ns).
+        #
+        # Every next value below that depends on `emit` is formed both ways from
+        # registers, and `emit` only chooses between them at the last LUT: `emit`
+        # fans out to some 150 flip-flops, and the carry chains of the counts and
+        # compares after it set the ULX3S top's clock (seed 15: emit, the word
+        # count's adder, its compare, `filled`'s adder and compare, 11.5 ns).
         enough, steady = Signal(), Signal()
-        filled_next = Signal.like(filled)
-        m.d.comb += filled_next.eq(filled + Mux(landed_valid, landed_n, 0) - Mux(emit, wb, 0))
+        kept, given = Signal.like(filled), Signal.like(filled)  # `filled` without / with emit
+        m.d.comb += [kept.eq(filled + Mux(landed_valid, landed_n, 0)), given.eq(kept - wb)]
         m.d.sync += [
-            filled.eq(filled_next),
-            enough.eq(filled_next >= wb),
+            filled.eq(Mux(emit, given, kept)),
+            enough.eq(Mux(emit, given >= wb, kept >= wb)),
             steady.eq(shapes.r_rdy & ~shapes.r_en),
         ]
-        word_i_next, row_i_next = Signal.like(word_i), Signal.like(row_i)
+        # the counts after an emitted word: the next in the row, or the next row's first
+        # (`row_done`), or the transfer's first again (`last`)
+        word_after = Mux(row_done, 1, word_i + 1)
+        row_after = Mux(row_done, Mux(last, 1, row_i + 1), row_i)
+        ends_after, ends_kept = Signal(), Signal()  # the word's row ends, emitted or not
         m.d.comb += [
-            word_i_next.eq(Mux(emit, Mux(row_done, 1, word_i + 1), word_i)),
-            row_i_next.eq(Mux(emit & row_done, Mux(last, 1, row_i + 1), row_i)),
+            ends_after.eq(word_after == row_words),
+            ends_kept.eq(word_i == row_words),
         ]
-        m.d.sync += [
-            word_i.eq(word_i_next),
-            row_i.eq(row_i_next),
-            row_done.eq(word_i_next == row_words),
-            last.eq((word_i_next == row_words) & (row_i_next == rows)),
-        ]
+        with m.If(emit):
+            m.d.sync += [
+                word_i.eq(word_after),
+                row_i.eq(row_after),
+                row_done.eq(ends_after),
+                last.eq(ends_after & (row_after == rows)),
+            ]
+        with m.Else():
+            m.d.sync += [row_done.eq(ends_kept), last.eq(ends_kept & (row_i == rows))]
         m.d.comb += [
             free.eq(~word_held | out.i.ready),
             emit.eq(steady & enough & free & ~self.error),
@@ -384,9 +397,13 @@ class TransferReader(wiring.Component):
                     )
                 ),
             ]
+        count_kept = Signal.like(count)  # `count` without an emitted word
+        m.d.comb += count_kept.eq(count + Mux(take, span_n, 0))
         m.d.sync += [
-            wp.eq(wp + Mux(take, span_n, 0)),
-            *(a.eq(a + Mux(emit, wb, 0)) for a in at),
-            count.eq(count + Mux(take, span_n, 0) - Mux(emit, wb, 0)),
+            count.eq(Mux(emit, count_kept - wb, count_kept)),
             credit.eq(thermometer_next(credit, take, self.issue)),
         ]
+        with m.If(take):
+            m.d.sync += wp.eq(wp + span_n)
+        with m.If(emit):
+            m.d.sync += [a.eq(a + wb) for a in at]

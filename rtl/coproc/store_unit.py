@@ -21,6 +21,7 @@ from rtl.coproc.bus import client_signature
 from rtl.coproc.decode import ENTRY, INDEX_BITS, TAKE_LATENCY, fields
 from rtl.coproc.transfer_check import TransferCheck
 from rtl.coproc.writer import TransferWriter
+from rtl.credit_link import CreditLink
 from rtl.skid_register import SkidRegister
 from rtl.stream_queue import StreamQueue
 
@@ -37,16 +38,19 @@ class StoreUnit(wiring.Component):
     CHECK_TO_DISPATCH = TAKE_LATENCY + TransferCheck.LATENCY + 2
     #: Edges from the writer's `done` to the STORE's token pushed (and its end counted).
     DONE_TO_TOKEN = 1
+    #: Register stages each way between an engine's output and the store unit.
+    LINK_STAGES = 1
     #: Edges from an engine's output word taken to the writer's input: each engine's
-    #: words wait in a skid register of their own (`ready` and `valid` registers), so
-    #: neither the engines' valid nor the writer's ready meets the route's one-hot
-    #: choice in one cycle (an engine's valid across the die, through the choice, into
-    #: the route queue's pointers set the ULX3S top's clock at seed 2, 12.7 ns). The
-    #: chosen word waits in one more before the writer, so the choice's `moved` (the
-    #: route's count and flags) reads registers only, and the writer's word queue
+    #: words come over a `CreditLink` of their own (free-running registers out, credits
+    #: back, a queue here), so neither the engines' valid nor the writer's ready meets
+    #: the route's one-hot choice in one cycle, and nothing here waits on a wire from
+    #: an engine across the die (with a skid register per engine instead, the choice
+    #: spread over 60 columns and set the ULX3S top's clock at seed 16, 14.0 ns). The
+    #: chosen word waits in a skid register before the writer, so the choice's `moved`
+    #: (the route's count and flags) reads registers only, and the writer's word queue
     #: starts from registers (the choice into the queue's LUT RAM, back into the
     #: route's `last` and its count's enables, set it at seed 11, 12.9 ns).
-    SOURCE_LATENCY = 2 * SkidRegister.LATENCY
+    SOURCE_LATENCY = CreditLink.latency_of(LINK_STAGES) + SkidRegister.LATENCY
 
     def __init__(
         self, params: GraceParams, sources: dict[Source, stream.Signature], addr_bits: int
@@ -224,11 +228,11 @@ class StoreUnit(wiring.Component):
             with m.If(last):  # no route until the next is loaded: words wait
                 m.d.sync += [flag.eq(0) for flag in current.values()]
         for s, signature in self.sources.items():
-            m.submodules[f"from_{s.name.lower()}_skid"] = skid = SkidRegister(
-                signature.members["payload"].shape
+            m.submodules[f"from_{s.name.lower()}_link"] = link = CreditLink(
+                signature.members["payload"].shape, self.LINK_STAGES
             )
-            wiring.connect(m, wiring.flipped(getattr(self, f"{s.name.lower()}_o")), skid.i)
-            o = skid.o
+            wiring.connect(m, wiring.flipped(getattr(self, f"{s.name.lower()}_o")), link.i)
+            o = link.o
             with m.If(current[s]):
                 m.d.comb += [
                     to_writer.i.valid.eq(o.valid),
