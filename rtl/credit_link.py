@@ -28,16 +28,22 @@ QUEUE_LATENCY = 2
 
 
 class CreditLink(wiring.Component):
-    """`i` to `o` through `stages` free-running registers each way."""
+    """`i` to `o` through `stages` free-running registers each way, into a queue of
+    `depth` words (by default the fewest that pass a word every cycle)."""
 
-    def __new__(cls, shape: data.ShapeLike, stages: int = 1) -> CreditLink:
+    def __new__(
+        cls, shape: data.ShapeLike, stages: int = 1, depth: int | None = None
+    ) -> CreditLink:
         # Validated before the object exists (see StreamQueue).
         if stages < 1:
             raise ValueError(f"CreditLink needs at least one register stage, not {stages}")
+        if depth is not None and depth < 1:
+            raise ValueError(f"CreditLink needs a queue of at least one word, not {depth}")
         return super().__new__(cls, src_loc_at=1)
 
-    def __init__(self, shape: data.ShapeLike, stages: int = 1) -> None:
+    def __init__(self, shape: data.ShapeLike, stages: int = 1, depth: int | None = None) -> None:
         self.shape, self.stages = shape, stages
+        self.depth = self.full_rate_depth(stages) if depth is None else depth
         super().__init__({"i": In(stream.Signature(shape)), "o": Out(stream.Signature(shape))})
 
     @staticmethod
@@ -49,12 +55,11 @@ class CreditLink(wiring.Component):
     def latency(self) -> int:
         return self.latency_of(self.stages)
 
-    @property
-    def depth(self) -> int:
-        """The receiver's queue, and the sender's credits: a word sent, its trip out, the
-        queue's latency, its credit's trip back and the count's register, so a word
-        can go on every cycle."""
-        return 2 * self.stages + QUEUE_LATENCY + 1
+    @staticmethod
+    def full_rate_depth(stages: int) -> int:
+        """The credits a word every cycle needs: a word sent, its trip out, the queue's
+        latency, its credit's trip back and the count's register."""
+        return 2 * stages + QUEUE_LATENCY + 1
 
     def elaborate(self, platform: object) -> Module:
         m = Module()

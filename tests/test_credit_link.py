@@ -103,3 +103,22 @@ def test_neither_side_reaches_the_other() -> None:
 def test_no_stage_is_refused() -> None:
     with pytest.raises(ValueError, match="at least one register stage"):
         CreditLink(8, 0)
+
+
+@pytest.mark.parametrize("depth", [1, 2, 8])
+def test_any_depth_keeps_every_word(depth: int) -> None:
+    """Fewer credits than the round trip slow the link but lose nothing; more fill a
+    deeper queue."""
+    rng = random.Random(depth)
+    values = rng.sample(range(1 << 12), 300)
+    link = CreditLink(12, 2, depth)
+    emitted, cycles = run(link, values, push_prob=0.9, pop_prob=0.6, seed=depth)
+    assert emitted == values
+    if depth < CreditLink.full_rate_depth(2):
+        _, cycles = run(CreditLink(12, 2, depth), values, push_prob=1, pop_prob=1, seed=0)
+        assert cycles > len(values) + link.latency
+
+
+def test_no_queue_is_refused() -> None:
+    with pytest.raises(ValueError, match="at least one word"):
+        CreditLink(8, 1, 0)

@@ -22,7 +22,6 @@ from rtl.coproc.decode import ENTRY, INDEX_BITS, TAKE_LATENCY, fields
 from rtl.coproc.transfer_check import TransferCheck
 from rtl.coproc.writer import TransferWriter
 from rtl.credit_link import CreditLink
-from rtl.skid_register import SkidRegister
 from rtl.stream_queue import StreamQueue
 
 if TYPE_CHECKING:
@@ -38,19 +37,19 @@ class StoreUnit(wiring.Component):
     CHECK_TO_DISPATCH = TAKE_LATENCY + TransferCheck.LATENCY + 2
     #: Edges from the writer's `done` to the STORE's token pushed (and its end counted).
     DONE_TO_TOKEN = 1
-    #: Register stages each way between an engine's output and the store unit.
+    #: Register stages each way of the links into and out of the route's choice.
     LINK_STAGES = 1
-    #: Edges from an engine's output word taken to the writer's input: each engine's
-    #: words come over a `CreditLink` of their own (free-running registers out, credits
-    #: back, a queue here), so neither the engines' valid nor the writer's ready meets
-    #: the route's one-hot choice in one cycle, and nothing here waits on a wire from
-    #: an engine across the die (with a skid register per engine instead, the choice
-    #: spread over 60 columns and set the ULX3S top's clock at seed 16, 14.0 ns). The
-    #: chosen word waits in a skid register before the writer, so the choice's `moved`
-    #: (the route's count and flags) reads registers only, and the writer's word queue
-    #: starts from registers (the choice into the queue's LUT RAM, back into the
-    #: route's `last` and its count's enables, set it at seed 11, 12.9 ns).
-    SOURCE_LATENCY = CreditLink.latency_of(LINK_STAGES) + SkidRegister.LATENCY
+    #: Edges from an engine's output word taken to the writer's input. Each engine's
+    #: words come to the route's one-hot choice over a `CreditLink` of their own
+    #: (free-running registers out, credits back, a queue at the choice), and the
+    #: chosen word goes on to the writer over another. So the choice reads only its
+    #: queues' registers and the credits of its link out (`moved`, which loads the
+    #: route's count and flags, is one LUT of them), and no wire between it and an
+    #: engine or the writer, across the die, sits in a cycle with logic. With a skid
+    #: register per engine and one before the writer, the choice spread over 60
+    #: columns (seed 16: an engine's flag, its valid, the choice, into the route
+    #: queue's pointers, 14.0 ns, 12.0 of it routing).
+    SOURCE_LATENCY = 2 * CreditLink.latency_of(LINK_STAGES)
 
     def __init__(
         self, params: GraceParams, sources: dict[Source, stream.Signature], addr_bits: int
@@ -212,7 +211,9 @@ class StoreUnit(wiring.Component):
         left = Signal(32)  # words of the route after this one
         last = Signal()  # this word is the route's last (`left` is 0)
         moved = Signal()
-        m.submodules.to_writer = to_writer = SkidRegister(unsigned(8 * self.max_word_bytes))
+        m.submodules.to_writer = to_writer = CreditLink(
+            unsigned(8 * self.max_word_bytes), self.LINK_STAGES
+        )
         wiring.connect(m, to_writer.o, writer.i)
         m.d.comb += moved.eq(to_writer.i.valid & to_writer.i.ready)
         load = Signal()
