@@ -7,8 +7,8 @@ a tile's compute for its loads, and the port — stalled part of the time, its
 answers `latency` cycles late — is shared by the fetcher, two readers and the
 writer. This model replays that, an event per instruction step, not per cycle:
 
-- fetch: an instruction each `CYCLES_PER_INSTRUCTION`, its words `latency`
-  after their requests, the reader's credit ahead of dispatch, a full queue
+- fetch: an instruction each `cycles_per_instruction`, its bus words `latency`
+  after their requests, the fetcher's credit ahead of dispatch, a full queue
   (`queue_depth`) stopping it;
 - the units' state machines as the RTL has them: each takes its head's
   instruction and decides on it `TAKE_LATENCY` later; a LOAD or STORE spends
@@ -49,10 +49,10 @@ from amaranth.lib import data
 
 from defs.coproc import INPUT_STREAMS
 from defs.isa import ENGINE_COMMANDS, QUEUE_OF, Buffer, Opcode, Queue, Source
+from rtl.coproc import fetch as fetcher
 from rtl.coproc.compute_unit import ComputeUnit
 from rtl.coproc.core import TARGETS
 from rtl.coproc.decode import DECODE_LATENCY, TAKE_LATENCY
-from rtl.coproc.fetch import CYCLES_PER_INSTRUCTION, PARTS, START_TO_COMMAND
 from rtl.coproc.load_unit import LoadUnit
 from rtl.coproc.memory_port import MemoryPort
 from rtl.coproc.reader import TransferReader
@@ -286,7 +286,11 @@ class _Machine:
         # fetch: the next instruction, when its predecessor left, its words' requests
         self.fetched = 0
         self.last_dispatch = -math.inf
-        self.requested = START_TO_COMMAND + TransferReader.CMD_TO_REQUEST
+        self.requested = float(fetcher.START_TO_REQUEST)
+        bus = c.bus_bytes
+        self.parts = fetcher.parts(bus)  # bus words taken per instruction
+        self.fetch_requests = fetcher.requests_per_instruction(bus)
+        self.fetch_cycles = fetcher.cycles_per_instruction(bus)
         self.dispatches: list[float] = []
         # the readers' and writer's commands, and their flows
         self.waiting: dict[str, deque[tuple[_Inst, float]]] = {
@@ -362,14 +366,17 @@ class _Machine:
         while self.fetched < len(self.program):
             inst = self.program[self.fetched]
             i = self.fetched
-            # the reader asks for an instruction's words once its credit is back: the
-            # words of the instruction WORD_FIFO_DEPTH / PARTS before it were taken
-            ahead = TransferReader.WORD_FIFO_DEPTH // PARTS
+            # the fetcher asks for an instruction's words once its credit is back: the
+            # words of the instruction WORD_FIFO_DEPTH / parts before it were taken
+            ahead = max(1, int(fetcher.WORD_FIFO_DEPTH / self.fetch_requests))
             credit = self.dispatches[i - ahead] if i >= ahead else 0.0
-            requested = max(self.requested + PARTS / self.capacity, credit + PARTS)
-            arrived = requested + self.round_trip + TransferReader.ANSWER_TO_WORD
+            requested = max(
+                self.requested + self.fetch_requests / self.capacity,
+                credit + self.fetch_requests,
+            )
+            arrived = requested + self.round_trip + fetcher.ANSWER_TO_WORD
             ready = max(
-                self.last_dispatch + CYCLES_PER_INSTRUCTION, arrived + PARTS + DECODE_LATENCY
+                self.last_dispatch + self.fetch_cycles, arrived + self.parts + DECODE_LATENCY
             )
             if ready > self.t + _EPS:
                 self.wake(ready)
@@ -377,7 +384,7 @@ class _Machine:
             if len(self.queues[inst.queue]) >= self.depth:
                 return moved
             self.requested = requested
-            self.requests += PARTS
+            self.requests += self.fetch_requests
             self.last_dispatch = self.t
             self.dispatches.append(self.t)
             self.queues[inst.queue].append(inst)

@@ -17,9 +17,9 @@ from compiler.isa import body_fields, decode, encode
 from compiler.report import command_cycles
 from defs.isa import Buffer, Opcode, Queue
 from defs.params import preset
+from rtl.coproc import fetch
 from rtl.coproc.compute_unit import ComputeUnit
 from rtl.coproc.decode import DECODE_LATENCY, TAKE_LATENCY
-from rtl.coproc.fetch import PARTS, START_TO_COMMAND
 from rtl.coproc.load_unit import LoadUnit
 from rtl.coproc.memory_port import MemoryPort
 from rtl.coproc.reader import TransferReader
@@ -57,13 +57,14 @@ def _conv(**tokens: int) -> int:
 
 
 def _first_fetch(latency: int) -> int:
-    """The first instruction's dispatch: the fetcher offers its command
-    START_TO_COMMAND after `start`, asks for its PARTS words one a cycle, takes them
-    one a cycle as they come (through the port's registers), and the word waits a
+    """The first instruction's dispatch: the fetcher asks START_TO_REQUEST after
+    `start` for the instruction's bus words, one a cycle, takes them one a cycle as
+    they come (through the port's registers and its FIFO), and the word waits a
     DECODE_LATENCY in the decode register."""
-    last_request = START_TO_COMMAND + TransferReader.CMD_TO_REQUEST + PARTS
-    trip = MemoryPort.LATENCY + latency + TransferReader.ANSWER_TO_WORD
-    return last_request + trip + PARTS + DECODE_LATENCY
+    parts = fetch.parts(PARAMS.coproc.bus_bytes)
+    last_request = fetch.START_TO_REQUEST + parts
+    trip = MemoryPort.LATENCY + latency + fetch.ANSWER_TO_WORD
+    return last_request + trip + parts + DECODE_LATENCY
 
 
 def _load_alone(words: int, latency: int) -> int:
@@ -113,7 +114,8 @@ def test_a_chain_that_cannot_overlap_is_the_sum_of_its_parts() -> None:
     assert _cycles(chain, latency, price=price) == load + token + conv
     # without the token they overlap: the CONV (issued at its own fetch) ends last
     apart = [_load(256), _conv(), *ENDS]
-    fetched = _first_fetch(latency) + 5  # the second instruction, CYCLES_PER_INSTRUCTION on
+    # the second instruction, cycles_per_instruction on
+    fetched = _first_fetch(latency) + fetch.cycles_per_instruction(PARAMS.coproc.bus_bytes)
     assert _cycles(apart, latency, price=price) == fetched + conv
 
 

@@ -11,6 +11,8 @@ starts clean.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -20,7 +22,7 @@ from defs.coproc import Fault
 from defs.isa import Buffer, Opcode, Queue
 from defs.params import preset
 from rtl.coproc.tokens import MAX as TOKEN_MAX
-from sim.coproc_host import host_image, run_pysim
+from sim.coproc_host import HostImage, host_image, run_pysim
 from sim.coproc_programs import one_layer
 
 PARAMS = preset("tiny")
@@ -156,3 +158,34 @@ def test_a_program_without_its_ends_is_refused(layer_program) -> None:
     after_end = [*_end(), lowered.words[0]]
     result = run_pysim(PARAMS, host_image(lowered.memory, after_end))
     assert (result.fault, result.fault_index) == (Fault.ILLEGAL_INSTRUCTION, 3)
+
+
+def test_a_program_base_off_32_bytes_is_an_address_fault(layer_program) -> None:
+    """The fetcher reads whole bus words: a PROGRAM_BASE that is not a multiple of 32 is
+    refused (ADDRESS, index 0) and nothing is fetched; the run still ends in done."""
+    lowered, _ = layer_program
+    good = host_image(lowered.memory, lowered.words)
+    (base, count), shift = good.programs[0], 8
+    blob = good.blob[:base] + bytes(shift) + good.blob[base:]
+    moved = HostImage(blob, good.image_bytes, ((base + shift, count),))
+    result = run_pysim(PARAMS, moved)
+    assert (result.fault, result.fault_index) == (Fault.ADDRESS, 0)
+    assert result.counters["load_busy"] == 0
+
+
+@pytest.mark.parametrize(("bus_bytes", "odd_half"), [(16, False), (64, False), (64, True)])
+def test_other_bus_widths_fetch_and_run_the_layer(bus_bytes: int, odd_half: bool) -> None:
+    """A bus of 16 bytes takes two bus words an instruction, one of 64 half a word each
+    (`odd_half`: the program starts in a word's upper half): still bit-exact."""
+    params = PARAMS.replace(coproc=dataclasses.replace(PARAMS.coproc, bus_bytes=bus_bytes))
+    lowered, expected = one_layer(params)
+    memory = bytes(lowered.memory)
+    image = host_image(memory, lowered.words)
+    if (image.programs[0][0] // 32) % 2 != odd_half:  # move the program by 32 bytes
+        base, count = image.programs[0]
+        image = HostImage(image.blob[:base] + bytes(32) + image.blob[base:], len(memory),
+                          ((base + 32, count),))  # fmt: skip
+    assert (image.programs[0][0] // 32) % 2 == odd_half or bus_bytes < 64
+    result = run_pysim(params, image)
+    assert result.fault == Fault.NONE
+    assert bytes(result.memory) == bytes(expected)

@@ -298,7 +298,7 @@ class Core(wiring.Component):
         # reads two registers, not the dispatch decision (queue_of → the queue's ready →
         # dispatch → advance → the enables of every bit, 11.4 ns of routing on the ULX3S
         # top). A word is dispatched at most every other edge, against the fetcher's
-        # CYCLES_PER_INSTRUCTION; and as the previous word has left by then, its END is
+        # cycles_per_instruction; and as the previous word has left by then, its END is
         # counted and `refused` can be decided here, a register ahead.
         advance = Signal()  # the fetched word moves to the decode register
         m.d.comb += [
@@ -371,6 +371,7 @@ class Core(wiring.Component):
             overflow.eq(Cat(*(t.overflow for t in counters.values())).any()),
         ]
         candidates = [
+            (fetch.misaligned, Fault.ADDRESS, 0),  # PROGRAM_BASE not a multiple of 32
             (illegal & running, Fault.ILLEGAL_INSTRUCTION, staged.index),
             (load.fault != 0, load.fault, load.fault_index),
             (store.fault != 0, store.fault, store.fault_index),
