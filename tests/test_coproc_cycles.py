@@ -19,6 +19,7 @@ from defs.isa import Buffer, Opcode, Queue
 from defs.params import preset
 from rtl.coproc import fetch
 from rtl.coproc.compute_unit import ComputeUnit
+from rtl.coproc.core import QUEUE_LINK_STAGES
 from rtl.coproc.decode import DECODE_LATENCY, TAKE_LATENCY
 from rtl.coproc.load_unit import LoadUnit
 from rtl.coproc.memory_port import MemoryPort
@@ -87,7 +88,7 @@ def test_a_single_load_takes_its_fetch_check_words_and_round_trip(words, latency
 
 #: Cycles the RTL takes beyond the model on a program: its first instruction's way
 #: into its queue and unit.
-FIRST_WAY_IN = 3
+FIRST_WAY_IN = 3 + QUEUE_LINK_STAGES
 
 
 @pytest.mark.parametrize("waits", [False, True])

@@ -16,15 +16,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from amaranth import Module, Mux, Signal
-from amaranth.lib import stream, wiring
+from amaranth import Module, Mux, Signal, Value
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from defs.coproc import INPUT_STREAMS, Fault
 from defs.isa import Buffer, Opcode
 from rtl.coproc.bus import client_signature
 from rtl.coproc.decode import ENTRY, INDEX_BITS, TAKE_LATENCY, fields
-from rtl.coproc.reader import TransferReader
+from rtl.coproc.reader import TRANSFER_FIELDS, TransferReader, transfer_layout
 from rtl.coproc.routers import Router, Target
 from rtl.coproc.transfer_check import TransferCheck
 from rtl.stream_queue import StreamQueue
@@ -70,21 +70,25 @@ class LoadUnit(wiring.Component):
         bus = p.coproc.bus_bytes
         depth = p.coproc.stream_loads
         m.submodules.check = check = TransferCheck()
+        buffered = {b: t for b, t in self.targets.items() if b not in INPUT_STREAMS}
+        streamed = {b: t for b, t in self.targets.items() if b in INPUT_STREAMS}
+        # each reader as wide as its own targets' words: the stream reader's word
+        # multiplexers (32 to 1, a byte each) stop at the widest stream word
+        buffer_bytes = max(t.word_bytes for t in buffered.values())
+        stream_bytes = max(t.word_bytes for t in streamed.values())
         m.submodules.buffer_reader = buffer_reader = TransferReader(
-            self.addr_bits, bus, self.max_word_bytes
+            self.addr_bits, bus, buffer_bytes
         )
         m.submodules.stream_reader = stream_reader = TransferReader(
-            self.addr_bits, bus, self.max_word_bytes
+            self.addr_bits, bus, stream_bytes
         )
         wiring.connect(m, wiring.flipped(self.mem_buffer), buffer_reader.mem)
         wiring.connect(m, wiring.flipped(self.mem_stream), stream_reader.mem)
         m.d.comb += self.error.eq(buffer_reader.error | stream_reader.error)
 
-        buffered = {b: t for b, t in self.targets.items() if b not in INPUT_STREAMS}
-        streamed = {b: t for b, t in self.targets.items() if b in INPUT_STREAMS}
-        m.submodules.buffer_router = buffer_router = Router(buffered, self.max_word_bytes)
+        m.submodules.buffer_router = buffer_router = Router(buffered, buffer_bytes)
         m.submodules.stream_router = stream_router = Router(
-            streamed, self.max_word_bytes, depth, tokens=False
+            streamed, stream_bytes, depth, tokens=False
         )
         wiring.connect(m, buffer_reader.o, buffer_router.i)
         wiring.connect(m, stream_reader.o, stream_router.i)
@@ -93,8 +97,9 @@ class LoadUnit(wiring.Component):
             wiring.connect(m, wiring.flipped(getattr(self, t.port)), getattr(router, t.port))
         # the stream LOADs wait here for the stream reader
         m.submodules.stream_cmds = stream_cmds = StreamQueue(
-            buffer_reader.cmd.payload.shape().size, depth
+            stream_reader.cmd.payload.shape().size, depth
         )
+        stream_cmd = data.View(stream_reader.cmd.payload.shape(), stream_cmds.i.payload)
         m.d.comb += [
             stream_reader.cmd.valid.eq(stream_cmds.o.valid),
             stream_reader.cmd.payload.eq(stream_cmds.o.payload),
@@ -131,7 +136,7 @@ class LoadUnit(wiring.Component):
                         reader_words.eq(body.row_words * t.split),
                         buffer_depth.eq(t.depth),
                     ]
-        cmd = Signal(buffer_reader.cmd.payload.shape())
+        cmd = Signal(transfer_layout(self.max_word_bytes))
         m.d.comb += [
             cmd.dram_addr.eq(body.dram_addr),
             cmd.stride.eq(body.stride),
@@ -253,8 +258,12 @@ class LoadUnit(wiring.Component):
             with m.State("FAULT"):
                 pass
         m.d.comb += [
-            stream_cmds.i.payload.eq(cmd),
-            buffer_reader.cmd.payload.eq(cmd),
+            # (a field each: the readers' word_bytes fields are as wide as their words)
+            *(Value.cast(getattr(stream_cmd, f)).eq(getattr(cmd, f)) for f in TRANSFER_FIELDS),
+            *(
+                Value.cast(getattr(buffer_reader.cmd.payload, f)).eq(getattr(cmd, f))
+                for f in TRANSFER_FIELDS
+            ),
             stream_router.route.buffer.eq(buffer),  # (its tokens go when queued: push 0)
             buffer_router.route.buffer.eq(buffer),
             buffer_router.route.addr.eq(body.buffer_addr),

@@ -45,6 +45,10 @@ def transfer_layout(max_word_bytes: int) -> data.StructLayout:
     )
 
 
+#: The fields of `transfer_layout`, in order (the same at every word size).
+TRANSFER_FIELDS = tuple(name for name, _ in transfer_layout(1))
+
+
 def byte_mask(count: object, n: int) -> object:
     """8n bits with the low `count` bytes ones."""
     return Cat((count > i).replicate(8) for i in range(n))
