@@ -576,7 +576,9 @@ class _Machine:
             self.finished.add(inst.index)
             if unit == "buffer":  # its last word in the engine's buffer, its token after
                 self.give(inst, "push_next", last + Router.WORD_TO_TOKEN)
-            delivered = last + (Router.DELIVERY_LATENCY if unit == "buffer" else 0)
+            # (the load unit is busy until the router sees the last word delivered)
+            seen = Router.DELIVERY_LATENCY + Router.DELIVERED_LATENCY
+            delivered = last + (seen if unit == "buffer" else 0)
             self.end = max(self.end, delivered)
 
         self.at(last, arrived)
