@@ -576,9 +576,7 @@ class _Machine:
             self.finished.add(inst.index)
             if unit == "buffer":  # its last word in the engine's buffer, its token after
                 self.give(inst, "push_next", last + Router.WORD_TO_TOKEN)
-            # (the load unit is busy until the router sees the last word delivered)
-            seen = Router.DELIVERY_LATENCY + Router.DELIVERED_LATENCY
-            delivered = last + (seen if unit == "buffer" else 0)
+            delivered = last + (Router.DELIVERY_LATENCY if unit == "buffer" else 0)
             self.end = max(self.end, delivered)
 
         self.at(last, arrived)

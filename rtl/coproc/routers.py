@@ -7,16 +7,14 @@ conv weight word arrives as `rows` words of one row each), and drops the
 route at the transfer's last word — giving the LOAD's token once that word is
 in the engine.
 
-Each engine port is fed over a `CreditLink` of its own (`DELIVERY_LATENCY`):
-free-running registers the placer can put anywhere between the router and its
-engine, a queue at the engine, credits back. Fed straight from the reader's
-output queue, a word's bits left its LUT RAM for 7 to 13 engine ports over the
-die (reaching some 7–8.6 ns after the clock edge on the ULX3S top); through a
-skid register per port, the register's enables and the router's choice still
-crossed the die in one cycle. The ready the router reads is the link's credit,
-a register (an input stream's engine stalls; the buffer write ports are always
-ready). A route's words wait while the last word of the one before is still on
-its way, so LOADs finish, and give their tokens, in order.
+Each engine port is fed from a register of its own (`DELIVERY_LATENCY`), which
+the placer puts between the router and its engine: fed straight from the
+reader's output queue, a word's bits left its LUT RAM for 7 to 13 engine ports
+over the die (reaching some 7–8.6 ns after the clock edge on the ULX3S top). The
+register is a `SkidRegister`, so the ready the router reads is a register too
+(an input stream's engine stalls; the buffer write ports are always ready). A
+route's words wait while the last word of the one before is still in its
+register, so LOADs finish, and give their tokens, in order.
 """
 
 from __future__ import annotations
@@ -28,7 +26,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from defs.isa import Buffer
-from rtl.credit_link import CreditLink
+from rtl.skid_register import SkidRegister
 from rtl.stream_queue import StreamQueue
 
 
@@ -65,18 +63,11 @@ class Router(wiring.Component):
     route asks for one) at its last word. The load unit has one for its buffer reader and
     one for its stream reader."""
 
-    #: Register stages each way of an engine port's link.
-    DELIVERY_STAGES = 1
-    #: Edges from a word taken from the reader to its engine port (its link).
-    DELIVERY_LATENCY = CreditLink.latency_of(DELIVERY_STAGES)
-    #: Edges from a route's last word delivered (at the engine) to the router seeing it:
-    #: a free-running register on the way back (a word's delivery, gathered from
-    #: engines across the die into the route's choice in one cycle, set the ULX3S top's
-    #: clock at seed 15: 14.3 ns, 12.1 of it routing).
-    DELIVERED_LATENCY = 1
+    #: Edges from a word taken from the reader to its engine port (its register).
+    DELIVERY_LATENCY = SkidRegister.LATENCY
     #: Edges from a LOAD's last word taken from the reader to its token pushed: the
-    #: delivery link, the way back, then the token's register.
-    WORD_TO_TOKEN = DELIVERY_LATENCY + DELIVERED_LATENCY + 1
+    #: delivery register, then the token's register.
+    WORD_TO_TOKEN = DELIVERY_LATENCY + 1
 
     ROUTE = data.StructLayout({"buffer": unsigned(5), "addr": unsigned(16), "push": unsigned(1)})
 
@@ -124,9 +115,8 @@ class Router(wiring.Component):
         row = Signal(8)  # reader words of the current buffer word (weights)
         word = self.i.payload.data
         taken = Signal()  # the route's last word, into its delivery register
-        arrived = Signal()  # a route's last word, into its engine port
-        delivered = Signal()  # ... seen here, DELIVERED_LATENCY later
-        pending = Signal()  # a route's last word is still in its delivery link
+        delivered = Signal()  # a route's last word, into its engine port
+        pending = Signal()  # a route's last word waits in its delivery register
         m.d.comb += taken.eq(self.i.valid & self.i.ready & self.i.payload.last)
         load = Signal()
         m.d.comb += [
@@ -145,39 +135,40 @@ class Router(wiring.Component):
         token = Signal()  # the delivered last word's route gives a token
         for b, t in self.targets.items():
             port = getattr(self, t.port)
-            # the delivery link: the port's word, whether it is a route's last and
-            # whether that gives a token
+            # the delivery register: the port's word, whether it is a route's last and
+            # whether that gives a token; a skid register, so the ready it shows the
+            # router is a register too (an input stream's engine stalls)
             delivery = data.StructLayout(
                 {"word": port.payload.shape(), "last": unsigned(1), "gives": unsigned(1)}
             )
-            m.submodules[f"to_{t.port}_link"] = link = CreditLink(delivery, self.DELIVERY_STAGES)
-            out = link.o.payload
+            m.submodules[f"to_{t.port}_skid"] = skid = SkidRegister(delivery)
+            out = skid.o.payload
             m.d.comb += [
-                port.valid.eq(link.o.valid),
+                port.valid.eq(skid.o.valid),
                 port.payload.eq(out.word),
-                link.o.ready.eq(port.ready),
+                skid.o.ready.eq(port.ready),
             ]
-            with m.If(link.o.valid & port.ready & out.last):
-                m.d.comb += [arrived.eq(1), token.eq(out.gives)]
+            with m.If(skid.o.valid & port.ready & out.last):
+                m.d.comb += [delivered.eq(1), token.eq(out.gives)]
             moved = Signal(name=f"{t.port}_moved")
             m.d.comb += [
-                moved.eq(self.i.valid & link.i.ready & to[b]),
-                link.i.valid.eq(self.i.valid & to[b]),
-                link.i.payload.last.eq(self.i.payload.last),
-                link.i.payload.gives.eq(push),
+                moved.eq(self.i.valid & skid.i.ready & to[b]),
+                skid.i.valid.eq(self.i.valid & to[b]),
+                skid.i.payload.last.eq(self.i.payload.last),
+                skid.i.payload.gives.eq(push),
             ]
             with m.If(to[b]):
-                m.d.comb += self.i.ready.eq(link.i.ready)
+                m.d.comb += self.i.ready.eq(skid.i.ready)
             if t.kind == "stream":
-                m.d.comb += link.i.payload.word.eq(word[: t.data_bits])
+                m.d.comb += skid.i.payload.word.eq(word[: t.data_bits])
                 continue
             m.d.comb += [
-                link.i.payload.word.addr.eq(addr),
-                link.i.payload.word.data.eq(word[: t.data_bits]),
+                skid.i.payload.word.addr.eq(addr),
+                skid.i.payload.word.data.eq(word[: t.data_bits]),
             ]
             advance = moved & ~self.i.payload.last  # the route's next word, if any
             if t.kind == "weight":
-                m.d.comb += link.i.payload.word.row.eq(row)
+                m.d.comb += skid.i.payload.word.row.eq(row)
                 with m.If(advance):
                     m.d.sync += row.eq(row + 1)
                     with m.If(row == t.split - 1):
@@ -185,11 +176,8 @@ class Router(wiring.Component):
             else:
                 with m.If(advance):
                     m.d.sync += addr.eq(addr + 1)
-        # the delivery, and the token, back through a register: the engine port's ready
-        # reaches neither the route's choice nor a token counter
-        token_back = Signal()
-        m.d.sync += [delivered.eq(arrived), token_back.eq(token)]
-        m.d.sync += self.token.eq(token_back & self.tokens)
+        # the token from a register: the engine port's ready reaches no token counter
+        m.d.sync += self.token.eq(token & self.tokens)
         # LOADs dispatched and not finished (the queue's head shows two edges late)
         inflight = Signal(range(self.depth + 2))
         # (with tokens one route's last word is in flight at a time; without, several
