@@ -1,11 +1,7 @@
 """N clients onto one Wishbone B4 pipelined master, round-robin per request.
 
-Each client's requests come over a `CreditLink` of their own (free-running
-registers, credits back) into a queue here, so its `ready` is a register at the
-client, and the grant reads only the queues' registers beside it: no wire
-between the port and a client across the die sits in a cycle with logic (with
-a skid register per client, its clock enable, the grant, reached 62 to 103 of
-each slot's pins late at 125 MHz). Requests go out back to back (one
+Each client's requests wait in its own `SkidRegister`, so its `ready` is a
+register and the grant reads registers only. Requests go out back to back (one
 per cycle across all clients when the slave does not stall), each from a
 register an edge after it is granted;
 the client of each one waits in an in-order tag FIFO, so every ack or err goes
@@ -24,17 +20,15 @@ from amaranth.lib import fifo, wiring
 from amaranth.lib.wiring import In, Out
 
 from rtl.coproc.bus import client_signature, request_layout, wishbone_signature
-from rtl.credit_link import CreditLink
+from rtl.skid_register import SkidRegister
 
 
 class MemoryPort(wiring.Component):
     """`clients` request/response pairs (`client_0`, ...) onto `bus`."""
 
-    #: Register stages each way of a client's link.
-    LINK_STAGES = 1
-    #: Edges the port adds to a client's round trip: the client's link and the offered
-    #: request's register before the bus, the answer's after it.
-    LATENCY = CreditLink.latency_of(LINK_STAGES) + 2
+    #: Edges the port adds to a client's round trip: the client's skid register and
+    #: the offered request's register before the bus, the answer's after it.
+    LATENCY = SkidRegister.LATENCY + 2
 
     def __init__(
         self,
@@ -73,7 +67,7 @@ class MemoryPort(wiring.Component):
         n, bus = self.clients, self.bus
         requests = []
         for i in range(n):
-            slot = CreditLink(self.client(i).request.payload.shape(), self.LINK_STAGES)
+            slot = SkidRegister(self.client(i).request.payload.shape())
             m.submodules[f"slot_{i}"] = slot
             wiring.connect(m, wiring.flipped(self.client(i).request), slot.i)
             requests.append(slot.o)

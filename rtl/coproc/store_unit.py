@@ -89,11 +89,7 @@ class StoreUnit(wiring.Component):
         wiring.connect(m, wiring.flipped(self.mem), writer.mem)
         m.d.comb += self.error.eq(writer.error)
         route_layout = data.StructLayout({"source": unsigned(3), "count": unsigned(32)})
-        # each STORE's route, to the choice over a link of its own: the route's count and
-        # source are loaded there (`left`, the flags) beside the words' queues, not
-        # beside the dispatch that writes them (seed 16: the choice into `left`, 23
-        # columns away, 10.7 ns)
-        m.submodules.routes = routes = CreditLink(route_layout.size, self.LINK_STAGES, IN_FLIGHT)
+        m.submodules.routes = routes = StreamQueue(route_layout.size, IN_FLIGHT)
         m.submodules.tokens = tokens = StreamQueue(1, IN_FLIGHT)  # each STORE's push_prev
 
         # the header is decoded from the queue's head as it is taken (IDLE); the body
