@@ -31,7 +31,7 @@ class Register(IntEnum):
     CONTROL = 0  # write: bit 0 start, bit 1 soft reset (both self-clearing)
     STATUS = 1  # read: bit 0 busy, bit 1 done, bits 8..15 the fault (`Fault`)
     FAULT_INDEX = 2  # read: the instruction the fault names (its index in the program)
-    PROGRAM_BASE = 3  # byte address of the program's first word (a multiple of 32)
+    PROGRAM_BASE = 3  # byte address of the program's first word: a multiple of 32 (else ADDRESS)
     PROGRAM_WORDS = 4  # instructions in the program
     IMAGE_BYTES = 5  # bytes of the memory image: a transfer past it is an ADDRESS fault
     WATCHDOG = 6  # cycles without progress before a WATCHDOG fault (0: never)
