@@ -30,8 +30,6 @@ WORD_FIFO_DEPTH = 32
 START_TO_REQUEST = 1
 #: Edges from an answer to its bus word offered to the assembly (the buffered FIFO's).
 ANSWER_TO_WORD = 2
-#: Edges from an answer to its credit coming back, when the assembly takes it at once.
-ANSWER_TO_CREDIT = ANSWER_TO_WORD
 
 
 def parts(bus_bytes: int) -> int:

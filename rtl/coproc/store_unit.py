@@ -48,7 +48,10 @@ class StoreUnit(wiring.Component):
     #: engine or the writer, across the die, sits in a cycle with logic. With a skid
     #: register per engine and one before the writer, the choice spread over 60
     #: columns (seed 16: an engine's flag, its valid, the choice, into the route
-    #: queue's pointers, 14.0 ns, 12.0 of it routing).
+    #: queue's pointers, 14.0 ns, 12.0 of it routing). Still left: the route queue,
+    #: written by dispatch, and the route's count `left` sit 20-77 columns from the
+    #: links' queues, and `moved` reaches them in one cycle (the critical path at
+    #: seeds 16 and 17 of issue 17's fourteenth session, docs/coprocessor.md).
     SOURCE_LATENCY = 2 * CreditLink.latency_of(LINK_STAGES)
 
     def __init__(
