@@ -163,7 +163,10 @@ def test_the_bus_ports_keep_the_wishbone_rules(layer_program, build_root) -> Non
 
 
 def test_the_checker_catches_a_planted_double_ack(layer_program, build_root) -> None:
-    """The bench's memory acks one request twice: the run stops at that edge."""
+    """The bench's memory acks one request twice: the run stops at that edge. The extra
+    ack comes after the only request outstanding was answered: with the master still
+    holding the cycle it is an answer to no request, with the cycle ended an answer
+    outside one (which of the two depends on the traffic before it)."""
     lowered, _ = layer_program
     result = simulate_bus(
         PARAMS, host_image(lowered.memory, lowered.words), simulator="verilator",
@@ -172,7 +175,9 @@ def test_the_checker_catches_a_planted_double_ack(layer_program, build_root) -> 
     )  # fmt: skip
     assert result.result.failed == 1
     assert len(result.violations) == 1
-    assert "no request outstanding (more answers than requests)" in result.violations[0]
+    answers_to_nothing = ("no request outstanding (more answers than requests)",
+                          "ack/err while cyc is low")  # fmt: skip
+    assert any(rule in result.violations[0] for rule in answers_to_nothing), result.violations
 
 
 def test_a_bus_error_on_a_store_leaves_the_port_quiet_after_done(layer_program, build_root) -> None:
