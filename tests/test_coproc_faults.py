@@ -173,9 +173,11 @@ def test_a_program_base_off_32_bytes_is_an_address_fault(layer_program) -> None:
     assert result.counters["load_busy"] == 0
 
 
-@pytest.mark.parametrize(("bus_bytes", "odd_half"), [(16, False), (64, False), (64, True)])
+@pytest.mark.parametrize(
+    ("bus_bytes", "odd_half"), [(16, False), (32, False), (64, False), (64, True)]
+)
 def test_other_bus_widths_fetch_and_run_the_layer(bus_bytes: int, odd_half: bool) -> None:
-    """A bus of 16 bytes takes two bus words an instruction, one of 64 half a word each
+    """A bus of 16 bytes takes two bus words an instruction, 32 one, 64 half a word each
     (`odd_half`: the program starts in a word's upper half): still bit-exact."""
     params = PARAMS.replace(coproc=dataclasses.replace(PARAMS.coproc, bus_bytes=bus_bytes))
     lowered, expected = one_layer(params)

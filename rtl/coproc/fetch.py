@@ -69,7 +69,7 @@ class Fetcher(wiring.Component):
         s, nd = self.shift, self.data_bytes
         req, resp = self.mem.request, self.mem.response
         half = nd > INSTRUCTION_BYTES  # two instructions a bus word
-        low = (INSTRUCTION_BYTES.bit_length() - 1) if half else s  # base bits below a word
+        ibits = INSTRUCTION_BYTES.bit_length() - 1  # base bits below an instruction
 
         # requests: consecutive bus words from the program's first, `left` of them
         active, more = Signal(), Signal()  # more: `left` != 0, a register
@@ -82,12 +82,11 @@ class Fetcher(wiring.Component):
             req.payload.addr.eq(addr),
             issue.eq(req.valid & req.ready),
         ]
-        if half:  # an odd first instruction, and the words' halves after it
-            total = (self.base[low] + self.words + 1) >> 1
-        else:
-            total = self.words << (INSTRUCTION_BYTES.bit_length() - 1 - s)
+        # bus words to ask for: whole words an instruction, or (half) an odd first
+        # instruction and the words' halves after it
+        total = (self.base[ibits] + self.words + 1) >> 1 if half else self.words << (ibits - s)
         with m.If(self.start):
-            aligned = self.base[: INSTRUCTION_BYTES.bit_length() - 1] == 0
+            aligned = self.base[:ibits] == 0
             m.d.sync += [
                 active.eq(aligned),
                 self.misaligned.eq(~aligned),
@@ -133,7 +132,7 @@ class Fetcher(wiring.Component):
             with m.If(given):
                 m.d.sync += upper.eq(~upper)
             with m.If(self.start):
-                m.d.sync += upper.eq(self.base[low])
+                m.d.sync += upper.eq(self.base[ibits])
         else:
             # bus words into one instruction, the first in the low bits
             count = parts(nd)
@@ -147,12 +146,10 @@ class Fetcher(wiring.Component):
                 self.o.payload.word.eq(assembled),
             ]
             with m.If(take):
-                width = 8 * nd
-                m.d.sync += have.eq(have + 1)
-                if count == 1:
-                    m.d.sync += assembled.eq(words.r_data)
-                else:
-                    m.d.sync += assembled.eq(Cat(assembled[width:], words.r_data))
+                m.d.sync += [
+                    have.eq(have + 1),
+                    assembled.eq(Cat(assembled[8 * nd :], words.r_data)),
+                ]
             with m.If(given):
                 m.d.sync += have.eq(0)
         with m.If(self.start):
